@@ -1,0 +1,1 @@
+"""authgate: JWT authentication done right."""

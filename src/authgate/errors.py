@@ -1,0 +1,190 @@
+"""The one exception tree of authgate.
+
+Every error raised by authgate is an :class:`AuthgateError`. Each class has a
+stable ``code`` (a short snake_case string that clients and logs can match on)
+and carries context as keyword attributes. The HTTP status of each error is
+decided in exactly one place, ``authgate.server.problems``.
+
+Tree::
+
+    AuthgateError
+    ├── ConfigurationError          invalid_configuration
+    ├── InvalidKey                  invalid_key
+    │   └── UnsupportedAlgorithm    unsupported_algorithm
+    └── InvalidToken                invalid_token
+        ├── MalformedToken          malformed_token
+        │   └── TokenTooLarge       token_too_large
+        ├── InvalidHeader           invalid_header
+        ├── AlgorithmNotAllowed     algorithm_not_allowed
+        ├── UnknownKey              unknown_key
+        ├── InvalidSignature        invalid_signature
+        └── InvalidClaims           invalid_claims
+            ├── MissingClaim        missing_claim
+            ├── InvalidType         invalid_type
+            ├── InvalidIssuer       invalid_issuer
+            ├── InvalidAudience     invalid_audience
+            ├── TokenExpired        token_expired
+            ├── TokenNotYetValid    token_not_yet_valid
+            ├── IssuedInFuture      issued_in_future
+            └── LifetimeTooLong     lifetime_too_long
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AuthgateError(Exception):
+    """The root of every error authgate raises.
+
+    ``code`` is stable and safe to show to clients; ``reason`` and ``context``
+    are detail for logs, never for clients.
+    """
+
+    code: ClassVar[str] = "authgate_error"
+
+    def __init__(self, reason: str = "", **context: Any) -> None:
+        super().__init__(reason or self.code)
+        self.reason = reason or self.code
+        self.context: dict[str, Any] = context
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class ConfigurationError(AuthgateError):
+    """A setting is missing, malformed or too weak."""
+
+    code = "invalid_configuration"
+
+
+class InvalidKey(AuthgateError):
+    """A key cannot be loaded, is too weak, or is used with the wrong algorithm."""
+
+    code = "invalid_key"
+
+
+class UnsupportedAlgorithm(InvalidKey):
+    """The algorithm name is not one authgate implements."""
+
+    code = "unsupported_algorithm"
+
+
+class InvalidToken(AuthgateError):
+    """A token was refused. Subclasses say why; all share this root."""
+
+    code = "invalid_token"
+
+
+class MalformedToken(InvalidToken):
+    """The token breaks an encoding rule: segments, base64url, UTF-8 or JSON."""
+
+    code = "malformed_token"
+
+
+class TokenTooLarge(MalformedToken):
+    """The token is over the size cap; nothing of it was parsed."""
+
+    code = "token_too_large"
+
+
+class InvalidHeader(InvalidToken):
+    """The JOSE header has a forbidden, unknown or ill-typed member."""
+
+    code = "invalid_header"
+
+
+class AlgorithmNotAllowed(InvalidToken):
+    """The header's ``alg`` is not in the allowlist or does not match the key."""
+
+    code = "algorithm_not_allowed"
+
+
+class UnknownKey(InvalidToken):
+    """No published key matches the header's ``kid``."""
+
+    code = "unknown_key"
+
+
+class InvalidSignature(InvalidToken):
+    """The signature does not verify."""
+
+    code = "invalid_signature"
+
+
+class InvalidClaims(InvalidToken):
+    """The payload is well formed and signed, but its claims are refused."""
+
+    code = "invalid_claims"
+
+
+class MissingClaim(InvalidClaims):
+    """A required claim is absent."""
+
+    code = "missing_claim"
+
+
+class InvalidType(InvalidClaims):
+    """The header ``typ`` is not the expected token type (RFC 8725 section 3.11)."""
+
+    code = "invalid_type"
+
+
+class InvalidIssuer(InvalidClaims):
+    """``iss`` does not match."""
+
+    code = "invalid_issuer"
+
+
+class InvalidAudience(InvalidClaims):
+    """``aud`` does not contain the expected audience."""
+
+    code = "invalid_audience"
+
+
+class TokenExpired(InvalidClaims):
+    """``exp`` has passed."""
+
+    code = "token_expired"
+
+
+class TokenNotYetValid(InvalidClaims):
+    """``nbf`` is in the future."""
+
+    code = "token_not_yet_valid"
+
+
+class IssuedInFuture(InvalidClaims):
+    """``iat`` is in the future."""
+
+    code = "issued_in_future"
+
+
+class LifetimeTooLong(InvalidClaims):
+    """``exp - iat`` is over the policy's maximum lifetime."""
+
+    code = "lifetime_too_long"
+
+
+__all__ = [
+    "AlgorithmNotAllowed",
+    "AuthgateError",
+    "ConfigurationError",
+    "InvalidAudience",
+    "InvalidClaims",
+    "InvalidHeader",
+    "InvalidIssuer",
+    "InvalidKey",
+    "InvalidSignature",
+    "InvalidToken",
+    "InvalidType",
+    "IssuedInFuture",
+    "LifetimeTooLong",
+    "MalformedToken",
+    "MissingClaim",
+    "TokenExpired",
+    "TokenNotYetValid",
+    "TokenTooLarge",
+    "UnknownKey",
+    "UnsupportedAlgorithm",
+]

@@ -1,0 +1,106 @@
+"""Strict JSON for JOSE: UTF-8 objects only, no duplicates, no NaN/Infinity, capped depth."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, NoReturn
+
+from authgate.errors import MalformedToken
+
+MAX_DEPTH = 32
+_BOM = b"\xef\xbb\xbf"
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise MalformedToken("duplicate member in JSON object")
+    return obj
+
+
+def _constant(name: str) -> NoReturn:
+    raise MalformedToken(f"non-finite number {name} in JSON")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedToken("non-finite number in JSON")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """Parse ``data`` as a strict UTF-8 JSON object.
+
+    Raises MalformedToken for a BOM, invalid UTF-8 (so UTF-16/32 too), duplicate
+    members, NaN/Infinity or overflowing numbers, lone surrogates, nesting deeper
+    than ``max_depth``, or any top-level value that is not an object.
+    """
+    if data.startswith(_BOM):
+        raise MalformedToken("JSON starts with a byte order mark")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedToken("JSON is not valid UTF-8") from exc
+    # Counting brackets is cheap; only a text that could be too deep is scanned.
+    if text.count("{") + text.count("[") > max_depth and _depth_exceeds(text, max_depth):
+        raise MalformedToken("JSON nesting is too deep")
+    try:
+        obj = _DECODER.decode(text)
+    except MalformedToken:
+        raise
+    except (ValueError, RecursionError, OverflowError, TypeError) as exc:
+        raise MalformedToken("invalid JSON") from exc
+    if type(obj) is not dict:
+        raise MalformedToken("JSON value is not an object")
+    if "\\u" in text and _has_lone_surrogate(obj):
+        raise MalformedToken("JSON string holds a lone surrogate")
+    return obj
+
+
+def dumps(value: Any) -> bytes:
+    """Serialize ``value`` as compact UTF-8 JSON; raise ValueError/TypeError if it cannot be."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )

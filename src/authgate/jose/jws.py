@@ -1,0 +1,187 @@
+"""Strict JWS compact serialization (RFC 7515), with every rule applied before crypto."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+
+from authgate.errors import (
+    AlgorithmNotAllowed,
+    InvalidHeader,
+    MalformedToken,
+    TokenTooLarge,
+    UnknownKey,
+    UnsupportedAlgorithm,
+)
+from authgate.jose._b64 import b64decode_checked, b64encode
+from authgate.jose._json import dumps, loads_object
+from authgate.jose.keys import ALGORITHMS, Key, KeySet
+
+MAX_TOKEN_SIZE: Final = 8192
+_COMPACT = re.compile(rb"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)")
+_ALLOWED_MEMBERS: Final = frozenset({"alg", "kid", "typ", "cty"})
+_FORBIDDEN_MEMBERS: Final = frozenset({"crit", "jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "b64", "zip", "enc"})
+_MAX_HEADER_STRING = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A validated JOSE header: only these four members can exist."""
+
+    alg: str
+    kid: str | None = None
+    typ: str | None = None
+    cty: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The header as a JSON-ready dict, without absent members."""
+        return {k: v for k, v in (("alg", self.alg), ("kid", self.kid), ("typ", self.typ), ("cty", self.cty)) if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A token split and decoded, before its signature is checked."""
+
+    header: Header
+    payload: bytes
+    signature: bytes
+    signing_input: bytes
+
+
+def _string_member(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if name in obj:
+            raise InvalidHeader(f"header member {name!r} is null", member=name)
+        return None
+    if type(value) is not str or not value or len(value) > _MAX_HEADER_STRING:
+        raise InvalidHeader(f"header member {name!r} must be a short non-empty string", member=name)
+    return value
+
+
+@lru_cache(maxsize=256)
+def parse_header(segment: bytes) -> Header:
+    """Decode and validate a header segment; the result is cached, since headers repeat."""
+    obj = loads_object(b64decode_checked(segment))
+    extra = obj.keys() - _ALLOWED_MEMBERS
+    if extra:
+        forbidden = extra & _FORBIDDEN_MEMBERS
+        which = sorted(forbidden or extra)
+        raise InvalidHeader(f"header member(s) {which} are not allowed", members=which)
+    alg = _string_member(obj, "alg")
+    if alg is None:
+        raise InvalidHeader("header has no 'alg'")
+    cty = _string_member(obj, "cty")
+    if cty is not None and cty.upper() != "JWT":
+        raise InvalidHeader("header 'cty' must be absent or 'JWT'")
+    return Header(alg=alg, kid=_string_member(obj, "kid"), typ=_string_member(obj, "typ"), cty=cty)
+
+
+def split(token: str | bytes, *, max_size: int = MAX_TOKEN_SIZE) -> Parsed:
+    """Apply the size cap, the compact form and canonical base64url; parse the header."""
+    if isinstance(token, str):
+        if len(token) > max_size:
+            raise TokenTooLarge(f"token is over {max_size} bytes", limit=max_size)
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise MalformedToken("token is not ASCII") from exc
+    elif isinstance(token, bytes):
+        raw = token
+    else:
+        raise MalformedToken("token must be str or bytes")
+    if len(raw) > max_size:
+        raise TokenTooLarge(f"token is over {max_size} bytes", limit=max_size)
+    match = _COMPACT.fullmatch(raw)
+    if match is None:
+        raise MalformedToken("token is not a three-segment compact JWS")
+    head_seg, payload_seg, sig_seg = match.groups()
+    header = parse_header(head_seg)
+    return Parsed(
+        header=header,
+        payload=b64decode_checked(payload_seg),
+        signature=b64decode_checked(sig_seg),
+        signing_input=raw[: len(head_seg) + 1 + len(payload_seg)],
+    )
+
+
+def check_algorithms(algorithms: Collection[str]) -> None:
+    """Refuse an empty allowlist or one naming an algorithm we do not implement."""
+    if isinstance(algorithms, str) or not algorithms:
+        raise UnsupportedAlgorithm("algorithms must be a non-empty collection of names")
+    if not ALGORITHMS.issuperset(algorithms):
+        raise UnsupportedAlgorithm(
+            f"unsupported algorithms in allowlist: {sorted(set(algorithms) - ALGORITHMS)}"
+        )
+
+
+def select_key(header: Header, keys: Key | KeySet, algorithms: Collection[str]) -> Key:
+    """Pick the key by ``kid`` and check the header's ``alg`` against the allowlist and the key.
+
+    The algorithm is never chosen from the token: the key decides it.
+    """
+    if header.alg not in algorithms:
+        raise AlgorithmNotAllowed(f"algorithm {header.alg!r} is not allowed", alg=header.alg)
+    if isinstance(keys, Key):
+        key = keys
+        if header.kid is not None and header.kid != key.kid:
+            raise UnknownKey("no key with this kid", kid=header.kid)
+    elif header.kid is not None:
+        found = keys.get(header.kid)
+        if found is None:
+            raise UnknownKey("no key with this kid", kid=header.kid)
+        key = found
+    elif len(keys) == 1:
+        key = next(iter(keys))
+    else:
+        raise UnknownKey("token has no kid and the key set holds several keys")
+    if key.alg != header.alg:
+        raise AlgorithmNotAllowed(
+            f"key {key.kid!r} is bound to {key.alg}, not {header.alg}", alg=header.alg, kid=key.kid
+        )
+    return key
+
+
+def verify(
+    token: str | bytes,
+    keys: Key | KeySet,
+    *,
+    algorithms: Collection[str],
+    max_size: int = MAX_TOKEN_SIZE,
+) -> tuple[dict[str, str], bytes]:
+    """Verify a compact JWS and return ``(header, payload)``.
+
+    Raises an :class:`authgate.errors.InvalidToken` subclass for every failure.
+    """
+    check_algorithms(algorithms)
+    parsed = split(token, max_size=max_size)
+    key = select_key(parsed.header, keys, algorithms)
+    key.verify(parsed.signing_input, parsed.signature)
+    return parsed.header.as_dict(), parsed.payload
+
+
+@lru_cache(maxsize=64)
+def _encoded_header(alg: str, kid: str, typ: str | None, cty: str | None) -> bytes:
+    return b64encode(dumps(Header(alg=alg, kid=kid, typ=typ, cty=cty).as_dict()))
+
+
+def sign(
+    payload: bytes,
+    key: Key | KeySet,
+    *,
+    typ: str | None = None,
+    cty: str | None = None,
+) -> str:
+    """Sign ``payload`` as a compact JWS with ``key`` (a KeySet's current key)."""
+    signer = key.current if isinstance(key, KeySet) else key
+    if cty is not None and cty.upper() != "JWT":
+        raise InvalidHeader("cty must be absent or 'JWT'")
+    head = _encoded_header(signer.alg, signer.kid, typ, cty)
+    signing_input = head + b"." + b64encode(payload)
+    return (signing_input + b"." + b64encode(signer.sign(signing_input))).decode("ascii")
+
+
+__all__ = ["MAX_TOKEN_SIZE", "Header", "sign", "verify"]

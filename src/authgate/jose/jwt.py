@@ -1,0 +1,202 @@
+"""JWT (RFC 7519) on top of the strict JWS codec, with a frozen claims policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from authgate.clock import Clock
+from authgate.errors import (
+    ConfigurationError,
+    InvalidAudience,
+    InvalidClaims,
+    InvalidIssuer,
+    InvalidType,
+    IssuedInFuture,
+    LifetimeTooLong,
+    MissingClaim,
+    TokenExpired,
+    TokenNotYetValid,
+)
+from authgate.jose import jws
+from authgate.jose._json import dumps, loads_object
+from authgate.jose.keys import Key, KeySet
+
+DEFAULT_REQUIRED: Final = frozenset({"exp", "iat", "iss", "aud", "sub", "jti"})
+MAX_LEEWAY: Final = 300.0
+# NumericDates beyond 2**53 lose precision as floats; nothing legitimate is that far out.
+_MAX_NUMERIC_DATE: Final = float(2**53)
+_NUMERIC_DATES: Final = ("exp", "nbf", "iat")
+_STRING_CLAIMS: Final = ("iss", "sub", "jti")
+
+
+def normalize_typ(typ: str) -> str:
+    """Media-type comparison form: case-insensitive, ``application/`` optional (RFC 7515 4.1.9)."""
+    lowered = typ.lower()
+    return lowered[12:] if lowered.startswith("application/") else lowered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimsPolicy:
+    """What ``decode`` demands of a token's claims and type.
+
+    ``issuer`` and ``audience`` are exact matches; when they are set the claim is
+    required. ``typ`` is the expected header type (``at+jwt`` for access tokens);
+    when None, only an absent ``typ`` or ``JWT`` is accepted, so that a typed token
+    cannot pass as another kind. ``leeway`` (0..300 s) applies to exp, nbf and iat.
+    ``max_lifetime`` caps ``exp - iat`` (and ``exp - now`` when there is no iat).
+    """
+
+    issuer: str | None = None
+    audience: str | None = None
+    typ: str | None = None
+    required: frozenset[str] = DEFAULT_REQUIRED
+    leeway: float = 0.0
+    max_lifetime: float | None = 86400.0
+    _typ_norm: str = field(init=False, repr=False, compare=False, default="jwt")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.leeway, int | float) or not 0 <= self.leeway <= MAX_LEEWAY:
+            raise ConfigurationError(f"leeway must be between 0 and {MAX_LEEWAY:g} seconds")
+        if self.max_lifetime is not None and not self.max_lifetime > 0:
+            raise ConfigurationError("max_lifetime must be positive")
+        if "iss" in self.required and self.issuer is None:
+            raise ConfigurationError("the policy requires 'iss' but names no issuer")
+        if "aud" in self.required and self.audience is None:
+            raise ConfigurationError("the policy requires 'aud' but names no audience")
+        object.__setattr__(self, "required", frozenset(self.required))
+        object.__setattr__(self, "_typ_norm", normalize_typ(self.typ or "JWT"))
+
+    @classmethod
+    def access_token(
+        cls, *, issuer: str, audience: str, leeway: float = 0.0, max_lifetime: float = 86400.0
+    ) -> ClaimsPolicy:
+        """The RFC 9068 access-token policy: ``typ`` at+jwt, and every claim required."""
+        return cls(
+            issuer=issuer,
+            audience=audience,
+            typ="at+jwt",
+            required=DEFAULT_REQUIRED,
+            leeway=leeway,
+            max_lifetime=max_lifetime,
+        )
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if name in claims:
+            raise InvalidClaims(f"claim {name!r} is null", claim=name)
+        return None
+    kind = type(value)
+    if kind is int:
+        number = float(value) if -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE else math.inf
+    elif kind is float:
+        number = value
+    else:
+        raise InvalidClaims(f"claim {name!r} must be a NumericDate", claim=name)
+    if not 0 <= number <= _MAX_NUMERIC_DATE:
+        raise InvalidClaims(f"claim {name!r} is out of range", claim=name)
+    return number
+
+
+def check_claims(
+    claims: Mapping[str, Any], *, typ: str | None, policy: ClaimsPolicy, now: float
+) -> None:
+    """Apply ``policy`` to already-verified ``claims``; raise an InvalidClaims subclass."""
+    seen_typ = normalize_typ(typ) if typ is not None else "jwt"
+    if seen_typ != policy._typ_norm:
+        raise InvalidType(f"token type {typ!r} is not {policy.typ or 'JWT'!r}", typ=typ)
+    for name in policy.required:
+        if name not in claims:
+            raise MissingClaim(f"claim {name!r} is required", claim=name)
+    for name in _STRING_CLAIMS:
+        if name in claims:
+            value = claims[name]
+            if type(value) is not str or not value:
+                raise InvalidClaims(f"claim {name!r} must be a non-empty string", claim=name)
+    leeway = policy.leeway
+    exp = _numeric_date(claims, "exp")
+    nbf = _numeric_date(claims, "nbf")
+    iat = _numeric_date(claims, "iat")
+    if exp is not None and now >= exp + leeway:
+        raise TokenExpired("token has expired", exp=exp)
+    if nbf is not None and now + leeway < nbf:
+        raise TokenNotYetValid("token is not valid yet", nbf=nbf)
+    if iat is not None and iat > now + leeway:
+        raise IssuedInFuture("token was issued in the future", iat=iat)
+    if policy.max_lifetime is not None and exp is not None:
+        start = iat if iat is not None else now
+        if exp - start > policy.max_lifetime:
+            raise LifetimeTooLong("token lifetime is over the maximum", lifetime=exp - start)
+    if policy.issuer is not None:
+        iss = claims.get("iss")
+        if iss is None:
+            raise MissingClaim("claim 'iss' is required", claim="iss")
+        if iss != policy.issuer:
+            raise InvalidIssuer("issuer does not match", iss=iss)
+    if "aud" in claims or policy.audience is not None:
+        _check_audience(claims.get("aud"), policy.audience, present="aud" in claims)
+
+
+def _check_audience(aud: Any, expected: str | None, *, present: bool) -> None:
+    if not present:
+        raise MissingClaim("claim 'aud' is required", claim="aud")
+    if type(aud) is str:
+        if not aud:
+            raise InvalidClaims("claim 'aud' is empty", claim="aud")
+        values: list[Any] = [aud]
+    elif type(aud) is list and aud and all(type(a) is str and a for a in aud):
+        values = aud
+    else:
+        raise InvalidClaims("claim 'aud' must be a string or an array of strings", claim="aud")
+    if expected is not None and expected not in values:
+        raise InvalidAudience("audience does not match")
+
+
+def encode(claims: Mapping[str, Any], key: Key | KeySet, *, typ: str | None = "JWT") -> str:
+    """Sign ``claims`` as a JWT with ``key`` (a KeySet's current key)."""
+    if not isinstance(claims, Mapping):
+        raise InvalidClaims("claims must be a mapping")
+    try:
+        payload = dumps(dict(claims))
+    except (TypeError, ValueError) as exc:
+        raise InvalidClaims("claims are not JSON-serializable (finite numbers, str keys)") from exc
+    return jws.sign(payload, key, typ=typ)
+
+
+def decode(
+    token: str | bytes,
+    keys: Key | KeySet,
+    *,
+    algorithms: Collection[str],
+    policy: ClaimsPolicy,
+    now: float | None = None,
+    clock: Clock | None = None,
+    max_size: int = jws.MAX_TOKEN_SIZE,
+) -> dict[str, Any]:
+    """Verify a JWT and return its claims.
+
+    Every encoding rule is applied before the signature check; the claims are checked
+    after it. Time is ``now``, else ``clock.now()``, else the system clock. Raises an
+    :class:`authgate.errors.InvalidToken` subclass for every refusal.
+    """
+    jws.check_algorithms(algorithms)
+    parsed = jws.split(token, max_size=max_size)
+    key = jws.select_key(parsed.header, keys, algorithms)
+    claims = loads_object(parsed.payload)
+    key.verify(parsed.signing_input, parsed.signature)
+    if now is None:
+        if clock is None:
+            import time
+
+            now = time.time()
+        else:
+            now = clock.now()
+    check_claims(claims, typ=parsed.header.typ, policy=policy, now=now)
+    return claims
+
+
+__all__ = ["DEFAULT_REQUIRED", "ClaimsPolicy", "check_claims", "decode", "encode", "normalize_typ"]

@@ -28,7 +28,7 @@ Algorithm = Literal[
     "HS256", "HS384", "HS512",
     "RS256", "RS384", "RS512",
     "PS256", "PS384", "PS512",
-    "ES256", "ES384",
+    "ES256", "ES384", "ES512",
     "EdDSA",
 ]  # fmt: skip
 
@@ -40,11 +40,17 @@ _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
 _EC_CURVES: Final[dict[str, tuple[str, type[ec.EllipticCurve], int]]] = {
     "ES256": ("P-256", ec.SECP256R1, 32),
     "ES384": ("P-384", ec.SECP384R1, 48),
+    "ES512": ("P-521", ec.SECP521R1, 66),
 }
-_CURVE_TO_ALG: Final[dict[str, str]] = {"P-256": "ES256", "P-384": "ES384", "Ed25519": "EdDSA"}
+_CURVE_TO_ALG: Final[dict[str, str]] = {
+    "P-256": "ES256",
+    "P-384": "ES384",
+    "P-521": "ES512",
+    "Ed25519": "EdDSA",
+}
 ALGORITHMS: Final[frozenset[str]] = frozenset(
     [f"{p}{n}" for p in ("HS", "RS", "PS") for n in ("256", "384", "512")]
-    + ["ES256", "ES384", "EdDSA"]
+    + ["ES256", "ES384", "ES512", "EdDSA"]
 )
 MIN_RSA_BITS: Final = 2048
 _KTY: Final[dict[str, str]] = {"HS": "oct", "RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}

@@ -6,7 +6,9 @@ import click
 
 
 @click.group()
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help="authgate.toml to read.")
+@click.option(
+    "--config", type=click.Path(dir_okay=False), default=None, help="authgate.toml to read."
+)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """authgate: JWT authentication done right."""

@@ -27,9 +27,10 @@ def b64encode_str(data: bytes) -> str:
 
 
 def b64decode_checked(segment: bytes) -> bytes:
-    """Decode a segment whose alphabet the caller has already checked.
+    """Decode a segment that the caller has checked holds no '+', '/' or '='.
 
-    Raises MalformedToken for an impossible length or non-zero trailing bits.
+    Raises MalformedToken for an impossible length, non-zero trailing bits or any byte
+    outside the base64url alphabet.
     """
     rem = len(segment) % 4
     if rem == 1:
@@ -41,7 +42,7 @@ def b64decode_checked(segment: bytes) -> bytes:
         raise MalformedToken("base64url segment has non-zero trailing bits")
     try:
         return binascii.a2b_base64(segment.translate(_TO_STD) + _PAD[rem], strict_mode=True)
-    except binascii.Error as exc:  # unreachable once the checks above pass; kept as a guard
+    except binascii.Error as exc:  # a byte outside the alphabet: whitespace, '.', non-ASCII
         raise MalformedToken("invalid base64url") from exc
 
 

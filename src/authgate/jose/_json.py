@@ -31,6 +31,8 @@ def _float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
+_JSON_WS = " \t\n\r"
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
@@ -86,17 +88,22 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     # Counting brackets is cheap; only a text that could be too deep is scanned.
     if text.count("{") + text.count("[") > max_depth and _depth_exceeds(text, max_depth):
         raise MalformedToken("JSON nesting is too deep")
+    start = 0
+    if text[:1] in _JSON_WS:
+        start = len(text) - len(text.lstrip(_JSON_WS))
+    if text[start : start + 1] != "{":
+        raise MalformedToken("JSON value is not an object")
     try:
-        obj = _DECODER.decode(text)
+        obj, end = _SCAN(text, start)
     except MalformedToken:
         raise
-    except (ValueError, RecursionError, OverflowError, TypeError) as exc:
+    except (ValueError, StopIteration, RecursionError, OverflowError, TypeError) as exc:
         raise MalformedToken("invalid JSON") from exc
-    if type(obj) is not dict:
-        raise MalformedToken("JSON value is not an object")
+    if end != len(text) and text[end:].strip(_JSON_WS):
+        raise MalformedToken("trailing data after the JSON object")
     if "\\u" in text and _has_lone_surrogate(obj):
         raise MalformedToken("JSON string holds a lone surrogate")
-    return obj
+    return obj  # type: ignore[no-any-return]
 
 
 def dumps(value: Any) -> bytes:

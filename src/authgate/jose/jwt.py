@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -30,6 +30,7 @@ MAX_LEEWAY: Final = 300.0
 _MAX_NUMERIC_DATE: Final = float(2**53)
 _NUMERIC_DATES: Final = ("exp", "nbf", "iat")
 _STRING_CLAIMS: Final = ("iss", "sub", "jti")
+_ABSENT: Final = object()
 
 
 def normalize_typ(typ: str) -> str:
@@ -84,15 +85,10 @@ class ClaimsPolicy:
         )
 
 
-def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        if name in claims:
-            raise InvalidClaims(f"claim {name!r} is null", claim=name)
-        return None
+def _numeric_date(name: str, value: Any) -> float:
     kind = type(value)
     if kind is int:
-        number = float(value) if -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE else math.inf
+        number = float(value) if 0 <= value <= _MAX_NUMERIC_DATE else -1.0
     elif kind is float:
         number = value
     else:
@@ -106,53 +102,58 @@ def check_claims(
     claims: Mapping[str, Any], *, typ: str | None, policy: ClaimsPolicy, now: float
 ) -> None:
     """Apply ``policy`` to already-verified ``claims``; raise an InvalidClaims subclass."""
-    seen_typ = normalize_typ(typ) if typ is not None else "jwt"
-    if seen_typ != policy._typ_norm:
+    if ("jwt" if typ is None else normalize_typ(typ)) != policy._typ_norm:
         raise InvalidType(f"token type {typ!r} is not {policy.typ or 'JWT'!r}", typ=typ)
-    for name in policy.required:
-        if name not in claims:
-            raise MissingClaim(f"claim {name!r} is required", claim=name)
+    if not policy.required <= claims.keys():
+        name = min(policy.required - claims.keys())
+        raise MissingClaim(f"claim {name!r} is required", claim=name)
+    get = claims.get
     for name in _STRING_CLAIMS:
-        if name in claims:
-            value = claims[name]
-            if type(value) is not str or not value:
-                raise InvalidClaims(f"claim {name!r} must be a non-empty string", claim=name)
+        value = get(name, _ABSENT)
+        if value is not _ABSENT and (type(value) is not str or not value):
+            raise InvalidClaims(f"claim {name!r} must be a non-empty string", claim=name)
     leeway = policy.leeway
-    exp = _numeric_date(claims, "exp")
-    nbf = _numeric_date(claims, "nbf")
-    iat = _numeric_date(claims, "iat")
-    if exp is not None and now >= exp + leeway:
-        raise TokenExpired("token has expired", exp=exp)
-    if nbf is not None and now + leeway < nbf:
+    exp = get("exp", _ABSENT)
+    if exp is not _ABSENT:
+        exp = _numeric_date("exp", exp)
+        if now >= exp + leeway:
+            raise TokenExpired("token has expired", exp=exp)
+    nbf = get("nbf", _ABSENT)
+    if nbf is not _ABSENT and now + leeway < _numeric_date("nbf", nbf):
         raise TokenNotYetValid("token is not valid yet", nbf=nbf)
-    if iat is not None and iat > now + leeway:
-        raise IssuedInFuture("token was issued in the future", iat=iat)
-    if policy.max_lifetime is not None and exp is not None:
-        start = iat if iat is not None else now
-        if exp - start > policy.max_lifetime:
+    iat = get("iat", _ABSENT)
+    if iat is not _ABSENT:
+        iat = _numeric_date("iat", iat)
+        if iat > now + leeway:
+            raise IssuedInFuture("token was issued in the future", iat=iat)
+    max_lifetime = policy.max_lifetime
+    if max_lifetime is not None and exp is not _ABSENT:
+        start = now if iat is _ABSENT else iat
+        if exp - start > max_lifetime:
             raise LifetimeTooLong("token lifetime is over the maximum", lifetime=exp - start)
     if policy.issuer is not None:
-        iss = claims.get("iss")
-        if iss is None:
+        iss = get("iss", _ABSENT)
+        if iss is _ABSENT:
             raise MissingClaim("claim 'iss' is required", claim="iss")
         if iss != policy.issuer:
             raise InvalidIssuer("issuer does not match", iss=iss)
-    if "aud" in claims or policy.audience is not None:
-        _check_audience(claims.get("aud"), policy.audience, present="aud" in claims)
-
-
-def _check_audience(aud: Any, expected: str | None, *, present: bool) -> None:
-    if not present:
+    aud = get("aud", _ABSENT)
+    if aud is not _ABSENT:
+        _check_audience(aud, policy.audience)
+    elif policy.audience is not None:
         raise MissingClaim("claim 'aud' is required", claim="aud")
+
+
+def _check_audience(aud: Any, expected: str | None) -> None:
     if type(aud) is str:
         if not aud:
             raise InvalidClaims("claim 'aud' is empty", claim="aud")
-        values: list[Any] = [aud]
-    elif type(aud) is list and aud and all(type(a) is str and a for a in aud):
-        values = aud
-    else:
+        if expected is not None and aud != expected:
+            raise InvalidAudience("audience does not match")
+        return
+    if type(aud) is not list or not aud or not all(type(a) is str and a for a in aud):
         raise InvalidClaims("claim 'aud' must be a string or an array of strings", claim="aud")
-    if expected is not None and expected not in values:
+    if expected is not None and expected not in aud:
         raise InvalidAudience("audience does not match")
 
 
@@ -184,18 +185,13 @@ def decode(
     :class:`authgate.errors.InvalidToken` subclass for every refusal.
     """
     jws.check_algorithms(algorithms)
-    parsed = jws.split(token, max_size=max_size)
-    key = jws.select_key(parsed.header, keys, algorithms)
-    claims = loads_object(parsed.payload)
-    key.verify(parsed.signing_input, parsed.signature)
+    header, payload, signature, signing_input = jws.split(token, max_size=max_size)
+    key = jws.select_key(header, keys, algorithms)
+    claims = loads_object(payload)
+    key.verify(signing_input, signature)
     if now is None:
-        if clock is None:
-            import time
-
-            now = time.time()
-        else:
-            now = clock.now()
-    check_claims(claims, typ=parsed.header.typ, policy=policy, now=now)
+        now = clock.now() if clock is not None else time.time()
+    check_claims(claims, typ=header.typ, policy=policy, now=now)
     return claims
 
 

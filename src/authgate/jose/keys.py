@@ -169,6 +169,7 @@ class Key:
     _private: Any = field(default=None)
     _public: Any = field(default=None)
     _secret: bytes | None = field(default=None)
+    _hash: Any = field(default=None)
 
     def __repr__(self) -> str:
         kind = "secret" if self._secret is not None else ("private" if self._private else "public")
@@ -188,13 +189,14 @@ class Key:
     ) -> Key:
         if private is not None and public is None:
             public = private.public_key()
-        provisional = cls(alg=alg, kid="", _private=private, _public=public, _secret=secret)
+        digest = _hash_for(alg)
+        provisional = cls(alg, "", private, public, secret, digest)
         provisional._check_material()
         if kid is None:
             kid = provisional.thumbprint()
         if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID:
             raise InvalidKey("kid must be a non-empty string of at most 256 characters")
-        return cls(alg=alg, kid=kid, _private=private, _public=public, _secret=secret)
+        return cls(alg, kid, private, public, secret, digest)
 
     def _check_material(self) -> None:
         alg = self.alg
@@ -205,9 +207,7 @@ class Key:
                 raise InvalidKey(f"{alg} needs a secret")
             minimum = int(alg[2:]) // 8
             if len(secret) < minimum:
-                raise InvalidKey(
-                    f"{alg} secret must be at least {minimum} bytes", minimum=minimum
-                )
+                raise InvalidKey(f"{alg} secret must be at least {minimum} bytes", minimum=minimum)
             why = _looks_like_public_key(secret)
             if why is not None:
                 raise InvalidKey(f"{alg} secret looks like {why}; refusing it as an HMAC key")
@@ -353,10 +353,10 @@ class Key:
             db = _b64_member(jwk, "d")
             if len(db) != size:
                 raise InvalidKey(f"EC private scalar must be {size} bytes")
-            private = ec.derive_private_key(int.from_bytes(db, "big"), curve_cls())
-            if private.public_key().public_numbers() != public.public_numbers():
+            ec_private = ec.derive_private_key(int.from_bytes(db, "big"), curve_cls())
+            if ec_private.public_key().public_numbers() != public.public_numbers():
                 raise InvalidKey("EC private key does not match its public part")
-            return cls._build(alg, kid=kid, private=private)
+            return cls._build(alg, kid=kid, private=ec_private)
         # OKP
         if jwk.get("crv") != "Ed25519":
             raise InvalidKey("EdDSA supports crv 'Ed25519' only")
@@ -395,7 +395,7 @@ class Key:
         """This key without its private part. Refused for HMAC keys."""
         if self._secret is not None:
             raise InvalidKey("an HMAC key has no public part")
-        return Key(alg=self.alg, kid=self.kid, _public=self._public)
+        return Key(self.alg, self.kid, None, self._public, None, self._hash)
 
     def _members(self, *, private: bool) -> dict[str, str]:
         if self._secret is not None:
@@ -420,7 +420,12 @@ class Key:
         if isinstance(pub, ec.EllipticCurvePublicKey):
             crv, _, size = _EC_CURVES[self.alg]
             enc = pub.public_numbers()
-            out = {"kty": "EC", "crv": crv, "x": _int_to_b64(enc.x, size), "y": _int_to_b64(enc.y, size)}
+            out = {
+                "kty": "EC",
+                "crv": crv,
+                "x": _int_to_b64(enc.x, size),
+                "y": _int_to_b64(enc.y, size),
+            }
             if private and self._private is not None:
                 out["d"] = _int_to_b64(self._private.private_numbers().private_value, size)
             return out
@@ -457,7 +462,11 @@ class Key:
 
     def thumbprint(self) -> str:
         """The RFC 7638 SHA-256 thumbprint, base64url-encoded."""
-        members = self._members(private=True) if self._secret is not None else self._members(private=False)
+        members = (
+            self._members(private=True)
+            if self._secret is not None
+            else self._members(private=False)
+        )
         required = {name: members[name] for name in _THUMBPRINT_MEMBERS[members["kty"]]}
         return b64encode_str(_sha256(dumps(required)))
 
@@ -468,55 +477,60 @@ class Key:
         alg = self.alg
         family = alg[:2]
         if self._secret is not None:
-            mac = hmac.HMAC(self._secret, _hash_for(alg))
+            mac = hmac.HMAC(self._secret, self._hash)
             mac.update(data)
             return mac.finalize()
         priv = self._private
         if priv is None:
             raise InvalidKey("this key has no private part; it can only verify")
         if family == "RS":
-            sig: bytes = priv.sign(data, padding.PKCS1v15(), _hash_for(alg))
+            sig: bytes = priv.sign(data, padding.PKCS1v15(), self._hash)
             return sig
         if family == "PS":
-            h = _hash_for(alg)
-            pss = padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
-            sig = priv.sign(data, pss, h)
+            sig = priv.sign(data, _pss(self._hash), self._hash)
             return sig
         if family == "ES":
             size = _EC_CURVES[alg][2]
-            r, s = decode_dss_signature(priv.sign(data, ec.ECDSA(_hash_for(alg))))
+            r, s = decode_dss_signature(priv.sign(data, ec.ECDSA(self._hash)))
             return r.to_bytes(size, "big") + s.to_bytes(size, "big")
         sig = priv.sign(data)
         return sig
 
     def verify(self, data: bytes, signature: bytes) -> None:
         """Verify ``signature`` over ``data``; raise InvalidSignature, never return False."""
-        alg = self.alg
-        family = alg[:2]
         try:
-            if self._secret is not None:
-                mac = hmac.HMAC(self._secret, _hash_for(alg))
+            secret = self._secret
+            if secret is not None:
+                mac = hmac.HMAC(secret, self._hash)
                 mac.update(data)
                 mac.verify(signature)  # constant-time comparison inside pyca
-            elif family == "ES":
-                size = _EC_CURVES[alg][2]
+                return
+            family = self.alg[:2]
+            if family == "ES":
+                size = _EC_CURVES[self.alg][2]
                 if len(signature) != 2 * size:
                     raise InvalidSignature("ECDSA signature is not raw R||S of the right length")
                 r = int.from_bytes(signature[:size], "big")
                 s = int.from_bytes(signature[size:], "big")
                 if r == 0 or s == 0:
                     raise InvalidSignature("ECDSA signature has a zero component")
-                self._public.verify(encode_dss_signature(r, s), data, ec.ECDSA(_hash_for(alg)))
+                self._public.verify(encode_dss_signature(r, s), data, ec.ECDSA(self._hash))
             elif family == "RS":
-                self._public.verify(signature, data, padding.PKCS1v15(), _hash_for(alg))
+                self._public.verify(signature, data, _PKCS1V15, self._hash)
             elif family == "PS":
-                h = _hash_for(alg)
-                pss = padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
-                self._public.verify(signature, data, pss, h)
+                self._public.verify(signature, data, _pss(self._hash), self._hash)
             else:
                 self._public.verify(signature, data)
         except crypto_exc.InvalidSignature as exc:
             raise InvalidSignature("signature does not verify", kid=self.kid) from exc
+
+
+def _pss(digest: hashes.HashAlgorithm) -> padding.PSS:
+    # RFC 7518 3.5: MGF1 with the same hash, and a salt as long as the hash output.
+    return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+
+
+_PKCS1V15: Final = padding.PKCS1v15()
 
 
 class KeySet:

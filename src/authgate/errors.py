@@ -9,6 +9,9 @@ Tree::
 
     AuthgateError
     ├── ConfigurationError          invalid_configuration
+    ├── StorageError                storage_error
+    │   ├── Conflict                conflict
+    │   └── StorageUnavailable      storage_unavailable
     ├── InvalidKey                  invalid_key
     │   └── UnsupportedAlgorithm    unsupported_algorithm
     └── InvalidToken                invalid_token
@@ -68,6 +71,24 @@ class UnsupportedAlgorithm(InvalidKey):
     """The algorithm name is not one authgate implements."""
 
     code = "unsupported_algorithm"
+
+
+class StorageError(AuthgateError):
+    """A storage backend failed."""
+
+    code = "storage_error"
+
+
+class Conflict(StorageError):
+    """A uniqueness rule was broken (an email or kid that exists)."""
+
+    code = "conflict"
+
+
+class StorageUnavailable(StorageError):
+    """The database or cache cannot be reached; the caller may retry later."""
+
+    code = "storage_unavailable"
 
 
 class InvalidToken(AuthgateError):
@@ -170,6 +191,7 @@ __all__ = [
     "AlgorithmNotAllowed",
     "AuthgateError",
     "ConfigurationError",
+    "Conflict",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidHeader",
@@ -182,6 +204,8 @@ __all__ = [
     "LifetimeTooLong",
     "MalformedToken",
     "MissingClaim",
+    "StorageError",
+    "StorageUnavailable",
     "TokenExpired",
     "TokenNotYetValid",
     "TokenTooLarge",

@@ -1,0 +1,1 @@
+"""Storage: Protocols the service layer owns, and their SQL and Redis implementations."""

@@ -1,0 +1,346 @@
+"""The storage boundary: small Protocols that the service layer needs, and the records
+they exchange. Every backend (SQLite, PostgreSQL) implements all of them, and one
+contract suite (tests/storage) runs against each.
+
+Times are POSIX timestamps (float seconds). Ids are opaque strings. Stores raise
+``authgate.errors.Conflict`` for a uniqueness violation and
+``authgate.errors.StorageUnavailable`` when the database cannot be reached; nothing
+else escapes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+RevocationKind = Literal["jti", "sid", "user"]
+KeyState = Literal["next", "current", "retiring", "retired"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An account. ``email`` is already normalised; ``epoch`` kills tokens issued before it."""
+
+    id: str
+    email: str
+    password_hash: str
+    created_at: float
+    name: str | None = None
+    disabled: bool = False
+    roles: tuple[str, ...] = ()
+    epoch: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRecord:
+    """A role: a name and the permissions it grants."""
+
+    name: str
+    permissions: tuple[str, ...]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session is one refresh-token family (one login)."""
+
+    sid: str
+    user_id: str
+    client_id: str
+    created_at: float
+    last_used_at: float
+    expires_at: float  # the absolute lifetime
+    ip: str | None = None
+    user_agent: str | None = None
+    scope: str | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRecord:
+    """One refresh token of a family, by the SHA-256 digest of its value (hex)."""
+
+    digest: str
+    sid: str
+    created_at: float
+    idle_expires_at: float
+    parent: str | None = None
+    rotated_at: float | None = None
+    successor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One entry of the revocation feed. ``id`` is the cursor, increasing."""
+
+    id: int
+    kind: RevocationKind
+    value: str
+    created_at: float
+    expires_at: float
+    not_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A signing key. The private part is AES-256-GCM ciphertext (nonce || ct), AAD = kid."""
+
+    kid: str
+    alg: str
+    state: KeyState
+    public_jwk: str | None  # JSON; None for HMAC keys, which are never published
+    encrypted_private: bytes | None
+    created_at: float
+    activated_at: float | None = None
+    retired_at: float | None = None
+    expires_at: float | None = None  # when a retiring key leaves the JWKS
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A security event."""
+
+    id: int
+    at: float
+    event: str
+    user_id: str | None = None
+    sid: str | None = None
+    ip: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    """A fixed-window counter: ``count`` hits since ``window_start``."""
+
+    count: int
+    window_start: float
+
+
+class UserStore(Protocol):
+    """Accounts and roles."""
+
+    async def create_user(self, user: UserRecord) -> None:
+        """Insert a user and its roles; Conflict if the email is taken."""
+        ...
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """A user by id, with roles."""
+        ...
+
+    async def get_user_by_email(self, email: str) -> UserRecord | None:
+        """A user by normalised email, with roles."""
+        ...
+
+    async def list_users(self, *, after: str | None, limit: int) -> list[UserRecord]:
+        """Users ordered by id, strictly after ``after``."""
+        ...
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        password_hash: str | None = None,
+        disabled: bool | None = None,
+        name: str | None = None,
+        epoch: float | None = None,
+    ) -> bool:
+        """Change the given fields; False if there is no such user."""
+        ...
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool:
+        """Replace the user's roles; False if there is no such user."""
+        ...
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete a user with its roles, sessions and refresh tokens."""
+        ...
+
+    async def put_role(self, role: RoleRecord) -> None:
+        """Create or replace a role."""
+        ...
+
+    async def get_role(self, name: str) -> RoleRecord | None:
+        """A role by name."""
+        ...
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """Every role, by name."""
+        ...
+
+    async def delete_role(self, name: str) -> bool:
+        """Delete a role and remove it from every user."""
+        ...
+
+    async def users_with_role(self, name: str) -> list[str]:
+        """Ids of the users holding a role."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Sessions (refresh families) and their refresh tokens, stored as digests."""
+
+    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> None:
+        """Insert a session and its first refresh token in one transaction."""
+        ...
+
+    async def get_session(self, sid: str) -> SessionRecord | None:
+        """A session by sid."""
+        ...
+
+    async def list_sessions(self, user_id: str, *, live_at: float | None) -> list[SessionRecord]:
+        """The user's sessions, newest first; with ``live_at``, only unrevoked ones
+        not past their absolute expiry at that time."""
+        ...
+
+    async def get_refresh(self, digest: str) -> RefreshRecord | None:
+        """A refresh token by digest."""
+        ...
+
+    async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:
+        """Atomic compare-and-set: if ``digest`` is not yet rotated and its session is not
+        revoked, mark it rotated to ``successor``, insert ``successor`` and set the
+        session's ``last_used_at``, all in one transaction, and return True. Otherwise
+        change nothing and return False. Two concurrent callers never both win."""
+        ...
+
+    async def revoke_session(self, sid: str, *, now: float) -> bool:
+        """Mark a session revoked; False if it was unknown or already revoked."""
+        ...
+
+    async def revoke_user_sessions(
+        self, user_id: str, *, now: float, keep: str | None = None
+    ) -> list[str]:
+        """Revoke every live session of the user except ``keep``; return their sids."""
+        ...
+
+    async def purge_sessions(self, *, before: float) -> int:
+        """Delete sessions (and their tokens) revoked or expired before ``before``."""
+        ...
+
+
+class RevocationStore(Protocol):
+    """The revocation feed."""
+
+    async def add_revocation(
+        self,
+        kind: RevocationKind,
+        value: str,
+        *,
+        now: float,
+        expires_at: float,
+        not_before: float | None = None,
+    ) -> RevocationEvent:
+        """Append an event and return it with its cursor id."""
+        ...
+
+    async def revocations_after(
+        self, cursor: int | None, *, now: float, limit: int
+    ) -> list[RevocationEvent]:
+        """Unexpired events with id > cursor (all when None), in id order."""
+        ...
+
+    async def is_revoked(self, kind: RevocationKind, value: str, *, now: float) -> bool:
+        """True if an unexpired event of this kind and value exists."""
+        ...
+
+    async def latest_revocation_id(self) -> int:
+        """The highest event id ever issued (0 if none)."""
+        ...
+
+    async def purge_revocations(self, *, now: float) -> int:
+        """Delete expired events; return how many."""
+        ...
+
+
+class KeyStore(Protocol):
+    """Signing keys, encrypted at rest."""
+
+    async def list_keys(self) -> list[KeyRecord]:
+        """Every stored key, oldest first."""
+        ...
+
+    async def insert_key(self, key: KeyRecord) -> None:
+        """Store a new key; Conflict if the kid exists."""
+        ...
+
+    async def update_key(
+        self,
+        kid: str,
+        *,
+        state: KeyState,
+        activated_at: float | None = None,
+        retired_at: float | None = None,
+        expires_at: float | None = None,
+        drop_private: bool = False,
+    ) -> None:
+        """Move a key to ``state``, setting the given times."""
+        ...
+
+    def key_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held while rotating, so that only one instance rotates at a time."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Security events, append-only."""
+
+    async def append_audit(
+        self,
+        event: str,
+        *,
+        at: float,
+        user_id: str | None = None,
+        sid: str | None = None,
+        ip: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an event."""
+        ...
+
+    async def query_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        event: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Events in id order, filtered."""
+        ...
+
+
+class Counters(Protocol):
+    """Fixed-window counters for throttling, shared by every instance."""
+
+    async def hit(self, key: str, *, now: float, window: float) -> CounterState:
+        """Add one to ``key``'s window (starting a new one if it has passed); return it."""
+        ...
+
+    async def peek(self, key: str, *, now: float, window: float) -> CounterState:
+        """The current window of ``key`` (count 0 if none or passed)."""
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``."""
+        ...
+
+
+class Database(Protocol):
+    """Lifecycle and health of a backend."""
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable if the database cannot answer."""
+        ...
+
+    async def close(self) -> None:
+        """Release every connection."""
+        ...
+
+
+class Storage(
+    UserStore, SessionStore, RevocationStore, KeyStore, AuditLog, Counters, Database, Protocol
+):
+    """Everything a backend provides; the service takes the narrow Protocols above."""

@@ -175,9 +175,7 @@ def test_pyjwt_token_signed_with_another_key_is_refused_here(
     assert info.value.code == "invalid_signature"
 
 
-def test_pyjwt_token_from_another_issuer_is_refused_here(
-    interop: Any, verify_set: KeySet
-) -> None:
+def test_pyjwt_token_from_another_issuer_is_refused_here(interop: Any, verify_set: KeySet) -> None:
     key = interop.keys["ES256"]
     token = jwt.encode(
         interop.claims(iss="https://evil.example.com"),
@@ -191,9 +189,7 @@ def test_pyjwt_token_from_another_issuer_is_refused_here(
     assert info.value.code == "invalid_issuer"
 
 
-def test_pyjwt_token_for_another_audience_is_refused_here(
-    interop: Any, verify_set: KeySet
-) -> None:
+def test_pyjwt_token_for_another_audience_is_refused_here(interop: Any, verify_set: KeySet) -> None:
     key = interop.keys["ES256"]
     token = jwt.encode(
         interop.claims(aud=["other-api", "another-api"]),
@@ -207,9 +203,7 @@ def test_pyjwt_token_for_another_audience_is_refused_here(
     assert info.value.code == "invalid_audience"
 
 
-def test_pyjwt_token_with_an_audience_list_verifies_here(
-    interop: Any, verify_set: KeySet
-) -> None:
+def test_pyjwt_token_with_an_audience_list_verifies_here(interop: Any, verify_set: KeySet) -> None:
     key = interop.keys["ES256"]
     claims = interop.claims(aud=["other-api", interop.audience])
     token = jwt.encode(claims, pyjwt_sign_key(key), algorithm="ES256", headers={"kid": key.kid})

@@ -1,0 +1,185 @@
+"""Password hashing with argon2id (argon2-cffi), off the event loop, with bounded concurrency.
+
+Each hash holds ``memory_cost`` KiB, so at most ``max_concurrency`` run at once and at most
+``max_queue`` more may wait; beyond that :class:`Overloaded` is raised, which the server maps
+to 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from argon2 import PasswordHasher as _Argon2
+from argon2 import Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from authgate.errors import AuthgateError
+
+MAX_PASSWORD_BYTES = 1024
+MIN_PASSWORD_CHARS = 8
+
+
+class Overloaded(AuthgateError):
+    """Too many password hashes are queued; retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+
+
+class WeakPassword(AuthgateError):
+    """The new password is too short, too long or too common."""
+
+    code = "weak_password"
+
+
+class PasswordTooLong(AuthgateError):
+    """A password over 1024 bytes is never hashed."""
+
+    code = "password_too_long"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Argon2Params:
+    """argon2id parameters; the defaults are OWASP's first recommendation."""
+
+    memory_cost: int = 19 * 1024  # KiB
+    time_cost: int = 2
+    parallelism: int = 1
+    hash_len: int = 32
+    salt_len: int = 16
+
+
+def normalize_password(password: str) -> bytes:
+    """NFKC-normalise and encode a password; refuse one over 1024 bytes."""
+    if len(password) > MAX_PASSWORD_BYTES:
+        raise PasswordTooLong(f"passwords are at most {MAX_PASSWORD_BYTES} bytes")
+    encoded = unicodedata.normalize("NFKC", password).encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        raise PasswordTooLong(f"passwords are at most {MAX_PASSWORD_BYTES} bytes")
+    return encoded
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The bundled list of common passwords (lower case)."""
+    text = resources.files("authgate.data").joinpath("common-passwords.txt").read_text("utf-8")
+    return frozenset(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+def check_new_password(password: str) -> None:
+    """Refuse a password under 8 characters, over 1024 bytes, or on the common list."""
+    normalize_password(password)
+    normalized = unicodedata.normalize("NFKC", password)
+    if len(normalized) < MIN_PASSWORD_CHARS:
+        raise WeakPassword(f"passwords need at least {MIN_PASSWORD_CHARS} characters")
+    if normalized.casefold() in common_passwords():
+        raise WeakPassword("this password is on the list of common passwords")
+
+
+class PasswordHasher:
+    """argon2id hash/verify in a thread pool, with a bounded queue."""
+
+    def __init__(
+        self,
+        params: Argon2Params | None = None,
+        *,
+        max_concurrency: int = 2,
+        max_queue: int = 64,
+        retry_after: int = 1,
+    ) -> None:
+        self.params = params or Argon2Params()
+        p = self.params
+        self._argon = _Argon2(
+            time_cost=p.time_cost,
+            memory_cost=p.memory_cost,
+            parallelism=p.parallelism,
+            hash_len=p.hash_len,
+            salt_len=p.salt_len,
+            type=Type.ID,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
+        self._slots = max_concurrency + max_queue
+        self._in_flight = 0
+        self.retry_after = retry_after
+        self._dummy_hash: str | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Hashes running or queued now."""
+        return self._in_flight
+
+    async def _run(self, fn: object, *args: object) -> object:
+        if self._in_flight >= self._slots:
+            raise Overloaded("password hashing queue is full", retry_after=self.retry_after)
+        self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]
+        finally:
+            self._in_flight -= 1
+
+    def hash_sync(self, password: str) -> str:
+        """Hash a password (blocking)."""
+        return self._argon.hash(normalize_password(password))
+
+    def _verify_sync(self, stored: str, password: bytes) -> bool:
+        try:
+            return self._argon.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def hash(self, password: str) -> str:
+        """Hash a password off the event loop."""
+        encoded = normalize_password(password)
+        result = await self._run(self._argon.hash, encoded)
+        assert isinstance(result, str)
+        return result
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        """Check a password against a stored hash, in constant work.
+
+        With ``stored=None`` (an unknown user) a dummy hash is verified, so the cost is
+        the same. Returns False on any mismatch; never raises for a wrong password.
+        """
+        try:
+            encoded = normalize_password(password)
+        except PasswordTooLong:
+            encoded = b""
+            stored = None
+        if stored is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash("authgate dummy password for unknown users")
+            await self._run(self._verify_sync, self._dummy_hash, encoded)
+            return False
+        ok = await self._run(self._verify_sync, stored, encoded)
+        return ok is True
+
+    def needs_rehash(self, stored: str) -> bool:
+        """True if ``stored`` was made with other parameters than the current ones."""
+        try:
+            return self._argon.check_needs_rehash(stored)
+        except (InvalidHashError, ValueError):
+            return True
+
+    def close(self) -> None:
+        """Stop the thread pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = [
+    "MAX_PASSWORD_BYTES",
+    "Argon2Params",
+    "Overloaded",
+    "PasswordHasher",
+    "PasswordTooLong",
+    "WeakPassword",
+    "check_new_password",
+    "common_passwords",
+    "normalize_password",
+]

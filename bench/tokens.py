@@ -98,8 +98,24 @@ def _calibrate(fn: Fn, target_s: float) -> int:
     return max(1, round(target_s * 1e9 / per_op))
 
 
-def measure_group(fns: dict[str, Fn], *, repeats: int, target_s: float) -> dict[str, float]:
-    """Median µs/op of each callable, with their repeats interleaved."""
+@dataclass
+class Timings:
+    """Per-callable samples (µs/op), one per round; rounds interleave the callables."""
+
+    samples: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        """Median µs/op of ``name``."""
+        return statistics.median(self.samples[name])
+
+    def ratio(self, num: str, den: str) -> float:
+        """Median over rounds of ``num / den``: paired, so load that hits a round cancels."""
+        pairs = zip(self.samples[num], self.samples[den], strict=True)
+        return statistics.median(a / b for a, b in pairs)
+
+
+def measure_group(fns: dict[str, Fn], *, repeats: int, target_s: float) -> Timings:
+    """Time each callable ``repeats`` times, one repeat of each in turn (a round)."""
     numbers = {name: _calibrate(fn, target_s) for name, fn in fns.items()}
     for name, fn in fns.items():  # warm-up: one full repeat each, discarded
         _loop(fn, numbers[name])
@@ -108,7 +124,7 @@ def measure_group(fns: dict[str, Fn], *, repeats: int, target_s: float) -> dict[
         gc.collect()
         for name, fn in fns.items():
             samples[name].append(_loop(fn, numbers[name]) / numbers[name] / 1000.0)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return Timings(samples)
 
 
 def _b64url(segment: str) -> bytes:
@@ -326,6 +342,13 @@ def breakdown_callables(case: Case) -> dict[str, Fn]:
 # --- report ---------------------------------------------------------------------------------
 
 
+def _loadavg() -> float:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return 0.0
+
+
 def _fmt_us(value: float) -> str:
     return f"{value:9.2f}"
 
@@ -338,19 +361,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~10 s smoke run")
     args = parser.parse_args(argv)
-    repeats, target_s = (7, 0.025) if args.quick else (9, 0.12)
+    repeats, target_s = (7, 0.025) if args.quick else (15, 0.07)
 
     # EdDSA is "deprecated via RFC 9864" for joserfc, which warns on every use; silence it
     # (the filter lookup stays in joserfc's measured cost, as it would for its users).
     warnings.filterwarnings("ignore", category=SecurityWarning)
 
     started = time.perf_counter()
+    load_before = _loadavg()
     now = int(time.time())
     claims = access_token_claims(now)
     cases = [make_case(alg, claims) for alg in ALGS]
     setup_s = time.perf_counter() - started
 
-    print("authgate JWT sign/verify: µs per operation, median of", repeats, "repeats")
+    print(
+        f"authgate JWT sign/verify: µs per operation, median of {repeats} interleaved repeats;"
+        " ratios are medians of per-round ratios"
+    )
     print(
         f"python {platform.python_version()} · cryptography {version('cryptography')} · "
         f"PyJWT {version('PyJWT')} · joserfc {version('joserfc')} · "
@@ -371,10 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         for op in ("sign", "verify"):
             fns = row_callables(case, claims, op)
             res = measure_group(fns, repeats=repeats, target_s=target_s)
-            ag = res["authgate"]
-            prim_ratio = ag / res["primitive"]
-            py_ratio = res["pyjwt"] / ag
-            jr_ratio = res["joserfc"] / ag
+            ag = res.median("authgate")
+            prim_ratio = res.ratio("authgate", "primitive")
+            py_ratio = res.ratio("pyjwt", "authgate")
+            jr_ratio = res.ratio("joserfc", "authgate")
             why: list[str] = []
             if op == "verify":
                 prim_target = PRIMITIVE_TARGET[case.alg]
@@ -392,10 +419,10 @@ def main(argv: list[str] | None = None) -> int:
             status = "OK" if not why else "MISS (" + ", ".join(why) + ")"
             misses += bool(why)
             print(
-                f"{case.alg:<6} {op:<7} {_fmt_us(ag)} {_fmt_us(res['primitive'])}"
+                f"{case.alg:<6} {op:<7} {_fmt_us(ag)} {_fmt_us(res.median('primitive'))}"
                 f" {_fmt_ratio(prim_ratio)} {prim_t:>7}"
-                f" {_fmt_us(res['pyjwt'])} {_fmt_ratio(py_ratio):>8} {py_t:>6}"
-                f" {_fmt_us(res['joserfc'])} {_fmt_ratio(jr_ratio)} {'>1x':>6}"
+                f" {_fmt_us(res.median('pyjwt'))} {_fmt_ratio(py_ratio):>8} {py_t:>6}"
+                f" {_fmt_us(res.median('joserfc'))} {_fmt_ratio(jr_ratio)} {'>1x':>6}"
                 f"  {status}"
             )
             sys.stdout.flush()
@@ -409,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("HS256 verify breakdown (µs/op, median of", repeats, "repeats):")
     hs = next(c for c in cases if c.alg == "HS256")
-    parts = measure_group(breakdown_callables(hs), repeats=repeats, target_s=target_s)
+    timings = measure_group(breakdown_callables(hs), repeats=repeats, target_s=target_s)
+    parts = {name: timings.median(name) for name in timings.samples}
     total = parts["decode (total)"]
     for name, value in parts.items():
         print(f"  {name:<34} {_fmt_us(value)}  {100.0 * value / total:5.1f}% of decode")
@@ -428,8 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{misses} row(s) missed a target · setup (key generation) {setup_s:.1f} s · "
-        f"total {elapsed:.1f} s"
+        f"total {elapsed:.1f} s · load average {load_before} before, {_loadavg()} after"
     )
+    # This run itself adds about 1 to the load average; more than that means other work.
+    if max(load_before, _loadavg() - 1.0) > 0.5 * (os.cpu_count() or 1):
+        print("note: the machine was busy with other work; rerun on a quiet one to compare.")
     return 0
 
 

@@ -9,6 +9,18 @@ Tree::
 
     AuthgateError
     ├── ConfigurationError          invalid_configuration
+    ├── InvalidCredentials          invalid_credentials
+    ├── InvalidGrant                invalid_grant
+    ├── InvalidRequest              invalid_request
+    │   ├── InvalidScope            invalid_scope
+    │   └── WeakPassword            weak_password
+    ├── EmailTaken                  email_taken
+    ├── RegistrationClosed          registration_closed
+    ├── NotFound                    not_found
+    ├── Forbidden                   forbidden
+    │   └── InsufficientScope       insufficient_scope
+    ├── Throttled                   too_many_attempts
+    ├── Overloaded                  overloaded
     ├── StorageError                storage_error
     │   ├── Conflict                conflict
     │   └── StorageUnavailable      storage_unavailable
@@ -21,6 +33,7 @@ Tree::
         ├── AlgorithmNotAllowed     algorithm_not_allowed
         ├── UnknownKey              unknown_key
         ├── InvalidSignature        invalid_signature
+        ├── TokenRevoked            token_revoked
         └── InvalidClaims           invalid_claims
             ├── MissingClaim        missing_claim
             ├── InvalidType         invalid_type
@@ -91,10 +104,88 @@ class StorageUnavailable(StorageError):
     code = "storage_unavailable"
 
 
+class InvalidCredentials(AuthgateError):
+    """Wrong email or password; the same answer for an unknown user."""
+
+    code = "invalid_credentials"
+
+
+class InvalidGrant(AuthgateError):
+    """A refresh token (or other grant) is unknown, expired, revoked or reused."""
+
+    code = "invalid_grant"
+
+
+class InvalidRequest(AuthgateError):
+    """The request is well-formed but not acceptable."""
+
+    code = "invalid_request"
+
+
+class InvalidScope(InvalidRequest):
+    """A requested scope is beyond what is allowed."""
+
+    code = "invalid_scope"
+
+
+class WeakPassword(InvalidRequest):
+    """A new password is too short, too long or too common."""
+
+    code = "weak_password"
+
+
+class EmailTaken(AuthgateError):
+    """An account with this (normalised) email exists."""
+
+    code = "email_taken"
+
+
+class RegistrationClosed(AuthgateError):
+    """Self-registration is turned off."""
+
+    code = "registration_closed"
+
+
+class NotFound(AuthgateError):
+    """The thing asked for does not exist (or is not the caller's)."""
+
+    code = "not_found"
+
+
+class Forbidden(AuthgateError):
+    """Authenticated, but not allowed to do this."""
+
+    code = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """The token lacks a permission the route needs (RFC 6750 section 3.1)."""
+
+    code = "insufficient_scope"
+
+
+class Throttled(AuthgateError):
+    """Too many attempts; retry after ``context['retry_after']`` seconds."""
+
+    code = "too_many_attempts"
+
+
+class Overloaded(AuthgateError):
+    """The server sheds load; retry after ``context['retry_after']`` seconds."""
+
+    code = "overloaded"
+
+
 class InvalidToken(AuthgateError):
     """A token was refused. Subclasses say why; all share this root."""
 
     code = "invalid_token"
+
+
+class TokenRevoked(InvalidToken):
+    """The token is valid but was revoked (by jti, session or user epoch)."""
+
+    code = "token_revoked"
 
 
 class MalformedToken(InvalidToken):
@@ -192,11 +283,18 @@ __all__ = [
     "AuthgateError",
     "ConfigurationError",
     "Conflict",
+    "EmailTaken",
+    "Forbidden",
+    "InsufficientScope",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidCredentials",
+    "InvalidGrant",
     "InvalidHeader",
     "InvalidIssuer",
     "InvalidKey",
+    "InvalidRequest",
+    "InvalidScope",
     "InvalidSignature",
     "InvalidToken",
     "InvalidType",
@@ -204,11 +302,17 @@ __all__ = [
     "LifetimeTooLong",
     "MalformedToken",
     "MissingClaim",
+    "NotFound",
+    "Overloaded",
+    "RegistrationClosed",
     "StorageError",
     "StorageUnavailable",
+    "Throttled",
     "TokenExpired",
     "TokenNotYetValid",
+    "TokenRevoked",
     "TokenTooLarge",
     "UnknownKey",
     "UnsupportedAlgorithm",
+    "WeakPassword",
 ]

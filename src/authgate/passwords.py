@@ -18,25 +18,13 @@ from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from authgate.errors import AuthgateError
+from authgate.errors import InvalidRequest, Overloaded, WeakPassword
 
 MAX_PASSWORD_BYTES = 1024
 MIN_PASSWORD_CHARS = 8
 
 
-class Overloaded(AuthgateError):
-    """Too many password hashes are queued; retry after ``retry_after`` seconds."""
-
-    code = "overloaded"
-
-
-class WeakPassword(AuthgateError):
-    """The new password is too short, too long or too common."""
-
-    code = "weak_password"
-
-
-class PasswordTooLong(AuthgateError):
+class PasswordTooLong(InvalidRequest):
     """A password over 1024 bytes is never hashed."""
 
     code = "password_too_long"
@@ -175,10 +163,8 @@ class PasswordHasher:
 __all__ = [
     "MAX_PASSWORD_BYTES",
     "Argon2Params",
-    "Overloaded",
     "PasswordHasher",
     "PasswordTooLong",
-    "WeakPassword",
     "check_new_password",
     "common_passwords",
     "normalize_password",

@@ -14,29 +14,22 @@ from authgate.errors import AuthgateError
 
 ERROR_CLASSES = [getattr(errors, name) for name in errors.__all__]
 
-# The documented tree: class name -> (parent name, code).
-TREE = {
-    "AuthgateError": (None, "authgate_error"),
-    "ConfigurationError": ("AuthgateError", "invalid_configuration"),
-    "InvalidKey": ("AuthgateError", "invalid_key"),
-    "UnsupportedAlgorithm": ("InvalidKey", "unsupported_algorithm"),
-    "InvalidToken": ("AuthgateError", "invalid_token"),
-    "MalformedToken": ("InvalidToken", "malformed_token"),
-    "TokenTooLarge": ("MalformedToken", "token_too_large"),
-    "InvalidHeader": ("InvalidToken", "invalid_header"),
-    "AlgorithmNotAllowed": ("InvalidToken", "algorithm_not_allowed"),
-    "UnknownKey": ("InvalidToken", "unknown_key"),
-    "InvalidSignature": ("InvalidToken", "invalid_signature"),
-    "InvalidClaims": ("InvalidToken", "invalid_claims"),
-    "MissingClaim": ("InvalidClaims", "missing_claim"),
-    "InvalidType": ("InvalidClaims", "invalid_type"),
-    "InvalidIssuer": ("InvalidClaims", "invalid_issuer"),
-    "InvalidAudience": ("InvalidClaims", "invalid_audience"),
-    "TokenExpired": ("InvalidClaims", "token_expired"),
-    "TokenNotYetValid": ("InvalidClaims", "token_not_yet_valid"),
-    "IssuedInFuture": ("InvalidClaims", "issued_in_future"),
-    "LifetimeTooLong": ("InvalidClaims", "lifetime_too_long"),
-}
+
+def _documented_tree() -> dict[str, tuple[str | None, str]]:
+    """Read the tree drawn in the module docstring: name -> (parent name, code)."""
+    tree: dict[str, tuple[str | None, str]] = {}
+    stack: list[tuple[int, str]] = []  # (column of the name, name)
+    for line in (errors.__doc__ or "").splitlines():
+        match = re.fullmatch(r"([\s│├└─]*?)([A-Z]\w*)(?:\s+([a-z_]+))?\s*", line)
+        if match is None or (not stack and match.group(2) != "AuthgateError"):
+            continue
+        column = len(match.group(1))
+        while stack and stack[-1][0] >= column:
+            stack.pop()
+        parent = stack[-1][1] if stack else None
+        tree[match.group(2)] = (parent, match.group(3) or "authgate_error")
+        stack.append((column, match.group(2)))
+    return tree
 
 
 def test_all_lists_only_exception_classes() -> None:
@@ -74,14 +67,26 @@ def test_every_authgate_error_subclass_is_exported() -> None:
 
 
 def test_tree_matches_documentation() -> None:
-    assert {cls.__name__ for cls in ERROR_CLASSES} == set(TREE)
-    for name, (parent, code) in TREE.items():
+    tree = _documented_tree()
+    assert {cls.__name__ for cls in ERROR_CLASSES} == set(tree)
+    for name, (parent, code) in tree.items():
         cls = getattr(errors, name)
-        assert cls.code == code
-        assert name in (errors.__doc__ or "")
-        if parent is not None:
-            assert cls.__bases__ == (getattr(errors, parent),)
-            assert code in (errors.__doc__ or "")
+        assert cls.code == code, name
+        if parent is None:
+            assert cls is AuthgateError
+        else:
+            assert cls.__bases__ == (getattr(errors, parent),), name
+
+
+def test_documented_tree_parser_reads_the_codec_branch() -> None:
+    # Guards the parser above: these relations are the API contract of the codec.
+    tree = _documented_tree()
+    assert tree["TokenTooLarge"] == ("MalformedToken", "token_too_large")
+    assert tree["MalformedToken"] == ("InvalidToken", "malformed_token")
+    assert tree["LifetimeTooLong"] == ("InvalidClaims", "lifetime_too_long")
+    assert tree["UnsupportedAlgorithm"] == ("InvalidKey", "unsupported_algorithm")
+    assert tree["InvalidToken"] == ("AuthgateError", "invalid_token")
+    assert tree["ConfigurationError"] == ("AuthgateError", "invalid_configuration")
 
 
 @pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)

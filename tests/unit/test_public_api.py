@@ -137,7 +137,9 @@ def check_public_api(module_name: str) -> None:
     missing = sorted(declared - set(exported))
     extra = sorted(set(exported) - declared)
     assert not missing, f"{module_name} defines public {missing} but __all__ omits them"
-    assert not extra, f"{module_name}.__all__ lists {extra}, which it neither defines nor re-exports"
+    assert not extra, (
+        f"{module_name}.__all__ lists {extra}, which it neither defines nor re-exports"
+    )
 
     # `from module import *` gives exactly __all__.
     namespace: dict[str, object] = {}
@@ -165,7 +167,16 @@ def test_jose_reexports_are_the_same_objects() -> None:
 def test_jose_exports_the_documented_api() -> None:
     from authgate import jose
 
-    documented = {"Key", "KeySet", "ClaimsPolicy", "encode", "decode", "sign", "verify", "ALGORITHMS"}
+    documented = {
+        "Key",
+        "KeySet",
+        "ClaimsPolicy",
+        "encode",
+        "decode",
+        "sign",
+        "verify",
+        "ALGORITHMS",
+    }
     assert documented <= set(jose.__all__)
 
 
@@ -227,6 +238,7 @@ def test_checker_reports_missing_and_extra(tmp_path: Path, monkeypatch: pytest.M
         with pytest.raises(AssertionError, match=message):
             check_public_api(name)
     (tmp_path / "fake_ok.py").write_text(
-        "from typing import Any\nX: Any = 1\ndef f(): pass\n__all__ = ['X', 'f']\n", encoding="utf-8"
+        "from typing import Any\nX: Any = 1\ndef f(): pass\n__all__ = ['X', 'f']\n",
+        encoding="utf-8",
     )
     check_public_api("fake_ok")

@@ -106,8 +106,21 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     return obj  # type: ignore[no-any-return]
 
 
+def _check_keys(value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError("JSON object keys must be strings")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)
+
+
 def dumps(value: Any) -> bytes:
-    """Serialize ``value`` as compact UTF-8 JSON; raise ValueError/TypeError if it cannot be."""
+    """Serialize ``value`` as compact UTF-8 JSON; raise ValueError/TypeError if it cannot be
+    (non-finite numbers, non-string keys, lone surrogates, unknown types)."""
+    _check_keys(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
     )

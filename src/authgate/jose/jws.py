@@ -88,6 +88,8 @@ def split(token: str | bytes, *, max_size: int = MAX_TOKEN_SIZE) -> Parsed:
         except UnicodeEncodeError as exc:
             raise MalformedToken("token is not ASCII") from exc
     elif isinstance(token, bytes):
+        if len(token) > max_size:
+            raise TokenTooLarge(f"token is over {max_size} bytes", limit=max_size)
         raw = token
     else:
         raise MalformedToken("token must be str or bytes")

@@ -1,0 +1,232 @@
+"""Accounts: register, authenticate, change password, roles and permissions."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from authgate.clock import Clock
+from authgate.errors import (
+    Conflict,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRequest,
+    NotFound,
+    RegistrationClosed,
+)
+from authgate.passwords import PasswordHasher, check_new_password
+from authgate.service.audit import Audit
+from authgate.service.limits import LoginThrottle
+from authgate.storage.base import RoleRecord, UserRecord, UserStore
+
+ADMIN_PERMISSION = "authgate:admin"
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
+_PERMISSION = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
+
+
+def normalize_email(email: str) -> str:
+    """NFKC, case-folded, surrounding whitespace stripped; InvalidRequest if not an email."""
+    if not isinstance(email, str) or len(email) > 320:
+        raise InvalidRequest("email is not valid", field="email")
+    normalized = unicodedata.normalize("NFKC", email).strip().casefold()
+    if not _EMAIL.fullmatch(normalized):
+        raise InvalidRequest("email is not valid", field="email")
+    return normalized
+
+
+def check_role_name(name: str) -> str:
+    """Role names: lower-case letters, digits and ``_.:-``, at most 64."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidRequest(f"invalid role name {name!r}", field="name")
+    return name
+
+
+def check_permissions(perms: Iterable[str]) -> tuple[str, ...]:
+    """Permissions are RFC 6749 scope tokens (no spaces, quotes or backslashes)."""
+    out = []
+    for perm in perms:
+        if not isinstance(perm, str) or not _PERMISSION.fullmatch(perm):
+            raise InvalidRequest(f"invalid permission {perm!r}", field="permissions")
+        out.append(perm)
+    return tuple(sorted(set(out)))
+
+
+def new_user_id() -> str:
+    """An opaque user id (never the email)."""
+    return "usr_" + secrets.token_urlsafe(16)
+
+
+class Accounts:
+    """The account use-cases."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        *,
+        hasher: PasswordHasher,
+        throttle: LoginThrottle,
+        audit: Audit,
+        clock: Clock,
+        registration_open: bool = True,
+    ) -> None:
+        self._users = users
+        self._hasher = hasher
+        self._throttle = throttle
+        self._audit = audit
+        self._clock = clock
+        self.registration_open = registration_open
+
+    async def create_user(
+        self,
+        email: str,
+        password: str,
+        *,
+        name: str | None = None,
+        roles: Sequence[str] = (),
+        self_service: bool = False,
+    ) -> UserRecord:
+        """Create an account; EmailTaken if the normalised email exists."""
+        if self_service and not self.registration_open:
+            raise RegistrationClosed("registration is closed")
+        normalized = normalize_email(email)
+        check_new_password(password)
+        for role in roles:
+            if await self._users.get_role(check_role_name(role)) is None:
+                raise NotFound(f"no role {role!r}", role=role)
+        password_hash = await self._hasher.hash(password)
+        user = UserRecord(
+            id=new_user_id(),
+            email=normalized,
+            password_hash=password_hash,
+            created_at=self._clock.now(),
+            name=name,
+            roles=tuple(sorted(set(roles))),
+        )
+        try:
+            await self._users.create_user(user)
+        except Conflict as exc:
+            raise EmailTaken("an account with this email exists") from exc
+        await self._audit.record("user_created", user_id=user.id, roles=list(user.roles))
+        return user
+
+    async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
+        """Check a login. Unknown users cost a dummy verify and get the same error."""
+        try:
+            normalized = normalize_email(email)
+        except InvalidRequest:
+            normalized = None
+        account = normalized or "\x00invalid"
+        await self._throttle.check(account, ip)
+        user = await self._users.get_user_by_email(normalized) if normalized else None
+        ok = await self._hasher.verify(user.password_hash if user else None, password)
+        if not ok or user is None or user.disabled:
+            await self._throttle.failed(account, ip)
+            await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
+            raise InvalidCredentials("invalid email or password")
+        await self._throttle.succeeded(account)
+        if self._hasher.needs_rehash(user.password_hash):
+            await self._users.update_user(user.id, password_hash=await self._hasher.hash(password))
+        await self._audit.record("login_ok", user_id=user.id, ip=ip)
+        return user
+
+    async def get(self, user_id: str) -> UserRecord:
+        """A user by id; NotFound if none."""
+        user = await self._users.get_user(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def by_email(self, email: str) -> UserRecord:
+        """A user by email; NotFound if none."""
+        user = await self._users.get_user_by_email(normalize_email(email))
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def list_users(self, *, after: str | None = None, limit: int = 50) -> list[UserRecord]:
+        """A page of users ordered by id."""
+        return await self._users.list_users(after=after, limit=limit)
+
+    async def verify_password(self, user: UserRecord, password: str) -> bool:
+        """Check a user's current password (for sensitive changes)."""
+        return await self._hasher.verify(user.password_hash, password)
+
+    async def set_password(self, user: UserRecord, new_password: str) -> None:
+        """Store a new password hash (the caller ends the other sessions)."""
+        check_new_password(new_password)
+        await self._users.update_user(user.id, password_hash=await self._hasher.hash(new_password))
+        await self._audit.record("password_changed", user_id=user.id)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        """Disable or enable an account."""
+        if not await self._users.update_user(user_id, disabled=disabled):
+            raise NotFound("no such user")
+        await self._audit.record("user_disabled" if disabled else "user_enabled", user_id=user_id)
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> None:
+        """Replace the user's roles (each must exist)."""
+        for role in roles:
+            if await self._users.get_role(check_role_name(role)) is None:
+                raise NotFound(f"no role {role!r}", role=role)
+        if not await self._users.set_roles(user_id, sorted(set(roles))):
+            raise NotFound("no such user")
+        await self._audit.record("roles_changed", user_id=user_id, roles=sorted(set(roles)))
+
+    async def set_epoch(self, user_id: str, epoch: float) -> None:
+        """Tokens issued before ``epoch`` are dead."""
+        await self._users.update_user(user_id, epoch=epoch)
+
+    async def delete(self, user_id: str) -> None:
+        """Delete an account with its sessions."""
+        if not await self._users.delete_user(user_id):
+            raise NotFound("no such user")
+        await self._audit.record("user_deleted", user_id=user_id)
+
+    async def permissions(self, user: UserRecord) -> tuple[str, ...]:
+        """The union of the permissions of the user's roles, sorted."""
+        perms: set[str] = set()
+        for name in user.roles:
+            role = await self._users.get_role(name)
+            if role is not None:
+                perms.update(role.permissions)
+        return tuple(sorted(perms))
+
+    # --- roles ----------------------------------------------------------------------------
+
+    async def put_role(self, name: str, permissions: Iterable[str]) -> RoleRecord:
+        """Create or replace a role."""
+        existing = await self._users.get_role(check_role_name(name))
+        role = RoleRecord(
+            name=name,
+            permissions=check_permissions(permissions),
+            created_at=existing.created_at if existing else self._clock.now(),
+        )
+        await self._users.put_role(role)
+        await self._audit.record("role_saved", role=name, permissions=list(role.permissions))
+        return role
+
+    async def get_role(self, name: str) -> RoleRecord:
+        """A role; NotFound if none."""
+        role = await self._users.get_role(name)
+        if role is None:
+            raise NotFound("no such role")
+        return role
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """Every role."""
+        return await self._users.list_roles()
+
+    async def delete_role(self, name: str) -> list[str]:
+        """Delete a role; return the ids of the users that held it."""
+        holders = await self._users.users_with_role(name)
+        if not await self._users.delete_role(name):
+            raise NotFound("no such role")
+        await self._audit.record("role_deleted", role=name)
+        return holders
+
+    async def users_with_role(self, name: str) -> list[str]:
+        """Ids of the users holding a role."""
+        return await self._users.users_with_role(name)

@@ -1,0 +1,63 @@
+"""Revocation by token (jti), session (sid) and user epoch, and the feed guards follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authgate.clock import Clock
+from authgate.storage.base import RevocationEvent, RevocationStore
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """One answer of the feed: the events and the cursor to ask from next."""
+
+    cursor: int
+    events: tuple[RevocationEvent, ...]
+
+
+class Revocations:
+    """Writes revocation events; an event expires once no token it could kill is alive."""
+
+    def __init__(self, store: RevocationStore, *, clock: Clock, token_lifetime: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._lifetime = token_lifetime
+
+    async def revoke_jti(self, jti: str, *, exp: float) -> RevocationEvent:
+        """Kill one access token until it expires."""
+        now = self._clock.now()
+        return await self._store.add_revocation("jti", jti, now=now, expires_at=max(exp, now))
+
+    async def revoke_sid(self, sid: str) -> RevocationEvent:
+        """Kill every access token of a session."""
+        now = self._clock.now()
+        return await self._store.add_revocation(
+            "sid", sid, now=now, expires_at=now + self._lifetime
+        )
+
+    async def revoke_user(self, user_id: str, *, epoch: float) -> RevocationEvent:
+        """Kill every access token of a user issued before ``epoch``."""
+        now = self._clock.now()
+        return await self._store.add_revocation(
+            "user", user_id, now=now, expires_at=now + self._lifetime, not_before=epoch
+        )
+
+    async def is_revoked(self, kind: str, value: str) -> bool:
+        """True while a live event of this kind and value exists."""
+        return await self._store.is_revoked(kind, value, now=self._clock.now())  # type: ignore[arg-type]
+
+    async def feed(self, after: int | None, *, limit: int = 1000) -> FeedPage:
+        """Live events after the cursor, in order, with the next cursor."""
+        events = await self._store.revocations_after(after, now=self._clock.now(), limit=limit)
+        if events:
+            cursor = events[-1].id
+        elif after is not None:
+            cursor = after
+        else:
+            cursor = await self._store.latest_revocation_id()
+        return FeedPage(cursor=cursor, events=tuple(events))
+
+    async def purge(self) -> int:
+        """Drop expired events."""
+        return await self._store.purge_revocations(now=self._clock.now())

@@ -1,0 +1,345 @@
+"""Token pairs, refresh rotation with reuse detection, logout and logout everywhere.
+
+A refresh token is 256 random bits; only its SHA-256 digest is stored. Each use rotates
+it: the successor is HMAC(refresh_secret, predecessor), so that within the grace window
+the immediate predecessor can be answered with the *same* successor without storing it.
+Rotation is one compare-and-set in the store; presenting a rotated token outside the
+grace window revokes the whole family.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authgate.clock import Clock
+from authgate.errors import InvalidGrant, InvalidScope, NotFound, TokenRevoked
+from authgate.jose import ClaimsPolicy, decode, encode
+from authgate.service.accounts import Accounts
+from authgate.service.audit import Audit
+from authgate.service.keyring import Keyring
+from authgate.service.revocation import Revocations
+from authgate.storage.base import RefreshRecord, SessionRecord, SessionStore, UserRecord
+
+REFRESH_PREFIX = "rt_"
+_REFRESH_LEN = len(REFRESH_PREFIX) + 43
+FIRST_PARTY_CLIENT = "authgate"
+
+
+def digest_of(refresh_token: str) -> str:
+    """The stored form of a refresh token: SHA-256, hex."""
+    return hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What login, register and refresh return."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    scope: str
+    sid: str
+    user_id: str
+
+    def response(self) -> dict[str, Any]:
+        """The API's token response."""
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": self.refresh_expires_in,
+            "scope": self.scope,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccessContext:
+    """A verified, unrevoked access token of a live user."""
+
+    claims: dict[str, Any]
+    user: UserRecord
+
+    @property
+    def sid(self) -> str:
+        """The session id."""
+        return str(self.claims["sid"])
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        """The token's scope as a set."""
+        return frozenset(str(self.claims.get("scope", "")).split())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenPolicy:
+    """Lifetimes and identity of issued tokens."""
+
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...]
+    access_ttl: float = 600.0
+    refresh_idle_ttl: float = 14 * 86400.0
+    refresh_max_ttl: float = 90 * 86400.0
+    refresh_grace: float = 10.0
+    leeway: float = 0.0
+
+
+class Sessions:
+    """Issues and rotates token pairs; ends sessions."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        accounts: Accounts,
+        keyring: Keyring,
+        revocations: Revocations,
+        audit: Audit,
+        clock: Clock,
+        policy: TokenPolicy,
+        refresh_secret: bytes,
+    ) -> None:
+        self._store = store
+        self._accounts = accounts
+        self._keyring = keyring
+        self._revocations = revocations
+        self._audit = audit
+        self._clock = clock
+        self.policy = policy
+        self._secret = refresh_secret
+        self._claims_policy = ClaimsPolicy.access_token(
+            issuer=policy.issuer,
+            audience=policy.audience,
+            leeway=policy.leeway,
+            max_lifetime=max(policy.access_ttl, 86400.0),
+        )
+
+    # --- issuing ----------------------------------------------------------------------------
+
+    def _successor(self, token: str) -> str:
+        mac = hmac.new(self._secret, token.encode("utf-8"), hashlib.sha256).digest()
+        return REFRESH_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def issue_access(
+        self,
+        user: UserRecord,
+        *,
+        sid: str,
+        permissions: Sequence[str],
+        client_id: str = FIRST_PARTY_CLIENT,
+        now: float,
+    ) -> tuple[str, int]:
+        """Sign an RFC 9068 access token; return it with its lifetime in seconds."""
+        ttl = int(self.policy.access_ttl)
+        claims = {
+            "iss": self.policy.issuer,
+            "sub": user.id,
+            "aud": self.policy.audience,
+            "exp": int(now) + ttl,
+            "iat": round(now, 3),
+            "jti": secrets.token_urlsafe(16),
+            "sid": sid,
+            "client_id": client_id,
+            "roles": list(user.roles),
+            "scope": " ".join(permissions),
+        }
+        return encode(claims, self._keyring.keyset, typ="at+jwt"), ttl
+
+    async def _granted(self, user: UserRecord, scope: str | None) -> tuple[str, ...]:
+        allowed = await self._accounts.permissions(user)
+        if scope is None:
+            return allowed
+        wanted = scope.split()
+        if not set(wanted) <= set(allowed):
+            raise InvalidScope("the requested scope is beyond what is allowed")
+        return tuple(sorted(set(wanted)))
+
+    async def start(
+        self,
+        user: UserRecord,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        client_id: str = FIRST_PARTY_CLIENT,
+        scope: str | None = None,
+    ) -> TokenPair:
+        """Open a session (a new refresh family) and issue its first pair."""
+        now = self._clock.now()
+        permissions = await self._granted(user, scope)
+        sid = "sid_" + secrets.token_urlsafe(16)
+        refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
+        expires_at = now + self.policy.refresh_max_ttl
+        idle = min(now + self.policy.refresh_idle_ttl, expires_at)
+        session = SessionRecord(
+            sid=sid,
+            user_id=user.id,
+            client_id=client_id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=expires_at,
+            ip=ip,
+            user_agent=(user_agent or "")[:512] or None,
+            scope=scope,
+        )
+        first = RefreshRecord(
+            digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
+        )
+        await self._store.create_session(session, first)
+        access, ttl = self.issue_access(
+            user, sid=sid, permissions=permissions, client_id=client_id, now=now
+        )
+        return TokenPair(access, ttl, refresh, int(idle - now), " ".join(permissions), sid, user.id)
+
+    # --- refresh ----------------------------------------------------------------------------
+
+    async def refresh(
+        self,
+        refresh_token: str,
+        *,
+        ip: str | None,
+        client_id: str | None = None,
+        scope: str | None = None,
+    ) -> TokenPair:
+        """Rotate a refresh token. Reuse of a rotated one outside the grace window revokes
+        the family. Raises InvalidGrant for every refusal, without saying which."""
+        if (
+            not isinstance(refresh_token, str)
+            or len(refresh_token) != _REFRESH_LEN
+            or not refresh_token.startswith(REFRESH_PREFIX)
+        ):
+            raise InvalidGrant("malformed refresh token")
+        digest = digest_of(refresh_token)
+        record = await self._store.get_refresh(digest)
+        if record is None:
+            raise InvalidGrant("unknown refresh token")
+        session = await self._store.get_session(record.sid)
+        now = self._clock.now()
+        if session is None or session.revoked_at is not None:
+            raise InvalidGrant("session has ended")
+        if client_id is not None and client_id != session.client_id:
+            raise InvalidGrant("refresh token was issued to another client")
+        if now >= session.expires_at:
+            raise InvalidGrant("session reached its absolute lifetime")
+        user = await self._accounts.get(session.user_id) if session else None
+        if user is None or user.disabled:
+            raise InvalidGrant("account is disabled")
+        successor = self._successor(refresh_token)
+        successor_digest = digest_of(successor)
+        if record.rotated_at is None:
+            if now >= record.idle_expires_at:
+                raise InvalidGrant("refresh token expired (idle)")
+            won = await self._store.rotate_refresh(
+                digest,
+                RefreshRecord(
+                    digest=successor_digest,
+                    sid=session.sid,
+                    created_at=now,
+                    idle_expires_at=min(now + self.policy.refresh_idle_ttl, session.expires_at),
+                    parent=digest,
+                ),
+                now=now,
+            )
+            if not won:
+                fresh = await self._store.get_refresh(digest)
+                if fresh is None or fresh.rotated_at is None:
+                    raise InvalidGrant("session has ended")
+                record = fresh
+        if record.rotated_at is not None and not await self._within_grace(
+            record, successor_digest, now
+        ):
+            await self._reuse_detected(session, ip)
+            raise InvalidGrant("refresh token reuse")
+        permissions = await self._granted(user, scope or session.scope)
+        access, ttl = self.issue_access(
+            user, sid=session.sid, permissions=permissions, client_id=session.client_id, now=now
+        )
+        successor_record = await self._store.get_refresh(successor_digest)
+        idle_at = successor_record.idle_expires_at if successor_record else now
+        return TokenPair(
+            access,
+            ttl,
+            successor,
+            max(0, int(idle_at - now)),
+            " ".join(permissions),
+            session.sid,
+            user.id,
+        )
+
+    async def _within_grace(self, record: RefreshRecord, successor_digest: str, now: float) -> bool:
+        grace = self.policy.refresh_grace
+        if grace <= 0 or record.rotated_at is None or now - record.rotated_at > grace:
+            return False
+        if record.successor != successor_digest:
+            return False
+        head = await self._store.get_refresh(successor_digest)
+        return head is not None and head.rotated_at is None
+
+    async def _reuse_detected(self, session: SessionRecord, ip: str | None) -> None:
+        if await self._store.revoke_session(session.sid, now=self._clock.now()):
+            await self._revocations.revoke_sid(session.sid)
+        await self._audit.record("refresh_reuse", user_id=session.user_id, sid=session.sid, ip=ip)
+
+    # --- access tokens ----------------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> AccessContext:
+        """Verify an access token strictly, and refuse it at once if revoked or if its user
+        is disabled or gone (TokenRevoked)."""
+        claims = decode(
+            token,
+            self._keyring.keyset,
+            algorithms=self.policy.algorithms,
+            policy=self._claims_policy,
+            now=self._clock.now(),
+        )
+        sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
+        if not isinstance(sid, str) or not sid:
+            raise TokenRevoked("token has no session")
+        user = await self._accounts.get(sub) if sub else None
+        iat = float(claims["iat"])
+        if user is None or user.disabled or iat < user.epoch:
+            raise TokenRevoked("token's user is gone, disabled or logged out everywhere")
+        session = await self._store.get_session(sid)
+        if session is None or session.revoked_at is not None or session.user_id != user.id:
+            raise TokenRevoked("token's session has ended")
+        if await self._revocations.is_revoked("jti", jti):
+            raise TokenRevoked("token was revoked")
+        return AccessContext(claims=claims, user=user)
+
+    # --- ending sessions ------------------------------------------------------------------
+
+    async def end(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> None:
+        """End one session (NotFound if it is not the user's); its tokens die everywhere."""
+        session = await self._store.get_session(sid)
+        if session is None or (user_id is not None and session.user_id != user_id):
+            raise NotFound("no such session")
+        if await self._store.revoke_session(sid, now=self._clock.now()):
+            await self._revocations.revoke_sid(sid)
+        await self._audit.record("session_revoked", user_id=session.user_id, sid=sid, reason=reason)
+
+    async def end_all(self, user_id: str, *, keep: str | None = None, reason: str) -> list[str]:
+        """End every session of a user but ``keep``. Without ``keep``, the user's epoch also
+        moves, so every access token issued before now dies."""
+        now = self._clock.now()
+        sids = await self._store.revoke_user_sessions(user_id, now=now, keep=keep)
+        if keep is None:
+            await self._accounts.set_epoch(user_id, now)
+            await self._revocations.revoke_user(user_id, epoch=now)
+        else:
+            for sid in sids:
+                await self._revocations.revoke_sid(sid)
+        await self._audit.record(
+            "sessions_revoked", user_id=user_id, count=len(sids), reason=reason
+        )
+        return sids
+
+    async def list(self, user_id: str) -> list[SessionRecord]:
+        """The user's live sessions, newest first."""
+        return await self._store.list_sessions(user_id, live_at=self._clock.now())

@@ -1,0 +1,371 @@
+"""Settings: from ``AUTHGATE_*`` environment variables and ``authgate.toml``; the environment wins.
+
+Every secret also has a ``_FILE`` form. Weak secrets are refused here, at start-up.
+Nothing is read at import time: call :meth:`Settings.load`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from authgate.errors import ConfigurationError
+from authgate.jose._b64 import b64decode
+from authgate.jose.keys import ALGORITHMS
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", re.IGNORECASE)
+_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+DEFAULT_CONFIG = "authgate.toml"
+DEFAULT_DATABASE_URL = "sqlite:///./authgate.db"
+MASTER_KEY_BYTES = 32
+
+
+class Secret:
+    """A string that never shows itself in repr, str or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+def parse_duration(value: str | int | float, *, name: str = "duration") -> float:
+    """``600``, ``90s``, ``10m``, ``1h``, ``14d`` -> seconds."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a duration", setting=name)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if match is None:
+            raise ConfigurationError(
+                f"{name} must be whole seconds or a number with a unit (10m, 14d, 90s, 1h)",
+                setting=name,
+            )
+        unit = match.group(2).lower() if match.group(2) else None
+        seconds = float(match.group(1)) * _UNITS[unit]
+    if seconds < 0:
+        raise ConfigurationError(f"{name} must not be negative", setting=name)
+    return seconds
+
+
+def secret_weakness(secret: bytes) -> str | None:
+    """Why a shared secret is weak (too short, too uniform or a common password), or None."""
+    if len(secret) < 32:
+        return "it is shorter than 32 bytes"
+    if len(set(secret)) < 12:
+        return "it repeats too few distinct bytes"
+    from authgate.passwords import common_passwords
+
+    try:
+        text = secret.decode("utf-8").strip().casefold()
+    except UnicodeDecodeError:
+        return None
+    if text in common_passwords():
+        return "it is a common password"
+    return None
+
+
+def decode_master_key(text: str) -> bytes:
+    """A master key is 32 random bytes, written as base64url (43 chars) or hex (64 chars)."""
+    text = text.strip()
+    try:
+        raw = bytes.fromhex(text) if len(text) == 64 else b64decode(text)
+    except Exception as exc:
+        raise ConfigurationError("the master key is not base64url or hex") from exc
+    if len(raw) != MASTER_KEY_BYTES:
+        raise ConfigurationError(f"the master key must be {MASTER_KEY_BYTES} bytes")
+    if len(set(raw)) < 12:
+        raise ConfigurationError("the master key is weak: it is not random")
+    return raw
+
+
+def _parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false", setting=name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every setting of the server. Build with :meth:`load` or :meth:`from_env`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "authgate"
+    master_key: Secret | None = None
+    master_key_file: Path = Path("master.key")
+    master_key_file_explicit: bool = False
+    signing_alg: str = "ES256"
+    hs256_secret: Secret | None = None
+    access_ttl: float = 600.0
+    refresh_idle_ttl: float = 14 * 86400.0
+    refresh_max_ttl: float = 90 * 86400.0
+    refresh_grace: float = 10.0
+    key_rotation: float = 30 * 86400.0
+    registration: Literal["open", "closed"] = "open"
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    leeway: float = 0.0
+    env: Literal["development", "production"] = "development"
+    log_format: Literal["json", "console"] = "json"
+    db_pool_size: int = 10
+    hash_concurrency: int = 2
+    hash_queue: int = 64
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    throttle_window: float = 900.0
+    throttle_delay_after: int = 5
+    throttle_lock_after: int = 10
+    throttle_ip_limit: int = 100
+    throttle_base_delay: float = 0.25
+    max_body_bytes: int = 65536
+    config_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def is_production(self) -> bool:
+        """True in production mode."""
+        return self.env == "production"
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        config: str | Path | None = None,
+        cwd: Path | None = None,
+    ) -> Settings:
+        """Read ``config`` (or ./authgate.toml if present), then the environment over it."""
+        environ = os.environ if environ is None else environ
+        base = cwd or Path.cwd()
+        values: dict[str, Any] = {}
+        config_dir = base
+        path = Path(config) if config is not None else base / DEFAULT_CONFIG
+        if not path.is_absolute():
+            path = base / path
+        if config is not None or path.exists():
+            try:
+                with path.open("rb") as fh:
+                    values = dict(tomllib.load(fh))
+            except FileNotFoundError as exc:
+                raise ConfigurationError(f"config file {path} does not exist") from exc
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigurationError(f"config file {path} cannot be read: {exc}") from exc
+            config_dir = path.parent.resolve()
+        return cls.from_env(environ, file_values=values, config_dir=config_dir)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        file_values: Mapping[str, Any] | None = None,
+        config_dir: Path | None = None,
+    ) -> Settings:
+        """Build settings from ``AUTHGATE_*`` variables over ``file_values`` (toml keys)."""
+        config_dir = (config_dir or Path.cwd()).resolve()
+        known = {f.name for f in fields(cls)} - {"config_dir", "master_key_file_explicit"}
+        raw: dict[str, Any] = {}
+        for key, value in (file_values or {}).items():
+            if key not in known and not (key.endswith("_file") and key[:-5] in known):
+                raise ConfigurationError(f"unknown setting {key!r} in the config file", setting=key)
+            raw[key] = value
+        for name, value in environ.items():
+            if name.startswith("AUTHGATE_") and name not in _NOT_SETTINGS:
+                key = name[len("AUTHGATE_") :].lower()
+                if key in known or (key.endswith("_file") and key[:-5] in known):
+                    raw[key] = value
+        return cls._build(raw, config_dir)
+
+    @classmethod
+    def _build(cls, raw: dict[str, Any], config_dir: Path) -> Settings:
+        def path_of(value: Any) -> Path:
+            p = Path(str(value)).expanduser()
+            return p if p.is_absolute() else config_dir / p
+
+        def read_secret(name: str) -> Secret | None:
+            if raw.get(name) not in (None, ""):
+                return Secret(str(raw[name]))
+            file_value = raw.get(f"{name}_file")
+            if file_value in (None, ""):
+                return None
+            try:
+                return Secret(path_of(file_value).read_text("utf-8").strip())
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read {name}_file: {exc.strerror}") from exc
+
+        kw: dict[str, Any] = {"config_dir": config_dir}
+        for name in ("redis_url", "issuer", "audience"):
+            if raw.get(name) not in (None, ""):
+                kw[name] = str(raw[name])
+        if "database_url" in raw:
+            kw["database_url"] = _resolve_sqlite(str(raw["database_url"]), config_dir)
+        else:
+            kw["database_url"] = _resolve_sqlite(DEFAULT_DATABASE_URL, config_dir)
+        kw["master_key"] = read_secret("master_key") if raw.get("master_key") else None
+        if raw.get("master_key_file") not in (None, ""):
+            kw["master_key_file"] = path_of(raw["master_key_file"])
+            kw["master_key_file_explicit"] = True
+        else:
+            kw["master_key_file"] = config_dir / "master.key"
+        kw["hs256_secret"] = read_secret("hs256_secret")
+        if raw.get("redis_url_file"):
+            secret = read_secret("redis_url")
+            kw["redis_url"] = secret.reveal() if secret else None
+        for name in (
+            "access_ttl",
+            "refresh_idle_ttl",
+            "refresh_max_ttl",
+            "refresh_grace",
+            "key_rotation",
+            "leeway",
+            "throttle_window",
+            "throttle_base_delay",
+        ):
+            if name in raw:
+                kw[name] = parse_duration(raw[name], name=f"AUTHGATE_{name.upper()}")
+        for name in (
+            "db_pool_size",
+            "hash_concurrency",
+            "hash_queue",
+            "argon2_memory_kib",
+            "argon2_time_cost",
+            "argon2_parallelism",
+            "throttle_delay_after",
+            "throttle_lock_after",
+            "throttle_ip_limit",
+            "max_body_bytes",
+        ):
+            if name in raw:
+                try:
+                    kw[name] = int(raw[name])
+                except (TypeError, ValueError) as exc:
+                    raise ConfigurationError(f"AUTHGATE_{name.upper()} must be an integer") from exc
+                if kw[name] < 1:
+                    raise ConfigurationError(f"AUTHGATE_{name.upper()} must be at least 1")
+        if "signing_alg" in raw:
+            kw["signing_alg"] = str(raw["signing_alg"])
+        for name, allowed in (
+            ("registration", ("open", "closed")),
+            ("env", ("development", "production")),
+            ("log_format", ("json", "console")),
+        ):
+            if name in raw:
+                value = str(raw[name]).strip().lower()
+                if value not in allowed:
+                    raise ConfigurationError(
+                        f"AUTHGATE_{name.upper()} must be one of {', '.join(allowed)}"
+                    )
+                kw[name] = value
+        if "cors_origins" in raw:
+            kw["cors_origins"] = _split_list(raw["cors_origins"])
+            for origin in kw["cors_origins"]:
+                if origin == "*" or not re.fullmatch(r"https?://[^/\s]+", origin):
+                    raise ConfigurationError(
+                        f"CORS origin {origin!r} must be scheme://host[:port]; '*' is refused"
+                    )
+        if "trusted_proxies" in raw:
+            try:
+                kw["trusted_proxies"] = tuple(
+                    ipaddress.ip_network(item, strict=False)
+                    for item in _split_list(raw["trusted_proxies"])
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {exc}") from exc
+        settings = cls(**kw)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse inconsistent or weak settings; stricter in production."""
+        if self.signing_alg not in ALGORITHMS:
+            raise ConfigurationError(f"AUTHGATE_SIGNING_ALG {self.signing_alg!r} is not supported")
+        if not re.fullmatch(r"https?://[^\s]+", self.issuer) or self.issuer.endswith("/"):
+            raise ConfigurationError("AUTHGATE_ISSUER must be an http(s) URL without a trailing /")
+        if not 0 <= self.leeway <= 300:
+            raise ConfigurationError("AUTHGATE_LEEWAY must be between 0 and 300 seconds")
+        if self.access_ttl < 1 or self.access_ttl > 86400:
+            raise ConfigurationError("AUTHGATE_ACCESS_TTL must be between 1 s and 1 day")
+        if self.refresh_idle_ttl > self.refresh_max_ttl:
+            raise ConfigurationError("AUTHGATE_REFRESH_IDLE_TTL is over AUTHGATE_REFRESH_MAX_TTL")
+        if self.key_rotation < 2 * self.access_ttl:
+            raise ConfigurationError("AUTHGATE_KEY_ROTATION must be at least twice the access TTL")
+        if self.master_key is not None:
+            decode_master_key(self.master_key.reveal())
+        if self.hs256_secret is not None:
+            why = secret_weakness(self.hs256_secret.reveal().encode("utf-8"))
+            if why is not None:
+                raise ConfigurationError(f"AUTHGATE_HS256_SECRET is weak: {why}")
+            if not self.signing_alg.startswith("HS"):
+                raise ConfigurationError("AUTHGATE_HS256_SECRET needs AUTHGATE_SIGNING_ALG=HS256")
+        if self.is_production:
+            if not self.issuer.startswith("https://"):
+                raise ConfigurationError("production refuses a plain-http AUTHGATE_ISSUER")
+            if self.master_key is None and not self.master_key_file_explicit:
+                raise ConfigurationError(
+                    "production needs AUTHGATE_MASTER_KEY or an explicit AUTHGATE_MASTER_KEY_FILE"
+                )
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting, with secrets masked: safe to log."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = "**********"
+            elif f.name in ("database_url", "redis_url") and isinstance(value, str):
+                value = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", value)
+            elif isinstance(value, Path | tuple):
+                value = str(value) if isinstance(value, Path) else [str(v) for v in value]
+            out[f.name] = value
+        return out
+
+
+_NOT_SETTINGS: Final = frozenset({"AUTHGATE_REQUIRE_SERVICES", "AUTHGATE_TEST_POSTGRES_URL"})
+
+
+def _split_list(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _resolve_sqlite(url: str, config_dir: Path) -> str:
+    """Make a relative SQLite path absolute against the config folder."""
+    for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            if rest.startswith("/") or rest.startswith(":memory:"):
+                return url
+            return prefix + str((config_dir / rest).resolve())
+    return url
+
+
+__all__ = ["Secret", "Settings", "decode_master_key", "parse_duration", "secret_weakness"]

@@ -1,11 +1,95 @@
-"""The authgate command line: it parses arguments and calls the service layer."""
+"""The authgate command line. It parses arguments and calls the service layer only.
+
+Exit codes: 0 success, 1 a refused operation (message on stderr), 2 a usage error.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
 import click
 
+from authgate.errors import AuthgateError, ConfigurationError, InvalidToken
+from authgate.settings import DEFAULT_CONFIG, Settings
 
-@click.group()
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CONFIG_TEMPLATE = """\
+# authgate configuration. AUTHGATE_* environment variables override these values.
+# Relative paths resolve against this file's folder.
+database_url = "sqlite:///./authgate.db"
+master_key_file = "master.key"
+issuer = "http://127.0.0.1:8000"
+audience = "authgate"
+signing_alg = "ES256"
+"""
+
+
+def _fail(message: str) -> None:
+    click.echo(f"authgate: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _config_option(fn: Callable[P, T]) -> Callable[P, T]:
+    return click.option(
+        "--config",
+        "config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="authgate.toml to read (default: ./authgate.toml when present).",
+    )(fn)
+
+
+def _settings(ctx: click.Context, config: str | None) -> Settings:
+    chosen = config or (ctx.obj or {}).get("config")
+    try:
+        return Settings.load(config=chosen)
+    except ConfigurationError as exc:
+        _fail(exc.reason)
+        raise  # unreachable
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except AuthgateError as exc:
+        _fail(f"{exc.reason} ({exc.code})")
+        raise  # unreachable
+
+
+def _command(fn: Callable[P, Awaitable[None]]) -> Callable[P, None]:
+    """Run an async command body and map refusals to exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        _run(fn(*args, **kwargs))  # type: ignore[arg-type]
+
+    return wrapper
+
+
+async def _services(settings: Settings) -> Any:
+    from authgate.service.core import Services
+    from authgate.storage.sql import migrate, open_storage
+
+    await migrate(settings.database_url)
+    storage = await open_storage(settings.database_url, pool_size=2)
+    try:
+        return await Services.open(settings, storage)
+    except BaseException:
+        await storage.close()
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config", type=click.Path(dir_okay=False), default=None, help="authgate.toml to read."
 )
@@ -16,10 +100,481 @@ def main(ctx: click.Context, config: str | None) -> None:
     ctx.obj["config"] = config
 
 
+# --- init / migrate / serve ------------------------------------------------------------------
+
+
+def _refuse_unignored_key(directory: Path, name: str) -> None:
+    """Refuse to write a key file into a git work tree unless git ignores it."""
+    try:
+        inside = subprocess.run(
+            ["git", "rev-parse", "--is-inside-work-tree"],  # noqa: S607
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        return
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return
+    ignored = subprocess.run(  # noqa: S603
+        ["git", "check-ignore", "-q", name],  # noqa: S607
+        cwd=directory,
+        capture_output=True,
+        check=False,
+    )
+    if ignored.returncode != 0:
+        raise ConfigurationError(
+            f"{directory / name} would be inside a git work tree and is not ignored; "
+            f"add '{name}' to .gitignore or use another --dir"
+        )
+
+
+def do_init(directory: Path) -> Settings:
+    """Write authgate.toml and master.key (0600) if absent, create the database and the first
+    signing key. Never overwrites a key."""
+    from authgate.service.core import write_master_key
+
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / DEFAULT_CONFIG
+    if not config.exists():
+        config.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        click.echo(f"wrote {config}", err=True)
+    settings = Settings.load(config=config)
+    if settings.master_key is None and not settings.master_key_file.exists():
+        _refuse_unignored_key(settings.master_key_file.parent, settings.master_key_file.name)
+        if write_master_key(settings.master_key_file):
+            click.echo(f"wrote {settings.master_key_file} (mode 0600)", err=True)
+
+    async def create() -> None:
+        svc = await _services(settings)
+        try:
+            current = svc.keyring.keyset.current
+            click.echo(f"signing key {current.kid} ({current.alg}) is current", err=True)
+        finally:
+            await svc.close()
+
+    _run(create())
+    return settings
+
+
+@main.command()
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True
+)
+@_config_option
+@click.pass_context
+def init(ctx: click.Context, directory: str, config: str | None) -> None:
+    """Write authgate.toml and master.key, create the database and the first signing key."""
+    try:
+        do_init(Path(directory))
+    except AuthgateError as exc:
+        _fail(exc.reason)
+
+
+@main.command()
+@_config_option
+@click.pass_context
+def migrate(ctx: click.Context, config: str | None) -> None:
+    """Apply the database migrations."""
+    from authgate.storage.sql import migrate as run_migrations
+
+    settings = _settings(ctx, config)
+    _run(run_migrations(settings.database_url))
+    click.echo("database is up to date", err=True)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Run the auth server."""
-    click.echo("authgate serve: the server is not built yet.", err=True)
-    raise SystemExit(1)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+@_config_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    config: str | None,
+) -> None:
+    """Run the server (running init first if it never ran)."""
+    import uvicorn
+
+    from authgate import logs
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    chosen = config or (ctx.obj or {}).get("config")
+    settings = _settings(ctx, config)
+    if settings.master_key is None and not settings.master_key_file.exists():
+        if settings.is_production:
+            _fail("production needs a master key: set AUTHGATE_MASTER_KEY or run 'authgate init'")
+        click.echo("no master key yet: running 'authgate init' first", err=True)
+        try:
+            settings = do_init(Path(chosen).parent if chosen else Path.cwd())
+        except AuthgateError as exc:
+            _fail(exc.reason)
+    else:
+        from authgate.storage.sql import migrate as run_migrations
+
+        _run(run_migrations(settings.database_url))
+    logs.configure(settings.log_format)
+    if chosen:
+        os.environ["AUTHGATE_CONFIG"] = str(Path(chosen).resolve())
+    scheme = "https" if tls_cert else "http"
+    click.echo(
+        f"authgate listening on {scheme}://{host}:{port} (issuer {settings.issuer})", err=True
+    )
+    uvicorn.run(
+        "authgate.server.app:app_from_environ",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+# --- users and roles ---------------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Manage users."""
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, help="A role to grant (repeatable).")
+@click.option("--name", default=None)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_config_option
+@click.pass_context
+def users_add(
+    ctx: click.Context,
+    email: str,
+    roles: tuple[str, ...],
+    name: str | None,
+    password_stdin: bool,
+    config: str | None,
+) -> None:
+    """Create a user."""
+    settings = _settings(ctx, config)
+    password = _read_password(password_stdin)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            user = await svc.accounts.create_user(email, password, name=name, roles=roles)
+            click.echo(json.dumps({"id": user.id, "email": user.email, "roles": list(user.roles)}))
+        finally:
+            await svc.close()
+
+    run()
+
+
+@users.command("list")
+@_config_option
+@click.pass_context
+def users_list(ctx: click.Context, config: str | None) -> None:
+    """List users, one JSON object a line."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            after = None
+            while True:
+                page = await svc.accounts.list_users(after=after, limit=200)
+                for u in page:
+                    click.echo(
+                        json.dumps(
+                            {
+                                "id": u.id,
+                                "email": u.email,
+                                "roles": list(u.roles),
+                                "disabled": u.disabled,
+                            }
+                        )
+                    )
+                if len(page) < 200:
+                    break
+                after = page[-1].id
+        finally:
+            await svc.close()
+
+    run()
+
+
+@users.command("disable")
+@click.argument("email")
+@_config_option
+@click.pass_context
+def users_disable(ctx: click.Context, email: str, config: str | None) -> None:
+    """Disable a user and end every session of theirs."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            user = await svc.accounts.by_email(email)
+            await svc.accounts.set_disabled(user.id, True)
+            await svc.sessions.end_all(user.id, reason="user_disabled")
+            click.echo(f"disabled {user.email}", err=True)
+        finally:
+            await svc.close()
+
+    run()
+
+
+@users.command("set-roles")
+@click.argument("email")
+@click.argument("roles", nargs=-1)
+@_config_option
+@click.pass_context
+def users_set_roles(
+    ctx: click.Context, email: str, roles: tuple[str, ...], config: str | None
+) -> None:
+    """Replace a user's roles (their access tokens die; a refresh gets the new roles)."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            user = await svc.accounts.by_email(email)
+            await svc.accounts.set_roles(user.id, roles)
+            await svc.sessions.bump_epoch(user.id, reason="roles_changed")
+            click.echo(f"{user.email}: {' '.join(sorted(set(roles))) or '(no roles)'}", err=True)
+        finally:
+            await svc.close()
+
+    run()
+
+
+@main.group()
+def roles() -> None:
+    """Manage roles."""
+
+
+@roles.command("add")
+@click.argument("name")
+@click.option("--permission", "permissions", multiple=True, help="A permission (repeatable).")
+@_config_option
+@click.pass_context
+def roles_add(
+    ctx: click.Context, name: str, permissions: tuple[str, ...], config: str | None
+) -> None:
+    """Create (or replace) a role with its permissions."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            role = await svc.accounts.put_role(name, permissions)
+            for user_id in await svc.accounts.users_with_role(name):
+                await svc.sessions.bump_epoch(user_id, reason="role_changed")
+            click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
+        finally:
+            await svc.close()
+
+    run()
+
+
+@roles.command("list")
+@_config_option
+@click.pass_context
+def roles_list(ctx: click.Context, config: str | None) -> None:
+    """List roles."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            for role in await svc.accounts.list_roles():
+                click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
+        finally:
+            await svc.close()
+
+    run()
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Signing-key lifecycle."""
+
+
+def _key_line(record: Any) -> str:
+    return json.dumps(
+        {
+            "kid": record.kid,
+            "alg": record.alg,
+            "state": record.state,
+            "created_at": record.created_at,
+            "activated_at": record.activated_at,
+            "expires_at": record.expires_at,
+        }
+    )
+
+
+@keys.command("list")
+@_config_option
+@click.pass_context
+def keys_list(ctx: click.Context, config: str | None) -> None:
+    """List stored keys and their states."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            for record in await svc.keyring.records():
+                click.echo(_key_line(record))
+        finally:
+            await svc.close()
+
+    run()
+
+
+@keys.command("rotate")
+@_config_option
+@click.pass_context
+def keys_rotate(ctx: click.Context, config: str | None) -> None:
+    """Make the next key current now."""
+    settings = _settings(ctx, config)
+
+    @_command
+    async def run() -> None:
+        svc = await _services(settings)
+        try:
+            view = await svc.keyring.rotate()
+            await svc.audit.record("key_rotated", kid=view.signing.current.kid)
+            click.echo(f"current key is now {view.signing.current.kid}", err=True)
+        finally:
+            await svc.close()
+
+    run()
+
+
+@keys.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--alg", required=True, help="The algorithm the key is bound to.")
+@click.option("--kid", default=None, help="Key id (default: the RFC 7638 thumbprint).")
+@click.option("--activate", is_flag=True, help="Make it the signing key at once.")
+@_config_option
+@click.pass_context
+def keys_import(
+    ctx: click.Context, file: str, alg: str, kid: str | None, activate: bool, config: str | None
+) -> None:
+    """Import a private key (PEM or private JWK): published at once, current if --activate."""
+    from authgate.jose import Key
+
+    settings = _settings(ctx, config)
+    data = Path(file).read_bytes()
+
+    @_command
+    async def run() -> None:
+        if data.lstrip().startswith(b"{"):
+            jwk = json.loads(data)
+            if kid is not None:
+                jwk["kid"] = kid
+            key = Key.from_jwk(jwk, alg=alg)
+        else:
+            key = Key.from_pem(data, alg=alg, kid=kid)
+        svc = await _services(settings)
+        try:
+            record = await svc.keyring.import_key(key, activate=activate)
+            await svc.audit.record("key_imported", kid=record.kid, activated=activate)
+            click.echo(_key_line(record))
+        finally:
+            await svc.close()
+
+    run()
+
+
+# --- token / dev-cert -----------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Inspect tokens."""
+
+
+@token.command("inspect")
+@click.argument("value")
+@_config_option
+@click.pass_context
+def token_inspect(ctx: click.Context, value: str, config: str | None) -> None:
+    """Verify a token against the server's keys; print its claims, or exactly why it is invalid."""
+    from authgate.jose import ClaimsPolicy, decode
+
+    settings = _settings(ctx, config)
+
+    async def run() -> int:
+        svc = await _services(settings)
+        try:
+            policy = ClaimsPolicy.access_token(
+                issuer=settings.issuer, audience=settings.audience, leeway=settings.leeway
+            )
+            try:
+                claims = decode(
+                    value,
+                    svc.keyring.keyset,
+                    algorithms=svc.keyring.view.algorithms,
+                    policy=policy,
+                )
+                await svc.sessions.authenticate(value)
+            except InvalidToken as exc:
+                click.echo(json.dumps({"valid": False, "code": exc.code, "reason": exc.reason}))
+                return 1
+            click.echo(json.dumps({"valid": True, "claims": claims}, indent=2))
+            return 0
+        finally:
+            await svc.close()
+
+    raise SystemExit(_run(run()))
+
+
+@main.command("dev-cert")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False), default="certs", show_default=True
+)
+@_config_option
+def dev_cert(directory: str, config: str | None) -> None:
+    """Make a local CA and a localhost certificate for trying HTTPS."""
+    from authgate.devcert import make_dev_cert
+
+    paths = make_dev_cert(Path(directory))
+    click.echo(
+        f"wrote {paths['ca']}, {paths['cert']} and {paths['key']}\n"
+        f"serve with: authgate serve --tls-cert {paths['cert']} --tls-key {paths['key']}\n"
+        f"trust {paths['ca']} in your client (e.g. curl --cacert {paths['ca']})",
+        err=True,
+    )

@@ -9,6 +9,7 @@ Tree::
 
     AuthgateError
     ├── ConfigurationError          invalid_configuration
+    ├── AuthenticationRequired      authentication_required
     ├── InvalidCredentials          invalid_credentials
     ├── InvalidGrant                invalid_grant
     ├── InvalidRequest              invalid_request
@@ -102,6 +103,12 @@ class StorageUnavailable(StorageError):
     """The database or cache cannot be reached; the caller may retry later."""
 
     code = "storage_unavailable"
+
+
+class AuthenticationRequired(AuthgateError):
+    """No credentials were presented where they are needed."""
+
+    code = "authentication_required"
 
 
 class InvalidCredentials(AuthgateError):
@@ -280,6 +287,7 @@ class LifetimeTooLong(InvalidClaims):
 
 __all__ = [
     "AlgorithmNotAllowed",
+    "AuthenticationRequired",
     "AuthgateError",
     "ConfigurationError",
     "Conflict",

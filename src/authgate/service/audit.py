@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from authgate.clock import Clock
@@ -17,6 +18,7 @@ class Audit:
     def __init__(self, store: AuditLog, *, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        self.listeners: list[Callable[[str], None]] = []
 
     async def record(
         self,
@@ -31,6 +33,8 @@ class Audit:
         await self._store.append_audit(
             event, at=self._clock.now(), user_id=user_id, sid=sid, ip=ip, detail=detail or None
         )
+        for listener in self.listeners:
+            listener(event)
         log.info(
             "audit %s", event, extra={"event": event, "user_id": user_id, "sid": sid, "ip": ip}
         )

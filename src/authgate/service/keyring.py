@@ -55,6 +55,11 @@ class KeyringView:
     signing: KeySet
     records: tuple[KeyRecord, ...]
 
+    @property
+    def algorithms(self) -> frozenset[str]:
+        """The algorithms of the published keys: the verification allowlist."""
+        return frozenset(k.alg for k in self.signing)
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The public JWKS of every published key."""
         return self.signing.to_jwks()

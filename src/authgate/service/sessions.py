@@ -84,7 +84,6 @@ class TokenPolicy:
 
     issuer: str
     audience: str
-    algorithms: tuple[str, ...]
     access_ttl: float = 600.0
     refresh_idle_ttl: float = 14 * 86400.0
     refresh_max_ttl: float = 90 * 86400.0
@@ -295,7 +294,7 @@ class Sessions:
         claims = decode(
             token,
             self._keyring.keyset,
-            algorithms=self.policy.algorithms,
+            algorithms=self._keyring.view.algorithms,
             policy=self._claims_policy,
             now=self._clock.now(),
         )
@@ -339,6 +338,14 @@ class Sessions:
             "sessions_revoked", user_id=user_id, count=len(sids), reason=reason
         )
         return sids
+
+    async def bump_epoch(self, user_id: str, *, reason: str) -> None:
+        """Kill every access token of the user issued before now; sessions go on, so a
+        refresh gets a token with the user's new roles."""
+        now = self._clock.now()
+        await self._accounts.set_epoch(user_id, now)
+        await self._revocations.revoke_user(user_id, epoch=now)
+        await self._audit.record("tokens_revoked", user_id=user_id, reason=reason)
 
     async def list(self, user_id: str) -> list[SessionRecord]:
         """The user's live sessions, newest first."""

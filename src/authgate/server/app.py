@@ -1,0 +1,131 @@
+"""create_app(settings): the FastAPI application factory. The lifespan opens the stores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from authgate.clock import Clock, SystemClock
+from authgate.errors import AuthgateError
+from authgate.server.metrics import Metrics
+from authgate.server.middleware import HardeningMiddleware
+from authgate.server.problems import error_response, oauth_error, problem
+from authgate.server.routes import admin, auth, ops, wellknown
+from authgate.service.core import Services
+from authgate.settings import Settings
+
+log = logging.getLogger("authgate.server")
+MAINTENANCE_INTERVAL = 60.0
+
+
+async def _maintain(svc: Services, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await svc.keyring.maintain()
+            await svc.revocations.purge()
+        except AuthgateError as exc:
+            log.warning("maintenance failed: %s", exc.code)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    maintenance_interval: float = MAINTENANCE_INTERVAL,
+) -> FastAPI:
+    """Build the auth server for ``settings``; the database opens in the lifespan."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from authgate.storage.sql import migrate, open_storage
+
+        await migrate(settings.database_url)
+        storage = await open_storage(settings.database_url, pool_size=settings.db_pool_size)
+        try:
+            svc = await Services.open(settings, storage, clock=clock or SystemClock(), sleep=sleep)
+        except BaseException:
+            await storage.close()
+            raise
+        await svc.keyring.maintain()
+        svc.audit.listeners.append(metrics.on_audit)
+        app.state.services = svc
+        task = asyncio.create_task(_maintain(svc, maintenance_interval))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await svc.close()
+
+    app = FastAPI(
+        title="authgate",
+        version="0.1.0",
+        description="JWT authentication done right: accounts, token pairs, revocation, keys.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.include_router(auth.router)
+    app.include_router(admin.router)
+    app.include_router(wellknown.router)
+    app.include_router(ops.router)
+
+    @app.exception_handler(AuthgateError)
+    async def _authgate_error(request: Request, exc: AuthgateError) -> Response:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        bad_json = any(err.get("type") == "json_invalid" for err in exc.errors())
+        if request.url.path.startswith("/oauth2/"):
+            return oauth_error(400, "invalid_request")
+        fields = sorted({".".join(str(p) for p in err.get("loc", ())[1:]) for err in exc.errors()})
+        if bad_json:
+            return problem(400, "invalid_json", "The body is not valid JSON")
+        return problem(422, "validation_error", "The request is invalid", extra={"fields": fields})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Internal error")
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.add_middleware(HardeningMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
+    return app
+
+
+def app_from_environ() -> FastAPI:
+    """The factory uvicorn calls in each worker: settings from the environment and the
+    config file named by AUTHGATE_CONFIG (or ./authgate.toml)."""
+    import os
+
+    from authgate import logs
+
+    settings = Settings.load(config=os.environ.get("AUTHGATE_CONFIG"))
+    logs.configure(settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,92 @@
+"""Request-scoped helpers: the services, the client address, the bearer token."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidToken
+from authgate.server.metrics import Metrics
+from authgate.service.accounts import ADMIN_PERMISSION
+from authgate.service.core import Services
+from authgate.service.sessions import AccessContext
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login")
+
+
+def services(request: Request) -> Services:
+    """The app's services."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+def metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    m: Metrics = request.app.state.metrics
+    return m
+
+
+def client_ip(request: Request) -> str | None:
+    """The client's address. X-Forwarded-For is believed only from AUTHGATE_TRUSTED_PROXIES,
+    walking it right to left past trusted hops."""
+    peer = request.client.host if request.client else None
+    trusted = services(request).settings.trusted_proxies
+    if peer is None or not trusted:
+        return peer
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in trusted)
+
+    if not is_trusted(peer):
+        return peer
+    chain = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")]
+    for hop in reversed([h for h in chain if h]):
+        if not is_trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer
+
+
+def bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer``; never from the query string or a cookie."""
+    header = request.headers.get("authorization")
+    if header is None:
+        raise AuthenticationRequired("no Authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthenticationRequired("Authorization is not Bearer")
+    token = token.strip()
+    if not token:
+        raise InvalidToken("empty bearer token")
+    return token
+
+
+async def authenticated(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> AccessContext:
+    """A verified, unrevoked access token (401 otherwise)."""
+    ctx = await services(request).sessions.authenticate(bearer_token(request))
+    request.state.access = ctx
+    return ctx
+
+
+async def admin(ctx: Annotated[AccessContext, Depends(authenticated)]) -> AccessContext:
+    """An access token with ``authgate:admin`` (403 otherwise)."""
+    if ADMIN_PERMISSION not in ctx.permissions:
+        raise InsufficientScope("the admin permission is needed", scope=(ADMIN_PERMISSION,))
+    return ctx
+
+
+Authenticated = Annotated[AccessContext, Depends(authenticated)]
+Admin = Annotated[AccessContext, Depends(admin)]
+Svc = Annotated[Services, Depends(services)]

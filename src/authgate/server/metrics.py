@@ -1,0 +1,59 @@
+"""Prometheus metrics, in a registry of the app's own (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every metric authgate exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Histogram(
+            "authgate_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route", "status"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.logins = Counter(
+            "authgate_logins_total", "Login attempts by result.", ["result"], registry=r
+        )
+        self.refreshes = Counter(
+            "authgate_refreshes_total", "Refresh attempts by result.", ["result"], registry=r
+        )
+        self.reuse = Counter(
+            "authgate_refresh_reuse_detected_total", "Refresh-token reuse detections.", registry=r
+        )
+        self.revocations = Counter(
+            "authgate_revocations_total",
+            "Revocation events written, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.registrations = Counter(
+            "authgate_registrations_total", "Accounts registered.", registry=r
+        )
+        self.hash_in_flight = Gauge(
+            "authgate_password_hashes_in_flight", "argon2 hashes running or queued.", registry=r
+        )
+
+    def on_audit(self, event: str) -> None:
+        """Count security events that have a metric of their own."""
+        if event == "refresh_reuse":
+            self.reuse.inc()
+            self.revocations.labels("sid").inc()
+        elif event in ("session_revoked", "sessions_revoked"):
+            self.revocations.labels("sid").inc()
+        elif event == "tokens_revoked":
+            self.revocations.labels("user").inc()
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one request."""
+        self.requests.labels(method, route, str(status)).observe(seconds)
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)

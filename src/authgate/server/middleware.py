@@ -1,0 +1,118 @@
+"""Pure-ASGI middleware: body and header caps, security headers, request metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from authgate.server.metrics import Metrics
+
+MAX_AUTHORIZATION = 8192
+
+
+async def _send_problem(
+    send: Send, status: int, code: str, title: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "code": code}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class HardeningMiddleware:
+    """Caps bodies (413) and the Authorization header (401), adds security headers to every
+    response (HSTS when served over TLS), and records request metrics."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        security = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        if scope.get("scheme") == "https":
+            security.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_body
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _send_problem(
+                        send, 413, "body_too_large", "The request body is too large", security
+                    )
+                    return
+            elif name == b"authorization" and len(value) > MAX_AUTHORIZATION:
+                await _send_problem(
+                    send,
+                    401,
+                    "invalid_token",
+                    "The token is invalid",
+                    [
+                        *security,
+                        (b"www-authenticate", b'Bearer realm="authgate", error="invalid_token"'),
+                    ],
+                )
+                return
+        received = 0
+        max_body = self.max_body
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > max_body:
+                    raise _BodyTooLarge
+            return message
+
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {"status": 500, "sent": False}
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["sent"] = True
+                message = {**message, "headers": [*message.get("headers", []), *security]}
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, secured_send)
+        except _BodyTooLarge:
+            if not status_holder["sent"]:
+                await _send_problem(
+                    send, 413, "body_too_large", "The request body is too large", security
+                )
+            status_holder["status"] = 413
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(
+                scope["method"], path, int(status_holder["status"]), time.perf_counter() - started
+            )

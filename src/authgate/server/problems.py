@@ -1,0 +1,125 @@
+"""The ONE place that maps AuthgateError to an HTTP status, headers and body.
+
+/auth and /admin answer RFC 9457 problem+json with a stable ``code``; /oauth2 answers the
+RFC 6749 error body. The reason of an error goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from authgate import errors as e
+
+log = logging.getLogger("authgate.server")
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
+    (e.AuthenticationRequired, 401, "Authentication required"),
+    (e.InvalidToken, 401, "The token is invalid"),
+    (e.InvalidCredentials, 401, "Invalid email or password"),
+    (e.InvalidGrant, 401, "The grant is invalid, expired or revoked"),
+    (e.InvalidScope, 400, "The requested scope is not allowed"),
+    (e.WeakPassword, 400, "The password is too weak"),
+    (e.InvalidRequest, 400, "The request is invalid"),
+    (e.InvalidKey, 400, "The key is invalid"),
+    (e.EmailTaken, 409, "An account with this email exists"),
+    (e.Conflict, 409, "Conflict"),
+    (e.RegistrationClosed, 403, "Registration is closed"),
+    (e.InsufficientScope, 403, "The token lacks a needed permission"),
+    (e.Forbidden, 403, "Forbidden"),
+    (e.NotFound, 404, "Not found"),
+    (e.Throttled, 429, "Too many attempts"),
+    (e.Overloaded, 503, "The server is busy"),
+    (e.StorageUnavailable, 503, "The database is unavailable"),
+]
+
+
+def status_of(exc: e.AuthgateError) -> tuple[int, str]:
+    """The HTTP status and title of an error."""
+    for cls, status, title in _STATUS:
+        if isinstance(exc, cls):
+            return status, title
+    return 400, "The request was refused"
+
+
+def headers_of(exc: e.AuthgateError, status: int) -> dict[str, str]:
+    """RFC 6750 challenges and Retry-After."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, e.AuthenticationRequired):
+        headers["WWW-Authenticate"] = 'Bearer realm="authgate"'
+    elif isinstance(exc, e.InvalidToken):
+        headers["WWW-Authenticate"] = 'Bearer realm="authgate", error="invalid_token"'
+    elif isinstance(exc, e.InsufficientScope):
+        scope = " ".join(exc.context.get("scope", ()))
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="authgate", error="insufficient_scope", scope="{scope}"'
+        )
+    if status in (429, 503):
+        headers["Retry-After"] = str(int(exc.context.get("retry_after", 1)))
+    return headers
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "code": code}
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def oauth_error(status: int, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An RFC 6749 section 5.2 error body."""
+    hdrs = {"Cache-Control": "no-store", **(headers or {})}
+    return JSONResponse({"error": code}, status_code=status, headers=hdrs)
+
+
+def error_response(request: Request, exc: e.AuthgateError) -> Response:
+    """Map an AuthgateError to its response; log the reason, not the client."""
+    status, title = status_of(exc)
+    headers = headers_of(exc, status)
+    log.info(
+        "refused %s %s: %s (%s)",
+        request.method,
+        request.url.path,
+        exc.code,
+        exc.reason,
+    )
+    if request.url.path.startswith("/oauth2/"):
+        code = (
+            exc.code if exc.code in _OAUTH_CODES else _OAUTH_FALLBACK.get(status, "invalid_request")
+        )
+        return oauth_error(status, code, headers)
+    code = "invalid_token" if isinstance(exc, e.InvalidToken) else exc.code
+    extra = (
+        {"scope": " ".join(exc.context.get("scope", ()))}
+        if isinstance(exc, e.InsufficientScope)
+        else None
+    )
+    return problem(status, code, title, headers=headers, extra=extra)
+
+
+_OAUTH_CODES = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_token",
+        "insufficient_scope",
+    }
+)
+_OAUTH_FALLBACK = {401: "invalid_request", 429: "slow_down", 503: "temporarily_unavailable"}

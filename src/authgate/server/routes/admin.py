@@ -1,0 +1,211 @@
+"""/admin: users, roles, sessions, keys and audit; every route needs ``authgate:admin``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from authgate.server.deps import Admin, Svc
+from authgate.server.routes.auth import _ERRORS
+from authgate.server.schemas import (
+    AdminSessionOut,
+    AdminUserCreate,
+    AdminUserOut,
+    AdminUserPatch,
+    AuditOut,
+    KeyOut,
+    RoleIn,
+    RoleOut,
+    RolePatch,
+    UserPage,
+)
+from authgate.service.core import Services
+from authgate.storage.base import KeyRecord, RoleRecord, SessionRecord, UserRecord
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | {403: {}, 404: {}})
+
+
+async def _user(svc: Services, user: UserRecord) -> AdminUserOut:
+    return AdminUserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        roles=list(user.roles),
+        permissions=list(await svc.accounts.permissions(user)),
+        created_at=user.created_at,
+        disabled=user.disabled,
+    )
+
+
+def _role(role: RoleRecord) -> RoleOut:
+    return RoleOut(name=role.name, permissions=list(role.permissions), created_at=role.created_at)
+
+
+def _session(s: SessionRecord) -> AdminSessionOut:
+    return AdminSessionOut(
+        sid=s.sid,
+        user_id=s.user_id,
+        client_id=s.client_id,
+        created_at=s.created_at,
+        last_used_at=s.last_used_at,
+        expires_at=s.expires_at,
+        ip=s.ip,
+        user_agent=s.user_agent,
+    )
+
+
+def _key(k: KeyRecord) -> KeyOut:
+    return KeyOut(
+        kid=k.kid,
+        alg=k.alg,
+        state=k.state,
+        created_at=k.created_at,
+        activated_at=k.activated_at,
+        retired_at=k.retired_at,
+        expires_at=k.expires_at,
+    )
+
+
+@router.get("/users", response_model=UserPage)
+async def list_users(
+    _: Admin,
+    svc: Svc,
+    after: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> UserPage:
+    """A page of users, ordered by id; pass ``next`` as ``after`` for the next page."""
+    users = await svc.accounts.list_users(after=after, limit=limit + 1)
+    page = users[:limit]
+    return UserPage(
+        users=[await _user(svc, u) for u in page],
+        next=page[-1].id if len(users) > limit else None,
+    )
+
+
+@router.post("/users", status_code=201, response_model=AdminUserOut, responses={409: {}})
+async def create_user(body: AdminUserCreate, _: Admin, svc: Svc) -> AdminUserOut:
+    """Create a user with roles."""
+    user = await svc.accounts.create_user(
+        body.email, body.password, name=body.name, roles=body.roles
+    )
+    return await _user(svc, user)
+
+
+@router.get("/users/{user_id}", response_model=AdminUserOut)
+async def get_user(user_id: str, _: Admin, svc: Svc) -> AdminUserOut:
+    """One user."""
+    return await _user(svc, await svc.accounts.get(user_id))
+
+
+@router.patch("/users/{user_id}", response_model=AdminUserOut)
+async def patch_user(user_id: str, body: AdminUserPatch, _: Admin, svc: Svc) -> AdminUserOut:
+    """Change roles and/or disable. A role change kills the user's access tokens (a refresh
+    gets the new roles); disabling ends every session."""
+    await svc.accounts.get(user_id)
+    if body.roles is not None:
+        await svc.accounts.set_roles(user_id, body.roles)
+        await svc.sessions.bump_epoch(user_id, reason="roles_changed")
+    if body.disabled is not None:
+        await svc.accounts.set_disabled(user_id, body.disabled)
+        if body.disabled:
+            await svc.sessions.end_all(user_id, reason="user_disabled")
+    return await _user(svc, await svc.accounts.get(user_id))
+
+
+@router.delete("/users/{user_id}", status_code=204)
+async def delete_user(user_id: str, _: Admin, svc: Svc) -> Response:
+    """Delete a user; every token of theirs dies."""
+    await svc.accounts.get(user_id)
+    await svc.sessions.end_all(user_id, reason="user_deleted")
+    await svc.accounts.delete(user_id)
+    return Response(status_code=204)
+
+
+@router.get("/roles", response_model=list[RoleOut])
+async def list_roles(_: Admin, svc: Svc) -> list[RoleOut]:
+    """Every role."""
+    return [_role(r) for r in await svc.accounts.list_roles()]
+
+
+@router.post("/roles", status_code=201, response_model=RoleOut, responses={409: {}})
+async def create_role(body: RoleIn, _: Admin, svc: Svc) -> RoleOut:
+    """Create a role (409 if it exists)."""
+    from authgate.errors import Conflict, NotFound
+
+    try:
+        await svc.accounts.get_role(body.name)
+    except NotFound:
+        return _role(await svc.accounts.put_role(body.name, body.permissions))
+    raise Conflict("the role exists")
+
+
+@router.get("/roles/{name}", response_model=RoleOut)
+async def get_role(name: str, _: Admin, svc: Svc) -> RoleOut:
+    """One role."""
+    return _role(await svc.accounts.get_role(name))
+
+
+@router.put("/roles/{name}", response_model=RoleOut)
+async def put_role(name: str, body: RolePatch, _: Admin, svc: Svc) -> RoleOut:
+    """Replace a role's permissions; the tokens of its holders die (a refresh updates them)."""
+    await svc.accounts.get_role(name)
+    role = await svc.accounts.put_role(name, body.permissions)
+    for user_id in await svc.accounts.users_with_role(name):
+        await svc.sessions.bump_epoch(user_id, reason="role_changed")
+    return _role(role)
+
+
+@router.delete("/roles/{name}", status_code=204)
+async def delete_role(name: str, _: Admin, svc: Svc) -> Response:
+    """Delete a role; the tokens of its holders die."""
+    for user_id in await svc.accounts.delete_role(name):
+        await svc.sessions.bump_epoch(user_id, reason="role_deleted")
+    return Response(status_code=204)
+
+
+@router.get("/sessions", response_model=list[AdminSessionOut])
+async def list_sessions(
+    _: Admin, svc: Svc, user: str = Query(max_length=64)
+) -> list[AdminSessionOut]:
+    """A user's live sessions."""
+    await svc.accounts.get(user)
+    return [_session(s) for s in await svc.sessions.list(user)]
+
+
+@router.delete("/sessions/{sid}", status_code=204)
+async def revoke_session(sid: str, _: Admin, svc: Svc) -> Response:
+    """Revoke any session."""
+    await svc.sessions.end(sid, reason="admin_revoked")
+    return Response(status_code=204)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+async def list_keys(_: Admin, svc: Svc) -> list[KeyOut]:
+    """Every stored key and its state."""
+    return [_key(k) for k in await svc.keyring.records()]
+
+
+@router.post("/keys/rotate", response_model=list[KeyOut])
+async def rotate_keys(ctx: Admin, svc: Svc) -> list[KeyOut]:
+    """Make the next key current now."""
+    await svc.keyring.rotate()
+    await svc.audit.record("key_rotated", user_id=ctx.user.id)
+    return [_key(k) for k in await svc.keyring.records()]
+
+
+@router.get("/audit", response_model=list[AuditOut])
+async def audit(
+    _: Admin,
+    svc: Svc,
+    user: str | None = Query(default=None, max_length=64),
+    event: str | None = Query(default=None, max_length=64),
+    after: int | None = Query(default=None, ge=0, le=2**62),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[AuditOut]:
+    """Security events, filtered, in order."""
+    rows = await svc.storage.query_audit(user_id=user, event=event, after=after, limit=limit)
+    return [
+        AuditOut(
+            id=r.id, at=r.at, event=r.event, user_id=r.user_id, sid=r.sid, ip=r.ip, detail=r.detail
+        )
+        for r in rows
+    ]

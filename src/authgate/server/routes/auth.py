@@ -1,0 +1,214 @@
+"""/auth: register, login, refresh, logout, me, password, sessions, the revocation feed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from authgate.errors import InvalidCredentials, InvalidRequest
+from authgate.server.deps import Admin, Authenticated, Svc, client_ip, metrics
+from authgate.server.schemas import (
+    LoginIn,
+    PasswordIn,
+    RefreshIn,
+    RegisterIn,
+    RegisterOut,
+    RevocationFeedOut,
+    SessionOut,
+    TokenOut,
+    UserOut,
+)
+from authgate.service.core import Services
+from authgate.service.sessions import TokenPair
+from authgate.storage.base import UserRecord
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid request"},
+    401: {"description": "Unauthorized"},
+    422: {"description": "Validation error"},
+    429: {"description": "Too many attempts"},
+    503: {"description": "Busy"},
+}
+
+
+async def user_out(svc: Services, user: UserRecord) -> UserOut:
+    """The shape of /auth/me."""
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        roles=list(user.roles),
+        permissions=list(await svc.accounts.permissions(user)),
+        created_at=user.created_at,
+    )
+
+
+def token_response(
+    pair: TokenPair, *, status: int = 200, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    """A token response, never cached."""
+    return JSONResponse({**pair.response(), **(extra or {})}, status_code=status, headers=NO_STORE)
+
+
+@router.post(
+    "/register", status_code=201, response_model=RegisterOut, responses=_ERRORS | {409: {}, 403: {}}
+)
+async def register(body: RegisterIn, request: Request, svc: Svc) -> JSONResponse:
+    """Create an account and log it in."""
+    user = await svc.accounts.create_user(
+        body.email, body.password, name=body.name, self_service=True
+    )
+    metrics(request).registrations.inc()
+    pair = await svc.sessions.start(
+        user, ip=client_ip(request), user_agent=request.headers.get("user-agent")
+    )
+    me = await user_out(svc, user)
+    return token_response(pair, status=201, extra={"user": me.model_dump()})
+
+
+_LOGIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": LoginIn.model_json_schema()},
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "username": {"type": "string", "maxLength": 320},
+                        "password": {"type": "string", "maxLength": 4096},
+                        "grant_type": {"type": "string"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+async def _login_body(request: Request) -> LoginIn:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if ctype == "application/x-www-form-urlencoded":
+            form = await request.form()
+            return LoginIn(
+                email=str(form.get("username", "")), password=str(form.get("password", ""))
+            )
+        if ctype != "application/json":
+            raise InvalidRequest("send JSON or an OAuth2 password form", field="content-type")
+        data = json.loads(await request.body())
+        return LoginIn.model_validate(data)
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise InvalidRequest("the login body is invalid") from exc
+
+
+@router.post("/login", response_model=TokenOut, openapi_extra=_LOGIN_BODY, responses=_ERRORS)
+async def login(request: Request, svc: Svc) -> JSONResponse:
+    """Log in with an email and password (JSON, or FastAPI's OAuth2 password form)."""
+    body = await _login_body(request)
+    ip = client_ip(request)
+    try:
+        user = await svc.accounts.authenticate(body.email, body.password, ip=ip)
+    except InvalidCredentials:
+        metrics(request).logins.labels("failed").inc()
+        raise
+    metrics(request).logins.labels("ok").inc()
+    pair = await svc.sessions.start(user, ip=ip, user_agent=request.headers.get("user-agent"))
+    return token_response(pair)
+
+
+@router.post("/refresh", response_model=TokenOut, responses=_ERRORS)
+async def refresh(body: RefreshIn, request: Request, svc: Svc) -> JSONResponse:
+    """Rotate a refresh token for a new pair."""
+    m = metrics(request)
+    try:
+        pair = await svc.sessions.refresh(body.refresh_token, ip=client_ip(request))
+    except Exception:
+        m.refreshes.labels("refused").inc()
+        raise
+    m.refreshes.labels("ok").inc()
+    return token_response(pair)
+
+
+@router.post("/logout", status_code=204, responses=_ERRORS)
+async def logout(ctx: Authenticated, svc: Svc) -> Response:
+    """End this session; its access tokens die at every guard."""
+    await svc.sessions.end(ctx.sid, user_id=ctx.user.id, reason="logout")
+    return Response(status_code=204)
+
+
+@router.post("/logout-all", status_code=204, responses=_ERRORS)
+async def logout_all(ctx: Authenticated, svc: Svc) -> Response:
+    """End every session of the user."""
+    await svc.sessions.end_all(ctx.user.id, reason="logout_all")
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserOut, responses=_ERRORS)
+async def me(ctx: Authenticated, svc: Svc) -> UserOut:
+    """The current user."""
+    return await user_out(svc, ctx.user)
+
+
+@router.post("/password", status_code=204, responses=_ERRORS)
+async def change_password(body: PasswordIn, ctx: Authenticated, svc: Svc) -> Response:
+    """Change the password; every other session ends, this one goes on."""
+    if not await svc.accounts.verify_password(ctx.user, body.current_password):
+        raise InvalidCredentials("the current password is wrong")
+    await svc.accounts.set_password(ctx.user, body.new_password)
+    await svc.sessions.end_all(ctx.user.id, keep=ctx.sid, reason="password_changed")
+    return Response(status_code=204)
+
+
+@router.get("/sessions", response_model=list[SessionOut], responses=_ERRORS)
+async def sessions(ctx: Authenticated, svc: Svc) -> list[SessionOut]:
+    """The user's live sessions."""
+    return [
+        SessionOut(
+            sid=s.sid,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            ip=s.ip,
+            user_agent=s.user_agent,
+            current=s.sid == ctx.sid,
+        )
+        for s in await svc.sessions.list(ctx.user.id)
+    ]
+
+
+@router.delete("/sessions/{sid}", status_code=204, responses=_ERRORS | {404: {}})
+async def end_session(sid: str, ctx: Authenticated, svc: Svc) -> Response:
+    """End one of the user's sessions."""
+    await svc.sessions.end(sid, user_id=ctx.user.id, reason="user_revoked")
+    return Response(status_code=204)
+
+
+@router.get("/revocations", response_model=RevocationFeedOut, responses=_ERRORS | {403: {}})
+async def revocations(
+    _: Admin, svc: Svc, after: int | None = Query(default=None, ge=0, le=2**62)
+) -> RevocationFeedOut:
+    """The revocation feed: live events after the cursor (all of them without one)."""
+    page = await svc.revocations.feed(after)
+    return RevocationFeedOut.model_validate(
+        {
+            "cursor": page.cursor,
+            "events": [
+                {
+                    "id": ev.id,
+                    "kind": ev.kind,
+                    "value": ev.value,
+                    "not_before": ev.not_before,
+                    "expires_at": ev.expires_at,
+                }
+                for ev in page.events
+            ],
+        }
+    )

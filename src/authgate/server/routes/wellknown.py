@@ -1,0 +1,39 @@
+"""/.well-known: the JWKS and the RFC 8414 metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from authgate.server.deps import Svc
+
+router = APIRouter(prefix="/.well-known", tags=["well-known"])
+JWKS_MAX_AGE = 300
+
+
+@router.get("/jwks.json")
+async def jwks(svc: Svc) -> JSONResponse:
+    """Every published public key (next, current and retiring)."""
+    return JSONResponse(
+        svc.keyring.view.jwks(),
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
+        media_type="application/jwk-set+json",
+    )
+
+
+@router.get("/oauth-authorization-server")
+async def metadata(svc: Svc) -> JSONResponse:
+    """RFC 8414 authorization server metadata."""
+    issuer = svc.settings.issuer
+    doc: dict[str, Any] = {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "response_types_supported": [],
+        "grant_types_supported": ["refresh_token"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "authgate_revocation_feed_endpoint": f"{issuer}/auth/revocations",
+        "authgate_access_token_signing_alg_values_supported": sorted(svc.keyring.view.algorithms),
+    }
+    return JSONResponse(doc, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})

@@ -1,0 +1,151 @@
+"""Request and response models: the API's shapes only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown members (``roles``, ``is_admin``, ...)."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class RegisterIn(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=4096)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class LoginIn(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=4096)
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(max_length=256)
+
+
+class PasswordIn(Strict):
+    current_password: str = Field(max_length=4096)
+    new_password: str = Field(max_length=4096)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    scope: str
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str | None
+    roles: list[str]
+    permissions: list[str]
+    created_at: float
+
+
+class AdminUserOut(UserOut):
+    disabled: bool
+
+
+class RegisterOut(TokenOut):
+    user: UserOut
+
+
+class SessionOut(BaseModel):
+    sid: str
+    created_at: float
+    last_used_at: float
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class AdminSessionOut(BaseModel):
+    sid: str
+    user_id: str
+    client_id: str
+    created_at: float
+    last_used_at: float
+    expires_at: float
+    ip: str | None
+    user_agent: str | None
+
+
+class RevocationEventOut(BaseModel):
+    id: int
+    kind: Literal["jti", "sid", "user"]
+    value: str
+    not_before: float | None = None
+    expires_at: float
+
+
+class RevocationFeedOut(BaseModel):
+    cursor: int
+    events: list[RevocationEventOut]
+
+
+class AdminUserCreate(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=4096)
+    name: str | None = Field(default=None, max_length=200)
+    roles: list[str] = Field(default_factory=list, max_length=64)
+
+
+class AdminUserPatch(Strict):
+    roles: list[str] | None = Field(default=None, max_length=64)
+    disabled: bool | None = None
+
+
+class UserPage(BaseModel):
+    users: list[AdminUserOut]
+    next: str | None
+
+
+class RoleIn(Strict):
+    name: str = Field(max_length=64)
+    permissions: list[str] = Field(default_factory=list, max_length=256)
+
+
+class RolePatch(Strict):
+    permissions: list[str] = Field(max_length=256)
+
+
+class RoleOut(BaseModel):
+    name: str
+    permissions: list[str]
+    created_at: float
+
+
+class KeyOut(BaseModel):
+    kid: str
+    alg: str
+    state: Literal["next", "current", "retiring", "retired"]
+    created_at: float
+    activated_at: float | None
+    retired_at: float | None
+    expires_at: float | None
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: float
+    event: str
+    user_id: str | None
+    sid: str | None
+    ip: str | None
+    detail: dict[str, object]
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    code: str

@@ -1,0 +1,176 @@
+"""Wiring: builds every use-case from Settings and a Storage; used by the server and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from authgate.clock import Clock, SystemClock
+from authgate.errors import ConfigurationError
+from authgate.jose import Key
+from authgate.jose._b64 import b64encode_str
+from authgate.passwords import Argon2Params, PasswordHasher
+from authgate.service.accounts import Accounts
+from authgate.service.audit import Audit
+from authgate.service.keyring import Keyring
+from authgate.service.limits import LoginThrottle, ThrottlePolicy
+from authgate.service.revocation import Revocations
+from authgate.service.sessions import Sessions, TokenPolicy
+from authgate.settings import Settings, decode_master_key
+from authgate.storage.base import Storage
+
+
+def new_master_key() -> str:
+    """32 random bytes, base64url: the format of master.key and AUTHGATE_MASTER_KEY."""
+    return b64encode_str(secrets.token_bytes(32))
+
+
+def write_master_key(path: Path) -> bool:
+    """Create ``path`` (mode 0600) with a fresh master key; never overwrite. True if written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(new_master_key() + "\n")
+    return True
+
+
+def load_master_key(settings: Settings) -> bytes:
+    """The master key from AUTHGATE_MASTER_KEY or its file; ConfigurationError if absent."""
+    if settings.master_key is not None:
+        return decode_master_key(settings.master_key.reveal())
+    path = settings.master_key_file
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigurationError(
+            f"no master key: set AUTHGATE_MASTER_KEY or run 'authgate init' (looked for {path})"
+        ) from exc
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the master key file {path}: {exc.strerror}") from exc
+    if path.stat().st_mode & 0o077:
+        raise ConfigurationError(f"the master key file {path} is readable by others; chmod 600 it")
+    return decode_master_key(text)
+
+
+def derive(master_key: bytes, purpose: bytes) -> bytes:
+    """A 32-byte subkey of the master key for one purpose (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master_key)
+
+
+@dataclass
+class Services:
+    """Every use-case, wired to one storage and one clock."""
+
+    settings: Settings
+    storage: Storage
+    clock: Clock
+    hasher: PasswordHasher
+    audit: Audit
+    accounts: Accounts
+    keyring: Keyring
+    revocations: Revocations
+    sessions: Sessions
+    throttle: LoginThrottle
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        storage: Storage,
+        *,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> Services:
+        """Build the services and load the keyring (creating the first keys if none)."""
+        clock = clock or SystemClock()
+        master = load_master_key(settings)
+        hasher = PasswordHasher(
+            Argon2Params(
+                memory_cost=settings.argon2_memory_kib,
+                time_cost=settings.argon2_time_cost,
+                parallelism=settings.argon2_parallelism,
+            ),
+            max_concurrency=settings.hash_concurrency,
+            max_queue=settings.hash_queue,
+        )
+        audit = Audit(storage, clock=clock)
+        throttle = LoginThrottle(
+            storage,
+            policy=ThrottlePolicy(
+                window=settings.throttle_window,
+                delay_after=settings.throttle_delay_after,
+                lock_after=settings.throttle_lock_after,
+                ip_limit=settings.throttle_ip_limit,
+                base_delay=settings.throttle_base_delay,
+            ),
+            clock=clock,
+            sleep=sleep,
+        )
+        accounts = Accounts(
+            storage,
+            hasher=hasher,
+            throttle=throttle,
+            audit=audit,
+            clock=clock,
+            registration_open=settings.registration == "open",
+        )
+        lifetime = settings.access_ttl + settings.leeway
+        static = None
+        if settings.hs256_secret is not None:
+            static = Key.from_secret(settings.hs256_secret.reveal(), alg=settings.signing_alg)
+        keyring = Keyring(
+            storage,
+            master_key=master,
+            alg=settings.signing_alg,
+            rotation=settings.key_rotation,
+            token_lifetime=lifetime,
+            clock=clock,
+            static_key=static,
+        )
+        await keyring.load()
+        revocations = Revocations(storage, clock=clock, token_lifetime=lifetime)
+        sessions = Sessions(
+            storage,
+            accounts=accounts,
+            keyring=keyring,
+            revocations=revocations,
+            audit=audit,
+            clock=clock,
+            policy=TokenPolicy(
+                issuer=settings.issuer,
+                audience=settings.audience,
+                access_ttl=settings.access_ttl,
+                refresh_idle_ttl=settings.refresh_idle_ttl,
+                refresh_max_ttl=settings.refresh_max_ttl,
+                refresh_grace=settings.refresh_grace,
+                leeway=settings.leeway,
+            ),
+            refresh_secret=derive(master, b"authgate refresh-token successor v1"),
+        )
+        return cls(
+            settings=settings,
+            storage=storage,
+            clock=clock,
+            hasher=hasher,
+            audit=audit,
+            accounts=accounts,
+            keyring=keyring,
+            revocations=revocations,
+            sessions=sessions,
+            throttle=throttle,
+        )
+
+    async def close(self) -> None:
+        """Stop the hashing pool and close the storage."""
+        self.hasher.close()
+        await self.storage.close()

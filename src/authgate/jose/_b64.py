@@ -9,7 +9,6 @@ import re
 from authgate.errors import MalformedToken
 
 _ALPHABET = re.compile(rb"[A-Za-z0-9_-]*")
-_TO_STD = bytes.maketrans(b"-_", b"+/")
 # The last character of a 2- or 3-character tail may only carry zero low bits.
 _LAST_OF_2 = frozenset(b"AQgw")
 _LAST_OF_3 = frozenset(b"AEIMQUYcgkosw048")
@@ -26,23 +25,27 @@ def b64encode_str(data: bytes) -> str:
     return b64encode(data).decode("ascii")
 
 
-def b64decode_checked(segment: bytes) -> bytes:
-    """Decode a segment that the caller has checked holds no '+', '/' or '='.
+# Maps the base64url alphabet onto the standard one, and '+', '/' and '=' (not base64url)
+# onto '!', which a2b_base64's strict mode refuses, like every other byte outside it.
+TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+
+
+def decode_translated(segment: bytes) -> bytes:
+    """Decode a segment already passed through TO_STANDARD.
 
     Raises MalformedToken for an impossible length, non-zero trailing bits or any byte
     outside the base64url alphabet.
     """
     rem = len(segment) % 4
-    if rem == 1:
-        raise MalformedToken("base64url segment has an impossible length")
-    if rem == 2:
-        if segment[-1] not in _LAST_OF_2:
+    if rem:
+        if rem == 1:
+            raise MalformedToken("base64url segment has an impossible length")
+        if segment[-1] not in (_LAST_OF_2 if rem == 2 else _LAST_OF_3):
             raise MalformedToken("base64url segment has non-zero trailing bits")
-    elif rem == 3 and segment[-1] not in _LAST_OF_3:
-        raise MalformedToken("base64url segment has non-zero trailing bits")
+        segment += _PAD[rem]
     try:
-        return binascii.a2b_base64(segment.translate(_TO_STD) + _PAD[rem], strict_mode=True)
-    except binascii.Error as exc:  # a byte outside the alphabet: whitespace, '.', non-ASCII
+        return binascii.a2b_base64(segment, strict_mode=True)
+    except binascii.Error as exc:
         raise MalformedToken("invalid base64url") from exc
 
 
@@ -59,4 +62,9 @@ def b64decode(segment: str | bytes) -> bytes:
         raise MalformedToken("base64url segment must be str or bytes")
     if _ALPHABET.fullmatch(raw) is None:
         raise MalformedToken("base64url segment has characters outside the alphabet")
-    return b64decode_checked(raw)
+    return decode_translated(raw.translate(TO_STANDARD))
+
+
+def b64decode_checked(segment: bytes) -> bytes:
+    """Decode canonical base64url bytes; raise MalformedToken on anything else."""
+    return decode_translated(segment.translate(TO_STANDARD))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
+
+import orjson
 
 from authgate.errors import MalformedToken
 
 MAX_DEPTH = 32
-_BOM = b"\xef\xbb\xbf"
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -33,6 +35,7 @@ def _float(text: str) -> float:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 _JSON_WS = " \t\n\r"
+_QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
@@ -72,6 +75,14 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def _total_keys(value: Any) -> int:
+    if type(value) is dict:
+        return len(value) + sum(_total_keys(v) for v in value.values() if type(v) in (dict, list))
+    if type(value) is list:
+        return sum(_total_keys(v) for v in value if type(v) in (dict, list))
+    return 0
+
+
 def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     """Parse ``data`` as a strict UTF-8 JSON object.
 
@@ -79,18 +90,41 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     members, NaN/Infinity or overflowing numbers, lone surrogates, nesting deeper
     than ``max_depth``, or any top-level value that is not an object.
     """
-    if data.startswith(_BOM):
-        raise MalformedToken("JSON starts with a byte order mark")
+    objects = data.count(b"{")
+    if objects + data.count(b"[") > max_depth and _depth_exceeds_bytes(data, max_depth):
+        raise MalformedToken("JSON nesting is too deep")
+    try:
+        # orjson refuses invalid UTF-8, a BOM, NaN/Infinity, overflowing numbers and lone
+        # surrogates; duplicate members are the one rule it does not keep (last one wins).
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedToken("invalid JSON") from exc
+    if type(obj) is not dict:
+        raise MalformedToken("JSON value is not an object")
+    # Every member name is a string whose closing quote is followed by ':' (with no space
+    # between when no quote is followed by whitespace), so '":' occurs at least once per
+    # member. If that count equals the number of distinct names, no name was repeated;
+    # otherwise the exact parser below decides.
+    keys = len(obj) if objects == 1 else _total_keys(obj)
+    if data.count(b'":') == keys and _QUOTE_THEN_SPACE.search(data) is None:
+        return obj
+    return _loads_exact(data)
+
+
+def _depth_exceeds_bytes(data: bytes, limit: int) -> bool:
+    try:
+        return _depth_exceeds(data.decode("utf-8"), limit)
+    except UnicodeDecodeError as exc:
+        raise MalformedToken("JSON is not valid UTF-8") from exc
+
+
+def _loads_exact(data: bytes) -> dict[str, Any]:
+    """The stdlib scanner with a duplicate-member hook: slower, decisive."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedToken("JSON is not valid UTF-8") from exc
-    # Counting brackets is cheap; only a text that could be too deep is scanned.
-    if text.count("{") + text.count("[") > max_depth and _depth_exceeds(text, max_depth):
-        raise MalformedToken("JSON nesting is too deep")
-    start = 0
-    if text[:1] in _JSON_WS:
-        start = len(text) - len(text.lstrip(_JSON_WS))
+    start = len(text) - len(text.lstrip(_JSON_WS))
     if text[start : start + 1] != "{":
         raise MalformedToken("JSON value is not an object")
     try:

@@ -35,8 +35,7 @@ _ABSENT: Final = object()
 
 def normalize_typ(typ: str) -> str:
     """Media-type comparison form: case-insensitive, ``application/`` optional (RFC 7515 4.1.9)."""
-    lowered = typ.lower()
-    return lowered[12:] if lowered.startswith("application/") else lowered
+    return jws.normalize_typ(typ)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,10 +98,16 @@ def _numeric_date(name: str, value: Any) -> float:
 
 
 def check_claims(
-    claims: Mapping[str, Any], *, typ: str | None, policy: ClaimsPolicy, now: float
+    claims: Mapping[str, Any],
+    *,
+    typ: str | None,
+    policy: ClaimsPolicy,
+    now: float,
+    typ_checked: bool = False,
 ) -> None:
-    """Apply ``policy`` to already-verified ``claims``; raise an InvalidClaims subclass."""
-    if ("jwt" if typ is None else normalize_typ(typ)) != policy._typ_norm:
+    """Apply ``policy`` to already-verified ``claims`` and the header ``typ``; raise an
+    InvalidClaims subclass. ``typ_checked`` skips the type check a caller already made."""
+    if not typ_checked and ("jwt" if typ is None else normalize_typ(typ)) != policy._typ_norm:
         raise InvalidType(f"token type {typ!r} is not {policy.typ or 'JWT'!r}", typ=typ)
     if not policy.required <= claims.keys():
         name = min(policy.required - claims.keys())
@@ -191,7 +196,9 @@ def decode(
     key.verify(signing_input, signature)
     if now is None:
         now = clock.now() if clock is not None else time.time()
-    check_claims(claims, typ=header.typ, policy=policy, now=now)
+    if header.typ_norm != policy._typ_norm:
+        raise InvalidType(f"token type {header.typ!r} is not {policy.typ or 'JWT'!r}")
+    check_claims(claims, typ=None, policy=policy, now=now, typ_checked=True)
     return claims
 
 

@@ -170,6 +170,7 @@ class Key:
     _public: Any = field(default=None)
     _secret: bytes | None = field(default=None)
     _hash: Any = field(default=None)
+    _scheme: Any = field(default=None)  # ECDSA(hash), PKCS1v15() or PSS(...), built once
 
     def __repr__(self) -> str:
         kind = "secret" if self._secret is not None else ("private" if self._private else "public")
@@ -190,13 +191,14 @@ class Key:
         if private is not None and public is None:
             public = private.public_key()
         digest = _hash_for(alg)
-        provisional = cls(alg, "", private, public, secret, digest)
+        scheme = _scheme_for(alg, digest)
+        provisional = cls(alg, "", private, public, secret, digest, scheme)
         provisional._check_material()
         if kid is None:
             kid = provisional.thumbprint()
         if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID:
             raise InvalidKey("kid must be a non-empty string of at most 256 characters")
-        return cls(alg, kid, private, public, secret, digest)
+        return cls(alg, kid, private, public, secret, digest, scheme)
 
     def _check_material(self) -> None:
         alg = self.alg
@@ -395,7 +397,7 @@ class Key:
         """This key without its private part. Refused for HMAC keys."""
         if self._secret is not None:
             raise InvalidKey("an HMAC key has no public part")
-        return Key(self.alg, self.kid, None, self._public, None, self._hash)
+        return Key(self.alg, self.kid, None, self._public, None, self._hash, self._scheme)
 
     def _members(self, *, private: bool) -> dict[str, str]:
         if self._secret is not None:
@@ -483,15 +485,12 @@ class Key:
         priv = self._private
         if priv is None:
             raise InvalidKey("this key has no private part; it can only verify")
-        if family == "RS":
-            sig: bytes = priv.sign(data, padding.PKCS1v15(), self._hash)
-            return sig
-        if family == "PS":
-            sig = priv.sign(data, _pss(self._hash), self._hash)
+        if family in ("RS", "PS"):
+            sig: bytes = priv.sign(data, self._scheme, self._hash)
             return sig
         if family == "ES":
             size = _EC_CURVES[alg][2]
-            r, s = decode_dss_signature(priv.sign(data, ec.ECDSA(self._hash)))
+            r, s = decode_dss_signature(priv.sign(data, self._scheme))
             return r.to_bytes(size, "big") + s.to_bytes(size, "big")
         sig = priv.sign(data)
         return sig
@@ -514,23 +513,25 @@ class Key:
                 s = int.from_bytes(signature[size:], "big")
                 if r == 0 or s == 0:
                     raise InvalidSignature("ECDSA signature has a zero component")
-                self._public.verify(encode_dss_signature(r, s), data, ec.ECDSA(self._hash))
-            elif family == "RS":
-                self._public.verify(signature, data, _PKCS1V15, self._hash)
-            elif family == "PS":
-                self._public.verify(signature, data, _pss(self._hash), self._hash)
+                self._public.verify(encode_dss_signature(r, s), data, self._scheme)
+            elif family in ("RS", "PS"):
+                self._public.verify(signature, data, self._scheme, self._hash)
             else:
                 self._public.verify(signature, data)
         except crypto_exc.InvalidSignature as exc:
             raise InvalidSignature("signature does not verify", kid=self.kid) from exc
 
 
-def _pss(digest: hashes.HashAlgorithm) -> padding.PSS:
-    # RFC 7518 3.5: MGF1 with the same hash, and a salt as long as the hash output.
-    return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
-
-
-_PKCS1V15: Final = padding.PKCS1v15()
+def _scheme_for(alg: str, digest: hashes.HashAlgorithm) -> Any:
+    family = alg[:2]
+    if family == "ES":
+        return ec.ECDSA(digest)
+    if family == "RS":
+        return padding.PKCS1v15()
+    if family == "PS":
+        # RFC 7518 3.5: MGF1 with the same hash, and a salt as long as the hash output.
+        return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+    return None
 
 
 class KeySet:

@@ -220,9 +220,14 @@ def serve(
         except AuthgateError as exc:
             _fail(exc.reason)
     else:
-        from authgate.storage.sql import migrate as run_migrations
 
-        _run(run_migrations(settings.database_url))
+        async def preflight() -> None:
+            # Migrates, and refuses here with a clear message when the master key does not
+            # decrypt the stored keys, rather than in each worker.
+            svc = await _services(settings)
+            await svc.close()
+
+        _run(preflight())
     logs.configure(settings.log_format)
     if chosen:
         os.environ["AUTHGATE_CONFIG"] = str(Path(chosen).resolve())

@@ -1,0 +1,287 @@
+"""The command line, run as a user would: the installed `authgate` script, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+AUTHGATE = [sys.executable, "-m", "authgate"]
+FAST_HASH = {"AUTHGATE_ARGON2_MEMORY_KIB": "1024", "AUTHGATE_ARGON2_TIME_COST": "1"}
+
+
+def run(
+    cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    full_env.update(FAST_HASH)
+    full_env.update(env or {})
+    return subprocess.run(
+        [*AUTHGATE, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    result = run(tmp_path, "init", "--dir", ".")
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_init_writes_config_key_and_database(home: Path) -> None:
+    key = home / "master.key"
+    assert (home / "authgate.toml").is_file()
+    assert (home / "authgate.db").is_file()
+    assert key.stat().st_mode & 0o777 == 0o600
+    before = key.read_bytes()
+    again = run(home, "init", "--dir", ".")
+    assert again.returncode == 0, again.stderr
+    assert key.read_bytes() == before  # idempotent: never overwrites a key
+    keys = [json.loads(line) for line in run(home, "keys", "list").stdout.splitlines()]
+    assert sorted(k["state"] for k in keys) == ["current", "next"]
+
+
+def test_init_refuses_an_unignored_key_in_a_git_work_tree(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.fail("git is needed for this test")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    refused = run(tmp_path, "init", "--dir", ".")
+    assert refused.returncode == 1
+    assert "not ignored" in refused.stderr
+    assert not (tmp_path / "master.key").exists()
+    (tmp_path / ".gitignore").write_text("master.key\nauthgate.db*\n")
+    assert run(tmp_path, "init", "--dir", ".").returncode == 0
+    assert (tmp_path / "master.key").exists()
+
+
+def test_users_and_roles(home: Path) -> None:
+    added = run(
+        home,
+        "roles",
+        "add",
+        "admin",
+        "--permission",
+        "authgate:admin",
+        "--permission",
+        "posts:read",
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout) == {
+        "name": "admin",
+        "permissions": ["authgate:admin", "posts:read"],
+    }
+    user = run(
+        home,
+        "users",
+        "add",
+        "Root@Example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a long passphrase\n",
+    )
+    assert user.returncode == 0, user.stderr
+    assert json.loads(user.stdout)["email"] == "root@example.com"
+    listed = [json.loads(line) for line in run(home, "users", "list").stdout.splitlines()]
+    assert [(u["email"], u["roles"], u["disabled"]) for u in listed] == [
+        ("root@example.com", ["admin"], False)
+    ]
+    dup = run(
+        home, "users", "add", "root@example.com ", "--password-stdin", stdin="another long one\n"
+    )
+    assert dup.returncode == 1
+    assert "email_taken" in dup.stderr
+    weak = run(home, "users", "add", "x@example.com", "--password-stdin", stdin="password\n")
+    assert weak.returncode == 1
+    assert "weak_password" in weak.stderr
+    no_role = run(home, "users", "set-roles", "root@example.com", "ghost")
+    assert no_role.returncode == 1
+    assert "not_found" in no_role.stderr
+    assert run(home, "users", "set-roles", "root@example.com").returncode == 0
+    assert run(home, "users", "disable", "root@example.com").returncode == 0
+    listed = [json.loads(line) for line in run(home, "users", "list").stdout.splitlines()]
+    assert [(u["roles"], u["disabled"]) for u in listed] == [([], True)]
+    assert json.loads(run(home, "roles", "list").stdout.splitlines()[0])["name"] == "admin"
+
+
+def test_usage_errors_exit_2(home: Path) -> None:
+    assert run(home, "users", "add").returncode == 2
+    assert run(home, "no-such-command").returncode == 2
+
+
+def test_keys_rotate_and_import(home: Path, tmp_path: Path) -> None:
+    from authgate.jose import Key
+
+    first = {
+        k["state"]: k["kid"] for k in map(json.loads, run(home, "keys", "list").stdout.splitlines())
+    }
+    assert run(home, "keys", "rotate").returncode == 0
+    after = {
+        k["kid"]: k["state"] for k in map(json.loads, run(home, "keys", "list").stdout.splitlines())
+    }
+    assert after[first["current"]] == "retiring"
+    assert after[first["next"]] == "current"
+    pem = tmp_path / "imported.pem"
+    key = Key.generate("ES256", kid="imported-1")
+    pem.write_bytes(key.to_pem(private=True))
+    imported = run(
+        home, "keys", "import", str(pem), "--alg", "ES256", "--kid", "imported-1", "--activate"
+    )
+    assert imported.returncode == 0, imported.stderr
+    states = {
+        k["kid"]: k["state"] for k in map(json.loads, run(home, "keys", "list").stdout.splitlines())
+    }
+    assert states["imported-1"] == "current"
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    refused = run(home, "keys", "import", str(bad), "--alg", "ES256")
+    assert refused.returncode == 1
+    assert "invalid_key" in refused.stderr
+
+
+def test_wrong_master_key_refuses_to_start(home: Path) -> None:
+    from authgate.service.core import new_master_key
+
+    refused = run(home, "keys", "list", env={"AUTHGATE_MASTER_KEY": new_master_key()})
+    assert refused.returncode == 1
+    assert "master key does not decrypt" in refused.stderr
+    served = run(
+        home, "serve", "--port", str(free_port()), env={"AUTHGATE_MASTER_KEY": new_master_key()}
+    )
+    assert served.returncode == 1
+    assert "master key does not decrypt" in served.stderr
+
+
+def test_production_refusals(tmp_path: Path) -> None:
+    plain = run(
+        tmp_path,
+        "serve",
+        env={"AUTHGATE_ENV": "production", "AUTHGATE_ISSUER": "http://auth.example.com"},
+    )
+    assert plain.returncode == 1
+    assert "plain-http" in plain.stderr
+    nokey = run(
+        tmp_path,
+        "serve",
+        env={"AUTHGATE_ENV": "production", "AUTHGATE_ISSUER": "https://auth.example.com"},
+    )
+    assert nokey.returncode == 1
+    assert "needs AUTHGATE_MASTER_KEY" in nokey.stderr
+    weak = run(
+        tmp_path,
+        "serve",
+        env={"AUTHGATE_SIGNING_ALG": "HS256", "AUTHGATE_HS256_SECRET": "secret" * 3},
+    )
+    assert weak.returncode == 1
+    assert "AUTHGATE_HS256_SECRET is weak" in weak.stderr
+
+
+@pytest.fixture
+def tls_server(home: Path) -> Iterator[tuple[str, Path]]:
+    certs = run(home, "dev-cert", "--dir", "certs")
+    assert certs.returncode == 0, certs.stderr
+    port = free_port()
+    log = (home / "serve.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env.update(FAST_HASH)
+    proc = subprocess.Popen(
+        [
+            *AUTHGATE,
+            "serve",
+            "--port",
+            str(port),
+            "--tls-cert",
+            "certs/cert.pem",
+            "--tls-key",
+            "certs/key.pem",
+        ],
+        cwd=home,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    url = f"https://localhost:{port}"
+    ctx = ssl.create_default_context(cafile=str(home / "certs" / "ca.pem"))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", verify=ctx, timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        proc.stderr.read().decode() if proc.stderr else ""
+                    ) from None
+                time.sleep(0.1)
+        yield url, home / "certs" / "ca.pem"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
+def test_serve_over_https_with_the_dev_ca(tls_server: tuple[str, Path]) -> None:
+    url, ca = tls_server
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with httpx.Client(base_url=url, verify=ctx) as client:
+        reg = client.post(
+            "/auth/register", json={"email": "tls@example.com", "password": "a long passphrase"}
+        )
+        assert reg.status_code == 201, reg.text
+        assert reg.headers["strict-transport-security"].startswith("max-age=")
+        token = reg.json()["access_token"]
+        me = client.get("/auth/me", headers={"authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+        assert me.json()["email"] == "tls@example.com"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz", verify=True)  # the dev CA is not a public one
+
+
+def test_token_inspect(home: Path, tls_server: tuple[str, Path]) -> None:
+    url, ca = tls_server
+    ctx = ssl.create_default_context(cafile=str(ca))
+    reg = httpx.post(
+        f"{url}/auth/register",
+        json={"email": "t@example.com", "password": "a long passphrase"},
+        verify=ctx,
+    )
+    token = reg.json()["access_token"]
+    good = run(home, "token", "inspect", token)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["claims"]["sub"] == reg.json()["user"]["id"]
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    bad = run(home, "token", "inspect", tampered)
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout) == {
+        "valid": False,
+        "code": "invalid_signature",
+        "reason": "signature does not verify",
+    }
+    httpx.post(f"{url}/auth/logout", headers={"authorization": f"Bearer {token}"}, verify=ctx)
+    revoked = run(home, "token", "inspect", token)
+    assert revoked.returncode == 1
+    assert json.loads(revoked.stdout)["code"] == "token_revoked"

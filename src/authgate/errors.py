@@ -11,6 +11,8 @@ Tree::
     ├── ConfigurationError          invalid_configuration
     ├── AuthenticationRequired      authentication_required
     ├── InvalidCredentials          invalid_credentials
+    ├── InvalidClient               invalid_client
+    ├── UnsupportedGrantType        unsupported_grant_type
     ├── InvalidGrant                invalid_grant
     ├── InvalidRequest              invalid_request
     │   ├── InvalidScope            invalid_scope
@@ -115,6 +117,18 @@ class InvalidCredentials(AuthgateError):
     """Wrong email or password; the same answer for an unknown user."""
 
     code = "invalid_credentials"
+
+
+class InvalidClient(AuthgateError):
+    """Client authentication failed (unknown client, wrong secret, bad assertion)."""
+
+    code = "invalid_client"
+
+
+class UnsupportedGrantType(AuthgateError):
+    """The grant type is not one the token endpoint supports."""
+
+    code = "unsupported_grant_type"
 
 
 class InvalidGrant(AuthgateError):
@@ -296,6 +310,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidClient",
     "InvalidCredentials",
     "InvalidGrant",
     "InvalidHeader",
@@ -322,5 +337,6 @@ __all__ = [
     "TokenTooLarge",
     "UnknownKey",
     "UnsupportedAlgorithm",
+    "UnsupportedGrantType",
     "WeakPassword",
 ]

@@ -36,6 +36,9 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant,
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 _JSON_WS = " \t\n\r"
 _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
+# orjson turns integers beyond 64 bits into floats; texts with such long digit runs take
+# the exact parser, which keeps every integer exact.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
@@ -93,6 +96,8 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     objects = data.count(b"{")
     if objects + data.count(b"[") > max_depth and _depth_exceeds_bytes(data, max_depth):
         raise MalformedToken("JSON nesting is too deep")
+    if _LONG_DIGITS.search(data) is not None:
+        return _loads_exact(data)
     try:
         # orjson refuses invalid UTF-8, a BOM, NaN/Infinity, overflowing numbers and lone
         # surrogates; duplicate members are the one rule it does not keep (last one wins).

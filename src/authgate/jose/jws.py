@@ -10,6 +10,7 @@ from typing import Any, Final
 from authgate.errors import (
     AlgorithmNotAllowed,
     InvalidHeader,
+    InvalidKey,
     MalformedToken,
     TokenTooLarge,
     UnknownKey,
@@ -137,6 +138,8 @@ def select_key(header: Header, keys: Key | KeySet, algorithms: Collection[str]) 
     """
     if header.alg not in algorithms:
         raise AlgorithmNotAllowed(f"algorithm {header.alg!r} is not allowed", alg=header.alg)
+    if not isinstance(keys, Key | KeySet):
+        raise InvalidKey("keys must be a Key or a KeySet")
     if isinstance(keys, Key):
         key = keys
         if header.kid is not None and header.kid != key.kid:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ def decode(
     key.verify(signing_input, signature)
     if now is None:
         now = clock.now() if clock is not None else time.time()
+    if not math.isfinite(now):
+        raise ConfigurationError("now must be a finite timestamp")
     if header.typ_norm != policy._typ_norm:
         raise InvalidType(f"token type {header.typ!r} is not {policy.typ or 'JWT'!r}")
     check_claims(claims, typ=None, policy=policy, now=now, typ_checked=True)

@@ -7,6 +7,7 @@ publishes, selected by ``kid``. Every primitive is pyca/cryptography's.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ _EC_CURVES: Final[dict[str, tuple[str, type[ec.EllipticCurve], int]]] = {
     "ES256": ("P-256", ec.SECP256R1, 32),
     "ES384": ("P-384", ec.SECP384R1, 48),
     "ES512": ("P-521", ec.SECP521R1, 66),
+}
+# SEC 2 / FIPS 186-4 field primes: a coordinate must be a field element (SEC 1 2.3.6).
+_FIELD_PRIMES: Final[dict[str, int]] = {
+    "P-256": 2**256 - 2**224 + 2**192 + 2**96 - 1,
+    "P-384": 2**384 - 2**128 - 2**96 + 2**32 - 1,
+    "P-521": 2**521 - 1,
 }
 _CURVE_TO_ALG: Final[dict[str, str]] = {
     "P-256": "ES256",
@@ -112,8 +119,16 @@ def _looks_like_public_key(secret: bytes) -> str | None:
     """Return why ``secret`` looks like a public key encoding, or None."""
     stripped = secret.strip()
     for marker in _PUBLIC_KEY_MARKERS:
-        if marker in stripped[:64]:
+        if marker in secret:  # RFC 7468 allows explanatory text before the armour
             return "PEM or SSH key material"
+    unarmoured = b"".join(stripped.split())
+    if len(unarmoured) >= 40 and unarmoured[:2] == b"MI":  # base64 of a DER SEQUENCE
+        try:
+            der = base64.b64decode(unarmoured, validate=True)
+        except ValueError:
+            der = b""
+        if der and _looks_like_public_key(der) is not None:
+            return "a base64 DER key or certificate"
     if stripped.startswith(b"{"):
         try:
             parsed = json.loads(stripped)
@@ -148,8 +163,6 @@ def _looks_like_public_key(secret: bytes) -> str | None:
 
 def _load_pkcs1_der(data: bytes) -> object:
     # PKCS#1 RSAPublicKey in DER is not SPKI; wrap it through PEM to let cryptography parse it.
-    import base64
-
     body = base64.encodebytes(data)
     pem = b"-----BEGIN RSA PUBLIC KEY-----\n" + body + b"-----END RSA PUBLIC KEY-----\n"
     return serialization.load_pem_public_key(pem)
@@ -347,6 +360,9 @@ class Key:
             xb, yb = _b64_member(jwk, "x"), _b64_member(jwk, "y")
             if len(xb) != size or len(yb) != size:
                 raise InvalidKey(f"EC coordinates must be {size} bytes")
+            prime = _FIELD_PRIMES[crv_name]
+            if int.from_bytes(xb, "big") >= prime or int.from_bytes(yb, "big") >= prime:
+                raise InvalidKey("EC coordinates must be reduced below the field prime")
             public = ec.EllipticCurvePublicNumbers(
                 int.from_bytes(xb, "big"), int.from_bytes(yb, "big"), curve_cls()
             ).public_key()

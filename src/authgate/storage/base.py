@@ -112,6 +112,21 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A service client (OAuth2). It authenticates with a secret (stored only as an argon2id
+    hash) or, for private_key_jwt, with a registered public JWK; never both."""
+
+    client_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: float
+    secret_hash: str | None = None
+    public_jwk: str | None = None  # JSON
+    access_ttl: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CounterState:
     """A fixed-window counter: ``count`` hits since ``window_start``."""
 
@@ -312,6 +327,35 @@ class AuditLog(Protocol):
         ...
 
 
+class ClientStore(Protocol):
+    """Service clients, and the single-use record of client-assertion ids."""
+
+    async def create_client(self, client: ClientRecord) -> None:
+        """Insert a client; Conflict if the id exists."""
+        ...
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        """A client by id (revoked ones too)."""
+        ...
+
+    async def list_clients(self) -> list[ClientRecord]:
+        """Every client, oldest first."""
+        ...
+
+    async def revoke_client(self, client_id: str, *, now: float) -> bool:
+        """Mark a client revoked; False if unknown or already revoked."""
+        ...
+
+    async def use_assertion_id(self, client_id: str, jti: str, *, expires_at: float) -> bool:
+        """Record a client assertion's jti; False if it was seen before (a replay). Records
+        may be dropped once ``expires_at`` has passed."""
+        ...
+
+    async def purge_assertion_ids(self, *, now: float) -> int:
+        """Drop assertion ids whose assertions have expired."""
+        ...
+
+
 class Counters(Protocol):
     """Fixed-window counters for throttling, shared by every instance."""
 
@@ -341,6 +385,14 @@ class Database(Protocol):
 
 
 class Storage(
-    UserStore, SessionStore, RevocationStore, KeyStore, AuditLog, Counters, Database, Protocol
+    UserStore,
+    SessionStore,
+    RevocationStore,
+    KeyStore,
+    AuditLog,
+    ClientStore,
+    Counters,
+    Database,
+    Protocol,
 ):
     """Everything a backend provides; the service takes the narrow Protocols above."""

@@ -4,8 +4,8 @@ contract suite (tests/storage) runs against each.
 
 Times are POSIX timestamps (float seconds). Ids are opaque strings. Stores raise
 ``authgate.errors.Conflict`` for a uniqueness violation and
-``authgate.errors.StorageUnavailable`` when the database cannot be reached; nothing
-else escapes them.
+``authgate.errors.StorageUnavailable`` when the database cannot be reached, and
+``authgate.errors.StorageError`` for any other database failure; nothing else escapes them.
 """
 
 from __future__ import annotations

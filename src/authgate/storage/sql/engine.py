@@ -1,0 +1,178 @@
+"""Engines for the SQL backend, and the one place that maps driver errors to authgate's.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. The sqlite3 driver's own
+transaction handling is turned off and SQLAlchemy's ``begin`` event emits ``BEGIN``
+itself: ``BEGIN IMMEDIATE`` for writes, so that concurrent writers queue on the busy
+timeout instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Final
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from authgate.errors import ConfigurationError, Conflict, StorageError, StorageUnavailable
+
+# An execution option read by the SQLite ``begin`` listener: how to BEGIN.
+BEGIN_OPTION: Final = "authgate_begin"
+WRITE_OPTIONS: Final = {BEGIN_OPTION: "IMMEDIATE"}
+_BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE"})
+
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+
+_DRIVERS: Final = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str) -> URL:
+    """The async driver URL for a ``sqlite:///...`` or ``postgresql://...`` URL.
+
+    Raises ConfigurationError for another scheme, or an in-memory SQLite database (each
+    connection would see its own empty database).
+    """
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as e:
+        raise ConfigurationError("the database URL cannot be parsed") from e
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ConfigurationError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///PATH or postgresql://...",
+            scheme=parsed.drivername,
+        )
+    if driver.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise ConfigurationError("an in-memory SQLite database is not supported: give a file")
+    return parsed.set(drivername=driver)
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An AsyncEngine for ``url``; it connects lazily. Raises ConfigurationError."""
+    target = async_url(url)
+    options: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 2 * pool_size,
+        "hide_parameters": True,  # parameters hold password hashes and key material
+    }
+    if target.drivername.startswith("postgresql"):
+        options["pool_pre_ping"] = True
+    try:
+        engine = create_async_engine(target, **options)
+    except ImportError as e:
+        raise ConfigurationError(
+            f"the driver for {target.drivername} is not installed "
+            "(PostgreSQL needs the 'postgres' extra: pip install 'authgate[postgres]')"
+        ) from e
+    if is_sqlite(engine):
+        _configure_sqlite(engine)
+    return engine
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    """True for the SQLite backend."""
+    return engine.dialect.name == "sqlite"
+
+
+def is_postgresql(engine: AsyncEngine) -> bool:
+    """True for the PostgreSQL backend."""
+    return engine.dialect.name == "postgresql"
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # The driver must not BEGIN by itself: the "begin" listener below does it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+        if mode not in _BEGIN_MODES:
+            raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# What a driver may raise when SQLAlchemy does not wrap it (mostly while connecting).
+_RAW_DRIVER_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+
+def driver_errors(engine: AsyncEngine) -> tuple[type[BaseException], ...]:
+    """The exception classes that ``translate`` handles for this engine."""
+    errors: list[type[BaseException]] = [exc.SQLAlchemyError, *_RAW_DRIVER_ERRORS]
+    dbapi_error = getattr(engine.dialect.loaded_dbapi, "Error", None)
+    if isinstance(dbapi_error, type) and issubclass(dbapi_error, BaseException):
+        errors.append(dbapi_error)
+    if is_postgresql(engine):
+        try:
+            asyncpg = importlib.import_module("asyncpg")  # optional: the 'postgres' extra
+        except ImportError:  # pragma: no cover - the engine could not exist without it
+            pass
+        else:
+            errors.extend([asyncpg.PostgresError, asyncpg.InterfaceError])
+    return tuple(errors)
+
+
+def translate(error: BaseException) -> StorageError:
+    """Map a driver or SQLAlchemy error to Conflict, StorageUnavailable or StorageError.
+
+    The reason is the driver's message only: never the SQL parameters.
+    """
+    orig: BaseException = error
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        orig = error.orig
+    reason = f"{type(orig).__name__}: {orig}"
+    if isinstance(error, exc.IntegrityError):
+        if _is_unique_violation(orig):
+            return Conflict(reason)
+        return StorageError(reason)
+    if isinstance(error, exc.TimeoutError | OSError | TimeoutError):
+        return StorageUnavailable(reason)
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return StorageUnavailable(reason)
+        if isinstance(error, exc.OperationalError | exc.InterfaceError) and not _is_sql_error(orig):
+            return StorageUnavailable(reason)
+        return StorageError(reason)
+    if isinstance(error, exc.SQLAlchemyError):
+        return StorageError(reason)
+    # A raw driver error that SQLAlchemy did not wrap.
+    state = getattr(orig, "sqlstate", None)
+    if state == "23505":
+        return Conflict(reason)
+    if isinstance(state, str) and state.startswith(("08", "53", "57P")):
+        return StorageUnavailable(reason)
+    if type(orig).__name__ in ("InterfaceError", "OperationalError", "ConnectionError"):
+        return StorageUnavailable(reason)
+    return StorageError(reason)
+
+
+def _is_unique_violation(orig: BaseException) -> bool:
+    name = getattr(orig, "sqlite_errorname", None)
+    if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+        return True
+    return getattr(orig, "sqlstate", None) == "23505"
+
+
+def _is_sql_error(orig: BaseException) -> bool:
+    """An error in the statement or the schema (no such table), not in reaching the server."""
+    if getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR":
+        return True
+    state = getattr(orig, "sqlstate", None)
+    return isinstance(state, str) and state.startswith("42")

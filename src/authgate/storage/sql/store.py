@@ -1,0 +1,809 @@
+"""SqlStorage: every storage Protocol of ``authgate.storage.base`` on SQLAlchemy Core.
+
+One class serves SQLite (aiosqlite) and PostgreSQL (asyncpg); the statements are
+dialect-neutral except for the upserts (both dialects spell ``ON CONFLICT`` alike) and
+the locks. Every public method maps driver errors with ``engine.translate``: callers see
+only Conflict, StorageUnavailable or StorageError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from authgate.storage.base import (
+    AuditRecord,
+    CounterState,
+    KeyRecord,
+    KeyState,
+    RefreshRecord,
+    RevocationEvent,
+    RevocationKind,
+    RoleRecord,
+    SessionRecord,
+    Storage,
+    UserRecord,
+)
+from authgate.storage.sql import engine as _engine
+from authgate.storage.sql.tables import (
+    audit_events,
+    counters,
+    keys,
+    refresh_tokens,
+    revocations,
+    roles,
+    sessions,
+    user_roles,
+    users,
+)
+
+# pg_advisory_xact_lock keys ("authgate" in ASCII, then 1 and 2).
+PG_KEY_LOCK: Final = 0x6175746867617401
+PG_REVOCATION_LOCK: Final = 0x6175746867617402
+
+# The connection that key_lock holds on SQLite, with its owner: the store's calls made by
+# the owning task run on it (in a SAVEPOINT), since SQLite allows one writer at a time.
+_HELD: ContextVar[tuple[SqlStorage, asyncio.Task[Any], AsyncConnection] | None] = ContextVar(
+    "authgate_sql_held", default=None
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _names(values: Iterable[str]) -> tuple[str, ...]:
+    """A set of names in its stored form: unique and sorted."""
+    return tuple(sorted(set(values)))
+
+
+class SqlStorage:
+    """Every storage Protocol (``authgate.storage.base.Storage``) on one AsyncEngine.
+
+    Build it with ``open_storage(url)``; the schema must be migrated (``migrate(url)``).
+    Methods raise ``Conflict`` for a uniqueness violation, ``StorageUnavailable`` when the
+    database cannot be reached (or stays locked past the busy timeout), and
+    ``StorageError`` for any other database failure.
+
+    Sets of names (a user's roles, a role's permissions) come back unique and sorted.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**_engine.WRITE_OPTIONS)
+        self._sqlite = _engine.is_sqlite(engine)
+        self._postgresql = _engine.is_postgresql(engine)
+        self._errors = _engine.driver_errors(engine)
+        # SQLite has one writer at a time: queue this process's writers here rather than
+        # on the busy handler (other processes still queue on the busy timeout).
+        self._write_lock = asyncio.Lock()
+        self._key_mutex = asyncio.Lock()
+        self._key_owner: asyncio.Task[Any] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine (for tests and migrations)."""
+        return self._engine
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _held(self) -> AsyncConnection | None:
+        held = _HELD.get()
+        if held is None:
+            return None
+        owner, task, conn = held
+        if owner is self and task is asyncio.current_task():
+            return conn
+        return None
+
+    @asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except self._errors as e:
+            raise _engine.translate(e) from e
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        held = self._held()
+        async with self._translated():
+            if held is not None:
+                yield held
+                return
+            async with self._engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        held = self._held()
+        async with self._translated():
+            if held is not None:
+                async with held.begin_nested():
+                    yield held
+                return
+            if self._sqlite:
+                async with self._write_lock, self._write_engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._write_engine.begin() as conn:
+                    yield conn
+
+    def _insert(self, table: Table) -> Any:
+        """An INSERT that supports ``on_conflict_do_update`` on this dialect."""
+        if self._postgresql:
+            return pg_dialect.insert(table)
+        if self._sqlite:
+            return sqlite_dialect.insert(table)
+        raise NotImplementedError(self._engine.dialect.name)  # pragma: no cover
+
+    # -- Database ----------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; raise StorageUnavailable if the database cannot answer."""
+        async with self._read() as conn:
+            await conn.execute(select(literal(1)))
+
+    async def close(self) -> None:
+        """Release every connection."""
+        await self._engine.dispose()
+
+    # -- UserStore ---------------------------------------------------------------------
+
+    async def create_user(self, user: UserRecord) -> None:
+        """Insert a user and its roles; Conflict if the email (or id) is taken."""
+        async with self._write() as conn:
+            await conn.execute(
+                users.insert().values(
+                    id=user.id,
+                    email=user.email,
+                    password_hash=user.password_hash,
+                    name=user.name,
+                    disabled=user.disabled,
+                    epoch=user.epoch,
+                    created_at=user.created_at,
+                )
+            )
+            await self._insert_roles(conn, user.id, user.roles)
+
+    @staticmethod
+    async def _insert_roles(conn: AsyncConnection, user_id: str, names: Sequence[str]) -> None:
+        rows = [{"user_id": user_id, "role": name} for name in _names(names)]
+        if rows:
+            await conn.execute(user_roles.insert(), rows)
+
+    @staticmethod
+    async def _roles_of(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {uid: [] for uid in user_ids}
+        if not user_ids:
+            return found
+        result = await conn.execute(
+            select(user_roles.c.user_id, user_roles.c.role)
+            .where(user_roles.c.user_id.in_(user_ids))
+            .order_by(user_roles.c.user_id, user_roles.c.role)
+        )
+        for user_id, role in result:
+            found[user_id].append(role)
+        return found
+
+    @staticmethod
+    def _user(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
+        return UserRecord(
+            id=row.id,
+            email=row.email,
+            password_hash=row.password_hash,
+            created_at=row.created_at,
+            name=row.name,
+            disabled=bool(row.disabled),
+            roles=tuple(role_names),
+            epoch=row.epoch,
+        )
+
+    async def _get_user_where(self, condition: ColumnElement[bool]) -> UserRecord | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(users).where(condition))).first()
+            if row is None:
+                return None
+            found = await self._roles_of(conn, [row.id])
+            return self._user(row, found[row.id])
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """A user by id, with roles."""
+        return await self._get_user_where(users.c.id == user_id)
+
+    async def get_user_by_email(self, email: str) -> UserRecord | None:
+        """A user by normalised email (compared exactly), with roles."""
+        return await self._get_user_where(users.c.email == email)
+
+    async def list_users(self, *, after: str | None, limit: int) -> list[UserRecord]:
+        """Users ordered by id, strictly after ``after``."""
+        query = select(users).order_by(users.c.id).limit(limit)
+        if after is not None:
+            query = query.where(users.c.id > after)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+            found = await self._roles_of(conn, [row.id for row in rows])
+        return [self._user(row, found[row.id]) for row in rows]
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        password_hash: str | None = None,
+        disabled: bool | None = None,
+        name: str | None = None,
+        epoch: float | None = None,
+    ) -> bool:
+        """Change the given (non-None) fields; False if there is no such user."""
+        values: dict[str, Any] = {}
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if disabled is not None:
+            values["disabled"] = disabled
+        if name is not None:
+            values["name"] = name
+        if epoch is not None:
+            values["epoch"] = epoch
+        async with self._write() as conn:
+            if not values:
+                return await self._user_exists(conn, user_id)
+            result = await conn.execute(update(users).where(users.c.id == user_id).values(values))
+            return result.rowcount == 1
+
+    @staticmethod
+    async def _user_exists(conn: AsyncConnection, user_id: str) -> bool:
+        return (
+            await conn.execute(select(users.c.id).where(users.c.id == user_id))
+        ).first() is not None
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool:
+        """Replace the user's roles; False if there is no such user."""
+        async with self._write() as conn:
+            if not await self._user_exists(conn, user_id):
+                return False
+            await conn.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
+            await self._insert_roles(conn, user_id, roles)
+            return True
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete a user; its roles, sessions and refresh tokens go with it (ON DELETE
+        CASCADE). False if there is no such user."""
+        async with self._write() as conn:
+            result = await conn.execute(delete(users).where(users.c.id == user_id))
+            return result.rowcount == 1
+
+    async def put_role(self, role: RoleRecord) -> None:
+        """Create a role, or replace the permissions of an existing one (its
+        ``created_at`` stays the first one)."""
+        permissions = _dumps(list(_names(role.permissions)))
+        stmt = self._insert(roles).values(
+            name=role.name, permissions=permissions, created_at=role.created_at
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[roles.c.name], set_={"permissions": stmt.excluded.permissions}
+        )
+        async with self._write() as conn:
+            await conn.execute(stmt)
+
+    @staticmethod
+    def _role(row: Row[Any]) -> RoleRecord:
+        return RoleRecord(
+            name=row.name,
+            permissions=tuple(json.loads(row.permissions)),
+            created_at=row.created_at,
+        )
+
+    async def get_role(self, name: str) -> RoleRecord | None:
+        """A role by name."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(roles).where(roles.c.name == name))).first()
+        return None if row is None else self._role(row)
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """Every role, by name."""
+        async with self._read() as conn:
+            rows = (await conn.execute(select(roles).order_by(roles.c.name))).all()
+        return [self._role(row) for row in rows]
+
+    async def delete_role(self, name: str) -> bool:
+        """Delete a role and remove it from every user; False if there was no such role."""
+        async with self._write() as conn:
+            await conn.execute(delete(user_roles).where(user_roles.c.role == name))
+            result = await conn.execute(delete(roles).where(roles.c.name == name))
+            return result.rowcount == 1
+
+    async def users_with_role(self, name: str) -> list[str]:
+        """Ids of the users holding a role, sorted."""
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(user_roles.c.user_id)
+                .where(user_roles.c.role == name)
+                .order_by(user_roles.c.user_id)
+            )
+            return list(result.scalars())
+
+    # -- SessionStore ------------------------------------------------------------------
+
+    @staticmethod
+    def _refresh_values(token: RefreshRecord) -> dict[str, Any]:
+        return {
+            "digest": token.digest,
+            "sid": token.sid,
+            "created_at": token.created_at,
+            "idle_expires_at": token.idle_expires_at,
+            "parent": token.parent,
+            "rotated_at": token.rotated_at,
+            "successor": token.successor,
+        }
+
+    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> None:
+        """Insert a session and its first refresh token in one transaction; Conflict if
+        the sid or the digest exists."""
+        async with self._write() as conn:
+            await conn.execute(
+                sessions.insert().values(
+                    sid=session.sid,
+                    user_id=session.user_id,
+                    client_id=session.client_id,
+                    created_at=session.created_at,
+                    last_used_at=session.last_used_at,
+                    expires_at=session.expires_at,
+                    ip=session.ip,
+                    user_agent=session.user_agent,
+                    scope=session.scope,
+                    revoked_at=session.revoked_at,
+                )
+            )
+            await conn.execute(refresh_tokens.insert().values(self._refresh_values(first)))
+
+    @staticmethod
+    def _session(row: Row[Any]) -> SessionRecord:
+        return SessionRecord(
+            sid=row.sid,
+            user_id=row.user_id,
+            client_id=row.client_id,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            expires_at=row.expires_at,
+            ip=row.ip,
+            user_agent=row.user_agent,
+            scope=row.scope,
+            revoked_at=row.revoked_at,
+        )
+
+    async def get_session(self, sid: str) -> SessionRecord | None:
+        """A session by sid."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+        return None if row is None else self._session(row)
+
+    async def list_sessions(self, user_id: str, *, live_at: float | None) -> list[SessionRecord]:
+        """The user's sessions, newest first; with ``live_at``, only unrevoked ones whose
+        absolute expiry is after that time."""
+        query = (
+            select(sessions)
+            .where(sessions.c.user_id == user_id)
+            .order_by(sessions.c.created_at.desc(), sessions.c.sid.desc())
+        )
+        if live_at is not None:
+            query = query.where(sessions.c.revoked_at.is_(None), sessions.c.expires_at > live_at)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._session(row) for row in rows]
+
+    async def get_refresh(self, digest: str) -> RefreshRecord | None:
+        """A refresh token by digest."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(refresh_tokens).where(refresh_tokens.c.digest == digest))
+            ).first()
+        if row is None:
+            return None
+        return RefreshRecord(
+            digest=row.digest,
+            sid=row.sid,
+            created_at=row.created_at,
+            idle_expires_at=row.idle_expires_at,
+            parent=row.parent,
+            rotated_at=row.rotated_at,
+            successor=row.successor,
+        )
+
+    async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:
+        """Atomic compare-and-set: if ``digest`` is not yet rotated and its session is not
+        revoked, mark it rotated to ``successor``, insert ``successor`` and set the
+        session's ``last_used_at``, in one transaction, and return True. Otherwise change
+        nothing and return False. Two concurrent callers never both win: the UPDATE's
+        ``rotated_at IS NULL`` condition is checked by the database under its row lock."""
+        session_live = exists().where(
+            sessions.c.sid == refresh_tokens.c.sid, sessions.c.revoked_at.is_(None)
+        )
+        claim = (
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.digest == digest,
+                refresh_tokens.c.rotated_at.is_(None),
+                session_live,
+            )
+            .values(rotated_at=now, successor=successor.digest)
+            .returning(refresh_tokens.c.sid)
+        )
+        async with self._write() as conn:
+            sid = (await conn.execute(claim)).scalar_one_or_none()
+            if sid is None:
+                return False
+            await conn.execute(refresh_tokens.insert().values(self._refresh_values(successor)))
+            await conn.execute(
+                update(sessions).where(sessions.c.sid == sid).values(last_used_at=now)
+            )
+            return True
+
+    async def revoke_session(self, sid: str, *, now: float) -> bool:
+        """Mark a session revoked; False if it was unknown or already revoked."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(sessions)
+                .where(sessions.c.sid == sid, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return result.rowcount == 1
+
+    async def revoke_user_sessions(
+        self, user_id: str, *, now: float, keep: str | None = None
+    ) -> list[str]:
+        """Revoke every live session of the user (unrevoked, absolute expiry after
+        ``now``) except ``keep``; return their sids, sorted."""
+        conditions = [
+            sessions.c.user_id == user_id,
+            sessions.c.revoked_at.is_(None),
+            sessions.c.expires_at > now,
+        ]
+        if keep is not None:
+            conditions.append(sessions.c.sid != keep)
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(sessions).where(*conditions).values(revoked_at=now).returning(sessions.c.sid)
+            )
+            return sorted(result.scalars())
+
+    async def purge_sessions(self, *, before: float) -> int:
+        """Delete sessions revoked or expired before ``before``, with their refresh
+        tokens; return how many sessions."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(sessions).where(
+                    or_(
+                        and_(sessions.c.revoked_at.is_not(None), sessions.c.revoked_at < before),
+                        sessions.c.expires_at < before,
+                    )
+                )
+            )
+            return result.rowcount
+
+    # -- RevocationStore ---------------------------------------------------------------
+
+    async def add_revocation(
+        self,
+        kind: RevocationKind,
+        value: str,
+        *,
+        now: float,
+        expires_at: float,
+        not_before: float | None = None,
+    ) -> RevocationEvent:
+        """Append an event and return it with its cursor id."""
+        async with self._write() as conn:
+            if self._postgresql:
+                # Ids must become visible in order, or a reader's cursor could skip one.
+                await conn.execute(select(func.pg_advisory_xact_lock(PG_REVOCATION_LOCK)))
+            new_id = (
+                await conn.execute(
+                    revocations.insert()
+                    .values(
+                        kind=kind,
+                        value=value,
+                        created_at=now,
+                        expires_at=expires_at,
+                        not_before=not_before,
+                    )
+                    .returning(revocations.c.id)
+                )
+            ).scalar_one()
+        return RevocationEvent(
+            id=new_id,
+            kind=kind,
+            value=value,
+            created_at=now,
+            expires_at=expires_at,
+            not_before=not_before,
+        )
+
+    async def revocations_after(
+        self, cursor: int | None, *, now: float, limit: int
+    ) -> list[RevocationEvent]:
+        """Unexpired events (``expires_at > now``) with id > cursor (all when None), in id
+        order, at most ``limit``."""
+        query = (
+            select(revocations)
+            .where(revocations.c.expires_at > now)
+            .order_by(revocations.c.id)
+            .limit(limit)
+        )
+        if cursor is not None:
+            query = query.where(revocations.c.id > cursor)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            RevocationEvent(
+                id=row.id,
+                kind=cast(RevocationKind, row.kind),
+                value=row.value,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                not_before=row.not_before,
+            )
+            for row in rows
+        ]
+
+    async def is_revoked(self, kind: RevocationKind, value: str, *, now: float) -> bool:
+        """True if an unexpired event of this kind and value exists."""
+        query = select(
+            exists().where(
+                revocations.c.kind == kind,
+                revocations.c.value == value,
+                revocations.c.expires_at > now,
+            )
+        )
+        async with self._read() as conn:
+            return bool((await conn.execute(query)).scalar())
+
+    async def latest_revocation_id(self) -> int:
+        """The highest event id ever issued (0 if none). Purging always keeps the newest
+        event, so the maximum id in the table is that id."""
+        async with self._read() as conn:
+            value = (
+                await conn.execute(select(func.coalesce(func.max(revocations.c.id), 0)))
+            ).scalar_one()
+        return int(value)
+
+    async def purge_revocations(self, *, now: float) -> int:
+        """Delete expired events (``expires_at <= now``) except the newest one, which
+        keeps ``latest_revocation_id`` exact; return how many."""
+        newest = select(func.max(revocations.c.id)).scalar_subquery()
+        async with self._write() as conn:
+            result = await conn.execute(
+                delete(revocations).where(
+                    revocations.c.expires_at <= now, revocations.c.id != newest
+                )
+            )
+            return result.rowcount
+
+    # -- KeyStore ----------------------------------------------------------------------
+
+    async def list_keys(self) -> list[KeyRecord]:
+        """Every stored key, oldest first."""
+        async with self._read() as conn:
+            rows = (await conn.execute(select(keys).order_by(keys.c.created_at, keys.c.kid))).all()
+        return [
+            KeyRecord(
+                kid=row.kid,
+                alg=row.alg,
+                state=cast(KeyState, row.state),
+                public_jwk=row.public_jwk,
+                encrypted_private=None
+                if row.encrypted_private is None
+                else bytes(row.encrypted_private),
+                created_at=row.created_at,
+                activated_at=row.activated_at,
+                retired_at=row.retired_at,
+                expires_at=row.expires_at,
+            )
+            for row in rows
+        ]
+
+    async def insert_key(self, key: KeyRecord) -> None:
+        """Store a new key; Conflict if the kid exists."""
+        async with self._write() as conn:
+            await conn.execute(
+                keys.insert().values(
+                    kid=key.kid,
+                    alg=key.alg,
+                    state=key.state,
+                    public_jwk=key.public_jwk,
+                    encrypted_private=key.encrypted_private,
+                    created_at=key.created_at,
+                    activated_at=key.activated_at,
+                    retired_at=key.retired_at,
+                    expires_at=key.expires_at,
+                )
+            )
+
+    async def update_key(
+        self,
+        kid: str,
+        *,
+        state: KeyState,
+        activated_at: float | None = None,
+        retired_at: float | None = None,
+        expires_at: float | None = None,
+        drop_private: bool = False,
+    ) -> None:
+        """Move a key to ``state``, setting the given (non-None) times; with
+        ``drop_private``, erase its private part. An unknown kid changes nothing."""
+        values: dict[str, Any] = {"state": state}
+        if activated_at is not None:
+            values["activated_at"] = activated_at
+        if retired_at is not None:
+            values["retired_at"] = retired_at
+        if expires_at is not None:
+            values["expires_at"] = expires_at
+        if drop_private:
+            values["encrypted_private"] = None
+        async with self._write() as conn:
+            await conn.execute(update(keys).where(keys.c.kid == kid).values(values))
+
+    def key_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held while rotating keys, so that only one instance rotates at a time.
+
+        PostgreSQL: a transaction-scoped advisory lock, held on a connection of its own.
+        SQLite: a ``BEGIN IMMEDIATE`` transaction (SQLite's write lock) held for the whole
+        block; this store's calls made by the same task inside the block run in that
+        transaction, and commit when the block exits (they roll back if it raises).
+        Writes from other tasks wait until the block exits.
+        """
+        return self._key_lock()
+
+    @asynccontextmanager
+    async def _key_lock(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always called from a task
+            raise RuntimeError("key_lock needs a running task")
+        if self._key_owner is task:  # re-entered by the task that holds it
+            yield
+            return
+        if self._sqlite:
+            async with (
+                self._write_lock,
+                self._translated(),
+                self._write_engine.connect() as conn,
+                conn.begin(),  # BEGIN IMMEDIATE: SQLite's write lock, until commit
+            ):
+                token = _HELD.set((self, task, conn))
+                self._key_owner = task
+                try:
+                    yield
+                finally:
+                    self._key_owner = None
+                    _HELD.reset(token)
+            return
+        async with (
+            self._key_mutex,
+            self._translated(),
+            self._engine.connect() as conn,
+            conn.begin(),  # the advisory lock is released when this transaction ends
+        ):
+            await conn.execute(select(func.pg_advisory_xact_lock(PG_KEY_LOCK)))
+            self._key_owner = task
+            try:
+                yield
+            finally:
+                self._key_owner = None
+
+    # -- AuditLog ----------------------------------------------------------------------
+
+    async def append_audit(
+        self,
+        event: str,
+        *,
+        at: float,
+        user_id: str | None = None,
+        sid: str | None = None,
+        ip: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an event; ``detail`` must be JSON-serialisable (TypeError otherwise)."""
+        encoded = _dumps(detail or {})
+        async with self._write() as conn:
+            await conn.execute(
+                audit_events.insert().values(
+                    at=at, event=event, user_id=user_id, sid=sid, ip=ip, detail=encoded
+                )
+            )
+
+    async def query_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        event: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Events in id order, filtered by user, event name and id > ``after``."""
+        query = select(audit_events).order_by(audit_events.c.id).limit(limit)
+        if user_id is not None:
+            query = query.where(audit_events.c.user_id == user_id)
+        if event is not None:
+            query = query.where(audit_events.c.event == event)
+        if after is not None:
+            query = query.where(audit_events.c.id > after)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditRecord(
+                id=row.id,
+                at=row.at,
+                event=row.event,
+                user_id=row.user_id,
+                sid=row.sid,
+                ip=row.ip,
+                detail=json.loads(row.detail),
+            )
+            for row in rows
+        ]
+
+    # -- Counters ----------------------------------------------------------------------
+
+    async def hit(self, key: str, *, now: float, window: float) -> CounterState:
+        """Add one to ``key``'s window, starting a new window at ``now`` if the old one
+        has passed (``window_start + window <= now``); return it. One atomic upsert."""
+        passed = counters.c.window_start + window <= now
+        stmt = self._insert(counters).values(key=key, count=1, window_start=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[counters.c.key],
+            set_={
+                "count": case((passed, 1), else_=counters.c.count + 1),
+                "window_start": case((passed, now), else_=counters.c.window_start),
+            },
+        )
+        async with self._write() as conn:
+            row = (
+                await conn.execute(stmt.returning(counters.c.count, counters.c.window_start))
+            ).one()
+        # Row is a tuple: ``row.count`` would be tuple.count, so index it.
+        return CounterState(count=int(row[0]), window_start=float(row[1]))
+
+    async def peek(self, key: str, *, now: float, window: float) -> CounterState:
+        """The current window of ``key``; count 0 (and a window starting at ``now``) if
+        there is none or it has passed."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(counters.c.count, counters.c.window_start).where(counters.c.key == key)
+                )
+            ).first()
+        if row is None or row[1] + window <= now:
+            return CounterState(count=0, window_start=now)
+        return CounterState(count=int(row[0]), window_start=float(row[1]))
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key``."""
+        async with self._write() as conn:
+            await conn.execute(delete(counters).where(counters.c.key == key))
+
+
+if TYPE_CHECKING:
+
+    def _conforms(store: SqlStorage) -> Storage:
+        """mypy checks here that SqlStorage implements every storage Protocol."""
+        return store

@@ -1,0 +1,163 @@
+"""The SQL schema, as SQLAlchemy Core tables. The migrations in ``migrations/`` build
+exactly this schema (a test compares them). Times are POSIX seconds as floats."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Named constraints, so that later migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("name", Text, nullable=True),
+    Column("disabled", Boolean, nullable=False),
+    Column("epoch", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("permissions", Text, nullable=False),  # a JSON array of strings
+    Column("created_at", Float, nullable=False),
+)
+
+# No foreign key to roles: a role is checked by the service, and delete_role removes it here.
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(128), primary_key=True),
+    Index(None, "role"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("sid", String(128), primary_key=True),
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("client_id", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Column("scope", Text, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column(
+        "sid",
+        String(128),
+        ForeignKey("sessions.sid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", Float, nullable=False),
+    Column("idle_expires_at", Float, nullable=False),
+    Column("parent", String(64), nullable=True),
+    Column("rotated_at", Float, nullable=True),
+    Column("successor", String(64), nullable=True),
+)
+
+# sqlite_autoincrement: SQLite must never hand out an id twice, or a feed cursor would skip.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),
+    Column("value", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("not_before", Float, nullable=True),
+    Index(None, "kind", "value"),
+    sqlite_autoincrement=True,
+)
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("kid", String(255), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("public_jwk", Text, nullable=True),
+    Column("encrypted_private", LargeBinary, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=True),
+    Column("retired_at", Float, nullable=True),
+    Column("expires_at", Float, nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("event", String(128), nullable=False, index=True),
+    Column("user_id", String(128), nullable=True, index=True),  # no FK: the log outlives users
+    Column("sid", String(128), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("detail", Text, nullable=False),  # a JSON object
+    sqlite_autoincrement=True,
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("window_start", Float, nullable=False),
+)
+
+__all__ = [
+    "audit_events",
+    "counters",
+    "keys",
+    "metadata",
+    "refresh_tokens",
+    "revocations",
+    "roles",
+    "sessions",
+    "user_roles",
+    "users",
+]

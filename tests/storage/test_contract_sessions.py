@@ -1,0 +1,228 @@
+"""Contract: SessionStore (sessions are refresh families; tokens are stored as digests)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from authgate.errors import Conflict
+from authgate.storage.base import Storage
+
+from ._records import DAY, T0, digest, refresh, session, user
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def alice(storage: Storage) -> str:
+    await storage.create_user(user("alice"))
+    return "alice"
+
+
+async def test_create_session_round_trip(storage: Storage, alice: str) -> None:
+    s = dataclasses.replace(session("s1", alice), scope=None, ip=None, user_agent=None)
+    first = refresh("t1", "s1")
+    await storage.create_session(s, first)
+    assert await storage.get_session("s1") == s
+    assert await storage.get_refresh(first.digest) == first
+    assert await storage.get_session("nope") is None
+    assert await storage.get_refresh(digest("nope")) is None
+
+    full = session("s2", alice)
+    await storage.create_session(full, refresh("t2", "s2"))
+    assert await storage.get_session("s2") == full
+
+
+async def test_duplicate_sid_is_a_conflict(storage: Storage, alice: str) -> None:
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    with pytest.raises(Conflict) as info:
+        await storage.create_session(session("s1", alice), refresh("t2", "s1"))
+    assert info.value.code == "conflict"
+    assert await storage.get_refresh(digest("t2")) is None
+
+
+async def test_create_session_is_one_transaction(storage: Storage, alice: str) -> None:
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    # The first token's digest is taken: the new session must not be stored either.
+    with pytest.raises(Conflict) as info:
+        await storage.create_session(session("s2", alice), refresh("t1", "s2"))
+    assert info.value.code == "conflict"
+    assert await storage.get_session("s2") is None
+    got = await storage.get_refresh(digest("t1"))
+    assert got is not None
+    assert got.sid == "s1"
+
+
+async def test_list_sessions_newest_first_and_only_the_users(storage: Storage, alice: str) -> None:
+    await storage.create_user(user("bob"))
+    for i, sid in enumerate(["s-old", "s-mid", "s-new"]):
+        await storage.create_session(
+            session(sid, alice, created_at=T0 + i), refresh(f"t-{sid}", sid, created_at=T0 + i)
+        )
+    await storage.create_session(session("s-bob", "bob"), refresh("t-bob", "s-bob"))
+
+    listed = await storage.list_sessions(alice, live_at=None)
+    assert [s.sid for s in listed] == ["s-new", "s-mid", "s-old"]
+    assert listed[0] == session("s-new", alice, created_at=T0 + 2)
+    assert [s.sid for s in await storage.list_sessions("bob", live_at=None)] == ["s-bob"]
+    assert await storage.list_sessions("nobody", live_at=None) == []
+
+
+async def test_list_sessions_live_at_drops_revoked_and_expired(
+    storage: Storage, alice: str
+) -> None:
+    await storage.create_session(session("live", alice, created_at=T0), refresh("a", "live"))
+    await storage.create_session(
+        session("revoked", alice, created_at=T0 + 1), refresh("b", "revoked")
+    )
+    await storage.create_session(
+        session("expiring", alice, created_at=T0 + 2, expires_at=T0 + DAY), refresh("c", "expiring")
+    )
+    assert await storage.revoke_session("revoked", now=T0 + 10)
+
+    everything = await storage.list_sessions(alice, live_at=None)
+    assert [s.sid for s in everything] == ["expiring", "revoked", "live"]
+    assert everything[1].revoked_at == T0 + 10
+
+    just_before = await storage.list_sessions(alice, live_at=T0 + DAY - 1)
+    assert [s.sid for s in just_before] == ["expiring", "live"]
+    # At its absolute expiry a session is no longer live.
+    at_expiry = await storage.list_sessions(alice, live_at=T0 + DAY)
+    assert [s.sid for s in at_expiry] == ["live"]
+
+
+async def test_rotate_refresh_wins_once(storage: Storage, alice: str) -> None:
+    first = refresh("t1", "s1")
+    await storage.create_session(session("s1", alice), first)
+    second = refresh("t2", "s1", created_at=T0 + 5, parent=first.digest)
+
+    assert await storage.rotate_refresh(first.digest, second, now=T0 + 5) is True
+
+    assert await storage.get_refresh(first.digest) == dataclasses.replace(
+        first, rotated_at=T0 + 5, successor=second.digest
+    )
+    assert await storage.get_refresh(second.digest) == second
+    s1 = await storage.get_session("s1")
+    assert s1 is not None
+    assert s1.last_used_at == T0 + 5
+
+    # Rotating the same token again loses and changes nothing.
+    other = refresh("t2-other", "s1", created_at=T0 + 6, parent=first.digest)
+    assert await storage.rotate_refresh(first.digest, other, now=T0 + 6) is False
+    assert await storage.get_refresh(other.digest) is None
+    got = await storage.get_refresh(first.digest)
+    assert got is not None
+    assert got.successor == second.digest
+    assert got.rotated_at == T0 + 5
+    s1 = await storage.get_session("s1")
+    assert s1 is not None
+    assert s1.last_used_at == T0 + 5
+
+    # The successor rotates in turn.
+    third = refresh("t3", "s1", created_at=T0 + 7, parent=second.digest)
+    assert await storage.rotate_refresh(second.digest, third, now=T0 + 7) is True
+    got = await storage.get_refresh(second.digest)
+    assert got is not None
+    assert got.successor == third.digest
+
+
+async def test_rotate_unknown_digest_is_false(storage: Storage, alice: str) -> None:
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    successor = refresh("t2", "s1", parent=digest("ghost"))
+    assert await storage.rotate_refresh(digest("ghost"), successor, now=T0 + 1) is False
+    assert await storage.get_refresh(successor.digest) is None
+    s1 = await storage.get_session("s1")
+    assert s1 is not None
+    assert s1.last_used_at == T0
+
+
+async def test_rotate_refresh_refuses_a_revoked_session(storage: Storage, alice: str) -> None:
+    first = refresh("t1", "s1")
+    await storage.create_session(session("s1", alice), first)
+    assert await storage.revoke_session("s1", now=T0 + 1) is True
+
+    successor = refresh("t2", "s1", parent=first.digest)
+    assert await storage.rotate_refresh(first.digest, successor, now=T0 + 2) is False
+
+    assert await storage.get_refresh(first.digest) == first  # not marked rotated
+    assert await storage.get_refresh(successor.digest) is None
+    s1 = await storage.get_session("s1")
+    assert s1 is not None
+    assert s1.last_used_at == T0
+
+
+async def test_revoke_session(storage: Storage, alice: str) -> None:
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    assert await storage.revoke_session("s1", now=T0 + 3) is True
+    assert await storage.revoke_session("s1", now=T0 + 4) is False  # already revoked
+    s1 = await storage.get_session("s1")
+    assert s1 is not None
+    assert s1.revoked_at == T0 + 3  # the first revocation time stays
+    assert await storage.revoke_session("ghost", now=T0 + 4) is False
+
+
+async def test_revoke_user_sessions_keeps_one_and_skips_dead_ones(
+    storage: Storage, alice: str
+) -> None:
+    await storage.create_user(user("bob"))
+    for sid in ["s1", "s2", "s3", "keep"]:
+        await storage.create_session(session(sid, alice), refresh(f"t-{sid}", sid))
+    await storage.create_session(
+        session("expired", alice, expires_at=T0 + 10), refresh("t-exp", "expired")
+    )
+    await storage.create_session(session("gone", alice), refresh("t-gone", "gone"))
+    await storage.revoke_session("gone", now=T0 + 1)
+    await storage.create_session(session("bob-s", "bob"), refresh("t-bob", "bob-s"))
+
+    revoked = await storage.revoke_user_sessions(alice, now=T0 + 20, keep="keep")
+
+    assert revoked == ["s1", "s2", "s3"]
+    live = await storage.list_sessions(alice, live_at=T0 + 20)
+    assert [s.sid for s in live] == ["keep"]
+    for sid in ["s1", "s2", "s3"]:
+        got = await storage.get_session(sid)
+        assert got is not None
+        assert got.revoked_at == T0 + 20
+    gone = await storage.get_session("gone")
+    assert gone is not None
+    assert gone.revoked_at == T0 + 1
+    bob = await storage.get_session("bob-s")
+    assert bob is not None
+    assert bob.revoked_at is None
+
+    assert await storage.revoke_user_sessions(alice, now=T0 + 30) == ["keep"]
+    assert await storage.revoke_user_sessions(alice, now=T0 + 40) == []
+    assert await storage.revoke_user_sessions("nobody", now=T0 + 40) == []
+
+
+async def test_purge_sessions(storage: Storage, alice: str) -> None:
+    await storage.create_session(session("live", alice), refresh("t-live", "live"))
+    await storage.create_session(
+        session("expired", alice, expires_at=T0 + 100), refresh("t-expired", "expired")
+    )
+    await storage.create_session(session("revoked-early", alice), refresh("t-re", "revoked-early"))
+    await storage.create_session(session("revoked-late", alice), refresh("t-rl", "revoked-late"))
+    await storage.revoke_session("revoked-early", now=T0 + 50)
+    await storage.revoke_session("revoked-late", now=T0 + 500)
+    token = refresh("t-live2", "live", parent=digest("t-live"))
+    assert await storage.rotate_refresh(digest("t-live"), token, now=T0 + 1)
+
+    assert await storage.purge_sessions(before=T0 + 200) == 2
+
+    remaining = await storage.list_sessions(alice, live_at=None)
+    assert sorted(s.sid for s in remaining) == ["live", "revoked-late"]
+    assert await storage.get_refresh(digest("t-expired")) is None
+    assert await storage.get_refresh(digest("t-re")) is None
+    assert await storage.get_refresh(digest("t-rl")) is not None
+    assert await storage.get_refresh(digest("t-live")) is not None
+    assert await storage.get_refresh(digest("t-live2")) is not None
+    assert await storage.purge_sessions(before=T0 + 200) == 0
+
+
+async def test_purge_sessions_boundary_is_strict(storage: Storage, alice: str) -> None:
+    await storage.create_session(
+        session("edge", alice, expires_at=T0 + 100), refresh("t-edge", "edge")
+    )
+    assert await storage.purge_sessions(before=T0 + 100) == 0
+    assert await storage.purge_sessions(before=T0 + 100.5) == 1

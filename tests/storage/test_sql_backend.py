@@ -1,0 +1,210 @@
+"""The SQL backend beyond the Protocol contract: migrations, atomic rotation under
+concurrency (one engine, and two engines as two processes would have), error mapping.
+These run against every SQL backend in BACKENDS."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, func, inspect, select
+from sqlalchemy.engine import Connection
+
+from authgate.errors import Conflict, StorageError
+from authgate.storage.sql import SqlStorage, alembic_config, metadata, migrate, open_storage
+from authgate.storage.sql.tables import refresh_tokens
+
+from ._records import T0, digest, refresh, session, user
+
+pytestmark = pytest.mark.anyio
+
+
+def _diff(connection: Connection, target: MetaData = metadata) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), target))
+
+
+def _revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+# -- migrations --------------------------------------------------------------------------
+
+
+async def test_migrated_schema_equals_tables_py(sql_storage: SqlStorage) -> None:
+    async with sql_storage.engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []
+        assert await conn.run_sync(_revision) == _head()
+        # The comparison is not vacuous: against an empty MetaData every table differs.
+        removed = {
+            d[1].name for d in await conn.run_sync(_diff, MetaData()) if d[0] == "remove_table"
+        }
+    assert removed == set(metadata.tables)
+    assert _head() == "0001"
+
+
+async def test_migrate_is_idempotent(database_url: str) -> None:
+    await migrate(database_url)
+    await migrate(database_url)
+    store = await open_storage(database_url)
+    try:
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            assert await conn.run_sync(_revision) == _head()
+    finally:
+        await store.close()
+
+
+async def test_concurrent_migrations_queue(empty_database_url: str) -> None:
+    await asyncio.gather(*(migrate(empty_database_url) for _ in range(3)))
+    store = await open_storage(empty_database_url)
+    try:
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+        await store.create_user(user("u1"))
+    finally:
+        await store.close()
+
+
+async def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
+    store = await open_storage(database_url)
+
+    def downgrade(connection: Connection) -> list[str]:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+        return [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
+
+    try:
+        async with store.engine.begin() as conn:
+            assert await conn.run_sync(downgrade) == []
+        await migrate(database_url)
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await store.close()
+
+
+# -- rotate_refresh: the atomic compare-and-set ------------------------------------------
+
+
+async def _family(store: SqlStorage) -> str:
+    await store.create_user(user("alice"))
+    await store.create_session(session("s1", "alice"), refresh("t0", "s1"))
+    return digest("t0")
+
+
+async def _successor_rows(store: SqlStorage, parent: str) -> list[str]:
+    async with store.engine.connect() as conn:
+        result = await conn.execute(
+            select(refresh_tokens.c.digest).where(refresh_tokens.c.parent == parent)
+        )
+        return list(result.scalars())
+
+
+async def _assert_one_winner(store: SqlStorage, parent: str, results: list[bool]) -> None:
+    assert results.count(True) == 1
+    assert results.count(False) == len(results) - 1
+    winner = digest(f"succ-{results.index(True)}")
+    assert await _successor_rows(store, parent) == [winner]
+    rotated = await store.get_refresh(parent)
+    assert rotated is not None
+    assert rotated.successor == winner
+    assert rotated.rotated_at == T0 + 1
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(refresh_tokens))).scalar() == 2
+
+
+async def test_50_concurrent_rotations_on_one_store_have_one_winner(
+    sql_storage: SqlStorage,
+) -> None:
+    parent = await _family(sql_storage)
+    results = await asyncio.gather(
+        *(
+            sql_storage.rotate_refresh(
+                parent, refresh(f"succ-{i}", "s1", parent=parent), now=T0 + 1
+            )
+            for i in range(50)
+        )
+    )
+    await _assert_one_winner(sql_storage, parent, list(results))
+
+
+async def test_50_concurrent_rotations_from_two_engines_have_one_winner(
+    database_url: str,
+) -> None:
+    first, second = await open_storage(database_url), await open_storage(database_url)
+    try:
+        parent = await _family(first)
+        await asyncio.gather(first.ping(), second.ping())
+        stores = [first, second]
+        results = await asyncio.gather(
+            *(
+                stores[i % 2].rotate_refresh(
+                    parent, refresh(f"succ-{i}", "s1", parent=parent), now=T0 + 1
+                )
+                for i in range(50)
+            )
+        )
+        await _assert_one_winner(second, parent, list(results))
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_writers_on_two_engines_queue_instead_of_failing(database_url: str) -> None:
+    first, second = await open_storage(database_url), await open_storage(database_url)
+    try:
+        stores = [first, second]
+        await first.create_user(user("shared"))
+        # set_roles reads before it writes: the case where a deferred BEGIN fails at once
+        # ("database is locked" on the lock upgrade) instead of waiting.
+        hits = asyncio.gather(*(stores[i % 2].hit("k", now=T0, window=60) for i in range(40)))
+        others = asyncio.gather(
+            *(stores[i % 2].create_user(user(f"u{i}")) for i in range(20)),
+            *(stores[i % 2].set_roles("shared", [f"r{i}"]) for i in range(20)),
+        )
+        states, _ = await asyncio.gather(hits, others)
+        assert sorted(s.count for s in states) == list(range(1, 41))
+        assert len(await first.list_users(after=None, limit=100)) == 21
+        shared = await second.get_user("shared")
+        assert shared is not None
+        assert len(shared.roles) == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+# -- error mapping -----------------------------------------------------------------------
+
+
+async def test_unknown_user_for_a_session_is_a_storage_error_not_a_conflict(
+    sql_storage: SqlStorage,
+) -> None:
+    with pytest.raises(StorageError) as info:
+        await sql_storage.create_session(session("s1", "ghost"), refresh("t1", "s1"))
+    assert type(info.value) is StorageError
+    assert info.value.code == "storage_error"
+    assert await sql_storage.get_session("s1") is None
+
+
+async def test_a_conflict_rolls_back_the_whole_transaction(sql_storage: SqlStorage) -> None:
+    await sql_storage.create_user(user("alice"))
+    await sql_storage.create_session(session("s1", "alice"), refresh("t1", "s1"))
+    await sql_storage.create_session(session("s2", "alice"), refresh("t2", "s2"))
+    # The successor's digest exists: the claim on t1 must be undone too.
+    with pytest.raises(Conflict) as info:
+        await sql_storage.rotate_refresh(digest("t1"), refresh("t2", "s1"), now=T0 + 1)
+    assert info.value.code == "conflict"
+    t1 = await sql_storage.get_refresh(digest("t1"))
+    assert t1 is not None
+    assert t1.rotated_at is None
+    assert t1.successor is None

@@ -18,7 +18,7 @@ from authgate.errors import AuthgateError
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
-from authgate.server.routes import admin, auth, ops, wellknown
+from authgate.server.routes import admin, auth, oauth2, ops, wellknown
 from authgate.service.core import Services
 from authgate.settings import Settings
 
@@ -32,6 +32,7 @@ async def _maintain(svc: Services, interval: float) -> None:
         try:
             await svc.keyring.maintain()
             await svc.revocations.purge()
+            await svc.clients.purge()
         except AuthgateError as exc:
             log.warning("maintenance failed: %s", exc.code)
 
@@ -78,6 +79,7 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(auth.router)
     app.include_router(admin.router)
+    app.include_router(oauth2.router)
     app.include_router(wellknown.router)
     app.include_router(ops.router)
 

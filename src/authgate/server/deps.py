@@ -6,7 +6,7 @@ import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
 from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidToken
 from authgate.server.metrics import Metrics
@@ -15,6 +15,7 @@ from authgate.service.core import Services
 from authgate.service.sessions import AccessContext
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login")
+basic_scheme = HTTPBasic(auto_error=False, description="A service client's id and secret")
 
 
 def services(request: Request) -> Services:

@@ -33,6 +33,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.grants = Counter(
+            "authgate_oauth2_grants_total",
+            "Tokens issued at /oauth2/token.",
+            ["grant_type"],
+            registry=r,
+        )
         self.registrations = Counter(
             "authgate_registrations_total", "Accounts registered.", registry=r
         )

@@ -124,6 +124,27 @@ class RoleOut(BaseModel):
     created_at: float
 
 
+class ClientIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(default_factory=list, max_length=256)
+    jwk: dict[str, object] | None = None
+    access_ttl: float | None = Field(default=None, gt=0, le=86400)
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    name: str
+    scopes: list[str]
+    auth_method: Literal["client_secret_basic", "private_key_jwt"]
+    access_ttl: float | None
+    created_at: float
+    revoked_at: float | None
+
+
+class ClientCreated(ClientOut):
+    client_secret: str | None
+
+
 class KeyOut(BaseModel):
     kid: str
     alg: str

@@ -126,8 +126,11 @@ class Clients:
         unknown = set(wanted) - await self.defined_permissions()
         if unknown:
             raise InvalidScope(f"scopes {sorted(unknown)} are not defined permissions")
-        if access_ttl is not None and not 1 <= access_ttl <= 86400:
-            raise InvalidRequest("access_ttl must be between 1 s and 1 day", field="access_ttl")
+        # Never longer than the server's: key retirement and revocation events are sized to it.
+        if access_ttl is not None and not 1 <= access_ttl <= self.access_ttl:
+            raise InvalidRequest(
+                f"access_ttl must be between 1 s and {self.access_ttl:g} s", field="access_ttl"
+            )
         secret: str | None = None
         secret_hash: str | None = None
         public_jwk: str | None = None
@@ -268,6 +271,37 @@ class Clients:
         }
         token = encode(claims, self._keyring.keyset, typ="at+jwt")
         return ClientGrant(token, ttl, " ".join(granted))
+
+    async def introspect(self, token: str, sessions: Any) -> dict[str, Any]:
+        """RFC 7662: the claims of a live token with ``active: true``; ``{"active": false}``
+        for anything invalid, expired or revoked, without saying why."""
+        from authgate.service.sessions import REFRESH_PREFIX
+
+        inactive: dict[str, Any] = {"active": False}
+        if not isinstance(token, str) or not token or len(token) > 8192:
+            return inactive
+        if token.startswith(REFRESH_PREFIX):
+            info = await sessions.refresh_token_info(token)
+            return {"active": True, **info} if info is not None else inactive
+        try:
+            claims = decode(
+                token,
+                self._keyring.keyset,
+                algorithms=self._keyring.view.algorithms,
+                policy=ClaimsPolicy.access_token(issuer=self.issuer, audience=self.audience),
+                now=self._clock.now(),
+            )
+            if "sid" in claims:
+                await sessions.authenticate(token)
+            else:
+                client = await self._store.get_client(str(claims["sub"]))
+                if client is None or client.revoked_at is not None:
+                    return inactive
+                if await self._revocations.is_revoked("jti", str(claims["jti"])):
+                    return inactive
+        except AuthgateError:
+            return inactive
+        return {"active": True, "token_type": "Bearer", **claims}
 
     async def purge(self) -> int:
         """Drop expired assertion ids."""

@@ -19,6 +19,7 @@ from authgate.jose._b64 import b64encode_str
 from authgate.passwords import Argon2Params, PasswordHasher
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
+from authgate.service.clients import Clients
 from authgate.service.keyring import Keyring
 from authgate.service.limits import LoginThrottle, ThrottlePolicy
 from authgate.service.revocation import Revocations
@@ -81,6 +82,7 @@ class Services:
     revocations: Revocations
     sessions: Sessions
     throttle: LoginThrottle
+    clients: Clients
 
     @classmethod
     async def open(
@@ -157,7 +159,21 @@ class Services:
             ),
             refresh_secret=derive(master, b"authgate refresh-token successor v1"),
         )
+        clients = Clients(
+            storage,
+            accounts=accounts,
+            hasher=hasher,
+            keyring=keyring,
+            revocations=revocations,
+            audit=audit,
+            clock=clock,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            access_ttl=settings.access_ttl,
+            leeway=settings.leeway,
+        )
         return cls(
+            clients=clients,
             settings=settings,
             storage=storage,
             clock=clock,

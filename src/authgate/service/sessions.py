@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.errors import InvalidGrant, InvalidScope, NotFound, TokenRevoked
+from authgate.errors import InvalidGrant, InvalidScope, InvalidToken, NotFound, TokenRevoked
 from authgate.jose import ClaimsPolicy, decode, encode
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
@@ -285,6 +285,60 @@ class Sessions:
         if await self._store.revoke_session(session.sid, now=self._clock.now()):
             await self._revocations.revoke_sid(session.sid)
         await self._audit.record("refresh_reuse", user_id=session.user_id, sid=session.sid, ip=ip)
+
+    async def refresh_token_info(self, refresh_token: str) -> dict[str, Any] | None:
+        """What introspection may say of a live refresh token (the family head), or None."""
+        if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
+            return None
+        record = await self._store.get_refresh(digest_of(refresh_token))
+        now = self._clock.now()
+        if record is None or record.rotated_at is not None or now >= record.idle_expires_at:
+            return None
+        session = await self._store.get_session(record.sid)
+        if session is None or session.revoked_at is not None or now >= session.expires_at:
+            return None
+        return {
+            "token_type": "refresh_token",
+            "client_id": session.client_id,
+            "sub": session.user_id,
+            "sid": session.sid,
+            "exp": int(record.idle_expires_at),
+            "iat": int(record.created_at),
+            "iss": self.policy.issuer,
+        }
+
+    async def revoke_refresh_token(self, refresh_token: str, *, client_id: str) -> bool:
+        """RFC 7009 for a refresh token: end its whole family, if it was issued to
+        ``client_id``. False (and nothing done) for an unknown or foreign token."""
+        if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
+            return False
+        record = await self._store.get_refresh(digest_of(refresh_token))
+        if record is None:
+            return False
+        session = await self._store.get_session(record.sid)
+        if session is None or session.client_id != client_id:
+            return False
+        await self.end(session.sid, reason="oauth2_revoke")
+        return True
+
+    async def revoke_access_token(self, token: str, *, client_id: str) -> bool:
+        """RFC 7009 for an access token: revoke its jti until it expires, if it verifies and
+        was issued to ``client_id``."""
+        try:
+            claims = decode(
+                token,
+                self._keyring.keyset,
+                algorithms=self._keyring.view.algorithms,
+                policy=self._claims_policy,
+                now=self._clock.now(),
+            )
+        except InvalidToken:
+            return False
+        if claims.get("client_id") != client_id:
+            return False
+        await self._revocations.revoke_jti(str(claims["jti"]), exp=float(claims["exp"]))
+        await self._audit.record("token_revoked", user_id=str(claims["sub"]), sid=claims.get("sid"))
+        return True
 
     # --- access tokens ----------------------------------------------------------------------
 

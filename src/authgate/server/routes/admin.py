@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 
 from authgate.server.deps import Admin, Svc
 from authgate.server.routes.auth import _ERRORS
@@ -12,6 +13,9 @@ from authgate.server.schemas import (
     AdminUserOut,
     AdminUserPatch,
     AuditOut,
+    ClientCreated,
+    ClientIn,
+    ClientOut,
     KeyOut,
     RoleIn,
     RoleOut,
@@ -19,7 +23,7 @@ from authgate.server.schemas import (
     UserPage,
 )
 from authgate.service.core import Services
-from authgate.storage.base import KeyRecord, RoleRecord, SessionRecord, UserRecord
+from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRecord, UserRecord
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | {403: {}, 404: {}})
 
@@ -175,6 +179,44 @@ async def list_sessions(
 async def revoke_session(sid: str, _: Admin, svc: Svc) -> Response:
     """Revoke any session."""
     await svc.sessions.end(sid, reason="admin_revoked")
+    return Response(status_code=204)
+
+
+def _client(c: ClientRecord) -> ClientOut:
+    return ClientOut(
+        client_id=c.client_id,
+        name=c.name,
+        scopes=list(c.scopes),
+        auth_method="private_key_jwt" if c.public_jwk else "client_secret_basic",
+        access_ttl=c.access_ttl,
+        created_at=c.created_at,
+        revoked_at=c.revoked_at,
+    )
+
+
+@router.get("/clients", response_model=list[ClientOut])
+async def list_clients(_: Admin, svc: Svc) -> list[ClientOut]:
+    """Every service client (never their secrets)."""
+    return [_client(c) for c in await svc.clients.list()]
+
+
+@router.post("/clients", status_code=201, response_model=ClientCreated)
+async def create_client(body: ClientIn, _: Admin, svc: Svc) -> JSONResponse:
+    """Create a client; its secret is in this answer and nowhere else, ever."""
+    record, secret = await svc.clients.create(
+        body.name, body.scopes, jwk=body.jwk, access_ttl=body.access_ttl
+    )
+    out = ClientCreated(**_client(record).model_dump(), client_secret=secret)
+    return JSONResponse(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/clients/{client_id}", status_code=204)
+async def delete_client(client_id: str, _: Admin, svc: Svc) -> Response:
+    """Revoke a client: it can no longer authenticate, and its tokens die."""
+    if not await svc.clients.revoke(client_id):
+        from authgate.errors import NotFound
+
+        raise NotFound("no such client")
     return Response(status_code=204)
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from authgate.errors import InvalidCredentials, InvalidRequest
-from authgate.server.deps import Admin, Authenticated, Svc, client_ip, metrics
+from authgate.errors import InsufficientScope, InvalidClient, InvalidCredentials, InvalidRequest
+from authgate.server.deps import (
+    Authenticated,
+    Svc,
+    admin,
+    authenticated,
+    basic_scheme,
+    bearer_scheme,
+    client_ip,
+    metrics,
+)
 from authgate.server.schemas import (
     LoginIn,
     PasswordIn,
@@ -22,6 +31,7 @@ from authgate.server.schemas import (
     TokenOut,
     UserOut,
 )
+from authgate.service.clients import REVOCATIONS_SCOPE
 from authgate.service.core import Services
 from authgate.service.sessions import TokenPair
 from authgate.storage.base import UserRecord
@@ -191,11 +201,39 @@ async def end_session(sid: str, ctx: Authenticated, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/revocations", response_model=RevocationFeedOut, responses=_ERRORS | {403: {}})
+async def _feed_reader(request: Request, svc: Services) -> None:
+    """A client with the authgate:revocations scope (Basic), or an admin Bearer."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() == "basic ":
+        from authgate.server.routes.oauth2 import _basic
+
+        credentials = _basic(request)
+        assert credentials is not None
+        try:
+            client = await svc.clients.authenticate_secret(*credentials)
+        except InvalidClient as exc:
+            raise InvalidCredentials("client authentication failed") from exc
+        if REVOCATIONS_SCOPE not in client.scopes:
+            raise InsufficientScope(
+                "the feed needs authgate:revocations", scope=(REVOCATIONS_SCOPE,)
+            )
+        return
+    ctx = await authenticated(request, None)
+    await admin(ctx)
+
+
+@router.get(
+    "/revocations",
+    response_model=RevocationFeedOut,
+    responses=_ERRORS | {403: {}},
+    dependencies=[Depends(bearer_scheme), Depends(basic_scheme)],
+)
 async def revocations(
-    _: Admin, svc: Svc, after: int | None = Query(default=None, ge=0, le=2**62)
+    request: Request, svc: Svc, after: int | None = Query(default=None, ge=0, le=2**62)
 ) -> RevocationFeedOut:
-    """The revocation feed: live events after the cursor (all of them without one)."""
+    """The revocation feed: live events after the cursor (all of them without one). For a
+    client with the ``authgate:revocations`` scope (Basic), or an admin Bearer."""
+    await _feed_reader(request, svc)
     page = await svc.revocations.feed(after)
     return RevocationFeedOut.model_validate(
         {

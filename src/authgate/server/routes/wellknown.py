@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from authgate.server.deps import Svc
+from authgate.service.clients import ASSERTION_ALGORITHMS
 
 router = APIRouter(prefix="/.well-known", tags=["well-known"])
 JWKS_MAX_AGE = 300
@@ -27,12 +28,24 @@ async def jwks(svc: Svc) -> JSONResponse:
 async def metadata(svc: Svc) -> JSONResponse:
     """RFC 8414 authorization server metadata."""
     issuer = svc.settings.issuer
+    auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    assertion_algs = sorted(ASSERTION_ALGORITHMS)
     doc: dict[str, Any] = {
         "issuer": issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "response_types_supported": [],
-        "grant_types_supported": ["refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "response_types_supported": ["token"],
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": [*auth_methods, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_methods_supported": [*auth_methods, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "scopes_supported": sorted(await svc.clients.defined_permissions()),
+        "service_documentation": f"{issuer}/docs",
         "authgate_revocation_feed_endpoint": f"{issuer}/auth/revocations",
         "authgate_access_token_signing_alg_values_supported": sorted(svc.keyring.view.algorithms),
     }

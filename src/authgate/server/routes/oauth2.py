@@ -1,0 +1,249 @@
+"""/oauth2: the token (RFC 6749), revocation (RFC 7009) and introspection (RFC 7662) endpoints.
+
+Client authentication: client_secret_basic, client_secret_post and private_key_jwt
+(RFC 7523). The first-party public client ``authgate`` may use the refresh_token grant and
+revoke its own tokens without a secret. Errors use the RFC 6749 section 5.2 body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import FormData
+
+from authgate.errors import (
+    AuthgateError,
+    InvalidClient,
+    InvalidRequest,
+    UnsupportedGrantType,
+)
+from authgate.server.deps import client_ip, metrics, services
+from authgate.server.problems import error_response
+from authgate.service.clients import ASSERTION_TYPE
+from authgate.service.core import Services
+from authgate.service.sessions import FIRST_PARTY_CLIENT
+from authgate.storage.base import ClientRecord
+
+router = APIRouter(prefix="/oauth2", tags=["oauth2"])
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_FORM = "application/x-www-form-urlencoded"
+_MAX_PARAM = 8192
+
+
+def _form_body(fields: dict[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": fields, "required": required}
+    return {"requestBody": {"required": True, "content": {_FORM: {"schema": schema}}}}
+
+
+_CLIENT_FIELDS: dict[str, dict[str, Any]] = {
+    "client_id": {"type": "string", "maxLength": 64},
+    "client_secret": {"type": "string", "maxLength": 256},
+    "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
+    "client_assertion": {"type": "string", "maxLength": _MAX_PARAM},
+}
+_OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "RFC 6749 error"},
+    401: {"description": "invalid_client"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who called: an authenticated client, or the first-party public client."""
+
+    client_id: str
+    record: ClientRecord | None
+    basic: bool
+
+
+async def _form(request: Request) -> FormData:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != _FORM:
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+    try:
+        form = await request.form(max_files=0, max_fields=32)
+    except Exception as exc:  # malformed form bodies of any kind
+        raise InvalidRequest("the form body is malformed") from exc
+    for key in form:
+        values = form.getlist(key)
+        if len(values) != 1:
+            raise InvalidRequest(f"parameter {key!r} is repeated")
+        if not isinstance(values[0], str) or len(values[0]) > _MAX_PARAM:
+            raise InvalidRequest(f"parameter {key!r} is invalid")
+    return form
+
+
+def _param(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("unsupported client authentication scheme", basic=True)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidClient("malformed Basic credentials", basic=True) from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed Basic credentials", basic=True)
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+async def authenticate_client(
+    request: Request, form: FormData, svc: Services, *, allow_public: bool
+) -> Caller:
+    """Exactly one client authentication method, or the public first-party client."""
+    basic = _basic(request)
+    post_id, post_secret = _param(form, "client_id"), _param(form, "client_secret")
+    assertion_type, assertion = (
+        _param(form, "client_assertion_type"),
+        _param(form, "client_assertion"),
+    )
+    methods = sum(x is not None for x in (basic, post_secret, assertion))
+    if methods > 1:
+        raise InvalidRequest("use exactly one client authentication method")
+    try:
+        if basic is not None:
+            if post_id is not None and post_id != basic[0]:
+                raise InvalidRequest("client_id differs from the Basic credentials")
+            record = await svc.clients.authenticate_secret(*basic)
+            return Caller(record.client_id, record, basic=True)
+        if post_secret is not None:
+            if post_id is None:
+                raise InvalidClient("client_secret without client_id")
+            record = await svc.clients.authenticate_secret(post_id, post_secret)
+            return Caller(record.client_id, record, basic=False)
+        if assertion is not None or assertion_type is not None:
+            if assertion_type != ASSERTION_TYPE or assertion is None:
+                raise InvalidClient("unsupported client_assertion_type")
+            record = await svc.clients.authenticate_assertion(post_id, assertion)
+            return Caller(record.client_id, record, basic=False)
+    except InvalidClient as exc:
+        exc.context["basic"] = basic is not None
+        raise
+    if allow_public and post_id == FIRST_PARTY_CLIENT:
+        return Caller(FIRST_PARTY_CLIENT, None, basic=False)
+    raise InvalidClient("client authentication is required")
+
+
+def _oauth_failure(request: Request, exc: AuthgateError) -> Response:
+    response = error_response(request, exc)
+    if isinstance(exc, InvalidClient):
+        response.status_code = 401
+        if exc.context.get("basic"):
+            response.headers["WWW-Authenticate"] = 'Basic realm="authgate"'
+    return response
+
+
+@router.post(
+    "/token",
+    openapi_extra=_form_body(
+        {
+            "grant_type": {"type": "string", "enum": ["client_credentials", "refresh_token"]},
+            "scope": {"type": "string", "maxLength": 1024},
+            "refresh_token": {"type": "string", "maxLength": 256},
+            **_CLIENT_FIELDS,
+        },
+        ["grant_type"],
+    ),
+    responses=_OAUTH_ERRORS,
+)
+async def token(request: Request) -> Response:
+    """RFC 6749 token endpoint: client_credentials and refresh_token."""
+    svc = services(request)
+    try:
+        form = await _form(request)
+        grant_type = _param(form, "grant_type")
+        scope = _param(form, "scope")
+        if grant_type is None:
+            raise InvalidRequest("grant_type is required")
+        if grant_type == "client_credentials":
+            caller = await authenticate_client(request, form, svc, allow_public=False)
+            assert caller.record is not None
+            grant = svc.clients.grant(caller.record, scope)
+            metrics(request).grants.labels("client_credentials").inc()
+            return JSONResponse(grant.response(), headers=NO_STORE)
+        if grant_type == "refresh_token":
+            caller = await authenticate_client(request, form, svc, allow_public=True)
+            refresh = _param(form, "refresh_token")
+            if refresh is None:
+                raise InvalidRequest("refresh_token is required")
+            pair = await svc.sessions.refresh(
+                refresh, ip=client_ip(request), client_id=caller.client_id, scope=scope
+            )
+            metrics(request).grants.labels("refresh_token").inc()
+            return JSONResponse(pair.response(), headers=NO_STORE)
+        raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
+    except AuthgateError as exc:
+        return _oauth_failure(request, exc)
+
+
+@router.post(
+    "/revoke",
+    openapi_extra=_form_body(
+        {
+            "token": {"type": "string", "maxLength": _MAX_PARAM},
+            "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+            **_CLIENT_FIELDS,
+        },
+        ["token"],
+    ),
+    responses=_OAUTH_ERRORS | {200: {"description": "Revoked, or unknown"}},
+)
+async def revoke(request: Request) -> Response:
+    """RFC 7009: revoke a refresh token (its whole family) or an access token (by jti).
+    An unknown token, or one issued to another client, answers 200 and changes nothing."""
+    svc = services(request)
+    try:
+        form = await _form(request)
+        caller = await authenticate_client(request, form, svc, allow_public=True)
+        value = _param(form, "token")
+        if value is None:
+            raise InvalidRequest("token is required")
+        hint = _param(form, "token_type_hint")
+        if hint is not None and hint not in ("access_token", "refresh_token"):
+            hint = None  # RFC 7009 2.1: an unknown hint is ignored
+        if not await svc.sessions.revoke_refresh_token(value, client_id=caller.client_id):
+            await svc.sessions.revoke_access_token(value, client_id=caller.client_id)
+    except AuthgateError as exc:
+        return _oauth_failure(request, exc)
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.post(
+    "/introspect",
+    openapi_extra=_form_body(
+        {
+            "token": {"type": "string", "maxLength": _MAX_PARAM},
+            "token_type_hint": {"type": "string"},
+            **_CLIENT_FIELDS,
+        },
+        ["token"],
+    ),
+    responses=_OAUTH_ERRORS,
+)
+async def introspect(request: Request) -> Response:
+    """RFC 7662: needs client authentication; ``{"active": false}`` for anything not live."""
+    svc = services(request)
+    try:
+        form = await _form(request)
+        await authenticate_client(request, form, svc, allow_public=False)
+        value = _param(form, "token")
+        if value is None:
+            raise InvalidRequest("token is required")
+        body = await svc.clients.introspect(value, svc.sessions)
+    except AuthgateError as exc:
+        return _oauth_failure(request, exc)
+    return JSONResponse(body, headers=NO_STORE)

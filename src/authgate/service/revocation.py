@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass
 
 from authgate.clock import Clock
@@ -19,27 +22,44 @@ class FeedPage:
 class Revocations:
     """Writes revocation events; an event expires once no token it could kill is alive."""
 
-    def __init__(self, store: RevocationStore, *, clock: Clock, token_lifetime: float) -> None:
+    def __init__(
+        self,
+        store: RevocationStore,
+        *,
+        clock: Clock,
+        token_lifetime: float,
+        poll_interval: float = 1.0,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._lifetime = token_lifetime
+        self.poll_interval = poll_interval
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake every long-poll waiting here (an event was written, here or elsewhere)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _add(self, *args: object, **kwargs: object) -> RevocationEvent:
+        event = await self._store.add_revocation(*args, **kwargs)  # type: ignore[arg-type]
+        self.notify()
+        return event
 
     async def revoke_jti(self, jti: str, *, exp: float) -> RevocationEvent:
         """Kill one access token until it expires."""
         now = self._clock.now()
-        return await self._store.add_revocation("jti", jti, now=now, expires_at=max(exp, now))
+        return await self._add("jti", jti, now=now, expires_at=max(exp, now))
 
     async def revoke_sid(self, sid: str) -> RevocationEvent:
         """Kill every access token of a session."""
         now = self._clock.now()
-        return await self._store.add_revocation(
-            "sid", sid, now=now, expires_at=now + self._lifetime
-        )
+        return await self._add("sid", sid, now=now, expires_at=now + self._lifetime)
 
     async def revoke_user(self, user_id: str, *, epoch: float) -> RevocationEvent:
         """Kill every access token of a user issued before ``epoch``."""
         now = self._clock.now()
-        return await self._store.add_revocation(
+        return await self._add(
             "user", user_id, now=now, expires_at=now + self._lifetime, not_before=epoch
         )
 
@@ -57,6 +77,24 @@ class Revocations:
         else:
             cursor = await self._store.latest_revocation_id()
         return FeedPage(cursor=cursor, events=tuple(events))
+
+    async def wait(self, after: int | None, *, timeout: float, limit: int = 1000) -> FeedPage:
+        """Long poll: the first page with events after ``after``, or an empty page once
+        ``timeout`` seconds have passed. Wakes at once for events written by this process,
+        and re-reads the store every ``poll_interval`` for those of other instances."""
+        page = await self.feed(after, limit=limit)
+        if after is None or page.events or timeout <= 0:
+            return page
+        deadline = time.monotonic() + timeout
+        while not page.events:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, self.poll_interval))
+            page = await self.feed(after, limit=limit)
+        return page
 
     async def purge(self) -> int:
         """Drop expired events."""

@@ -229,12 +229,16 @@ async def _feed_reader(request: Request, svc: Services) -> None:
     dependencies=[Depends(bearer_scheme), Depends(basic_scheme)],
 )
 async def revocations(
-    request: Request, svc: Svc, after: int | None = Query(default=None, ge=0, le=2**62)
+    request: Request,
+    svc: Svc,
+    after: int | None = Query(default=None, ge=0, le=2**62),
+    wait: float = Query(default=0, ge=0, le=30),
 ) -> RevocationFeedOut:
-    """The revocation feed: live events after the cursor (all of them without one). For a
+    """The revocation feed: live events after the cursor (all of them without one). With
+    ``wait``, a long poll: it answers as soon as an event after the cursor exists. For a
     client with the ``authgate:revocations`` scope (Basic), or an admin Bearer."""
     await _feed_reader(request, svc)
-    page = await svc.revocations.feed(after)
+    page = await svc.revocations.wait(after, timeout=wait)
     return RevocationFeedOut.model_validate(
         {
             "cursor": page.cursor,

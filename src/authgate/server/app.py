@@ -60,6 +60,7 @@ def create_app(
             raise
         await svc.keyring.maintain()
         svc.audit.listeners.append(metrics.on_audit)
+        svc.fallback_listeners.append(metrics.on_redis_fallback)
         app.state.services = svc
         task = asyncio.create_task(_maintain(svc, maintenance_interval))
         try:

@@ -39,6 +39,12 @@ class Metrics:
             ["grant_type"],
             registry=r,
         )
+        self.redis_fallbacks = Counter(
+            "authgate_redis_fallbacks_total",
+            "Operations that fell back from Redis to the database or to polling.",
+            ["part"],
+            registry=r,
+        )
         self.registrations = Counter(
             "authgate_registrations_total", "Accounts registered.", registry=r
         )
@@ -55,6 +61,10 @@ class Metrics:
             self.revocations.labels("sid").inc()
         elif event == "tokens_revoked":
             self.revocations.labels("user").inc()
+
+    def on_redis_fallback(self, part: str) -> None:
+        """Count one fallback from Redis."""
+        self.redis_fallbacks.labels(part).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one request."""

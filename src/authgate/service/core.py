@@ -6,8 +6,9 @@ import asyncio
 import os
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -25,7 +26,7 @@ from authgate.service.limits import LoginThrottle, ThrottlePolicy
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions, TokenPolicy
 from authgate.settings import Settings, decode_master_key
-from authgate.storage.base import Storage
+from authgate.storage.base import Counters, Storage
 
 
 def new_master_key() -> str:
@@ -83,6 +84,12 @@ class Services:
     sessions: Sessions
     throttle: LoginThrottle
     clients: Clients
+    fanout: Any = None
+    fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
+
+    def _fallback(self, part: str) -> None:
+        for listener in self.fallback_listeners:
+            listener(part)
 
     @classmethod
     async def open(
@@ -106,8 +113,21 @@ class Services:
             max_queue=settings.hash_queue,
         )
         audit = Audit(storage, clock=clock)
+        counters: Counters = storage
+        redis_client = None
+        fallback_hooks: list[Callable[[str], None]] = []
+
+        def on_fallback(part: str) -> None:
+            for hook in fallback_hooks:
+                hook(part)
+
+        if settings.redis_url:
+            from authgate.storage.redis import RedisCounters, connect
+
+            redis_client = connect(settings.redis_url)
+            counters = RedisCounters(redis_client, fallback=storage, on_fallback=on_fallback)
         throttle = LoginThrottle(
-            storage,
+            counters,
             policy=ThrottlePolicy(
                 window=settings.throttle_window,
                 delay_after=settings.throttle_delay_after,
@@ -172,7 +192,17 @@ class Services:
             access_ttl=settings.access_ttl,
             leeway=settings.leeway,
         )
-        return cls(
+        fanout = None
+        if redis_client is not None:
+            from authgate.storage.redis import RevocationFanout
+
+            fanout = RevocationFanout(
+                redis_client, on_message=revocations.notify, on_fallback=on_fallback
+            )
+            revocations.publishers.append(fanout.publish)
+            fanout.start()
+        services = cls(
+            fanout=fanout,
             clients=clients,
             settings=settings,
             storage=storage,
@@ -185,8 +215,12 @@ class Services:
             sessions=sessions,
             throttle=throttle,
         )
+        fallback_hooks.append(services._fallback)
+        return services
 
     async def close(self) -> None:
-        """Stop the hashing pool and close the storage."""
+        """Stop the hashing pool, the Redis fan-out and close the storage."""
         self.hasher.close()
+        if self.fanout is not None:
+            await self.fanout.close()
         await self.storage.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from authgate.clock import Clock
@@ -35,6 +36,7 @@ class Revocations:
         self._lifetime = token_lifetime
         self.poll_interval = poll_interval
         self._changed = asyncio.Event()
+        self.publishers: list[Callable[[], Awaitable[None]]] = []
 
     def notify(self) -> None:
         """Wake every long-poll waiting here (an event was written, here or elsewhere)."""
@@ -44,6 +46,8 @@ class Revocations:
     async def _add(self, *args: object, **kwargs: object) -> RevocationEvent:
         event = await self._store.add_revocation(*args, **kwargs)  # type: ignore[arg-type]
         self.notify()
+        for publish in self.publishers:  # other instances' long polls (Redis fan-out)
+            await publish()
         return event
 
     async def revoke_jti(self, jti: str, *, exp: float) -> RevocationEvent:

@@ -1,0 +1,159 @@
+"""Redis for the scaled-out deployment: shared throttling counters and revocation fan-out.
+
+Redis is an accelerator, never the source of truth: when it is down, counters fall back to
+the database and long polls fall back to re-reading the database every second. Each
+fallback is logged and counted; none of them fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from authgate.storage.base import Counters, CounterState
+
+log = logging.getLogger("authgate.redis")
+CHANNEL = "authgate:revocations"
+_PREFIX = "authgate:counter:"
+
+# KEYS[1] = counter; ARGV = now, window. A fixed window: starts anew once it has passed.
+_HIT = """
+local start = tonumber(redis.call('HGET', KEYS[1], 'start'))
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+if start == nil or start + window <= now then
+  redis.call('HSET', KEYS[1], 'start', ARGV[1], 'count', 1)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
+  return {ARGV[1], '1'}
+end
+local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+return {tostring(start), tostring(count)}
+"""
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client with short timeouts, so that an outage turns into a fallback quickly."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        health_check_interval=5,
+        retry_on_timeout=False,
+    )
+
+
+class RedisCounters:
+    """Counters shared by every instance through Redis, falling back to ``fallback``."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        fallback: Counters,
+        on_fallback: Callable[[str], None] | None = None,
+    ) -> None:
+        self._redis = client
+        self._fallback = fallback
+        self._on_fallback = on_fallback
+        self._hit = client.register_script(_HIT)
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        log.warning("redis %s failed (%s); using the database", op, type(exc).__name__)
+        if self._on_fallback is not None:
+            self._on_fallback("counters")
+
+    async def hit(self, key: str, *, now: float, window: float) -> CounterState:
+        """Add one to ``key``'s window."""
+        try:
+            start, count = await self._hit(keys=[_PREFIX + key], args=[repr(now), repr(window)])
+            return CounterState(count=int(count), window_start=float(start))
+        except (RedisError, OSError) as exc:
+            self._failed("hit", exc)
+            return await self._fallback.hit(key, now=now, window=window)
+
+    async def peek(self, key: str, *, now: float, window: float) -> CounterState:
+        """The current window of ``key``."""
+        try:
+            start, count = await self._redis.hmget(_PREFIX + key, ["start", "count"])
+        except (RedisError, OSError) as exc:
+            self._failed("peek", exc)
+            return await self._fallback.peek(key, now=now, window=window)
+        if start is None or float(start) + window <= now:
+            return CounterState(count=0, window_start=now)
+        return CounterState(count=int(count or 0), window_start=float(start))
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key`` (in Redis and in the fallback, which may hold outage-time hits)."""
+        try:
+            await self._redis.delete(_PREFIX + key)
+        except (RedisError, OSError) as exc:
+            self._failed("reset", exc)
+        await self._fallback.reset(key)
+
+
+class RevocationFanout:
+    """Publishes "a revocation was written" and wakes local long polls when any instance
+    publishes. While Redis is down, long polls still re-read the database every second."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        on_message: Callable[[], None],
+        on_fallback: Callable[[str], None] | None = None,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self._redis = client
+        self._on_message = on_message
+        self._on_fallback = on_fallback
+        self._retry = retry_interval
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    async def publish(self) -> None:
+        """Tell every instance that the feed moved."""
+        try:
+            await self._redis.publish(CHANNEL, b"1")
+        except (RedisError, OSError) as exc:
+            log.warning("redis publish failed (%s); guards will poll", type(exc).__name__)
+            if self._on_fallback is not None:
+                self._on_fallback("fanout")
+
+    def start(self) -> None:
+        """Subscribe in the background, reconnecting after an outage."""
+        self._task = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self.connected = True
+                async for _message in pubsub.listen():
+                    self._on_message()
+            except (RedisError, OSError) as exc:
+                if self.connected:
+                    log.warning("redis subscription lost (%s); polling", type(exc).__name__)
+                self.connected = False
+                if self._on_fallback is not None:
+                    self._on_fallback("fanout")
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            self._on_message()  # whatever was missed meanwhile: re-read the database
+            await asyncio.sleep(self._retry)
+
+    async def close(self) -> None:
+        """Stop listening and close the client."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()

@@ -95,13 +95,7 @@ class Clients:
         self.token_endpoint = f"{issuer}/oauth2/token"
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        self._assertion_policy = ClaimsPolicy(
-            issuer=None,
-            audience=None,
-            required=frozenset({"exp", "iss", "sub", "aud", "jti"}),
-            leeway=leeway,
-            max_lifetime=MAX_ASSERTION_LIFETIME,
-        )
+        self._leeway = leeway
 
     async def defined_permissions(self) -> frozenset[str]:
         """Every permission some role grants, and the built-in ones."""
@@ -227,14 +221,22 @@ class Clients:
             if header.alg not in ASSERTION_ALGORITHMS:
                 raise InvalidClient("assertion algorithm not allowed")
             now = self._clock.now()
-            claims = decode(
-                assertion, key, algorithms=[key.alg], policy=self._assertion_policy, now=now
+            # iss must be the client; aud (this server) is checked below, since it may be
+            # the token endpoint or the issuer.
+            policy = ClaimsPolicy(
+                issuer=record.client_id,
+                required=frozenset({"exp", "iss", "sub", "aud", "jti"}) - {"aud"},
+                leeway=self._leeway,
+                max_lifetime=MAX_ASSERTION_LIFETIME,
             )
+            claims = decode(assertion, key, algorithms=[key.alg], policy=policy, now=now)
         except InvalidToken as exc:
             raise InvalidClient(f"client assertion refused: {exc.code}") from exc
         if claims["iss"] != record.client_id or claims["sub"] != record.client_id:
             raise InvalidClient("assertion iss and sub must be the client id")
-        aud = claims["aud"]
+        aud = claims.get("aud")
+        if aud is None:
+            raise InvalidClient("the assertion has no aud")
         audiences = [aud] if isinstance(aud, str) else aud
         if self.token_endpoint not in audiences and self.issuer not in audiences:
             raise InvalidClient("assertion audience is not this server")
@@ -264,7 +266,7 @@ class Clients:
             "sub": client.client_id,
             "aud": self.audience,
             "exp": int(now) + ttl,
-            "iat": round(now, 3),
+            "iat": now,  # full precision: compared with user epochs set at the same clock
             "jti": secrets.token_urlsafe(16),
             "client_id": client.client_id,
             "scope": " ".join(granted),

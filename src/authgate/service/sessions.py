@@ -143,7 +143,7 @@ class Sessions:
             "sub": user.id,
             "aud": self.policy.audience,
             "exp": int(now) + ttl,
-            "iat": round(now, 3),
+            "iat": now,  # full precision: compared with user epochs set at the same clock
             "jti": secrets.token_urlsafe(16),
             "sid": sid,
             "client_id": client_id,

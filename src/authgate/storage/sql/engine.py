@@ -4,6 +4,11 @@ SQLite runs in WAL mode with a busy timeout and foreign keys on. The sqlite3 dri
 transaction handling is turned off and SQLAlchemy's ``begin`` event emits ``BEGIN``
 itself: ``BEGIN IMMEDIATE`` for writes, so that concurrent writers queue on the busy
 timeout instead of failing on a lock upgrade.
+
+PostgreSQL URLs may carry ``?search_path=SCHEMA`` (one schema, or a comma-separated
+list): every connection of the engine then uses it, so that one database can hold several
+authgate schemas. The schema must exist; the migrations create their tables in the first
+one.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ WRITE_OPTIONS: Final = {BEGIN_OPTION: "IMMEDIATE"}
 _BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE"})
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+
+# A URL query option (PostgreSQL only), sent as a server setting on every connection.
+SEARCH_PATH_OPTION: Final = "search_path"
+
+# SQLSTATEs after which a transaction may simply run again: serialization_failure and
+# deadlock_detected (PostgreSQL rolls the transaction back; nothing was written).
+RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -56,14 +68,29 @@ def async_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+def _connect_args(target: URL) -> tuple[URL, dict[str, Any]]:
+    """Move authgate's own URL options out of ``target`` into driver connect arguments."""
+    if SEARCH_PATH_OPTION not in target.query:
+        return target, {}
+    value = target.query[SEARCH_PATH_OPTION]
+    if not target.drivername.startswith("postgresql"):
+        raise ConfigurationError("the search_path URL option is for PostgreSQL only")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError("the search_path URL option needs one non-empty value")
+    stripped = target.difference_update_query([SEARCH_PATH_OPTION])
+    return stripped, {"server_settings": {"search_path": value}}
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """An AsyncEngine for ``url``; it connects lazily. Raises ConfigurationError."""
-    target = async_url(url)
+    target, connect_args = _connect_args(async_url(url))
     options: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": 2 * pool_size,
         "hide_parameters": True,  # parameters hold password hashes and key material
     }
+    if connect_args:
+        options["connect_args"] = connect_args
     if target.drivername.startswith("postgresql"):
         options["pool_pre_ping"] = True
     try:
@@ -129,6 +156,20 @@ def driver_errors(engine: AsyncEngine) -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _sqlstate(error: BaseException) -> str | None:
+    orig: BaseException = error
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        orig = error.orig
+    state = getattr(orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for a serialization failure or a deadlock: the transaction was rolled back and
+    may run again as a whole."""
+    return _sqlstate(error) in RETRYABLE_SQLSTATES
+
+
 def translate(error: BaseException) -> StorageError:
     """Map a driver or SQLAlchemy error to Conflict, StorageUnavailable or StorageError.
 
@@ -138,6 +179,8 @@ def translate(error: BaseException) -> StorageError:
     if isinstance(error, exc.DBAPIError) and error.orig is not None:
         orig = error.orig
     reason = f"{type(orig).__name__}: {orig}"
+    if is_retryable(error):  # still failing after the store's retries: contention, transient
+        return StorageUnavailable(reason)
     if isinstance(error, exc.IntegrityError):
         if _is_unique_violation(orig):
             return Conflict(reason)

@@ -9,11 +9,13 @@ only Conflict, StorageUnavailable or StorageError.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    exc,
     exists,
     func,
     literal,
@@ -35,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authgate.storage.base import (
     AuditRecord,
+    ClientRecord,
     CounterState,
     KeyRecord,
     KeyState,
@@ -49,6 +53,8 @@ from authgate.storage.base import (
 from authgate.storage.sql import engine as _engine
 from authgate.storage.sql.tables import (
     audit_events,
+    client_assertions,
+    clients,
     counters,
     keys,
     refresh_tokens,
@@ -58,6 +64,13 @@ from authgate.storage.sql.tables import (
     user_roles,
     users,
 )
+
+_T = TypeVar("_T")
+
+# How often a write transaction runs before a serialization failure or deadlock surfaces,
+# and the longest pause (seconds) before the first rerun; later ones wait longer.
+WRITE_ATTEMPTS: Final = 10
+RETRY_PAUSE_S: Final = 0.005
 
 # pg_advisory_xact_lock keys ("authgate" in ASCII, then 1 and 2).
 PG_KEY_LOCK: Final = 0x6175746867617401
@@ -72,6 +85,11 @@ _HELD: ContextVar[tuple[SqlStorage, asyncio.Task[Any], AsyncConnection] | None] 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _jti_digest(jti: str) -> str:
+    """The stored form of a client assertion's jti: SHA-256, hex (any jti fits the column)."""
+    return hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _names(values: Iterable[str]) -> tuple[str, ...]:
@@ -101,6 +119,8 @@ class SqlStorage:
         self._write_lock = asyncio.Lock()
         self._key_mutex = asyncio.Lock()
         self._key_owner: asyncio.Task[Any] | None = None
+        # Transactions run again after a serialization failure or deadlock (for metrics).
+        self.retries = 0
 
     @property
     def engine(self) -> AsyncEngine:
@@ -135,20 +155,33 @@ class SqlStorage:
             async with self._engine.connect() as conn:
                 yield conn
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run ``body`` in one write transaction and return its result.
+
+        A transaction that PostgreSQL rolls back as a serialization failure or a deadlock
+        runs again, as a whole, after a short random pause (up to ``WRITE_ATTEMPTS``
+        times); only then does the error surface, as StorageUnavailable.
+        """
         held = self._held()
         async with self._translated():
             if held is not None:
                 async with held.begin_nested():
-                    yield held
-                return
-            if self._sqlite:
-                async with self._write_lock, self._write_engine.begin() as conn:
-                    yield conn
-            else:
-                async with self._write_engine.begin() as conn:
-                    yield conn
+                    return await body(held)
+            attempt = 1
+            while True:
+                try:
+                    if self._sqlite:
+                        async with self._write_lock, self._write_engine.begin() as conn:
+                            return await body(conn)
+                    async with self._write_engine.begin() as conn:
+                        return await body(conn)
+                except exc.DBAPIError as e:
+                    if attempt >= WRITE_ATTEMPTS or not _engine.is_retryable(e):
+                        raise
+                    self.retries += 1
+                # Jitter, so that the transactions that collided do not collide again.
+                await asyncio.sleep(secrets.randbelow(1000) * RETRY_PAUSE_S * attempt / 1000)
+                attempt += 1
 
     def _insert(self, table: Table) -> Any:
         """An INSERT that supports ``on_conflict_do_update`` on this dialect."""
@@ -173,7 +206,8 @@ class SqlStorage:
 
     async def create_user(self, user: UserRecord) -> None:
         """Insert a user and its roles; Conflict if the email (or id) is taken."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(
                 users.insert().values(
                     id=user.id,
@@ -186,6 +220,8 @@ class SqlStorage:
                 )
             )
             await self._insert_roles(conn, user.id, user.roles)
+
+        await self._transaction(_body)
 
     @staticmethod
     async def _insert_roles(conn: AsyncConnection, user_id: str, names: Sequence[str]) -> None:
@@ -265,33 +301,45 @@ class SqlStorage:
             values["name"] = name
         if epoch is not None:
             values["epoch"] = epoch
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> bool:
             if not values:
                 return await self._user_exists(conn, user_id)
             result = await conn.execute(update(users).where(users.c.id == user_id).values(values))
             return result.rowcount == 1
 
+        return await self._transaction(_body)
+
     @staticmethod
-    async def _user_exists(conn: AsyncConnection, user_id: str) -> bool:
-        return (
-            await conn.execute(select(users.c.id).where(users.c.id == user_id))
-        ).first() is not None
+    async def _user_exists(conn: AsyncConnection, user_id: str, *, lock: bool = False) -> bool:
+        query = select(users.c.id).where(users.c.id == user_id)
+        if lock:  # FOR UPDATE on PostgreSQL; SQLite's write lock already covers it
+            query = query.with_for_update()
+        return (await conn.execute(query)).first() is not None
 
     async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool:
         """Replace the user's roles; False if there is no such user."""
-        async with self._write() as conn:
-            if not await self._user_exists(conn, user_id):
+
+        async def _body(conn: AsyncConnection) -> bool:
+            # Lock the user: two concurrent replacements must not both delete the old
+            # roles and then both insert their own.
+            if not await self._user_exists(conn, user_id, lock=True):
                 return False
             await conn.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
             await self._insert_roles(conn, user_id, roles)
             return True
 
+        return await self._transaction(_body)
+
     async def delete_user(self, user_id: str) -> bool:
         """Delete a user; its roles, sessions and refresh tokens go with it (ON DELETE
         CASCADE). False if there is no such user."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> bool:
             result = await conn.execute(delete(users).where(users.c.id == user_id))
             return result.rowcount == 1
+
+        return await self._transaction(_body)
 
     async def put_role(self, role: RoleRecord) -> None:
         """Create a role, or replace the permissions of an existing one (its
@@ -303,8 +351,11 @@ class SqlStorage:
         stmt = stmt.on_conflict_do_update(
             index_elements=[roles.c.name], set_={"permissions": stmt.excluded.permissions}
         )
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(stmt)
+
+        await self._transaction(_body)
 
     @staticmethod
     def _role(row: Row[Any]) -> RoleRecord:
@@ -328,10 +379,13 @@ class SqlStorage:
 
     async def delete_role(self, name: str) -> bool:
         """Delete a role and remove it from every user; False if there was no such role."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> bool:
             await conn.execute(delete(user_roles).where(user_roles.c.role == name))
             result = await conn.execute(delete(roles).where(roles.c.name == name))
             return result.rowcount == 1
+
+        return await self._transaction(_body)
 
     async def users_with_role(self, name: str) -> list[str]:
         """Ids of the users holding a role, sorted."""
@@ -360,7 +414,8 @@ class SqlStorage:
     async def create_session(self, session: SessionRecord, first: RefreshRecord) -> None:
         """Insert a session and its first refresh token in one transaction; Conflict if
         the sid or the digest exists."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(
                 sessions.insert().values(
                     sid=session.sid,
@@ -376,6 +431,8 @@ class SqlStorage:
                 )
             )
             await conn.execute(refresh_tokens.insert().values(self._refresh_values(first)))
+
+        await self._transaction(_body)
 
     @staticmethod
     def _session(row: Row[Any]) -> SessionRecord:
@@ -449,7 +506,8 @@ class SqlStorage:
             .values(rotated_at=now, successor=successor.digest)
             .returning(refresh_tokens.c.sid)
         )
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> bool:
             sid = (await conn.execute(claim)).scalar_one_or_none()
             if sid is None:
                 return False
@@ -459,15 +517,20 @@ class SqlStorage:
             )
             return True
 
+        return await self._transaction(_body)
+
     async def revoke_session(self, sid: str, *, now: float) -> bool:
         """Mark a session revoked; False if it was unknown or already revoked."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> bool:
             result = await conn.execute(
                 update(sessions)
                 .where(sessions.c.sid == sid, sessions.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
             return result.rowcount == 1
+
+        return await self._transaction(_body)
 
     async def revoke_user_sessions(
         self, user_id: str, *, now: float, keep: str | None = None
@@ -481,16 +544,20 @@ class SqlStorage:
         ]
         if keep is not None:
             conditions.append(sessions.c.sid != keep)
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> list[str]:
             result = await conn.execute(
                 update(sessions).where(*conditions).values(revoked_at=now).returning(sessions.c.sid)
             )
             return sorted(result.scalars())
 
+        return await self._transaction(_body)
+
     async def purge_sessions(self, *, before: float) -> int:
         """Delete sessions revoked or expired before ``before``, with their refresh
         tokens; return how many sessions."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> int:
             result = await conn.execute(
                 delete(sessions).where(
                     or_(
@@ -500,6 +567,8 @@ class SqlStorage:
                 )
             )
             return result.rowcount
+
+        return await self._transaction(_body)
 
     # -- RevocationStore ---------------------------------------------------------------
 
@@ -513,7 +582,8 @@ class SqlStorage:
         not_before: float | None = None,
     ) -> RevocationEvent:
         """Append an event and return it with its cursor id."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> RevocationEvent:
             if self._postgresql:
                 # Ids must become visible in order, or a reader's cursor could skip one.
                 await conn.execute(select(func.pg_advisory_xact_lock(PG_REVOCATION_LOCK)))
@@ -530,14 +600,16 @@ class SqlStorage:
                     .returning(revocations.c.id)
                 )
             ).scalar_one()
-        return RevocationEvent(
-            id=new_id,
-            kind=kind,
-            value=value,
-            created_at=now,
-            expires_at=expires_at,
-            not_before=not_before,
-        )
+            return RevocationEvent(
+                id=new_id,
+                kind=kind,
+                value=value,
+                created_at=now,
+                expires_at=expires_at,
+                not_before=not_before,
+            )
+
+        return await self._transaction(_body)
 
     async def revocations_after(
         self, cursor: int | None, *, now: float, limit: int
@@ -591,13 +663,16 @@ class SqlStorage:
         """Delete expired events (``expires_at <= now``) except the newest one, which
         keeps ``latest_revocation_id`` exact; return how many."""
         newest = select(func.max(revocations.c.id)).scalar_subquery()
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> int:
             result = await conn.execute(
                 delete(revocations).where(
                     revocations.c.expires_at <= now, revocations.c.id != newest
                 )
             )
             return result.rowcount
+
+        return await self._transaction(_body)
 
     # -- KeyStore ----------------------------------------------------------------------
 
@@ -624,7 +699,8 @@ class SqlStorage:
 
     async def insert_key(self, key: KeyRecord) -> None:
         """Store a new key; Conflict if the kid exists."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(
                 keys.insert().values(
                     kid=key.kid,
@@ -638,6 +714,8 @@ class SqlStorage:
                     expires_at=key.expires_at,
                 )
             )
+
+        await self._transaction(_body)
 
     async def update_key(
         self,
@@ -660,8 +738,11 @@ class SqlStorage:
             values["expires_at"] = expires_at
         if drop_private:
             values["encrypted_private"] = None
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(update(keys).where(keys.c.kid == kid).values(values))
+
+        await self._transaction(_body)
 
     def key_lock(self) -> AbstractAsyncContextManager[None]:
         """Held while rotating keys, so that only one instance rotates at a time.
@@ -724,12 +805,15 @@ class SqlStorage:
     ) -> None:
         """Record an event; ``detail`` must be JSON-serialisable (TypeError otherwise)."""
         encoded = _dumps(detail or {})
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(
                 audit_events.insert().values(
                     at=at, event=event, user_id=user_id, sid=sid, ip=ip, detail=encoded
                 )
             )
+
+        await self._transaction(_body)
 
     async def query_audit(
         self,
@@ -762,6 +846,100 @@ class SqlStorage:
             for row in rows
         ]
 
+    # -- ClientStore ------------------------------------------------------------------
+
+    async def create_client(self, client: ClientRecord) -> None:
+        """Insert a client; Conflict if the id exists. Its scopes are stored unique and
+        sorted."""
+        values = {
+            "client_id": client.client_id,
+            "name": client.name,
+            "scopes": _dumps(list(_names(client.scopes))),
+            "secret_hash": client.secret_hash,
+            "public_jwk": client.public_jwk,
+            "access_ttl": client.access_ttl,
+            "created_at": client.created_at,
+            "revoked_at": client.revoked_at,
+        }
+
+        async def _body(conn: AsyncConnection) -> None:
+            await conn.execute(clients.insert().values(values))
+
+        await self._transaction(_body)
+
+    @staticmethod
+    def _client(row: Row[Any]) -> ClientRecord:
+        return ClientRecord(
+            client_id=row.client_id,
+            name=row.name,
+            scopes=tuple(json.loads(row.scopes)),
+            created_at=row.created_at,
+            secret_hash=row.secret_hash,
+            public_jwk=row.public_jwk,
+            access_ttl=row.access_ttl,
+            revoked_at=row.revoked_at,
+        )
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        """A client by id (revoked ones too)."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(clients).where(clients.c.client_id == client_id))
+            ).first()
+        return None if row is None else self._client(row)
+
+    async def list_clients(self) -> list[ClientRecord]:
+        """Every client (revoked ones too), oldest first."""
+        query = select(clients).order_by(clients.c.created_at, clients.c.client_id)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._client(row) for row in rows]
+
+    async def revoke_client(self, client_id: str, *, now: float) -> bool:
+        """Mark a client revoked; False if unknown or already revoked."""
+
+        async def _body(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(clients)
+                .where(clients.c.client_id == client_id, clients.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return result.rowcount == 1
+
+        return await self._transaction(_body)
+
+    async def use_assertion_id(self, client_id: str, jti: str, *, expires_at: float) -> bool:
+        """Record a client assertion's jti; False if this client used it before (a
+        replay), also when that record has expired but is not purged yet.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING``: of concurrent callers with the same
+        jti, the database lets exactly one insert the row."""
+        stmt = (
+            self._insert(client_assertions)
+            .values(client_id=client_id, jti=_jti_digest(jti), expires_at=expires_at)
+            .on_conflict_do_nothing(
+                index_elements=[client_assertions.c.client_id, client_assertions.c.jti]
+            )
+            .returning(client_assertions.c.client_id)
+        )
+
+        async def _body(conn: AsyncConnection) -> bool:
+            return (await conn.execute(stmt)).first() is not None
+
+        return await self._transaction(_body)
+
+    async def purge_assertion_ids(self, *, now: float) -> int:
+        """Drop assertion ids whose assertions have expired (``expires_at <= now``);
+        return how many."""
+
+        async def _body(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                delete(client_assertions).where(client_assertions.c.expires_at <= now)
+            )
+            return result.rowcount
+
+        return await self._transaction(_body)
+
     # -- Counters ----------------------------------------------------------------------
 
     async def hit(self, key: str, *, now: float, window: float) -> CounterState:
@@ -776,12 +954,15 @@ class SqlStorage:
                 "window_start": case((passed, now), else_=counters.c.window_start),
             },
         )
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> CounterState:
             row = (
                 await conn.execute(stmt.returning(counters.c.count, counters.c.window_start))
             ).one()
-        # Row is a tuple: ``row.count`` would be tuple.count, so index it.
-        return CounterState(count=int(row[0]), window_start=float(row[1]))
+            # Row is a tuple: ``row.count`` would be tuple.count, so index it.
+            return CounterState(count=int(row[0]), window_start=float(row[1]))
+
+        return await self._transaction(_body)
 
     async def peek(self, key: str, *, now: float, window: float) -> CounterState:
         """The current window of ``key``; count 0 (and a window starting at ``now``) if
@@ -798,8 +979,11 @@ class SqlStorage:
 
     async def reset(self, key: str) -> None:
         """Forget ``key``."""
-        async with self._write() as conn:
+
+        async def _body(conn: AsyncConnection) -> None:
             await conn.execute(delete(counters).where(counters.c.key == key))
+
+        await self._transaction(_body)
 
 
 if TYPE_CHECKING:

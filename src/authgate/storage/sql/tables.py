@@ -141,6 +141,30 @@ audit_events = Table(
     sqlite_autoincrement=True,
 )
 
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(255), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("scopes", Text, nullable=False),  # a JSON array of strings
+    Column("secret_hash", Text, nullable=True),  # argon2id; None for a private_key_jwt client
+    Column("public_jwk", Text, nullable=True),  # JSON
+    Column("access_ttl", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# Seen client-assertion ids. ``jti`` holds the SHA-256 (hex) of the assertion's jti, which
+# the client chooses: any length, and PostgreSQL caps the size of an index entry. No FK
+# to clients: clients are revoked, never deleted, and the insert stays one row.
+client_assertions = Table(
+    "client_assertions",
+    metadata,
+    Column("client_id", String(255), primary_key=True),
+    Column("jti", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
 counters = Table(
     "counters",
     metadata,
@@ -151,6 +175,8 @@ counters = Table(
 
 __all__ = [
     "audit_events",
+    "client_assertions",
+    "clients",
     "counters",
     "keys",
     "metadata",

@@ -1,0 +1,273 @@
+"""Secret hygiene: run every flow against a real server started with known secrets, then
+search its logs, every response body and /metrics for each secret and each refresh token."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from authgate.service.core import new_master_key
+
+MASTER_KEY = new_master_key()
+HS256_SECRET = "hygiene-HS256-secret-0123456789-abcdefghijklmnop"
+PASSWORD = "hygiene user passphrase 42"
+NEW_PASSWORD = "hygiene new passphrase 43"
+ADMIN_PASSWORD = "hygiene admin passphrase 44"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env.update(
+        {
+            "AUTHGATE_MASTER_KEY": MASTER_KEY,
+            "AUTHGATE_SIGNING_ALG": "HS256",
+            "AUTHGATE_HS256_SECRET": HS256_SECRET,
+            "AUTHGATE_DATABASE_URL": f"sqlite:///{home / 'authgate.db'}",
+            "AUTHGATE_LOG_FORMAT": "json",
+            "AUTHGATE_ARGON2_MEMORY_KIB": "1024",
+            "AUTHGATE_ARGON2_TIME_COST": "1",
+        }
+    )
+    return env
+
+
+def _cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "authgate", *args],
+        cwd=home,
+        env=_env(home),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> None:
+    home = tmp_path
+    setup = [
+        _cli(
+            home,
+            "roles",
+            "add",
+            "admin",
+            "--permission",
+            "authgate:admin",
+            "--permission",
+            "posts:read",
+        ),
+        _cli(
+            home,
+            "users",
+            "add",
+            "admin@example.com",
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin=ADMIN_PASSWORD + "\n",
+        ),
+    ]
+    client = _cli(
+        home, "clients", "add", "svc", "--scope", "authgate:revocations", "--scope", "posts:read"
+    )
+    for result in [*setup, client]:
+        assert result.returncode == 0, result.stderr
+    client_id, client_secret = (
+        json.loads(client.stdout)["client_id"],
+        json.loads(client.stdout)["client_secret"],
+    )
+    cli_output = "".join(r.stderr for r in [*setup, client]) + "".join(r.stdout for r in setup)
+
+    port = _free_port()
+    log_path = home / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "authgate", "serve", "--port", str(port)],
+            cwd=home,
+            env=_env(home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            bodies, refresh_tokens = _exercise(
+                f"http://127.0.0.1:{port}", proc, client_id, client_secret
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    logs = log_path.read_text("utf-8", "replace")
+    assert '"logger"' in logs  # the server really wrote JSON logs to search
+    basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+    secrets_ = {
+        "master key": MASTER_KEY,
+        "HS256 secret": HS256_SECRET,
+        "client secret": client_secret,
+        "Basic credentials": basic,
+        "user password": PASSWORD,
+        "new user password": NEW_PASSWORD,
+        "admin password": ADMIN_PASSWORD,
+    }
+    secrets_.update({f"refresh token {i}": token for i, token in enumerate(refresh_tokens)})
+    assert len(refresh_tokens) >= 5
+    haystacks = {"server log": logs, "CLI stderr": cli_output, **bodies}
+    for where, text in haystacks.items():
+        for what, secret in secrets_.items():
+            assert secret not in text, f"{what} found in {where}"
+
+
+def _exercise(
+    url: str, proc: subprocess.Popen[bytes], client_id: str, client_secret: str
+) -> tuple[dict[str, str], list[str]]:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            assert proc.poll() is None, "server exited"
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+    bodies: dict[str, str] = {}
+    refresh: list[str] = []
+    with httpx.Client(base_url=url, timeout=10) as http:
+
+        def call(name: str, method: str, path: str, **kw: object) -> httpx.Response:
+            response = http.request(method, path, **kw)  # type: ignore[arg-type]
+            bodies[f"{name} ({response.status_code})"] = response.text
+            return response
+
+        reg = call(
+            "register",
+            "POST",
+            "/auth/register",
+            json={"email": "u@example.com", "password": PASSWORD},
+        )
+        assert reg.status_code == 201
+        refresh.append(reg.json()["refresh_token"])
+        call(
+            "weak register",
+            "POST",
+            "/auth/register",
+            json={"email": "w@example.com", "password": "password"},
+        )
+        call(
+            "bad json",
+            "POST",
+            "/auth/register",
+            content=b'{"email": "x", "password": "' + PASSWORD.encode() + b'"',
+        )
+        call(
+            "extra field",
+            "POST",
+            "/auth/register",
+            json={"email": "e@example.com", "password": PASSWORD, "is_admin": True},
+        )
+        call(
+            "wrong password",
+            "POST",
+            "/auth/login",
+            json={"email": "u@example.com", "password": PASSWORD + "x"},
+        )
+        login = call(
+            "login", "POST", "/auth/login", data={"username": "u@example.com", "password": PASSWORD}
+        )
+        assert login.status_code == 200
+        pair = login.json()
+        refresh.append(pair["refresh_token"])
+        rotated = call(
+            "refresh", "POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        )
+        assert rotated.status_code == 200
+        refresh.append(rotated.json()["refresh_token"])
+        access = rotated.json()["access_token"]
+        auth = {"authorization": f"Bearer {access}"}
+        call("me", "GET", "/auth/me", headers=auth)
+        call("sessions", "GET", "/auth/sessions", headers=auth)
+        call("bad refresh", "POST", "/auth/refresh", json={"refresh_token": refresh[-1] + "x"})
+        pw = call(
+            "password",
+            "POST",
+            "/auth/password",
+            headers=auth,
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        )
+        assert pw.status_code == 204
+        call(
+            "wrong current password",
+            "POST",
+            "/auth/password",
+            headers=auth,
+            json={"current_password": "nope nope nope", "new_password": NEW_PASSWORD},
+        )
+        oauth = call(
+            "oauth2 refresh",
+            "POST",
+            "/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh[-1],
+                "client_id": "authgate",
+            },
+        )
+        assert oauth.status_code == 200
+        refresh.append(oauth.json()["refresh_token"])
+        # reuse of a rotated token far outside the grace window is still answered the same way
+        call("reuse", "POST", "/auth/refresh", json={"refresh_token": refresh[1]})
+        grant = call(
+            "client_credentials",
+            "POST",
+            "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, client_secret),
+        )
+        assert grant.status_code == 200
+        call(
+            "bad client",
+            "POST",
+            "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, client_secret + "x"),
+        )
+        call(
+            "introspect",
+            "POST",
+            "/oauth2/introspect",
+            data={"token": refresh[-1]},
+            auth=(client_id, client_secret),
+        )
+        call(
+            "revoke", "POST", "/oauth2/revoke", data={"token": refresh[-1], "client_id": "authgate"}
+        )
+        call("feed", "GET", "/auth/revocations", auth=(client_id, client_secret))
+        admin = call(
+            "admin login",
+            "POST",
+            "/auth/login",
+            json={"email": "admin@example.com", "password": ADMIN_PASSWORD},
+        )
+        assert admin.status_code == 200
+        refresh.append(admin.json()["refresh_token"])
+        admin_auth = {"authorization": f"Bearer {admin.json()['access_token']}"}
+        call("admin users", "GET", "/admin/users", headers=admin_auth)
+        call("admin clients", "GET", "/admin/clients", headers=admin_auth)
+        call("admin audit", "GET", "/admin/audit", headers=admin_auth)
+        call("admin keys", "GET", "/admin/keys", headers=admin_auth)
+        call("logout-all", "POST", "/auth/logout-all", headers=admin_auth)
+        call("metrics", "GET", "/metrics")
+        call("openapi", "GET", "/openapi.json")
+    return bodies, refresh

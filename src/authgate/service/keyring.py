@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -87,6 +88,7 @@ class Keyring:
         self._clock = clock
         self._static = static_key
         self._view: KeyringView | None = None
+        self._loaded_at = 0.0
 
     @property
     def view(self) -> KeyringView:
@@ -119,6 +121,7 @@ class Keyring:
                     await self._store.insert_key(self._new_record("next", now))
                     records = await self._store.list_keys()
         self._view = self._make_view(records)
+        self._loaded_at = time.monotonic()
         return self._view
 
     def _new_record(
@@ -231,7 +234,16 @@ class Keyring:
         if self._static is not None:
             return self.view
         self._view = self._make_view(await self._store.list_keys())
+        self._loaded_at = time.monotonic()
         return self._view
+
+    async def refresh_if_older_than(self, seconds: float) -> bool:
+        """Reload unless the snapshot is fresher than ``seconds``; True if it reloaded.
+        Bounds how often unknown kids can make this instance read the store."""
+        if self._static is not None or time.monotonic() - self._loaded_at < seconds:
+            return False
+        await self.refresh()
+        return True
 
     async def records(self) -> list[KeyRecord]:
         """Every stored key, for listing."""

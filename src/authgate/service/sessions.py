@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.errors import InvalidGrant, InvalidScope, InvalidToken, NotFound, TokenRevoked
+from authgate.errors import (
+    InvalidGrant,
+    InvalidScope,
+    InvalidToken,
+    NotFound,
+    TokenRevoked,
+    UnknownKey,
+)
 from authgate.jose import ClaimsPolicy, decode, encode
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
@@ -286,6 +293,15 @@ class Sessions:
             await self._revocations.revoke_sid(session.sid)
         await self._audit.record("refresh_reuse", user_id=session.user_id, sid=session.sid, ip=ip)
 
+    def _decode(self, token: str) -> dict[str, Any]:
+        return decode(
+            token,
+            self._keyring.keyset,
+            algorithms=self._keyring.view.algorithms,
+            policy=self._claims_policy,
+            now=self._clock.now(),
+        )
+
     async def refresh_token_info(self, refresh_token: str) -> dict[str, Any] | None:
         """What introspection may say of a live refresh token (the family head), or None."""
         if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
@@ -345,13 +361,13 @@ class Sessions:
     async def authenticate(self, token: str) -> AccessContext:
         """Verify an access token strictly, and refuse it at once if revoked or if its user
         is disabled or gone (TokenRevoked)."""
-        claims = decode(
-            token,
-            self._keyring.keyset,
-            algorithms=self._keyring.view.algorithms,
-            policy=self._claims_policy,
-            now=self._clock.now(),
-        )
+        try:
+            claims = self._decode(token)
+        except UnknownKey:
+            # Another instance may have imported or activated a key: re-read them once.
+            if not await self._keyring.refresh_if_older_than(1.0):
+                raise
+            claims = self._decode(token)
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")

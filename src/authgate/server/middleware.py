@@ -33,10 +33,6 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class HardeningMiddleware:
     """Caps bodies (413) and the Authorization header (401), adds security headers to every
     response (HSTS when served over TLS), and records request metrics."""
@@ -82,37 +78,42 @@ class HardeningMiddleware:
                 return
         received = 0
         max_body = self.max_body
+        state: dict[str, Any] = {"status": 500, "started": False, "rejected": False}
 
         async def capped_receive() -> Message:
             nonlocal received
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not state["rejected"]:
                 received += len(message.get("body", b""))
                 if received > max_body:
-                    raise _BodyTooLarge
+                    # A chunked body with no Content-Length went over the cap: answer 413
+                    # now, and tell the app the client left, so that it answers nothing.
+                    state["rejected"] = True
+                    if not state["started"]:
+                        state["started"] = True
+                        state["status"] = 413
+                        await _send_problem(
+                            send, 413, "body_too_large", "The request body is too large", security
+                        )
+                    return {"type": "http.disconnect"}
             return message
 
         started = time.perf_counter()
-        status_holder: dict[str, Any] = {"status": 500, "sent": False}
 
         async def secured_send(message: Message) -> None:
+            if state["rejected"]:
+                return
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                status_holder["sent"] = True
+                state["status"] = message["status"]
+                state["started"] = True
                 message = {**message, "headers": [*message.get("headers", []), *security]}
             await send(message)
 
         try:
             await self.app(scope, capped_receive, secured_send)
-        except _BodyTooLarge:
-            if not status_holder["sent"]:
-                await _send_problem(
-                    send, 413, "body_too_large", "The request body is too large", security
-                )
-            status_holder["status"] = 413
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             self.metrics.observe_request(
-                scope["method"], path, int(status_holder["status"]), time.perf_counter() - started
+                scope["method"], path, int(state["status"]), time.perf_counter() - started
             )

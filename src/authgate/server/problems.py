@@ -97,6 +97,10 @@ def error_response(request: Request, exc: e.AuthgateError) -> Response:
         exc.reason,
     )
     if request.url.path.startswith("/oauth2/"):
+        # RFC 6749 5.2: 400 for every error but invalid_client (401).
+        if status not in (429, 503):
+            status = 401 if exc.code == "invalid_client" else 400
+            headers = {}
         code = (
             exc.code if exc.code in _OAUTH_CODES else _OAUTH_FALLBACK.get(status, "invalid_request")
         )

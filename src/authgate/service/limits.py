@@ -13,8 +13,9 @@ from authgate.storage.base import Counters
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ThrottlePolicy:
-    """Per account: a growing delay from ``delay_after`` failures in ``window``, then 429
-    from ``lock_after`` until the window passes. Per IP: 429 after ``ip_limit`` failures."""
+    """Per account: a growing delay from the ``delay_after``-th failure in ``window``, then
+    429 from the ``lock_after``-th attempt until the window passes. Per IP: 429 after
+    ``ip_limit`` failures."""
 
     window: float = 900.0
     delay_after: int = 5
@@ -57,7 +58,8 @@ class LoginThrottle:
                     retry_after=max(1, int(state.window_start + p.window - now) + 1),
                 )
         state = await self._counters.peek(acct_key, now=now, window=p.window)
-        if state.count >= p.lock_after:
+        # The attempt after lock_after - 1 failures is the lock_after-th: refused.
+        if state.count >= p.lock_after - 1:
             raise Throttled(
                 "too many failed logins for this account",
                 retry_after=max(1, int(state.window_start + p.window - now) + 1),

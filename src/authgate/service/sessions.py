@@ -371,7 +371,10 @@ class Sessions:
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")
-        user = await self._accounts.get(sub) if sub else None
+        try:
+            user = await self._accounts.get(sub)
+        except NotFound:
+            user = None
         iat = float(claims["iat"])
         if user is None or user.disabled or iat < user.epoch:
             raise TokenRevoked("token's user is gone, disabled or logged out everywhere")

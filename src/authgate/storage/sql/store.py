@@ -68,9 +68,10 @@ from authgate.storage.sql.tables import (
 _T = TypeVar("_T")
 
 # How often a write transaction runs before a serialization failure or deadlock surfaces,
-# and the longest pause (seconds) before the first rerun; later ones wait longer.
-WRITE_ATTEMPTS: Final = 10
+# and the longest pause (seconds) before the first rerun; it doubles up to the cap.
+WRITE_ATTEMPTS: Final = 16
 RETRY_PAUSE_S: Final = 0.005
+MAX_RETRY_PAUSE_S: Final = 0.25
 
 # pg_advisory_xact_lock keys ("authgate" in ASCII, then 1 and 2).
 PG_KEY_LOCK: Final = 0x6175746867617401
@@ -179,8 +180,9 @@ class SqlStorage:
                     if attempt >= WRITE_ATTEMPTS or not _engine.is_retryable(e):
                         raise
                     self.retries += 1
-                # Jitter, so that the transactions that collided do not collide again.
-                await asyncio.sleep(secrets.randbelow(1000) * RETRY_PAUSE_S * attempt / 1000)
+                # Random and growing, so that the transactions that collided spread out.
+                pause = min(RETRY_PAUSE_S * 2 ** (attempt - 1), MAX_RETRY_PAUSE_S)
+                await asyncio.sleep(pause * secrets.randbelow(1001) / 1000)
                 attempt += 1
 
     def _insert(self, table: Table) -> Any:

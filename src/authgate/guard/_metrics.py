@@ -1,0 +1,84 @@
+"""Prometheus metrics of a guard, read when scraped (nothing is updated per request)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+    from authgate.guard.guard import Guard
+
+
+class GuardCollector(Collector):
+    """Staleness of the revocation feed, revoked entries, the token cache, JWKS fetches."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample of each metric."""
+        g = self._guard
+        staleness = g.revocation_staleness
+        if staleness is not None:
+            yield GaugeMetricFamily(
+                "authgate_guard_revocation_staleness_seconds",
+                "Seconds since the revocation feed last answered (+Inf before its first).",
+                value=staleness if math.isfinite(staleness) else math.inf,
+            )
+        if g.revoked is not None:
+            entries = GaugeMetricFamily(
+                "authgate_guard_revoked_entries",
+                "Revocation entries held in memory, by kind.",
+                labels=["kind"],
+            )
+            entries.add_metric(["jti"], len(g.revoked.jti))
+            entries.add_metric(["sid"], len(g.revoked.sid))
+            entries.add_metric(["user"], len(g.revoked.user))
+            yield entries
+        if g.feed is not None:
+            yield CounterMetricFamily(
+                "authgate_guard_feed_polls", "Revocation feed polls.", value=g.feed.polls
+            )
+            yield CounterMetricFamily(
+                "authgate_guard_feed_failures",
+                "Revocation feed polls that failed.",
+                value=g.feed.failures,
+            )
+        info = g.cache_stats()
+        yield GaugeMetricFamily(
+            "authgate_guard_token_cache_entries", "Verified tokens cached.", value=info[0]
+        )
+        yield CounterMetricFamily(
+            "authgate_guard_token_cache_hits", "Verifications served by the cache.", value=info[1]
+        )
+        yield CounterMetricFamily(
+            "authgate_guard_token_cache_misses",
+            "Verifications that ran the token core.",
+            value=info[2],
+        )
+        if g.jwks is not None:
+            yield CounterMetricFamily(
+                "authgate_guard_jwks_fetches", "JWKS fetches.", value=g.jwks.fetches
+            )
+            yield CounterMetricFamily(
+                "authgate_guard_jwks_fetch_failures",
+                "JWKS fetches that failed.",
+                value=g.jwks.failures,
+            )
+
+
+def register(guard: Guard, registry: CollectorRegistry) -> GuardCollector:
+    """Register the guard's metrics in ``registry``."""
+    collector = GuardCollector(guard)
+    registry.register(collector)
+    return collector
+
+
+__all__ = ["GuardCollector", "register"]

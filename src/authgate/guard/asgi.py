@@ -1,0 +1,174 @@
+"""A pure-ASGI middleware, compatible with Starlette's ``request.user`` / ``request.auth``,
+and a decorator for Starlette endpoints.
+
+The middleware reads the token from ``Authorization: Bearer`` (or the configured cookie
+when there is no Authorization header; never from the query string). Without a token the
+request goes on as anonymous (``scope["user"]`` is Starlette's UnauthenticatedUser); with
+a valid one ``scope["user"]`` is the Principal and ``scope["auth"]`` Starlette's
+``AuthCredentials(principal.permissions)``; an invalid one is answered 401
+``Bearer error="invalid_token"`` at once (a WebSocket is closed with 1008). It starts the
+guard when the app has started, and closes it when the app shuts down.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request, cookie_parser
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.guard.guard import Guard
+from authgate.guard.principal import Principal, Requirement, challenge
+
+_REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
+SCOPE_KEY = "authgate.principal"
+"""``scope[SCOPE_KEY]`` is ``(guard, principal)``: which guard verified the request, so that
+a second guard (another audience) never takes a principal it did not verify."""
+
+
+def token_from_scope(scope: Scope, cookie: str | None) -> str | None:
+    """The bearer token of an ASGI scope, or None when it carries none. InvalidRequest
+    for a repeated Authorization header, InvalidToken for an empty token."""
+    found: bytes | None = None
+    cookies: list[bytes] = []
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if found is not None:
+                raise InvalidRequest("the Authorization header is repeated")
+            found = value
+        elif name == b"cookie" and cookie is not None:
+            cookies.append(value)
+    if found is None:
+        if cookie is None or not cookies:
+            return None
+        token = cookie_parser(b"; ".join(cookies).decode("latin-1")).get(cookie)
+        return token or None
+    scheme, _, rest = found.decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = rest.strip()
+    if not token:
+        raise InvalidToken("empty bearer token")
+    return token
+
+
+async def send_challenge(send: Send, exc: Exception, realm: str | None) -> None:
+    """Answer a refusal per RFC 6750 over raw ASGI."""
+    assert isinstance(exc, _REFUSALS)
+    ch = challenge(exc, realm=realm)
+    body = ch.body
+    await send(
+        {
+            "type": "http.response.start",
+            "status": ch.status,
+            "headers": [
+                (b"www-authenticate", ch.www_authenticate.encode("latin-1")),
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardMiddleware:
+    """``app.add_middleware(guard.asgi_middleware)``, or ``GuardMiddleware(app, guard=g)``."""
+
+    def __init__(self, app: ASGIApp, *, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            guard = self.guard
+            try:
+                token = token_from_scope(scope, guard.cookie)
+                if token is None:
+                    scope["user"] = UnauthenticatedUser()
+                    scope["auth"] = AuthCredentials()
+                else:
+                    principal = await guard.verify(token)
+                    scope["user"] = principal
+                    scope["auth"] = AuthCredentials(list(principal.permissions))
+                    scope[SCOPE_KEY] = (guard, principal)
+            except (InvalidRequest, InvalidToken) as exc:
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await send_challenge(send, exc, guard.realm)
+                return
+            await self.app(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def lifespan_send(message: Message) -> None:
+            nonlocal started
+            kind = message["type"]
+            if kind == "lifespan.startup.complete":
+                try:
+                    await self.guard.start()
+                except Exception as exc:
+                    message = {"type": "lifespan.startup.failed", "message": f"authgate: {exc}"}
+                else:
+                    started = True
+            elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed") and started:
+                await self.guard.close()
+            await send(message)
+
+        await self.app(scope, receive, lifespan_send)
+
+
+Endpoint = Callable[..., Any]
+
+
+def required(guard: Guard, requirement: Requirement) -> Callable[[Endpoint], Endpoint]:
+    """Wrap a Starlette endpoint ``(request) -> response``: 401/403 per RFC 6750 unless
+    the request's token meets ``requirement``. Reuses the middleware's Principal."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        is_async = inspect.iscoroutinefunction(endpoint)
+
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+            scope = request.scope
+            seen = scope.get(SCOPE_KEY)
+            try:
+                if seen is not None and seen[0] is guard:
+                    principal: Principal = seen[1]
+                else:
+                    token = token_from_scope(scope, guard.cookie)
+                    if token is None:
+                        raise AuthenticationRequired("no bearer token")
+                    principal = await guard.verify(token)
+                    scope["user"] = principal
+                    scope["auth"] = AuthCredentials(list(principal.permissions))
+                    scope[SCOPE_KEY] = (guard, principal)
+                requirement.check(principal)
+            except _REFUSALS as exc:
+                ch = challenge(exc, realm=guard.realm)
+                return Response(ch.body, status_code=ch.status, headers=ch.headers)
+            if is_async:
+                result: Awaitable[Any] = endpoint(request, *args, **kwargs)
+                return await result
+            return await run_in_threadpool(endpoint, request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+__all__ = ["SCOPE_KEY", "GuardMiddleware", "required", "send_challenge", "token_from_scope"]

@@ -1,0 +1,130 @@
+"""Django: a middleware and a view decorator (install the ``django`` extra).
+
+Settings: ``AUTHGATE_GUARD`` is a Guard, or the dotted path of one
+(``"myproject.auth.guard"``). Add ``"authgate.guard.django.GuardMiddleware"`` to
+``MIDDLEWARE``: every request gets ``request.principal`` (None without a token), and an
+invalid token is answered 401 ``Bearer error="invalid_token"``. Decorate views with
+``@guard.django_required("posts:read")`` (it works with or without the middleware).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped,unused-ignore]
+from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped,unused-ignore]
+from django.utils.module_loading import import_string  # type: ignore[import-untyped,unused-ignore]
+
+from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.guard.guard import Guard
+from authgate.guard.principal import Principal, Requirement, bearer_from_header, challenge
+
+_REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
+View = Callable[..., Any]
+
+
+def configured_guard() -> Guard:
+    """The Guard named by ``settings.AUTHGATE_GUARD``."""
+    value = getattr(settings, "AUTHGATE_GUARD", None)
+    if isinstance(value, str):
+        value = import_string(value)
+    if not isinstance(value, Guard):
+        raise ImproperlyConfigured("settings.AUTHGATE_GUARD must be a Guard or its dotted path")
+    return value
+
+
+def refusal(exc: Exception, realm: str | None) -> HttpResponse:
+    """An RFC 6750 refusal as a Django response."""
+    ch = challenge(exc, realm=realm)  # type: ignore[arg-type]
+    response = HttpResponse(ch.body, status=ch.status, content_type="application/json")
+    response["WWW-Authenticate"] = ch.www_authenticate
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def request_token(request: HttpRequest, cookie: str | None) -> str:
+    """The bearer token of ``request`` (AuthenticationRequired without one)."""
+    header = request.META.get("HTTP_AUTHORIZATION")
+    values = [header] if isinstance(header, str) else []
+    value = request.COOKIES.get(cookie) if cookie and not values else None
+    return bearer_from_header(values, cookie=value or None)
+
+
+def _seen(request: HttpRequest, guard: Guard) -> Principal | None:
+    seen = getattr(request, "_authgate", None)
+    if seen is not None and seen[0] is guard:
+        principal: Principal = seen[1]
+        return principal
+    return None
+
+
+def _remember(request: HttpRequest, guard: Guard, principal: Principal) -> None:
+    request._authgate = (guard, principal)  # type: ignore[attr-defined,unused-ignore]
+    request.principal = principal  # type: ignore[attr-defined,unused-ignore]
+
+
+class GuardMiddleware:
+    """Sets ``request.principal``; answers 401 for an invalid token."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.guard = configured_guard()
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        guard = self.guard
+        request.principal = None  # type: ignore[attr-defined,unused-ignore]
+        try:
+            principal = guard.verify_sync(request_token(request, guard.cookie))
+        except AuthenticationRequired:
+            return self.get_response(request)
+        except (InvalidRequest, InvalidToken) as exc:
+            return refusal(exc, guard.realm)
+        _remember(request, guard, principal)
+        return self.get_response(request)
+
+
+def required(guard: Guard, requirement: Requirement) -> Callable[[View], View]:
+    """The decorator behind :meth:`Guard.django_required` (sync and async views)."""
+
+    def decorate(view: View) -> View:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    principal = _seen(request, guard)
+                    if principal is None:
+                        principal = await guard.verify(request_token(request, guard.cookie))
+                        _remember(request, guard, principal)
+                    requirement.check(principal)
+                except _REFUSALS as exc:
+                    return refusal(exc, guard.realm)
+                return await view(request, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            try:
+                principal = _seen(request, guard)
+                if principal is None:
+                    principal = guard.verify_sync(request_token(request, guard.cookie))
+                    _remember(request, guard, principal)
+                requirement.check(principal)
+            except _REFUSALS as exc:
+                return refusal(exc, guard.realm)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+__all__ = ["GuardMiddleware", "configured_guard", "refusal", "request_token", "required"]

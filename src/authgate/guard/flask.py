@@ -1,0 +1,130 @@
+"""Flask: a view decorator and an extension (install the ``flask`` extra).
+
+``@guard.flask_required("posts:read")`` answers 401/403 per RFC 6750 unless the request's
+token meets the requirement; ``flask.g.principal`` is then the Principal.
+``FlaskGuard(guard, app)`` also authenticates every request that carries a token
+(``g.principal``, None without one) and answers 401 for an invalid one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Collection
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.guard.guard import Guard
+from authgate.guard.principal import Principal, Requirement, bearer_from_header, challenge
+
+_REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
+View = Callable[..., Any]
+
+
+def refusal(exc: Exception, realm: str | None) -> Response:
+    """An RFC 6750 refusal as a Flask response."""
+    ch = challenge(exc, realm=realm)  # type: ignore[arg-type]
+    return Response(
+        ch.body,
+        status=ch.status,
+        mimetype="application/json",
+        headers={"WWW-Authenticate": ch.www_authenticate, "Cache-Control": "no-store"},
+    )
+
+
+def request_token(cookie: str | None) -> str:
+    """The bearer token of the current request (AuthenticationRequired without one)."""
+    values = request.headers.getlist("Authorization")
+    value = request.cookies.get(cookie) if cookie and not values else None
+    return bearer_from_header(values, cookie=value or None)
+
+
+def principal_of_request(guard: Guard) -> Principal:
+    """The current request's Principal (verified once per request); raises the refusal."""
+    seen = g.get("_authgate")
+    if seen is not None and seen[0] is guard:
+        principal: Principal = seen[1]
+        return principal
+    principal = guard.verify_sync(request_token(guard.cookie))
+    g._authgate = (guard, principal)
+    g.principal = principal
+    return principal
+
+
+def current_principal() -> Principal | None:
+    """The Principal of the current request, if one was verified."""
+    principal: Principal | None = g.get("principal")
+    return principal
+
+
+def required(guard: Guard, requirement: Requirement) -> Callable[[View], View]:
+    """The decorator behind :meth:`Guard.flask_required`."""
+
+    def check() -> Response | None:
+        try:
+            requirement.check(principal_of_request(guard))
+        except _REFUSALS as exc:
+            return refusal(exc, guard.realm)
+        return None
+
+    def decorate(view: View) -> View:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                refused = check()
+                return refused if refused is not None else await view(*args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            refused = check()
+            return refused if refused is not None else view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+class FlaskGuard:
+    """The extension: ``FlaskGuard(guard, app)`` or ``ext = FlaskGuard(guard)`` then
+    ``ext.init_app(app)``. The guard starts on the first request of each process."""
+
+    def __init__(self, guard: Guard, app: Flask | None = None) -> None:
+        self.guard = guard
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Authenticate every request that carries a token."""
+        app.extensions["authgate"] = self
+        app.before_request(self._authenticate)
+
+    def _authenticate(self) -> Response | None:
+        g.principal = None
+        try:
+            principal_of_request(self.guard)
+        except AuthenticationRequired:
+            return None
+        except (InvalidRequest, InvalidToken) as exc:
+            return refusal(exc, self.guard.realm)
+        return None
+
+    def required(
+        self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
+    ) -> Callable[[View], View]:
+        """Same as :meth:`Guard.flask_required`."""
+        return required(self.guard, Requirement.of(permissions, roles=roles, any_of=any_of))
+
+
+__all__ = [
+    "FlaskGuard",
+    "current_principal",
+    "principal_of_request",
+    "refusal",
+    "request_token",
+    "required",
+]

@@ -1,0 +1,214 @@
+"""Who a verified access token speaks for, what a route demands of it, and the RFC 6750
+challenges that answer a refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from authgate.errors import (
+    AuthenticationRequired,
+    AuthgateError,
+    InsufficientScope,
+    InvalidClaims,
+    InvalidRequest,
+    InvalidToken,
+)
+
+_ABSENT: Any = object()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Principal:
+    """A verified, unrevoked access token: who it speaks for and what it may do.
+
+    ``sid`` is None for a client_credentials token (``sub`` is then the client id, and it
+    has no roles). ``claims`` is a read-only view of every claim. Compatible with
+    Starlette's ``request.user`` (``is_authenticated``, ``display_name``, ``identity``).
+    """
+
+    sub: str
+    sid: str | None
+    jti: str
+    roles: tuple[str, ...]
+    permissions: frozenset[str]
+    client_id: str | None
+    claims: Mapping[str, Any] = field(repr=False)
+    token: str = field(repr=False)
+    exp: float = field(repr=False)
+    iat: float = field(repr=False)
+    nbf: float | None = field(repr=False, default=None)
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any], token: str) -> Principal:
+        """Build a principal from claims the strict core has already verified; refuse
+        ill-typed authgate claims (InvalidClaims)."""
+        sid = claims.get("sid", _ABSENT)
+        if sid is _ABSENT:
+            sid = None
+        elif type(sid) is not str or not sid:
+            raise InvalidClaims("claim 'sid' must be a non-empty string", claim="sid")
+        client_id = claims.get("client_id", _ABSENT)
+        if client_id is _ABSENT:
+            client_id = None
+        elif type(client_id) is not str or not client_id:
+            raise InvalidClaims("claim 'client_id' must be a non-empty string", claim="client_id")
+        roles = claims.get("roles", _ABSENT)
+        if roles is _ABSENT:
+            roles = []
+        elif type(roles) is not list or not all(type(r) is str for r in roles):
+            raise InvalidClaims("claim 'roles' must be an array of strings", claim="roles")
+        scope = claims.get("scope", "")
+        if type(scope) is not str:
+            raise InvalidClaims("claim 'scope' must be a string", claim="scope")
+        nbf = claims.get("nbf")
+        return cls(
+            sub=claims["sub"],
+            sid=sid,
+            jti=claims["jti"],
+            roles=tuple(roles),
+            permissions=frozenset(scope.split()),
+            client_id=client_id,
+            claims=MappingProxyType(claims),
+            token=token,
+            exp=float(claims["exp"]),
+            iat=float(claims["iat"]),
+            nbf=None if nbf is None else float(nbf),
+        )
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always True (Starlette's BaseUser protocol)."""
+        return True
+
+    @property
+    def display_name(self) -> str:
+        """The subject (Starlette's BaseUser protocol)."""
+        return self.sub
+
+    @property
+    def identity(self) -> str:
+        """The subject (Starlette's BaseUser protocol)."""
+        return self.sub
+
+    def has(self, *permissions: str) -> bool:
+        """True if the token grants every one of ``permissions``."""
+        return self.permissions.issuperset(permissions)
+
+
+def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = (values,)
+    out = tuple(values)
+    for v in out:
+        if not isinstance(v, str) or not v or any(c.isspace() or c in '"\\' for c in v):
+            raise ValueError(f"a {what} must be a non-empty string without spaces or quotes")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route demands: every permission of ``permissions``, every role of
+    ``roles``, and, when ``any_of`` is given, at least one permission of it."""
+
+    permissions: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, permissions: Iterable[str], *, roles: Iterable[str] = (), any_of: Iterable[str] = ()
+    ) -> Requirement:
+        """Validate and build a requirement."""
+        return cls(
+            _names(permissions, "permission"), _names(roles, "role"), _names(any_of, "permission")
+        )
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The permissions this requirement names, for the ``scope=`` of a 403."""
+        return tuple(dict.fromkeys((*self.permissions, *self.any_of)))
+
+    def check(self, principal: Principal) -> None:
+        """Raise InsufficientScope (with ``context['scope']``) unless ``principal``
+        meets the requirement."""
+        granted = principal.permissions
+        if (
+            not granted.issuperset(self.permissions)
+            or (self.any_of and granted.isdisjoint(self.any_of))
+            or (self.roles and not set(principal.roles).issuperset(self.roles))
+        ):
+            raise InsufficientScope("the token lacks a needed permission or role", scope=self.scope)
+
+
+# --- RFC 6750 ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A refusal as HTTP: status, ``WWW-Authenticate`` and a small JSON body."""
+
+    status: int
+    www_authenticate: str
+    error: str
+
+    @property
+    def body(self) -> bytes:
+        """``{"error": "..."}``; never the reason."""
+        return b'{"error":"' + self.error.encode("ascii") + b'"}'
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers."""
+        return {
+            "WWW-Authenticate": self.www_authenticate,
+            "Cache-Control": "no-store",
+            "Content-Type": "application/json",
+        }
+
+
+def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
+    """The RFC 6750 section 3 answer to a refusal: 401 ``Bearer`` without a token, 401
+    ``error="invalid_token"`` for a bad one, 403 ``error="insufficient_scope"`` with the
+    needed ``scope``, 400 ``error="invalid_request"`` for a malformed request."""
+    params = [f'realm="{realm}"'] if realm else []
+    if isinstance(exc, InsufficientScope):
+        status, error = 403, "insufficient_scope"
+        params.append('error="insufficient_scope"')
+        scope = " ".join(exc.context.get("scope", ()))
+        if scope:
+            params.append(f'scope="{scope}"')
+    elif isinstance(exc, InvalidRequest):
+        status, error = 400, "invalid_request"
+        params.append('error="invalid_request"')
+    elif isinstance(exc, InvalidToken):
+        status, error = 401, "invalid_token"
+        params.append('error="invalid_token"')
+    else:  # AuthenticationRequired, and anything unexpected: no token was accepted
+        status, error = 401, "authentication_required"
+    value = "Bearer " + ", ".join(params) if params else "Bearer"
+    return Challenge(status, value, error)
+
+
+def bearer_from_header(values: list[str], *, cookie: str | None = None) -> str:
+    """The token of ``Authorization: Bearer``, or of the configured cookie when there is no
+    Authorization header. AuthenticationRequired when there is none; InvalidRequest for a
+    repeated header; InvalidToken for an empty one."""
+    if len(values) > 1:
+        raise InvalidRequest("the Authorization header is repeated")
+    if not values:
+        if cookie:
+            return cookie
+        raise AuthenticationRequired("no bearer token")
+    scheme, _, rest = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthenticationRequired("Authorization is not Bearer")
+    token = rest.strip()
+    if not token:
+        raise InvalidToken("empty bearer token")
+    return token
+
+
+__all__ = ["Challenge", "Principal", "Requirement", "bearer_from_header", "challenge"]

@@ -1,0 +1,136 @@
+"""50 concurrent refreshes of one token against the real server: never a fork in the family."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.server import LiveServer, claims_of, new_email, running_server
+
+N = 50
+
+
+def family_rows(
+    live: LiveServer, sid: str
+) -> list[tuple[str, str | None, float | None, str | None]]:
+    with live.db() as db:
+        return [
+            tuple(row)  # type: ignore[misc]
+            for row in db.execute(
+                "SELECT digest, parent, rotated_at, successor FROM refresh_tokens WHERE sid = ?",
+                (sid,),
+            )
+        ]
+
+
+def assert_no_fork(
+    live: LiveServer, sid: str
+) -> list[tuple[str, str | None, float | None, str | None]]:
+    rows = family_rows(live, sid)
+    heads = [r for r in rows if r[2] is None]
+    assert len(heads) <= 1, f"{len(heads)} live heads"
+    parents = Counter(r[1] for r in rows if r[1] is not None)
+    assert all(n == 1 for n in parents.values()), f"a token has two children: {parents}"
+    by_digest = {r[0]: r for r in rows}
+    for digest, parent, rotated_at, successor in rows:
+        if rotated_at is not None:  # a rotated token names its one child, which exists
+            assert successor in by_digest
+            assert by_digest[successor][1] == digest
+        if parent is not None:
+            assert by_digest[parent][3] == digest
+    return rows
+
+
+def session_revoked_at(live: LiveServer, sid: str) -> float | None:
+    with sqlite3.connect(f"file:{live.db_path}?mode=ro", uri=True) as db:
+        (revoked_at,) = db.execute(
+            "SELECT revoked_at FROM sessions WHERE sid = ?", (sid,)
+        ).fetchone()
+    return revoked_at  # type: ignore[no-any-return]
+
+
+async def refresh_all(live: LiveServer, token: str) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=N, max_keepalive_connections=N)
+    async with httpx.AsyncClient(base_url=live.url, limits=limits, timeout=60) as client:
+        gate = asyncio.Event()
+
+        async def one() -> httpx.Response:
+            await gate.wait()
+            return await client.post("/auth/refresh", json={"refresh_token": token})
+
+        tasks = [asyncio.create_task(one()) for _ in range(N)]
+        await asyncio.sleep(0)  # let every task reach the gate, then release them together
+        gate.set()
+        return list(await asyncio.gather(*tasks))
+
+
+@pytest.mark.anyio
+async def test_concurrent_refreshes_within_grace_all_get_the_same_successor(tmp_path: Path) -> None:
+    with running_server(tmp_path) as live:
+        first = live.register(new_email())
+        sid = claims_of(first["access_token"])["sid"]
+        responses = await refresh_all(live, first["refresh_token"])
+
+        statuses = Counter(r.status_code for r in responses)
+        assert statuses == {200: N}, [r.text for r in responses if r.status_code != 200][:3]
+        successors = {r.json()["refresh_token"] for r in responses}
+        assert len(successors) == 1
+        assert all(r.headers["cache-control"] == "no-store" for r in responses)
+        assert session_revoked_at(live, sid) is None
+        rows = assert_no_fork(live, sid)
+        assert len(rows) == 2  # the original, rotated once, and one head
+        # The single successor is the live head and keeps working.
+        (successor,) = successors
+        r = live.http.post("/auth/refresh", json={"refresh_token": successor})
+        assert r.status_code == 200, r.text
+        assert_no_fork(live, sid)
+
+
+@pytest.mark.anyio
+async def test_concurrent_refreshes_without_grace_revoke_the_family(tmp_path: Path) -> None:
+    with running_server(tmp_path, {"AUTHGATE_REFRESH_GRACE": "0"}) as live:
+        first = live.register(new_email())
+        sid = claims_of(first["access_token"])["sid"]
+        responses = await refresh_all(live, first["refresh_token"])
+
+        statuses = Counter(r.status_code for r in responses)
+        # One wins the compare-and-set; every other one is a reuse and kills the family.
+        assert statuses == {200: 1, 401: N - 1}, statuses
+        for r in responses:
+            if r.status_code == 401:
+                assert r.json()["code"] == "invalid_grant"
+        assert session_revoked_at(live, sid) is not None
+        rows = assert_no_fork(live, sid)
+        assert len(rows) == 2
+        (winner,) = [r.json() for r in responses if r.status_code == 200]
+        r = live.http.post("/auth/refresh", json={"refresh_token": winner["refresh_token"]})
+        assert r.status_code == 401
+        assert r.json()["code"] == "invalid_grant"
+        me = live.http.get(
+            "/auth/me", headers={"Authorization": f"Bearer {winner['access_token']}"}
+        )
+        assert me.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_concurrent_refreshes_of_successive_heads(tmp_path: Path) -> None:
+    """Rounds of concurrent refreshes, each on the head the last round produced: the family
+    stays one chain."""
+    with running_server(tmp_path) as live:
+        body = live.register(new_email())
+        sid = claims_of(body["access_token"])["sid"]
+        token = body["refresh_token"]
+        for _ in range(3):
+            live.clock.advance(live.settings.refresh_grace + 1)  # a fresh window per round
+            responses = await refresh_all(live, token)
+            assert {r.status_code for r in responses} == {200}
+            successors = {r.json()["refresh_token"] for r in responses}
+            assert len(successors) == 1
+            (token,) = successors
+        rows = assert_no_fork(live, sid)
+        assert len(rows) == 4

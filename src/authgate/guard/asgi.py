@@ -5,7 +5,8 @@ The middleware reads the token from ``Authorization: Bearer`` (or the configured
 when there is no Authorization header; never from the query string). Without a token the
 request goes on as anonymous (``scope["user"]`` is Starlette's UnauthenticatedUser); with
 a valid one ``scope["user"]`` is the Principal and ``scope["auth"]`` Starlette's
-``AuthCredentials(principal.permissions)``; an invalid one is answered 401
+``AuthCredentials(["authenticated", *principal.permissions])`` (Starlette's convention, so
+that its ``requires("authenticated")`` works too); an invalid one is answered 401
 ``Bearer error="invalid_token"`` at once (a WebSocket is closed with 1008). It starts the
 guard when the app has started, and closes it when the app shuts down.
 """
@@ -59,6 +60,11 @@ def token_from_scope(scope: Scope, cookie: str | None) -> str | None:
     return token
 
 
+def credentials(principal: Principal) -> AuthCredentials:
+    """Starlette's ``request.auth`` for a principal: ``authenticated`` and its permissions."""
+    return AuthCredentials(["authenticated", *principal.permissions])
+
+
 async def send_challenge(send: Send, exc: Exception, realm: str | None) -> None:
     """Answer a refusal per RFC 6750 over raw ASGI."""
     assert isinstance(exc, _REFUSALS)
@@ -98,7 +104,7 @@ class GuardMiddleware:
                 else:
                     principal = await guard.verify(token)
                     scope["user"] = principal
-                    scope["auth"] = AuthCredentials(list(principal.permissions))
+                    scope["auth"] = credentials(principal)
                     scope[SCOPE_KEY] = (guard, principal)
             except (InvalidRequest, InvalidToken) as exc:
                 if kind == "websocket":
@@ -155,7 +161,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[Endpoint], End
                         raise AuthenticationRequired("no bearer token")
                     principal = await guard.verify(token)
                     scope["user"] = principal
-                    scope["auth"] = AuthCredentials(list(principal.permissions))
+                    scope["auth"] = credentials(principal)
                     scope[SCOPE_KEY] = (guard, principal)
                 requirement.check(principal)
             except _REFUSALS as exc:
@@ -171,4 +177,11 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[Endpoint], End
     return decorate
 
 
-__all__ = ["SCOPE_KEY", "GuardMiddleware", "required", "send_challenge", "token_from_scope"]
+__all__ = [
+    "SCOPE_KEY",
+    "GuardMiddleware",
+    "credentials",
+    "required",
+    "send_challenge",
+    "token_from_scope",
+]

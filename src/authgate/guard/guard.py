@@ -34,6 +34,7 @@ import httpx
 
 from authgate.clock import Clock, SystemClock
 from authgate.errors import (
+    AlgorithmNotAllowed,
     ConfigurationError,
     InvalidToken,
     TokenExpired,
@@ -46,7 +47,7 @@ from authgate.guard._loop import BackgroundLoop
 from authgate.guard.feed import FeedFollower, RevocationState
 from authgate.guard.jwks import ASYMMETRIC_ALGORITHMS, JWKSCache
 from authgate.guard.principal import Principal, Requirement
-from authgate.jose import ALGORITHMS, DEFAULT_REQUIRED, ClaimsPolicy, Key, KeySet, decode
+from authgate.jose import ALGORITHMS, DEFAULT_REQUIRED, ClaimsPolicy, Key, KeySet, decode, jws
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -329,11 +330,10 @@ class Guard:
             await self.start()
         try:
             return self._authenticate(token)
-        except UnknownKey as exc:
-            kid = exc.context.get("kid")
-            if not self._may_refetch(kid):
+        except (UnknownKey, AlgorithmNotAllowed) as exc:
+            kid = self._refetchable_kid(exc, token)
+            if kid is None:
                 raise
-            assert isinstance(kid, str)
             assert self.jwks is not None
             if not await asyncio.wrap_future(self._submit(self.jwks.refetch_for(kid))):
                 raise
@@ -345,11 +345,10 @@ class Guard:
             self.start_sync()
         try:
             return self._authenticate(token)
-        except UnknownKey as exc:
-            kid = exc.context.get("kid")
-            if not self._may_refetch(kid):
+        except (UnknownKey, AlgorithmNotAllowed) as exc:
+            kid = self._refetchable_kid(exc, token)
+            if kid is None:
                 raise
-            assert isinstance(kid, str)
             assert self.jwks is not None
             try:
                 found = self._submit(self.jwks.refetch_for(kid)).result(timeout)
@@ -359,13 +358,31 @@ class Guard:
                 raise
         return self._authenticate(token)
 
-    def _may_refetch(self, kid: object) -> bool:
+    def _refetchable_kid(self, exc: InvalidToken, token: str) -> str | None:
+        """The kid to refetch the JWKS for, or None: an unknown kid, or (a key rotated to
+        another allowed algorithm) an allowed algorithm that no fetched key has yet with
+        an unknown kid; and only when the cooldown allows a fetch or one is in flight."""
         jwks = self.jwks
-        return (
-            jwks is not None
-            and isinstance(kid, str)
-            and (jwks.fetching or jwks.may_refetch(self._clock.now()))
-        )
+        if jwks is None:
+            return None
+        kid: object
+        if isinstance(exc, UnknownKey):
+            kid = exc.context.get("kid")
+        elif exc.context.get("alg") in self.algorithms and "kid" not in exc.context:
+            try:
+                kid = jws.split(token)[0].kid
+            except InvalidToken:
+                return None
+            keys = jwks.keys
+            if keys is not None and kid in keys:
+                return None
+        else:
+            return None
+        if not isinstance(kid, str):
+            return None
+        if not (jwks.fetching or jwks.may_refetch(self._clock.now())):
+            return None
+        return kid
 
     def require(
         self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()

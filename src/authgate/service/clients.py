@@ -41,7 +41,8 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
-MAX_ASSERTION_LIFETIME = 300.0
+# Authlib and other clients sign assertions valid for an hour; jti stays single-use.
+MAX_ASSERTION_LIFETIME = 3600.0
 _VERIFIED_TTL = 300.0
 _VERIFIED_MAX = 10_000
 

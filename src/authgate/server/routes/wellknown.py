@@ -36,7 +36,8 @@ async def metadata(svc: Svc) -> JSONResponse:
         "token_endpoint": f"{issuer}/oauth2/token",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
-        "response_types_supported": ["token"],
+        # No authorization endpoint: "none" (OAuth 2.0 Multiple Response Types, section 4).
+        "response_types_supported": ["none"],
         "grant_types_supported": ["client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,

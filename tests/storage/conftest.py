@@ -1,21 +1,29 @@
 """The storage contract suite runs against every backend in BACKENDS.
 
-Each test gets a fresh, migrated database. To add a backend, add its name to BACKENDS
-and a branch to ``_fresh_database`` (PostgreSQL: a fresh schema per test under
-AUTHGATE_TEST_POSTGRES_URL; skip when it is unset, fail when AUTHGATE_REQUIRE_SERVICES=1).
+Each test gets a fresh, migrated database. SQLite: a file in the test's tmp_path.
+PostgreSQL: in the database at ``AUTHGATE_TEST_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``), a schema of its own (``ag_<random>``)
+reached through the ``search_path`` URL option: one migrated schema per module, emptied
+before each test, and a new one per test for an unmigrated database; all are dropped
+afterwards, so that concurrent runs never collide. When that server cannot be reached (or
+asyncpg is not installed), the PostgreSQL tests are skipped with the reason, or fail if
+``AUTHGATE_REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Final
 
 import pytest
 
 from authgate.storage.base import Storage
 from authgate.storage.sql import SqlStorage, migrate, open_storage
 
-BACKENDS = ["sqlite"]
+from ._postgres import migrated_schema, postgres_schema, require_postgres, reset_schema
+
+BACKENDS: Final = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
@@ -24,30 +32,50 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _fresh_database(backend: str, tmp_path: Path) -> str:
-    """A URL of an empty database of ``backend``, for one test."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'authgate.db'}"
-    raise AssertionError(f"unknown backend {backend!r}")
-
-
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The backend under test."""
-    return str(request.param)
+    """The backend under test (skips PostgreSQL early when it cannot run)."""
+    name = str(request.param)
+    if name == "postgresql":
+        require_postgres()
+    return name
 
 
 @pytest.fixture
-async def empty_database_url(backend: str, tmp_path: Path, anyio_backend: str) -> str:
-    """A fresh database with no schema."""
-    return await _fresh_database(backend, tmp_path)
+async def empty_database_url(
+    backend: str, tmp_path: Path, anyio_backend: str
+) -> AsyncIterator[str]:
+    """A fresh database of ``backend`` with no schema, for one test."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'authgate.db'}"
+    elif backend == "postgresql":
+        async with postgres_schema() as url:
+            yield url
+    else:
+        raise AssertionError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture(scope="module")
+def postgres_module_url() -> Iterator[str]:
+    """A migrated PostgreSQL schema shared by one module's tests (emptied before each)."""
+    with migrated_schema() as url:
+        yield url
 
 
 @pytest.fixture
-async def database_url(empty_database_url: str) -> str:
+async def database_url(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, anyio_backend: str
+) -> str:
     """A fresh, migrated database."""
-    await migrate(empty_database_url)
-    return empty_database_url
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'authgate.db'}"
+        await migrate(url)
+        return url
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("postgres_module_url"))
+        await reset_schema(url)
+        return url
+    raise AssertionError(f"unknown backend {backend!r}")
 
 
 @pytest.fixture

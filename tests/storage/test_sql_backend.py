@@ -5,6 +5,7 @@ These run against every SQL backend in BACKENDS."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import pytest
@@ -12,12 +13,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, func, inspect, select
+from sqlalchemy import Integer, MetaData, String, func, inspect, select
 from sqlalchemy.engine import Connection
 
 from authgate.errors import Conflict, StorageError
+from authgate.storage.base import ClientRecord
 from authgate.storage.sql import SqlStorage, alembic_config, metadata, migrate, open_storage
-from authgate.storage.sql.tables import refresh_tokens
+from authgate.storage.sql.tables import client_assertions, refresh_tokens
 
 from ._records import T0, digest, refresh, session, user
 
@@ -25,11 +27,30 @@ pytestmark = pytest.mark.anyio
 
 
 def _diff(connection: Connection, target: MetaData = metadata) -> list[Any]:
-    return list(compare_metadata(MigrationContext.configure(connection), target))
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, target))
+
+
+def _flat(diff: list[Any]) -> list[tuple[Any, ...]]:
+    """Column changes come grouped in lists; flatten them."""
+    out: list[tuple[Any, ...]] = []
+    for entry in diff:
+        out.extend(entry if isinstance(entry, list) else [entry])
+    return out
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 def _revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _head() -> str | None:
@@ -48,7 +69,49 @@ async def test_migrated_schema_equals_tables_py(sql_storage: SqlStorage) -> None
             d[1].name for d in await conn.run_sync(_diff, MetaData()) if d[0] == "remove_table"
         }
     assert removed == set(metadata.tables)
-    assert _head() == "0001"
+    assert _head() == "0002"
+
+
+async def test_schema_comparison_checks_column_types(sql_storage: SqlStorage) -> None:
+    """The no-diff test above would miss a wrong type if types were not compared."""
+    changed = MetaData(naming_convention=metadata.naming_convention)
+    for table in metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["clients"].c.client_id.type = String(64)
+    changed.tables["client_assertions"].c.expires_at.type = Integer()
+    async with sql_storage.engine.connect() as conn:
+        diff = _flat(await conn.run_sync(_diff, changed))
+    assert sorted((d[0], d[2], d[3]) for d in diff) == [
+        ("modify_type", "client_assertions", "expires_at"),
+        ("modify_type", "clients", "client_id"),
+    ]
+
+
+async def test_upgrade_from_0001_keeps_the_data(empty_database_url: str) -> None:
+    store = await open_storage(empty_database_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, "0001")
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_revision) == "0001"
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert "users" in tables
+        assert not tables & {"clients", "client_assertions"}
+        await store.create_user(user("alice"))
+        await store.create_session(session("s1", "alice"), refresh("t0", "s1"))
+
+        await migrate(empty_database_url)
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_revision) == "0002"
+            assert await conn.run_sync(_diff) == []
+        assert await store.get_user("alice") == user("alice")
+        assert await store.get_refresh(digest("t0")) == refresh("t0", "s1")
+        client = ClientRecord("cli_a", "a", ("x",), T0, secret_hash="h")
+        await store.create_client(client)
+        assert await store.list_clients() == [client]
+        assert await store.use_assertion_id("cli_a", "j", expires_at=T0 + 1) is True
+    finally:
+        await store.close()
 
 
 async def test_migrate_is_idempotent(database_url: str) -> None:
@@ -178,6 +241,29 @@ async def test_writers_on_two_engines_queue_instead_of_failing(database_url: str
         shared = await second.get_user("shared")
         assert shared is not None
         assert len(shared.roles) == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_20_concurrent_assertion_uses_from_two_engines_have_one_winner(
+    database_url: str,
+) -> None:
+    first, second = await open_storage(database_url), await open_storage(database_url)
+    try:
+        await asyncio.gather(first.ping(), second.ping())
+        stores = [first, second]
+        results = await asyncio.gather(
+            *(
+                stores[i % 2].use_assertion_id("cli_a", "jti-1", expires_at=T0 + 60)
+                for i in range(20)
+            )
+        )
+        assert results.count(True) == 1
+        async with first.engine.connect() as conn:
+            rows = (await conn.execute(select(client_assertions))).all()
+        # Stored by digest: the client's jti has no length limit in the column.
+        assert [tuple(r) for r in rows] == [("cli_a", _sha256("jti-1"), T0 + 60)]
     finally:
         await first.close()
         await second.close()

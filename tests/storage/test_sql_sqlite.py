@@ -97,12 +97,29 @@ def test_async_url(given: str, expected: str) -> None:
         "sqlite:///:memory:",
         "not a url",
         "postgresql+psycopg://db/a",
+        "sqlite:///x.db?search_path=authgate",  # a PostgreSQL option
+        "postgresql://u@db/auth?search_path=%20",
+        "postgresql://u@db/auth?search_path=a&search_path=b",
     ],
 )
 async def test_unsupported_urls_are_configuration_errors(given: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         await open_storage(given)
     assert info.value.code == "invalid_configuration"
+
+
+def test_search_path_is_not_passed_to_the_driver_as_a_keyword() -> None:
+    """asyncpg.connect() has no such keyword: it becomes a server setting (its effect is
+    tested against a server in test_sql_postgresql.py)."""
+    pytest.importorskip("asyncpg")
+    engine = sql_engine.make_engine("postgresql://u@db.example/auth?search_path=tenant_1")
+    try:
+        assert "search_path" not in engine.url.query
+        _, kwargs = engine.dialect.create_connect_args(engine.url)
+        assert "search_path" not in kwargs
+        assert kwargs["database"] == "auth"
+    finally:
+        engine.sync_engine.dispose()
 
 
 async def test_missing_postgres_driver_is_a_configuration_error(
@@ -339,6 +356,11 @@ def _wrapped(cls: type[exc.DBAPIError], sqlstate: str, **kw: Any) -> exc.DBAPIEr
         (_DriverError("53300"), StorageUnavailable),  # too many connections
         (_DriverError("22P02"), StorageError),
         (exc.NoSuchTableError("users"), StorageError),
+        # Serialization failure and deadlock: the store retries; past its retries they
+        # are contention, which passes.
+        (_wrapped(exc.DBAPIError, "40001"), StorageUnavailable),
+        (_wrapped(exc.OperationalError, "40P01"), StorageUnavailable),
+        (_DriverError("40001"), StorageUnavailable),
     ],
 )
 def test_translate(error: BaseException, expected: type[StorageError]) -> None:
@@ -346,3 +368,22 @@ def test_translate(error: BaseException, expected: type[StorageError]) -> None:
     assert type(mapped) is expected
     assert mapped.code == expected.code
     assert "SECRET-HASH" not in mapped.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (_wrapped(exc.DBAPIError, "40001"), True),
+        (_wrapped(exc.OperationalError, "40P01"), True),
+        (_DriverError("40P01"), True),
+        (_wrapped(exc.IntegrityError, "23505"), False),
+        (_wrapped(exc.OperationalError, "40003"), False),  # statement_completion_unknown
+        (_wrapped(exc.OperationalError, "08006"), False),
+        (exc.OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked")), False),
+        (TimeoutError(), False),
+    ],
+)
+def test_only_serialization_failures_and_deadlocks_are_retryable(
+    error: BaseException, expected: bool
+) -> None:
+    assert sql_engine.is_retryable(error) is expected

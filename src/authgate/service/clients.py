@@ -242,7 +242,7 @@ class Clients:
         if self.token_endpoint not in audiences and self.issuer not in audiences:
             raise InvalidClient("assertion audience is not this server")
         if not await self._store.use_assertion_id(
-            record.client_id, str(claims["jti"]), expires_at=float(claims["exp"])
+            record.client_id, str(claims["jti"]), expires_at=float(claims["exp"]) + self._leeway
         ):
             raise InvalidClient("assertion jti was already used")
         return record

@@ -71,9 +71,10 @@ async def migrate(url: str) -> None:
 async def open_storage(url: str, *, pool_size: int = 5) -> SqlStorage:
     """A SqlStorage for ``sqlite:///PATH`` or ``postgresql://...``.
 
-    It connects lazily; call ``ping()`` to check the database, and ``migrate(url)``
-    first. Raises ConfigurationError for an unsupported or malformed URL, or a missing
-    driver.
+    A PostgreSQL URL may select a schema with ``?search_path=SCHEMA`` (it must exist;
+    ``migrate`` creates the tables there). It connects lazily; call ``ping()`` to check
+    the database, and ``migrate(url)`` first. Raises ConfigurationError for an
+    unsupported or malformed URL (``search_path`` on SQLite), or a missing driver.
     """
     return SqlStorage(make_engine(url, pool_size=pool_size))
 

@@ -4,6 +4,12 @@ One class serves SQLite (aiosqlite) and PostgreSQL (asyncpg); the statements are
 dialect-neutral except for the upserts (both dialects spell ``ON CONFLICT`` alike) and
 the locks. Every public method maps driver errors with ``engine.translate``: callers see
 only Conflict, StorageUnavailable or StorageError.
+
+Each write is one transaction run by ``_transaction``. PostgreSQL runs them at its default
+isolation (READ COMMITTED, or whatever the server is configured with): the atomic steps
+are single conditional statements (``UPDATE ... WHERE ... RETURNING``, ``INSERT ... ON
+CONFLICT``) or take a row lock first, and a transaction rolled back as a serialization
+failure or a deadlock runs again instead of surfacing.
 """
 
 from __future__ import annotations
@@ -106,7 +112,9 @@ class SqlStorage:
     database cannot be reached (or stays locked past the busy timeout), and
     ``StorageError`` for any other database failure.
 
-    Sets of names (a user's roles, a role's permissions) come back unique and sorted.
+    Sets of names (a user's roles, a role's permissions, a client's scopes) come back
+    unique and sorted. ``retries`` counts the write transactions run again after a
+    serialization failure or a deadlock (PostgreSQL).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -120,7 +128,6 @@ class SqlStorage:
         self._write_lock = asyncio.Lock()
         self._key_mutex = asyncio.Lock()
         self._key_owner: asyncio.Task[Any] | None = None
-        # Transactions run again after a serialization failure or deadlock (for metrics).
         self.retries = 0
 
     @property

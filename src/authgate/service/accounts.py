@@ -119,14 +119,15 @@ class Accounts:
         except InvalidRequest:
             normalized = None
         account = normalized or "\x00invalid"
-        await self._throttle.check(account, ip)
+        failures = await self._throttle.check(account, ip)
         user = await self._users.get_user_by_email(normalized) if normalized else None
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled:
             await self._throttle.failed(account, ip)
             await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
             raise InvalidCredentials("invalid email or password")
-        await self._throttle.succeeded(account)
+        if failures:
+            await self._throttle.succeeded(account)
         if self._hasher.needs_rehash(user.password_hash):
             await self._users.update_user(user.id, password_hash=await self._hasher.hash(password))
         await self._audit.record("login_ok", user_id=user.id, ip=ip)
@@ -187,12 +188,7 @@ class Accounts:
 
     async def permissions(self, user: UserRecord) -> tuple[str, ...]:
         """The union of the permissions of the user's roles, sorted."""
-        perms: set[str] = set()
-        for name in user.roles:
-            role = await self._users.get_role(name)
-            if role is not None:
-                perms.update(role.permissions)
-        return tuple(sorted(perms))
+        return await self._users.permissions_for(user.roles)
 
     # --- roles ----------------------------------------------------------------------------
 

@@ -45,8 +45,9 @@ class LoginThrottle:
     def _keys(account: str, ip: str | None) -> tuple[str, str | None]:
         return f"login:acct:{account}", (f"login:ip:{ip}" if ip else None)
 
-    async def check(self, account: str, ip: str | None) -> None:
-        """Raise Throttled while the account or the IP is locked."""
+    async def check(self, account: str, ip: str | None) -> int:
+        """Raise Throttled while the account or the IP is locked; otherwise return the
+        account's failures in the current window."""
         p = self.policy
         now = self._clock.now()
         acct_key, ip_key = self._keys(account, ip)
@@ -64,6 +65,7 @@ class LoginThrottle:
                 "too many failed logins for this account",
                 retry_after=max(1, int(state.window_start + p.window - now) + 1),
             )
+        return state.count
 
     async def failed(self, account: str, ip: str | None) -> None:
         """Count a failure; from ``delay_after`` failures on, wait a growing delay."""

@@ -69,10 +69,12 @@ class TokenPair:
 
 @dataclass(frozen=True, slots=True)
 class AccessContext:
-    """A verified, unrevoked access token of a live user."""
+    """A verified, unrevoked access token of a live user, with the user's permissions now
+    (``user_permissions``); ``permissions`` is what the token itself grants."""
 
     claims: dict[str, Any]
     user: UserRecord
+    user_permissions: tuple[str, ...] = ()
 
     @property
     def sid(self) -> str:
@@ -160,7 +162,10 @@ class Sessions:
         return encode(claims, self._keyring.keyset, typ="at+jwt"), ttl
 
     async def _granted(self, user: UserRecord, scope: str | None) -> tuple[str, ...]:
-        allowed = await self._accounts.permissions(user)
+        return self._narrow(await self._accounts.permissions(user), scope)
+
+    @staticmethod
+    def _narrow(allowed: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
         if scope is None:
             return allowed
         wanted = scope.split()
@@ -223,20 +228,19 @@ class Sessions:
         ):
             raise InvalidGrant("malformed refresh token")
         digest = digest_of(refresh_token)
-        record = await self._store.get_refresh(digest)
-        if record is None:
+        context = await self._store.refresh_context(digest)
+        if context is None:
             raise InvalidGrant("unknown refresh token")
-        session = await self._store.get_session(record.sid)
+        record, session, user = context.token, context.session, context.user
         now = self._clock.now()
-        if session is None or session.revoked_at is not None:
+        if session.revoked_at is not None:
             raise InvalidGrant("session has ended")
         if client_id is not None and client_id != session.client_id:
             raise InvalidGrant("refresh token was issued to another client")
         if now >= session.expires_at:
             raise InvalidGrant("session reached its absolute lifetime")
-        user = await self._accounts.get(session.user_id) if session else None
         if user is None or user.disabled:
-            raise InvalidGrant("account is disabled")
+            raise InvalidGrant("account is disabled or gone")
         successor = self._successor(refresh_token)
         successor_digest = digest_of(successor)
         if record.rotated_at is None:
@@ -248,7 +252,7 @@ class Sessions:
                     digest=successor_digest,
                     sid=session.sid,
                     created_at=now,
-                    idle_expires_at=min(now + self.policy.refresh_idle_ttl, session.expires_at),
+                    idle_expires_at=self._idle_deadline(now, session),
                     parent=digest,
                 ),
                 now=now,
@@ -263,12 +267,12 @@ class Sessions:
         ):
             await self._reuse_detected(session, ip)
             raise InvalidGrant("refresh token reuse")
-        permissions = await self._granted(user, scope or session.scope)
+        permissions = self._narrow(context.permissions, scope or session.scope)
         access, ttl = self.issue_access(
             user, sid=session.sid, permissions=permissions, client_id=session.client_id, now=now
         )
-        successor_record = await self._store.get_refresh(successor_digest)
-        idle_at = successor_record.idle_expires_at if successor_record else now
+        # The successor was made at the rotation (now, or earlier within the grace window).
+        idle_at = self._idle_deadline(record.rotated_at or now, session)
         return TokenPair(
             access,
             ttl,
@@ -278,6 +282,9 @@ class Sessions:
             session.sid,
             user.id,
         )
+
+    def _idle_deadline(self, created: float, session: SessionRecord) -> float:
+        return min(created + self.policy.refresh_idle_ttl, session.expires_at)
 
     async def _within_grace(self, record: RefreshRecord, successor_digest: str, now: float) -> bool:
         grace = self.policy.refresh_grace
@@ -371,19 +378,15 @@ class Sessions:
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")
-        try:
-            user = await self._accounts.get(sub)
-        except NotFound:
-            user = None
-        iat = float(claims["iat"])
-        if user is None or user.disabled or iat < user.epoch:
+        state = await self._store.access_state(sid, sub, jti, now=self._clock.now())
+        user, session = state.user, state.session
+        if user is None or user.disabled or float(claims["iat"]) < user.epoch:
             raise TokenRevoked("token's user is gone, disabled or logged out everywhere")
-        session = await self._store.get_session(sid)
         if session is None or session.revoked_at is not None or session.user_id != user.id:
             raise TokenRevoked("token's session has ended")
-        if await self._revocations.is_revoked("jti", jti):
+        if state.jti_revoked:
             raise TokenRevoked("token was revoked")
-        return AccessContext(claims=claims, user=user)
+        return AccessContext(claims=claims, user=user, user_permissions=state.permissions)
 
     # --- ending sessions ------------------------------------------------------------------
 

@@ -127,6 +127,27 @@ class ClientRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshContext:
+    """Everything a refresh needs, read in one go: the token, its session, the session's
+    user (None if deleted) and that user's permissions."""
+
+    token: RefreshRecord
+    session: SessionRecord
+    user: UserRecord | None
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessState:
+    """Everything the check of an access token needs, read in one go."""
+
+    session: SessionRecord | None
+    user: UserRecord | None
+    permissions: tuple[str, ...]
+    jti_revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CounterState:
     """A fixed-window counter: ``count`` hits since ``window_start``."""
 
@@ -193,6 +214,10 @@ class UserStore(Protocol):
         """Ids of the users holding a role."""
         ...
 
+    async def permissions_for(self, roles: Sequence[str]) -> tuple[str, ...]:
+        """The union of the permissions of these roles (unknown roles grant none), sorted."""
+        ...
+
 
 class SessionStore(Protocol):
     """Sessions (refresh families) and their refresh tokens, stored as digests."""
@@ -212,6 +237,16 @@ class SessionStore(Protocol):
 
     async def get_refresh(self, digest: str) -> RefreshRecord | None:
         """A refresh token by digest."""
+        ...
+
+    async def refresh_context(self, digest: str) -> RefreshContext | None:
+        """The token with this digest, its session, user and permissions, read in one
+        transaction; None if the token (or its session) is unknown."""
+        ...
+
+    async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
+        """The session, the user, their permissions, and whether a live ``jti`` revocation
+        exists, read in one transaction."""
         ...
 
     async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:

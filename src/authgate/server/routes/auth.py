@@ -163,9 +163,17 @@ async def logout_all(ctx: Authenticated, svc: Svc) -> Response:
 
 
 @router.get("/me", response_model=UserOut, responses=_ERRORS)
-async def me(ctx: Authenticated, svc: Svc) -> UserOut:
+async def me(ctx: Authenticated) -> UserOut:
     """The current user."""
-    return await user_out(svc, ctx.user)
+    user = ctx.user
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        roles=list(user.roles),
+        permissions=list(ctx.user_permissions),
+        created_at=user.created_at,
+    )
 
 
 @router.post("/password", status_code=204, responses=_ERRORS)

@@ -43,11 +43,13 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authgate.storage.base import (
+    AccessState,
     AuditRecord,
     ClientRecord,
     CounterState,
     KeyRecord,
     KeyState,
+    RefreshContext,
     RefreshRecord,
     RevocationEvent,
     RevocationKind,
@@ -396,6 +398,21 @@ class SqlStorage:
 
         return await self._transaction(_body)
 
+    @staticmethod
+    async def _permissions_of(conn: AsyncConnection, role_names: Sequence[str]) -> tuple[str, ...]:
+        if not role_names:
+            return ()
+        rows = await conn.execute(select(roles.c.permissions).where(roles.c.name.in_(role_names)))
+        found: set[str] = set()
+        for (perms,) in rows:
+            found.update(json.loads(perms))
+        return tuple(sorted(found))
+
+    async def permissions_for(self, roles: Sequence[str]) -> tuple[str, ...]:
+        """The union of the permissions of these roles, sorted (one query)."""
+        async with self._read() as conn:
+            return await self._permissions_of(conn, list(roles))
+
     async def users_with_role(self, name: str) -> list[str]:
         """Ids of the users holding a role, sorted."""
         async with self._read() as conn:
@@ -484,8 +501,10 @@ class SqlStorage:
             row = (
                 await conn.execute(select(refresh_tokens).where(refresh_tokens.c.digest == digest))
             ).first()
-        if row is None:
-            return None
+        return None if row is None else self._refresh(row)
+
+    @staticmethod
+    def _refresh(row: Row[Any]) -> RefreshRecord:
         return RefreshRecord(
             digest=row.digest,
             sid=row.sid,
@@ -494,6 +513,56 @@ class SqlStorage:
             parent=row.parent,
             rotated_at=row.rotated_at,
             successor=row.successor,
+        )
+
+    async def _user_and_permissions(
+        self, conn: AsyncConnection, user_id: str
+    ) -> tuple[UserRecord | None, tuple[str, ...]]:
+        row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            return None, ()
+        names = (await self._roles_of(conn, [user_id]))[user_id]
+        return self._user(row, names), await self._permissions_of(conn, names)
+
+    async def refresh_context(self, digest: str) -> RefreshContext | None:
+        """The token, its session, user and permissions, in one read transaction."""
+        async with self._read() as conn:
+            token = (
+                await conn.execute(select(refresh_tokens).where(refresh_tokens.c.digest == digest))
+            ).first()
+            if token is None:
+                return None
+            session = (
+                await conn.execute(select(sessions).where(sessions.c.sid == token.sid))
+            ).first()
+            if session is None:
+                return None
+            user, permissions = await self._user_and_permissions(conn, session.user_id)
+        return RefreshContext(
+            token=self._refresh(token),
+            session=self._session(session),
+            user=user,
+            permissions=permissions,
+        )
+
+    async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
+        """Session, user, permissions and the jti's revocation, in one read transaction."""
+        revoked = select(
+            exists().where(
+                revocations.c.kind == "jti",
+                revocations.c.value == jti,
+                revocations.c.expires_at > now,
+            )
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+            user, permissions = await self._user_and_permissions(conn, user_id)
+            jti_revoked = bool((await conn.execute(revoked)).scalar())
+        return AccessState(
+            session=None if row is None else self._session(row),
+            user=user,
+            permissions=permissions,
+            jti_revoked=jti_revoked,
         )
 
     async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:

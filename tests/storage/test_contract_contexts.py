@@ -1,0 +1,62 @@
+"""Contract: the one-transaction reads of the hot paths (refresh, access check, permissions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgate.storage.base import RoleRecord, Storage
+
+from ._records import T0, digest, refresh, session, user
+
+pytestmark = pytest.mark.anyio
+
+
+async def _setup(storage: Storage) -> None:
+    await storage.put_role(RoleRecord("editor", ("posts:write", "posts:read"), T0))
+    await storage.put_role(RoleRecord("reader", ("posts:read", "feed:read"), T0))
+    await storage.create_user(user("u1", roles=("editor", "reader", "ghost")))
+    await storage.create_session(session("s1", "u1"), refresh("t1", "s1"))
+
+
+async def test_permissions_for_is_the_sorted_union(storage: Storage) -> None:
+    await _setup(storage)
+    assert await storage.permissions_for(["editor", "reader"]) == (
+        "feed:read",
+        "posts:read",
+        "posts:write",
+    )
+    assert await storage.permissions_for(["ghost"]) == ()
+    assert await storage.permissions_for([]) == ()
+
+
+async def test_refresh_context_reads_token_session_user_and_permissions(storage: Storage) -> None:
+    await _setup(storage)
+    ctx = await storage.refresh_context(digest("t1"))
+    assert ctx is not None
+    assert ctx.token == await storage.get_refresh(digest("t1"))
+    assert ctx.session == await storage.get_session("s1")
+    assert ctx.user == await storage.get_user("u1")
+    assert ctx.permissions == ("feed:read", "posts:read", "posts:write")
+    assert await storage.refresh_context(digest("unknown")) is None
+
+
+async def test_refresh_context_of_a_deleted_users_token(storage: Storage) -> None:
+    await _setup(storage)
+    await storage.delete_user("u1")  # cascades to sessions and tokens
+    assert await storage.refresh_context(digest("t1")) is None
+
+
+async def test_access_state(storage: Storage) -> None:
+    await _setup(storage)
+    state = await storage.access_state("s1", "u1", "jti-1", now=T0)
+    assert state.session == await storage.get_session("s1")
+    assert state.user == await storage.get_user("u1")
+    assert state.permissions == ("feed:read", "posts:read", "posts:write")
+    assert state.jti_revoked is False
+    await storage.add_revocation("jti", "jti-1", now=T0, expires_at=T0 + 60)
+    assert (await storage.access_state("s1", "u1", "jti-1", now=T0 + 59)).jti_revoked is True
+    assert (await storage.access_state("s1", "u1", "jti-1", now=T0 + 60)).jti_revoked is False
+    await storage.add_revocation("sid", "jti-2", now=T0, expires_at=T0 + 60)
+    assert (await storage.access_state("s1", "u1", "jti-2", now=T0)).jti_revoked is False
+    missing = await storage.access_state("nope", "nobody", "jti-1", now=T0)
+    assert (missing.session, missing.user, missing.permissions) == (None, None, ())

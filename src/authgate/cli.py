@@ -630,6 +630,45 @@ def keys_import(
     run()
 
 
+# --- audit ----------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@_config_option
+@click.pass_context
+def audit_verify(ctx: click.Context, config: str | None) -> None:
+    """Walk the audit chain; exit 1 and name the first broken row if it does not hold."""
+    settings = _settings(ctx, config)
+
+    async def run() -> int:
+        svc = await _services(settings)
+        try:
+            report = await svc.audit.verify()
+        finally:
+            await svc.close()
+        if report.ok:
+            click.echo(json.dumps({"ok": True, "checked": report.checked}))
+            return 0
+        click.echo(
+            json.dumps(
+                {
+                    "ok": False,
+                    "checked": report.checked,
+                    "broken_at": report.broken_at,
+                    "reason": report.reason,
+                }
+            )
+        )
+        return 1
+
+    raise SystemExit(_run(run()))
+
+
 # --- token / dev-cert -----------------------------------------------------------------------
 
 

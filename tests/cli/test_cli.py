@@ -285,3 +285,19 @@ def test_token_inspect(home: Path, tls_server: tuple[str, Path]) -> None:
     revoked = run(home, "token", "inspect", token)
     assert revoked.returncode == 1
     assert json.loads(revoked.stdout)["code"] == "token_revoked"
+
+
+def test_audit_verify_names_the_tampered_row(home: Path) -> None:
+    import sqlite3
+
+    assert run(home, "roles", "add", "reader", "--permission", "posts:read").returncode == 0
+    assert run(home, "keys", "rotate").returncode == 0
+    ok = run(home, "audit", "verify")
+    assert ok.returncode == 0, ok.stderr
+    checked = json.loads(ok.stdout)["checked"]
+    assert checked >= 2
+    with sqlite3.connect(home / "authgate.db") as db:
+        db.execute("UPDATE audit_events SET event = 'nothing_happened' WHERE id = 2")
+    broken = run(home, "audit", "verify")
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["broken_at"] == 2

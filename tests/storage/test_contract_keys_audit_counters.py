@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from authgate.errors import Conflict
-from authgate.storage.base import AuditRecord, CounterState, KeyRecord, Storage
+from authgate.storage.base import AuditRecord, CounterState, KeyRecord, Storage, audit_hash
 
 from ._records import T0
 
@@ -141,10 +141,40 @@ async def test_append_and_query_audit(storage: Storage) -> None:
     ids = [r.id for r in every]
     assert ids == sorted(ids)
     assert len(set(ids)) == 4
-    assert every[0] == AuditRecord(
-        ids[0], T0, "login_failed", "u1", None, "192.0.2.1", {"reason": "password"}
+    first_hash = audit_hash(
+        id=ids[0],
+        at=T0,
+        event="login_failed",
+        user_id="u1",
+        sid=None,
+        ip="192.0.2.1",
+        detail={"reason": "password"},
+        prev_hash=None,
     )
-    assert every[1] == AuditRecord(ids[1], T0 + 1, "login", "u1", "s1", "192.0.2.1", {})
+    assert every[0] == AuditRecord(
+        ids[0],
+        T0,
+        "login_failed",
+        "u1",
+        None,
+        "192.0.2.1",
+        {"reason": "password"},
+        prev_hash=None,
+        hash=first_hash,
+    )
+    second_hash = audit_hash(
+        id=ids[1],
+        at=T0 + 1,
+        event="login",
+        user_id="u1",
+        sid="s1",
+        ip="192.0.2.1",
+        detail={},
+        prev_hash=first_hash,
+    )
+    assert every[1] == AuditRecord(
+        ids[1], T0 + 1, "login", "u1", "s1", "192.0.2.1", {}, first_hash, second_hash
+    )
     assert every[2].detail == {"kid": "k1", "n": [1, 2.5]}
     assert every[3].detail == {"é": "ü"}
 

@@ -69,7 +69,7 @@ async def test_migrated_schema_equals_tables_py(sql_storage: SqlStorage) -> None
             d[1].name for d in await conn.run_sync(_diff, MetaData()) if d[0] == "remove_table"
         }
     assert removed == set(metadata.tables)
-    assert _head() == "0002"
+    assert _head() == "0003"
 
 
 async def test_schema_comparison_checks_column_types(sql_storage: SqlStorage) -> None:
@@ -102,7 +102,7 @@ async def test_upgrade_from_0001_keeps_the_data(empty_database_url: str) -> None
 
         await migrate(empty_database_url)
         async with store.engine.connect() as conn:
-            assert await conn.run_sync(_revision) == "0002"
+            assert await conn.run_sync(_revision) == _head()
             assert await conn.run_sync(_diff) == []
         assert await store.get_user("alice") == user("alice")
         assert await store.get_refresh(digest("t0")) == refresh("t0", "s1")

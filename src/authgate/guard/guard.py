@@ -24,7 +24,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -499,6 +499,16 @@ class Guard:
                 log.warning("the guard did not shut down cleanly")
             finally:
                 runner.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """An ASGI lifespan that starts and closes the guard: ``FastAPI(lifespan=guard.lifespan)``
+        (for apps that use the dependency without the middleware)."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
 
     async def __aenter__(self) -> Guard:
         await self.start()

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.storage.base import AuditLog
+from authgate.storage.base import AuditLog, audit_hash
 
 log = logging.getLogger("authgate.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The result of walking the audit chain: ``broken_at`` is the id of the first row
+    whose link does not hold (None when the whole chain holds)."""
+
+    checked: int
+    broken_at: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every link holds."""
+        return self.broken_at is None
 
 
 class Audit:
@@ -38,3 +54,40 @@ class Audit:
         log.info(
             "audit %s", event, extra={"event": event, "user_id": user_id, "sid": sid, "ip": ip}
         )
+
+    async def verify(self, *, page: int = 1000) -> ChainReport:
+        """Walk the chain from the first event; report the first row that was edited
+        (its hash no longer matches), or that follows a deleted or moved row (its
+        ``prev_hash`` is not the hash of the row before it)."""
+        checked = 0
+        prev_hash: str | None = None
+        after: int | None = None
+        while True:
+            rows = await self._store.audit_chain(after=after, limit=page)
+            for row in rows:
+                if row.prev_hash != prev_hash:
+                    return ChainReport(
+                        checked,
+                        row.id,
+                        "the link to the previous event is broken "
+                        "(an event before it was deleted, inserted or moved)",
+                    )
+                expected = audit_hash(
+                    id=row.id,
+                    at=row.at,
+                    event=row.event,
+                    user_id=row.user_id,
+                    sid=row.sid,
+                    ip=row.ip,
+                    detail=row.detail,
+                    prev_hash=row.prev_hash,
+                )
+                if row.hash != expected:
+                    return ChainReport(
+                        checked, row.id, "the event was changed after it was written"
+                    )
+                prev_hash = row.hash
+                checked += 1
+            if len(rows) < page:
+                return ChainReport(checked)
+            after = rows[-1].id

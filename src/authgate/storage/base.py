@@ -10,6 +10,8 @@ Times are POSIX timestamps (float seconds). Ids are opaque strings. Stores raise
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -100,7 +102,8 @@ class KeyRecord:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """A security event."""
+    """A security event, chained: ``hash`` covers the event and ``prev_hash``, the hash of
+    the event before it, so that an edited, deleted or reordered row breaks the chain."""
 
     id: int
     at: float
@@ -109,6 +112,40 @@ class AuditRecord:
     sid: str | None = None
     ip: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    prev_hash: str | None = None
+    hash: str | None = None
+
+
+def audit_hash(
+    *,
+    id: int,
+    at: float,
+    event: str,
+    user_id: str | None,
+    sid: str | None,
+    ip: str | None,
+    detail: dict[str, Any],
+    prev_hash: str | None,
+) -> str:
+    """SHA-256 (hex) over the canonical JSON of an audit event and its predecessor's hash:
+    sorted keys, no whitespace, ASCII escapes, floats in Python's shortest repr."""
+    canonical = json.dumps(
+        {
+            "at": at,
+            "detail": detail,
+            "event": event,
+            "id": id,
+            "ip": ip,
+            "prev": prev_hash,
+            "sid": sid,
+            "user_id": user_id,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +384,7 @@ class AuditLog(Protocol):
         ip: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Record an event."""
+        """Append an event to the chain: under a lock, so that appends never fork it."""
         ...
 
     async def query_audit(
@@ -359,6 +396,10 @@ class AuditLog(Protocol):
         limit: int = 100,
     ) -> list[AuditRecord]:
         """Events in id order, filtered."""
+        ...
+
+    async def audit_chain(self, *, after: int | None, limit: int) -> list[AuditRecord]:
+        """Every event (unfiltered) with id > ``after``, in id order, with its hashes."""
         ...
 
 

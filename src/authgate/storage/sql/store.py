@@ -57,6 +57,7 @@ from authgate.storage.base import (
     SessionRecord,
     Storage,
     UserRecord,
+    audit_hash,
 )
 from authgate.storage.sql import engine as _engine
 from authgate.storage.sql.tables import (
@@ -84,6 +85,7 @@ MAX_RETRY_PAUSE_S: Final = 0.25
 # pg_advisory_xact_lock keys ("authgate" in ASCII, then 1 and 2).
 PG_KEY_LOCK: Final = 0x6175746867617401
 PG_REVOCATION_LOCK: Final = 0x6175746867617402
+PG_AUDIT_LOCK: Final = 0x6175746867617403
 
 # The connection that key_lock holds on SQLite, with its owner: the store's calls made by
 # the owning task run on it (in a SAVEPOINT), since SQLite allows one writer at a time.
@@ -882,13 +884,43 @@ class SqlStorage:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record an event; ``detail`` must be JSON-serialisable (TypeError otherwise)."""
-        encoded = _dumps(detail or {})
+        body_detail = json.loads(_dumps(detail or {}))  # what a reader will get back
 
         async def _body(conn: AsyncConnection) -> None:
-            await conn.execute(
-                audit_events.insert().values(
-                    at=at, event=event, user_id=user_id, sid=sid, ip=ip, detail=encoded
+            if self._postgresql:  # SQLite's write lock already serialises appends
+                await conn.execute(select(func.pg_advisory_xact_lock(PG_AUDIT_LOCK)))
+            prev = (
+                await conn.execute(
+                    select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
                 )
+            ).scalar_one_or_none()
+            new_id = (
+                await conn.execute(
+                    audit_events.insert()
+                    .values(
+                        at=at,
+                        event=event,
+                        user_id=user_id,
+                        sid=sid,
+                        ip=ip,
+                        detail=_dumps(body_detail),
+                        prev_hash=prev,
+                    )
+                    .returning(audit_events.c.id)
+                )
+            ).scalar_one()
+            digest = audit_hash(
+                id=new_id,
+                at=at,
+                event=event,
+                user_id=user_id,
+                sid=sid,
+                ip=ip,
+                detail=body_detail,
+                prev_hash=prev,
+            )
+            await conn.execute(
+                update(audit_events).where(audit_events.c.id == new_id).values(hash=digest)
             )
 
         await self._transaction(_body)
@@ -920,9 +952,15 @@ class SqlStorage:
                 sid=row.sid,
                 ip=row.ip,
                 detail=json.loads(row.detail),
+                prev_hash=row.prev_hash,
+                hash=row.hash,
             )
             for row in rows
         ]
+
+    async def audit_chain(self, *, after: int | None, limit: int) -> list[AuditRecord]:
+        """Every event with id > ``after``, in id order, with its hashes."""
+        return await self.query_audit(after=after, limit=limit)
 
     # -- ClientStore ------------------------------------------------------------------
 

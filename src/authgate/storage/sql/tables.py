@@ -138,6 +138,8 @@ audit_events = Table(
     Column("sid", String(128), nullable=True),
     Column("ip", String(64), nullable=True),
     Column("detail", Text, nullable=False),  # a JSON object
+    Column("prev_hash", String(64), nullable=True),  # None for the first event only
+    Column("hash", String(64), nullable=True),  # set in the same transaction as the insert
     sqlite_autoincrement=True,
 )
 

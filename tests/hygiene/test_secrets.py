@@ -126,8 +126,20 @@ def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> 
     assert len(refresh_tokens) >= 5
     haystacks = {"server log": logs, "CLI stderr": cli_output, **bodies}
     for where, text in haystacks.items():
+        issued = _issued_refresh_token(text)
         for what, secret in secrets_.items():
+            if secret == issued:
+                continue  # the one answer that hands this refresh token out
             assert secret not in text, f"{what} found in {where}"
+
+
+def _issued_refresh_token(body: str) -> str | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    token = parsed.get("refresh_token") if isinstance(parsed, dict) else None
+    return token if isinstance(token, str) else None
 
 
 def _exercise(

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -19,6 +21,7 @@ from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
 from authgate.server.routes import admin, auth, oauth2, ops, wellknown
+from authgate.server.schemas import OAuthError, Problem
 from authgate.service.core import Services
 from authgate.settings import Settings
 
@@ -83,6 +86,23 @@ def create_app(
     app.include_router(oauth2.router)
     app.include_router(wellknown.router)
     app.include_router(ops.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            # The error bodies every route documents by reference.
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = Problem.model_json_schema()
+            components["OAuthError"] = OAuthError.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(AuthgateError)
     async def _authgate_error(request: Request, exc: AuthgateError) -> Response:

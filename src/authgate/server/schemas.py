@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -166,7 +166,58 @@ class AuditOut(BaseModel):
 
 
 class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable ``code``."""
+
+    model_config = ConfigDict(extra="allow")
+
     type: str
     title: str
     status: int
     code: str
+
+
+class OAuthError(BaseModel):
+    """RFC 6749 section 5.2 error body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+
+
+_TITLES = {
+    400: "Invalid request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Body too large",
+    422: "Validation error",
+    429: "Too many attempts",
+    503: "Unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these statuses, as application/problem+json Problems."""
+    return {
+        status: {
+            "description": _TITLES.get(status, "Error"),
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        }
+        for status in statuses
+    }
+
+
+def oauth_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these statuses, as RFC 6749 error bodies."""
+    return {
+        status: {
+            "description": _TITLES.get(status, "Error"),
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}
+            },
+        }
+        for status in statuses
+    }

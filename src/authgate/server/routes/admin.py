@@ -21,11 +21,12 @@ from authgate.server.schemas import (
     RoleOut,
     RolePatch,
     UserPage,
+    problem_responses,
 )
 from authgate.service.core import Services
 from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRecord, UserRecord
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | {403: {}, 404: {}})
+router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | problem_responses(403, 404))
 
 
 async def _user(svc: Services, user: UserRecord) -> AdminUserOut:
@@ -85,7 +86,9 @@ async def list_users(
     )
 
 
-@router.post("/users", status_code=201, response_model=AdminUserOut, responses={409: {}})
+@router.post(
+    "/users", status_code=201, response_model=AdminUserOut, responses=problem_responses(409)
+)
 async def create_user(body: AdminUserCreate, _: Admin, svc: Svc) -> AdminUserOut:
     """Create a user with roles."""
     user = await svc.accounts.create_user(
@@ -130,7 +133,7 @@ async def list_roles(_: Admin, svc: Svc) -> list[RoleOut]:
     return [_role(r) for r in await svc.accounts.list_roles()]
 
 
-@router.post("/roles", status_code=201, response_model=RoleOut, responses={409: {}})
+@router.post("/roles", status_code=201, response_model=RoleOut, responses=problem_responses(409))
 async def create_role(body: RoleIn, _: Admin, svc: Svc) -> RoleOut:
     """Create a role (409 if it exists)."""
     from authgate.errors import Conflict, NotFound

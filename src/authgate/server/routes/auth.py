@@ -30,6 +30,7 @@ from authgate.server.schemas import (
     SessionOut,
     TokenOut,
     UserOut,
+    problem_responses,
 )
 from authgate.service.clients import REVOCATIONS_SCOPE
 from authgate.service.core import Services
@@ -38,13 +39,7 @@ from authgate.storage.base import UserRecord
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid request"},
-    401: {"description": "Unauthorized"},
-    422: {"description": "Validation error"},
-    429: {"description": "Too many attempts"},
-    503: {"description": "Busy"},
-}
+_ERRORS = problem_responses(400, 401, 413, 422, 429, 503)
 
 
 async def user_out(svc: Services, user: UserRecord) -> UserOut:
@@ -67,7 +62,10 @@ def token_response(
 
 
 @router.post(
-    "/register", status_code=201, response_model=RegisterOut, responses=_ERRORS | {409: {}, 403: {}}
+    "/register",
+    status_code=201,
+    response_model=RegisterOut,
+    responses=_ERRORS | problem_responses(403, 409),
 )
 async def register(body: RegisterIn, request: Request, svc: Svc) -> JSONResponse:
     """Create an account and log it in."""
@@ -202,7 +200,7 @@ async def sessions(ctx: Authenticated, svc: Svc) -> list[SessionOut]:
     ]
 
 
-@router.delete("/sessions/{sid}", status_code=204, responses=_ERRORS | {404: {}})
+@router.delete("/sessions/{sid}", status_code=204, responses=_ERRORS | problem_responses(404))
 async def end_session(sid: str, ctx: Authenticated, svc: Svc) -> Response:
     """End one of the user's sessions."""
     await svc.sessions.end(sid, user_id=ctx.user.id, reason="user_revoked")
@@ -233,7 +231,7 @@ async def _feed_reader(request: Request, svc: Services) -> None:
 @router.get(
     "/revocations",
     response_model=RevocationFeedOut,
-    responses=_ERRORS | {403: {}},
+    responses=_ERRORS | problem_responses(403),
     dependencies=[Depends(bearer_scheme), Depends(basic_scheme)],
 )
 async def revocations(

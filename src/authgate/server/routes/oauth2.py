@@ -25,6 +25,7 @@ from authgate.errors import (
 )
 from authgate.server.deps import client_ip, metrics, services
 from authgate.server.problems import error_response
+from authgate.server.schemas import oauth_error_responses, problem_responses
 from authgate.service.clients import ASSERTION_TYPE
 from authgate.service.core import Services
 from authgate.service.sessions import FIRST_PARTY_CLIENT
@@ -47,10 +48,7 @@ _CLIENT_FIELDS: dict[str, dict[str, Any]] = {
     "client_assertion_type": {"type": "string", "enum": [ASSERTION_TYPE]},
     "client_assertion": {"type": "string", "maxLength": _MAX_PARAM},
 }
-_OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "RFC 6749 error"},
-    401: {"description": "invalid_client"},
-}
+_OAUTH_ERRORS = oauth_error_responses(400, 401, 429, 503) | problem_responses(413)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +198,8 @@ async def token(request: Request) -> Response:
         },
         ["token"],
     ),
-    responses=_OAUTH_ERRORS | {200: {"description": "Revoked, or unknown"}},
+    response_class=Response,
+    responses=_OAUTH_ERRORS | {200: {"description": "Revoked, or unknown", "content": {}}},
 )
 async def revoke(request: Request) -> Response:
     """RFC 7009: revoke a refresh token (its whole family) or an access token (by jti).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from authgate.errors import StorageUnavailable
 from authgate.server.deps import Svc, metrics
@@ -17,7 +17,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {"description": "The database does not answer", "content": {"application/json": {}}}
+    },
+)
 async def readyz(svc: Svc) -> JSONResponse:
     """The database answers."""
     try:
@@ -29,7 +34,7 @@ async def readyz(svc: Svc) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(request: Request, svc: Svc) -> Response:
     """Prometheus exposition."""
     m = metrics(request)

@@ -14,13 +14,17 @@ router = APIRouter(prefix="/.well-known", tags=["well-known"])
 JWKS_MAX_AGE = 300
 
 
-@router.get("/jwks.json")
+class JWKSResponse(JSONResponse):
+    """A JWK Set (RFC 7517 section 8.5)."""
+
+    media_type = "application/jwk-set+json"
+
+
+@router.get("/jwks.json", response_class=JWKSResponse)
 async def jwks(svc: Svc) -> JSONResponse:
     """Every published public key (next, current and retiring)."""
-    return JSONResponse(
-        svc.keyring.view.jwks(),
-        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
-        media_type="application/jwk-set+json",
+    return JWKSResponse(
+        svc.keyring.view.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
     )
 
 

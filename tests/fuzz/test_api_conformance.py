@@ -1,0 +1,397 @@
+"""Valid requests to every operation, checked by schemathesis against /openapi.json of the
+running server.
+
+Random inputs seldom get past validation and authentication (a fuzzed password is never
+strong, a fuzzed refresh token never live), so the fuzzer alone rarely sees a success
+answer. Here every operation gets requests that must succeed, and the same three checks
+hold: no 5xx, the body conforms to the documented schema of its status, and the
+Content-Type is one the document names for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+)
+
+from ._live import LiveServer, openapi_document
+
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+PASSWORD = "conformance is a virtue 8812"
+NEW_PASSWORD = "conformance is still a virtue 9923"
+FORM = "application/x-www-form-urlencoded"
+OPERATIONS = sorted(
+    f"{method.upper()} {path}"
+    for path, item in openapi_document()["paths"].items()
+    for method in item
+)
+
+
+def _email() -> str:
+    return f"conf-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    part = token.split(".")[1]
+    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return data
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = f"{client_id}:{secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+@dataclass
+class World:
+    """The running server, its schema as served, and helpers that set up state over HTTP."""
+
+    live: LiveServer
+    http: requests.Session
+    api: Any
+
+    def post(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        r = self.http.post(f"{self.live.url}{path}", timeout=30, **kwargs)
+        assert r.status_code in (200, 201), r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.live.fresh_admin_token()}"}
+
+    def user(self) -> tuple[str, dict[str, Any]]:
+        """A registered user: its email and token response."""
+        email = _email()
+        return email, self.post("/auth/register", json={"email": email, "password": PASSWORD})
+
+    def role(self) -> str:
+        name = f"role-{uuid.uuid4().hex[:8]}"
+        body = {"name": name, "permissions": ["posts:read"]}
+        self.post("/admin/roles", json=body, headers=self.admin())
+        return name
+
+    def client(self, scopes: list[str]) -> tuple[str, str]:
+        body = self.post(
+            "/admin/clients", json={"name": "conformance", "scopes": scopes}, headers=self.admin()
+        )
+        return str(body["client_id"]), str(body["client_secret"])
+
+    def case(self, label: str, **kwargs: Any) -> Any:
+        method, path = label.split(" ", 1)
+        return self.api[path][method].Case(**kwargs)
+
+
+# label -> a function that sets up state and returns (case, headers, expected status)
+Request = tuple[Any, dict[str, str], int]
+Builder = Callable[[World], list[Request]]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builds(label: str) -> Callable[[Builder], Builder]:
+    def register(func: Builder) -> Builder:
+        BUILDERS[label] = func
+        return func
+
+    return register
+
+
+def _bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@builds("POST /auth/register")
+def _register(w: World) -> list[Request]:
+    body = {"email": _email(), "password": PASSWORD, "name": "Conformance"}
+    return [(w.case("POST /auth/register", body=body, media_type="application/json"), {}, 201)]
+
+
+@builds("POST /auth/login")
+def _login(w: World) -> list[Request]:
+    email, _ = w.user()
+    as_json = w.case(
+        "POST /auth/login",
+        body={"email": email, "password": PASSWORD},
+        media_type="application/json",
+    )
+    as_form = w.case(
+        "POST /auth/login", body={"username": email, "password": PASSWORD}, media_type=FORM
+    )
+    return [(as_json, {}, 200), (as_form, {}, 200)]
+
+
+@builds("POST /auth/refresh")
+def _refresh(w: World) -> list[Request]:
+    _, tokens = w.user()
+    body = {"refresh_token": tokens["refresh_token"]}
+    return [(w.case("POST /auth/refresh", body=body, media_type="application/json"), {}, 200)]
+
+
+@builds("POST /auth/logout")
+def _logout(w: World) -> list[Request]:
+    return [(w.case("POST /auth/logout"), _bearer(w.user()[1]), 204)]
+
+
+@builds("POST /auth/logout-all")
+def _logout_all(w: World) -> list[Request]:
+    return [(w.case("POST /auth/logout-all"), _bearer(w.user()[1]), 204)]
+
+
+@builds("GET /auth/me")
+def _me(w: World) -> list[Request]:
+    return [(w.case("GET /auth/me"), _bearer(w.user()[1]), 200)]
+
+
+@builds("POST /auth/password")
+def _password(w: World) -> list[Request]:
+    body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    case = w.case("POST /auth/password", body=body, media_type="application/json")
+    return [(case, _bearer(w.user()[1]), 204)]
+
+
+@builds("GET /auth/sessions")
+def _sessions(w: World) -> list[Request]:
+    return [(w.case("GET /auth/sessions"), _bearer(w.user()[1]), 200)]
+
+
+@builds("DELETE /auth/sessions/{sid}")
+def _end_session(w: World) -> list[Request]:
+    _, tokens = w.user()
+    sid = _claims(tokens["access_token"])["sid"]
+    case = w.case("DELETE /auth/sessions/{sid}", path_parameters={"sid": sid})
+    return [(case, _bearer(tokens), 204)]
+
+
+@builds("GET /auth/revocations")
+def _revocations(w: World) -> list[Request]:
+    client_id, secret = w.client(["authgate:revocations"])
+    return [
+        (w.case("GET /auth/revocations"), w.admin(), 200),
+        (w.case("GET /auth/revocations", query={"after": 0}), _basic(client_id, secret), 200),
+    ]
+
+
+@builds("GET /admin/users")
+def _list_users(w: World) -> list[Request]:
+    return [(w.case("GET /admin/users", query={"limit": 2}), w.admin(), 200)]
+
+
+@builds("POST /admin/users")
+def _create_user(w: World) -> list[Request]:
+    body = {"email": _email(), "password": PASSWORD, "name": "Made", "roles": []}
+    return [(w.case("POST /admin/users", body=body, media_type="application/json"), w.admin(), 201)]
+
+
+def _user_id(w: World) -> str:
+    _, tokens = w.user()
+    return str(_claims(tokens["access_token"])["sub"])
+
+
+@builds("GET /admin/users/{user_id}")
+def _get_user(w: World) -> list[Request]:
+    case = w.case("GET /admin/users/{user_id}", path_parameters={"user_id": _user_id(w)})
+    return [(case, w.admin(), 200)]
+
+
+@builds("PATCH /admin/users/{user_id}")
+def _patch_user(w: World) -> list[Request]:
+    case = w.case(
+        "PATCH /admin/users/{user_id}",
+        path_parameters={"user_id": _user_id(w)},
+        body={"roles": [w.role()], "disabled": True},
+        media_type="application/json",
+    )
+    return [(case, w.admin(), 200)]
+
+
+@builds("DELETE /admin/users/{user_id}")
+def _delete_user(w: World) -> list[Request]:
+    case = w.case("DELETE /admin/users/{user_id}", path_parameters={"user_id": _user_id(w)})
+    return [(case, w.admin(), 204)]
+
+
+@builds("GET /admin/roles")
+def _list_roles(w: World) -> list[Request]:
+    w.role()
+    return [(w.case("GET /admin/roles"), w.admin(), 200)]
+
+
+@builds("POST /admin/roles")
+def _create_role(w: World) -> list[Request]:
+    body = {"name": f"role-{uuid.uuid4().hex[:8]}", "permissions": ["posts:write"]}
+    return [(w.case("POST /admin/roles", body=body, media_type="application/json"), w.admin(), 201)]
+
+
+@builds("GET /admin/roles/{name}")
+def _get_role(w: World) -> list[Request]:
+    case = w.case("GET /admin/roles/{name}", path_parameters={"name": w.role()})
+    return [(case, w.admin(), 200)]
+
+
+@builds("PUT /admin/roles/{name}")
+def _put_role(w: World) -> list[Request]:
+    case = w.case(
+        "PUT /admin/roles/{name}",
+        path_parameters={"name": w.role()},
+        body={"permissions": ["posts:read", "posts:write"]},
+        media_type="application/json",
+    )
+    return [(case, w.admin(), 200)]
+
+
+@builds("DELETE /admin/roles/{name}")
+def _delete_role(w: World) -> list[Request]:
+    case = w.case("DELETE /admin/roles/{name}", path_parameters={"name": w.role()})
+    return [(case, w.admin(), 204)]
+
+
+@builds("GET /admin/sessions")
+def _admin_sessions(w: World) -> list[Request]:
+    case = w.case("GET /admin/sessions", query={"user": _user_id(w)})
+    return [(case, w.admin(), 200)]
+
+
+@builds("DELETE /admin/sessions/{sid}")
+def _admin_revoke_session(w: World) -> list[Request]:
+    _, tokens = w.user()
+    sid = _claims(tokens["access_token"])["sid"]
+    case = w.case("DELETE /admin/sessions/{sid}", path_parameters={"sid": sid})
+    return [(case, w.admin(), 204)]
+
+
+@builds("GET /admin/clients")
+def _list_clients(w: World) -> list[Request]:
+    w.client([])
+    return [(w.case("GET /admin/clients"), w.admin(), 200)]
+
+
+@builds("POST /admin/clients")
+def _create_client(w: World) -> list[Request]:
+    body = {"name": "made", "scopes": ["authgate:revocations"], "access_ttl": 60}
+    case = w.case("POST /admin/clients", body=body, media_type="application/json")
+    return [(case, w.admin(), 201)]
+
+
+@builds("DELETE /admin/clients/{client_id}")
+def _delete_client(w: World) -> list[Request]:
+    client_id, _ = w.client([])
+    case = w.case("DELETE /admin/clients/{client_id}", path_parameters={"client_id": client_id})
+    return [(case, w.admin(), 204)]
+
+
+@builds("GET /admin/keys")
+def _keys(w: World) -> list[Request]:
+    return [(w.case("GET /admin/keys"), w.admin(), 200)]
+
+
+@builds("POST /admin/keys/rotate")
+def _rotate(w: World) -> list[Request]:
+    return [(w.case("POST /admin/keys/rotate"), w.admin(), 200)]
+
+
+@builds("GET /admin/audit")
+def _audit(w: World) -> list[Request]:
+    return [(w.case("GET /admin/audit", query={"limit": 5}), w.admin(), 200)]
+
+
+@builds("POST /oauth2/token")
+def _token(w: World) -> list[Request]:
+    _, tokens = w.user()
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": "authgate",
+    }
+    client_id, secret = w.client(["authgate:revocations"])
+    credentials = {"grant_type": "client_credentials"}
+    return [
+        (w.case("POST /oauth2/token", body=refresh, media_type=FORM), {}, 200),
+        (
+            w.case("POST /oauth2/token", body=credentials, media_type=FORM),
+            _basic(client_id, secret),
+            200,
+        ),
+    ]
+
+
+@builds("POST /oauth2/revoke")
+def _revoke(w: World) -> list[Request]:
+    _, tokens = w.user()
+    body = {
+        "token": tokens["refresh_token"],
+        "token_type_hint": "refresh_token",
+        "client_id": "authgate",
+    }
+    return [(w.case("POST /oauth2/revoke", body=body, media_type=FORM), {}, 200)]
+
+
+@builds("POST /oauth2/introspect")
+def _introspect(w: World) -> list[Request]:
+    _, tokens = w.user()
+    client_id, secret = w.client([])
+    live = {"token": tokens["access_token"]}
+    dead = {"token": "not-a-token"}
+    return [
+        (
+            w.case("POST /oauth2/introspect", body=live, media_type=FORM),
+            _basic(client_id, secret),
+            200,
+        ),
+        (
+            w.case("POST /oauth2/introspect", body=dead, media_type=FORM),
+            _basic(client_id, secret),
+            200,
+        ),
+    ]
+
+
+def _plain_get(label: str) -> Builder:
+    def build(w: World) -> list[Request]:
+        return [(w.case(label), {}, 200)]
+
+    return build
+
+
+for _label in (
+    "GET /.well-known/jwks.json",
+    "GET /.well-known/oauth-authorization-server",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+):
+    BUILDERS[_label] = _plain_get(_label)
+
+
+@pytest.fixture(scope="module")
+def world(live: LiveServer, http: requests.Session, admin_token: str) -> World:
+    """The schema is loaded from the running server's /openapi.json."""
+    api = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    return World(live=live, http=http, api=api)
+
+
+def test_every_operation_has_valid_requests() -> None:
+    """A new operation in the document needs its valid requests here."""
+    assert sorted(BUILDERS) == OPERATIONS
+
+
+@pytest.mark.parametrize("label", OPERATIONS)
+def test_valid_requests_conform(label: str, world: World) -> None:
+    """Each valid request gets its success status, and the answer matches the document."""
+    requests_ = BUILDERS[label](world)
+    assert requests_
+    for case, headers, status in requests_:
+        response = case.call_and_validate(
+            base_url=world.live.url, session=world.http, headers=headers, checks=CHECKS
+        )
+        assert response.status_code == status, response.text

@@ -455,7 +455,7 @@ class Guard:
         for token, p in list(self._cache.items()):
             claims = dict(p.claims)
             total += size(token) + size(p) + size(p.claims) + size(claims)
-            total += sum(size(k) + size(v) for k, v in claims.items())
+            total += sum(size(v) for v in claims.values())  # claim names are shared
             total += size(p.permissions) + sum(size(x) for x in p.permissions)
             total += size(p.roles)
         return CacheInfo(len(self._cache), self._cache_size, self._hits, self._misses, total)

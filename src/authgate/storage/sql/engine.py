@@ -26,7 +26,9 @@ from authgate.errors import ConfigurationError, Conflict, StorageError, StorageU
 # An execution option read by the SQLite ``begin`` listener: how to BEGIN.
 BEGIN_OPTION: Final = "authgate_begin"
 WRITE_OPTIONS: Final = {BEGIN_OPTION: "IMMEDIATE"}
-_BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE"})
+_BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE", "NONE"})
+# "NONE" is for reads: each SELECT is atomic on its own, and every read of the store that
+# spans statements tolerates seeing writes committed between them.
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
@@ -125,6 +127,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
+            # With WAL, NORMAL keeps every commit across a process crash (kill -9); only
+            # an OS crash or power loss may lose the last ones.
+            cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
 
@@ -133,7 +138,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
         if mode not in _BEGIN_MODES:
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "NONE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 # What a driver may raise when SQLAlchemy does not wrap it (mostly while connecting).

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     exc,
@@ -75,6 +76,35 @@ from authgate.storage.sql.tables import (
 )
 
 _T = TypeVar("_T")
+
+# The hot paths' statements, built once.
+_USER_WITH_ROLES: Final = (
+    select(
+        users,
+        user_roles.c.role.label("role_name"),
+        roles.c.permissions.label("role_permissions"),
+    )
+    .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+    .outerjoin(roles, roles.c.name == user_roles.c.role)
+    .where(users.c.id == bindparam("user_id"))
+    .order_by(user_roles.c.role)
+)
+_TOKEN_WITH_SESSION: Final = (
+    select(
+        refresh_tokens,
+        sessions.c.user_id,
+        sessions.c.client_id,
+        sessions.c.created_at.label("s_created_at"),
+        sessions.c.last_used_at,
+        sessions.c.expires_at,
+        sessions.c.ip,
+        sessions.c.user_agent,
+        sessions.c.scope,
+        sessions.c.revoked_at,
+    )
+    .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
+    .where(refresh_tokens.c.digest == bindparam("digest"))
+)
 
 # How often a write transaction runs before a serialization failure or deadlock surfaces,
 # and the longest pause (seconds) before the first rerun; it doubles up to the cap.
@@ -124,6 +154,11 @@ class SqlStorage:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(**_engine.WRITE_OPTIONS)
+        self._read_engine = (
+            engine.execution_options(**{_engine.BEGIN_OPTION: "NONE"})
+            if _engine.is_sqlite(engine)
+            else engine
+        )
         self._sqlite = _engine.is_sqlite(engine)
         self._postgresql = _engine.is_postgresql(engine)
         self._errors = _engine.driver_errors(engine)
@@ -164,7 +199,7 @@ class SqlStorage:
             if held is not None:
                 yield held
                 return
-            async with self._engine.connect() as conn:
+            async with self._read_engine.connect() as conn:
                 yield conn
 
     async def _transaction(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
@@ -520,31 +555,37 @@ class SqlStorage:
     async def _user_and_permissions(
         self, conn: AsyncConnection, user_id: str
     ) -> tuple[UserRecord | None, tuple[str, ...]]:
-        row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-        if row is None:
+        rows = (await conn.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
+        if not rows:
             return None, ()
-        names = (await self._roles_of(conn, [user_id]))[user_id]
-        return self._user(row, names), await self._permissions_of(conn, names)
+        names = [row.role_name for row in rows if row.role_name is not None]
+        found: set[str] = set()
+        for row in rows:
+            if row.role_permissions is not None:
+                found.update(json.loads(row.role_permissions))
+        return self._user(rows[0], names), tuple(sorted(found))
 
     async def refresh_context(self, digest: str) -> RefreshContext | None:
         """The token, its session, user and permissions, in one read transaction."""
         async with self._read() as conn:
-            token = (
-                await conn.execute(select(refresh_tokens).where(refresh_tokens.c.digest == digest))
-            ).first()
-            if token is None:
+            row = (await conn.execute(_TOKEN_WITH_SESSION, {"digest": digest})).first()
+            if row is None:
                 return None
-            session = (
-                await conn.execute(select(sessions).where(sessions.c.sid == token.sid))
-            ).first()
-            if session is None:
-                return None
-            user, permissions = await self._user_and_permissions(conn, session.user_id)
+            user, permissions = await self._user_and_permissions(conn, row.user_id)
+        session = SessionRecord(
+            sid=row.sid,
+            user_id=row.user_id,
+            client_id=row.client_id,
+            created_at=row.s_created_at,
+            last_used_at=row.last_used_at,
+            expires_at=row.expires_at,
+            ip=row.ip,
+            user_agent=row.user_agent,
+            scope=row.scope,
+            revoked_at=row.revoked_at,
+        )
         return RefreshContext(
-            token=self._refresh(token),
-            session=self._session(session),
-            user=user,
-            permissions=permissions,
+            token=self._refresh(row), session=session, user=user, permissions=permissions
         )
 
     async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any, NoReturn
 
 import orjson
@@ -35,10 +34,12 @@ def _float(text: str) -> float:
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
 _SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 _JSON_WS = " \t\n\r"
-_QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
-# orjson turns integers beyond 64 bits into floats; texts with such long digit runs take
-# the exact parser, which keeps every integer exact.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# One pass folds every digit to '0' and every JSON whitespace to ' ', so that two substring
+# searches can then find a long digit run and a quote followed by whitespace.
+_FOLD = bytes.maketrans(b"123456789\t\n\r", b"000000000   ")
+# orjson turns integers beyond 64 bits into floats: texts with such digit runs take the
+# exact parser, which keeps every integer exact.
+_LONG_DIGITS = b"0" * 19
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
@@ -96,7 +97,8 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     objects = data.count(b"{")
     if objects + data.count(b"[") > max_depth and _depth_exceeds_bytes(data, max_depth):
         raise MalformedToken("JSON nesting is too deep")
-    if _LONG_DIGITS.search(data) is not None:
+    folded = data.translate(_FOLD)
+    if _LONG_DIGITS in folded:
         return _loads_exact(data)
     try:
         # orjson refuses invalid UTF-8, a BOM, NaN/Infinity, overflowing numbers and lone
@@ -111,7 +113,7 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     # member. If that count equals the number of distinct names, no name was repeated;
     # otherwise the exact parser below decides.
     keys = len(obj) if objects == 1 else _total_keys(obj)
-    if data.count(b'":') == keys and _QUOTE_THEN_SPACE.search(data) is None:
+    if data.count(b'":') == keys and b'" ' not in folded:
         return obj
     return _loads_exact(data)
 

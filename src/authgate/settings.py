@@ -226,8 +226,9 @@ class Settings:
         for name in ("redis_url", "issuer", "audience"):
             if raw.get(name) not in (None, ""):
                 kw[name] = str(raw[name])
-        if "database_url" in raw:
-            kw["database_url"] = _resolve_sqlite(str(raw["database_url"]), config_dir)
+        database_url = read_secret("database_url")  # it may hold a password: a _FILE form
+        if database_url is not None:
+            kw["database_url"] = _resolve_sqlite(database_url.reveal(), config_dir)
         else:
             kw["database_url"] = _resolve_sqlite(DEFAULT_DATABASE_URL, config_dir)
         kw["master_key"] = read_secret("master_key") if raw.get("master_key") else None

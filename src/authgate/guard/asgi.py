@@ -24,7 +24,14 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.errors import (
+    AlgorithmNotAllowed,
+    AuthenticationRequired,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    UnknownKey,
+)
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement, challenge
 
@@ -38,26 +45,29 @@ def token_from_scope(scope: Scope, cookie: str | None) -> str | None:
     """The bearer token of an ASGI scope, or None when it carries none. InvalidRequest
     for a repeated Authorization header, InvalidToken for an empty token."""
     found: bytes | None = None
-    cookies: list[bytes] = []
+    cookies: list[bytes] | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             if found is not None:
                 raise InvalidRequest("the Authorization header is repeated")
             found = value
         elif name == b"cookie" and cookie is not None:
-            cookies.append(value)
+            cookies = [value] if cookies is None else [*cookies, value]
     if found is None:
-        if cookie is None or not cookies:
+        if cookie is None or cookies is None:
             return None
         token = cookie_parser(b"; ".join(cookies).decode("latin-1")).get(cookie)
         return token or None
-    scheme, _, rest = found.decode("latin-1").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = rest.strip()
-    if not token:
+    if found[:7] == b"Bearer ":  # the usual spelling: no case folding, no split
+        raw = found[7:].strip()
+    else:
+        scheme, _, raw = found.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        raw = raw.strip()
+    if not raw:
         raise InvalidToken("empty bearer token")
-    return token
+    return raw.decode("latin-1")
 
 
 def credentials(principal: Principal) -> AuthCredentials:
@@ -102,7 +112,13 @@ class GuardMiddleware:
                     scope["user"] = UnauthenticatedUser()
                     scope["auth"] = AuthCredentials()
                 else:
-                    principal = await guard.verify(token)
+                    if guard._live:  # the hot path: no coroutine, no key refetch
+                        try:
+                            principal = guard._authenticate(token)
+                        except (UnknownKey, AlgorithmNotAllowed):
+                            principal = await guard.verify(token)
+                    else:
+                        principal = await guard.verify(token)
                     scope["user"] = principal
                     scope["auth"] = credentials(principal)
                     scope[SCOPE_KEY] = (guard, principal)
@@ -138,14 +154,14 @@ class GuardMiddleware:
         await self.app(scope, receive, lifespan_send)
 
 
-Endpoint = Callable[..., Any]
+_Endpoint = Callable[..., Any]
 
 
-def required(guard: Guard, requirement: Requirement) -> Callable[[Endpoint], Endpoint]:
+def required(guard: Guard, requirement: Requirement) -> Callable[[_Endpoint], _Endpoint]:
     """Wrap a Starlette endpoint ``(request) -> response``: 401/403 per RFC 6750 unless
     the request's token meets ``requirement``. Reuses the middleware's Principal."""
 
-    def decorate(endpoint: Endpoint) -> Endpoint:
+    def decorate(endpoint: _Endpoint) -> _Endpoint:
         is_async = inspect.iscoroutinefunction(endpoint)
 
         @functools.wraps(endpoint)

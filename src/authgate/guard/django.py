@@ -14,7 +14,6 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped,unused-ignore]
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped,unused-ignore]
 from django.utils.module_loading import import_string  # type: ignore[import-untyped,unused-ignore]
@@ -24,11 +23,13 @@ from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement, bearer_from_header, challenge
 
 _REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
-View = Callable[..., Any]
+_View = Callable[..., Any]
 
 
 def configured_guard() -> Guard:
     """The Guard named by ``settings.AUTHGATE_GUARD``."""
+    from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
+
     value = getattr(settings, "AUTHGATE_GUARD", None)
     if isinstance(value, str):
         value = import_string(value)
@@ -90,10 +91,10 @@ class GuardMiddleware:
         return self.get_response(request)
 
 
-def required(guard: Guard, requirement: Requirement) -> Callable[[View], View]:
+def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]:
     """The decorator behind :meth:`Guard.django_required` (sync and async views)."""
 
-    def decorate(view: View) -> View:
+    def decorate(view: _View) -> _View:
         if inspect.iscoroutinefunction(view):
 
             @functools.wraps(view)

@@ -11,7 +11,14 @@ from fastapi import HTTPException, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
-from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.errors import (
+    AlgorithmNotAllowed,
+    AuthenticationRequired,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    UnknownKey,
+)
 from authgate.guard.asgi import SCOPE_KEY, token_from_scope
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement, challenge
@@ -52,7 +59,13 @@ class GuardDependency(SecurityBase):
                 token = token_from_scope(scope, guard.cookie)
                 if token is None:
                     raise AuthenticationRequired("no bearer token")
-                principal = await guard.verify(token)
+                if guard._live:  # the hot path: no coroutine, no key refetch
+                    try:
+                        principal = guard._authenticate(token)
+                    except (UnknownKey, AlgorithmNotAllowed):
+                        principal = await guard.verify(token)
+                else:
+                    principal = await guard.verify(token)
             except (AuthenticationRequired, InvalidRequest, InvalidToken) as exc:
                 raise http_error(exc, guard.realm) from None
             scope[SCOPE_KEY] = (guard, principal)

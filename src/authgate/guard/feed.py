@@ -28,7 +28,7 @@ import httpx
 from authgate.clock import Clock
 from authgate.guard._http import FetchError, get_json
 
-log = logging.getLogger("authgate.guard")
+_log = logging.getLogger("authgate.guard")
 
 KINDS = ("jti", "sid", "user")
 _MAX_VALUE = 512
@@ -214,7 +214,7 @@ class FeedFollower:
             now = self._clock.now()
             if cursor is not None and page_cursor < cursor:
                 # The feed went backwards (a new database): start over from every live event.
-                log.warning("the revocation feed cursor went back; resyncing from the start")
+                _log.warning("the revocation feed cursor went back; resyncing from the start")
                 self.cursor = None
                 return await self._resync()
             self.state.apply(events, now=now)
@@ -254,7 +254,7 @@ class FeedFollower:
                 count = await self.sync(wait=self.wait)
             except FetchError as exc:
                 if self.failures == 1 or self.failures % 30 == 0:
-                    log.warning("revocation feed poll failed (%d so far): %s", self.failures, exc)
+                    _log.warning("revocation feed poll failed (%d so far): %s", self.failures, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

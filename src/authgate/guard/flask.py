@@ -20,7 +20,7 @@ from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement, bearer_from_header, challenge
 
 _REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
-View = Callable[..., Any]
+_View = Callable[..., Any]
 
 
 def refusal(exc: Exception, realm: str | None) -> Response:
@@ -59,7 +59,7 @@ def current_principal() -> Principal | None:
     return principal
 
 
-def required(guard: Guard, requirement: Requirement) -> Callable[[View], View]:
+def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]:
     """The decorator behind :meth:`Guard.flask_required`."""
 
     def check() -> Response | None:
@@ -69,7 +69,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[View], View]:
             return refusal(exc, guard.realm)
         return None
 
-    def decorate(view: View) -> View:
+    def decorate(view: _View) -> _View:
         if inspect.iscoroutinefunction(view):
 
             @functools.wraps(view)
@@ -115,7 +115,7 @@ class FlaskGuard:
 
     def required(
         self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
-    ) -> Callable[[View], View]:
+    ) -> Callable[[_View], _View]:
         """Same as :meth:`Guard.flask_required`."""
         return required(self.guard, Requirement.of(permissions, roles=roles, any_of=any_of))
 

@@ -56,11 +56,11 @@ if TYPE_CHECKING:
     from authgate.guard.asgi import GuardMiddleware
     from authgate.guard.fastapi import GuardDependency
 
-log = logging.getLogger("authgate.guard")
-T = TypeVar("T")
+_log = logging.getLogger("authgate.guard")
+_T = TypeVar("_T")
 
-METADATA_PATH = "/.well-known/oauth-authorization-server"
-FEED_METADATA = "authgate_revocation_feed_endpoint"
+_METADATA_PATH = "/.well-known/oauth-authorization-server"
+_FEED_METADATA = "authgate_revocation_feed_endpoint"
 _LIVE_GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 _FORK_HOOK = False
 
@@ -94,6 +94,34 @@ class CacheInfo:
 
 class Guard:
     """Verifies authgate access tokens (RFC 9068) for a resource server.
+
+    Every option is keyword-only:
+
+    * ``audience`` (required) and ``issuer``: exact matches; with ``issuer`` and no ``keys``
+      the guard discovers ``{issuer}/.well-known/oauth-authorization-server`` (or
+      ``metadata_url``) and fetches its ``jwks_uri``.
+    * ``keys``: local keys (a Key or KeySet: HS256 for a single service, or public keys);
+      ``algorithms``: the allowlist (default: the local keys' own, or every asymmetric
+      algorithm for a remote JWKS, whose HMAC keys are never used).
+    * ``client_id`` / ``client_secret``: a client with the ``authgate:revocations``
+      scope, to follow the revocation feed (``revocation="feed"``, the default; long polls
+      of ``feed_wait`` s, short polls every ``feed_interval`` s when the server does not
+      long-poll). ``revocation="off"`` says explicitly that revoked tokens live on until
+      they expire. ``fail_closed_after`` (default 30 s): every token is refused once the
+      feed has not answered for that long; None keeps accepting (fail open).
+    * ``cache_size`` (default 10,000): the verified-token LRU cache; 0 turns it off.
+    * ``jwks_cooldown`` (30 s): at most one refetch per cooldown for unknown kids;
+      ``jwks_max_age`` (1 h): the longest ``Cache-Control: max-age`` honoured;
+      ``jwks_stale_for`` (1 h): how long the last good keys outlive their freshness when
+      the server cannot be reached.
+    * ``leeway`` (0..300 s) and ``max_lifetime`` (1 day) for the claims; ``clock`` (a
+      :class:`authgate.clock.Clock`) for every time decision.
+    * ``cookie``: also read the token from this cookie when there is no Authorization
+      header (off by default; the query string is never read); ``realm`` for the
+      ``WWW-Authenticate`` challenges.
+    * ``startup_timeout``, ``transport`` (an httpx transport), ``tls_verify``,
+      ``allow_insecure_http`` (plain http is refused off loopback otherwise) and
+      ``metrics`` (a prometheus ``CollectorRegistry`` to register the guard's metrics in).
 
     Raises ConfigurationError for a contradictory configuration: no issuer and no keys;
     ``revocation="feed"`` without an issuer or client credentials (pass
@@ -233,7 +261,7 @@ class Guard:
         self._feed_wait = float(feed_wait)
         self._feed_interval = float(feed_interval)
         self._metadata_url = metadata_url or (
-            issuer.rstrip("/") + METADATA_PATH if issuer is not None else None
+            issuer.rstrip("/") + _METADATA_PATH if issuer is not None else None
         )
         self._startup_timeout = startup_timeout
         self._transport = transport
@@ -496,7 +524,7 @@ class Guard:
             try:
                 runner.submit(self._shutdown()).result(10.0)
             except (concurrent.futures.TimeoutError, RuntimeError):
-                log.warning("the guard did not shut down cleanly")
+                _log.warning("the guard did not shut down cleanly")
             finally:
                 runner.stop()
 
@@ -549,7 +577,7 @@ class Guard:
         except FetchError as exc:
             raise InvalidToken(f"the revocation feed failed: {exc}") from exc
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
         runner = self._runner
         if runner is None or not runner.running:
             coro.close()
@@ -607,7 +635,7 @@ class Guard:
             main.result()  # raises ConfigurationError
         self._live = True
         if not self._ready.is_set():
-            log.warning(
+            _log.warning(
                 "the guard is not ready after %.0f s (authorization server unreachable?); "
                 "retrying in the background, refusing tokens meanwhile",
                 self._startup_timeout,
@@ -624,7 +652,7 @@ class Guard:
                     raise ConfigurationError(f"{what}: {exc}", status=exc.status) from exc
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
-                    log.warning("%s failed (%d tries so far): %s", what, failures, exc)
+                    _log.warning("%s failed (%d tries so far): %s", what, failures, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -637,7 +665,7 @@ class Guard:
                 f"the metadata names issuer {doc.get('issuer')!r}, not {self.issuer!r}",
                 permanent=True,
             )
-        for name in ("jwks_uri", *((FEED_METADATA,) if self.revoked is not None else ())):
+        for name in ("jwks_uri", *((_FEED_METADATA,) if self.revoked is not None else ())):
             value = doc.get(name)
             if not isinstance(value, str) or urlsplit(value).scheme not in ("https", "http"):
                 raise FetchError(f"the metadata has no usable {name}", permanent=True)
@@ -672,7 +700,7 @@ class Guard:
             assert self._client_id
             assert self._client_secret
             self.feed = FeedFollower(
-                self.metadata[FEED_METADATA],
+                self.metadata[_FEED_METADATA],
                 http=self._client,
                 client_id=self._client_id,
                 client_secret=self._client_secret,
@@ -699,7 +727,7 @@ class Guard:
         removed = [k.kid for k in old if k.kid not in kept]
         if removed:
             # A token signed by a key that is no longer published must not live on here.
-            log.info("keys %s left the JWKS; clearing the token cache", removed)
+            _log.info("keys %s left the JWKS; clearing the token cache", removed)
             self._cache.clear()
 
     async def _maintain(self) -> None:
@@ -719,7 +747,7 @@ class Guard:
             return
         stale = now - feed.synced_at > limit
         if stale and not self._stale_logged:
-            log.error(
+            _log.error(
                 "the revocation feed has not answered for %.0f s: refusing every token "
                 "(fail_closed_after=%.0f s); last error: %s",
                 now - feed.synced_at,
@@ -727,7 +755,7 @@ class Guard:
                 feed.last_error,
             )
         elif not stale and self._stale_logged:
-            log.warning("the revocation feed answers again; accepting tokens")
+            _log.warning("the revocation feed answers again; accepting tokens")
         self._stale_logged = stale
 
     async def _shutdown(self) -> None:

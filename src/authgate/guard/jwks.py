@@ -26,7 +26,7 @@ from authgate.errors import InvalidKey
 from authgate.guard._http import FetchError, get_json
 from authgate.jose import Key, KeySet
 
-log = logging.getLogger("authgate.guard")
+_log = logging.getLogger("authgate.guard")
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -34,7 +34,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 DEFAULT_AGE = 300.0
 _MAX_AGE_RE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
 _NO_CACHE_RE = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)(?:$|[,\s=])", re.IGNORECASE)
-KeyState = tuple[KeySet | None, frozenset[str]]
+_KeyState = tuple[KeySet | None, frozenset[str]]
 
 
 def cache_age(cache_control: str | None, *, default: float) -> float:
@@ -63,10 +63,10 @@ def keyset_from_jwks(
         try:
             key = Key.from_jwk(entry)
         except (InvalidKey, TypeError, ValueError) as exc:
-            log.debug("skipping a JWKS entry: %s", exc)
+            _log.debug("skipping a JWKS entry: %s", exc)
             continue
         if key.alg not in allowed or (remote and key.is_symmetric):
-            log.debug("skipping JWKS key %r: algorithm %s is not allowed", key.kid, key.alg)
+            _log.debug("skipping JWKS key %r: algorithm %s is not allowed", key.kid, key.alg)
             continue
         loaded.append(key if key.is_symmetric or not key.can_sign else key.public())
     counts: dict[str, int] = {}
@@ -74,7 +74,7 @@ def keyset_from_jwks(
         counts[key.kid] = counts.get(key.kid, 0) + 1
     unique = [k for k in loaded if counts[k.kid] == 1]
     if len(unique) != len(loaded):
-        log.warning("the JWKS repeats a kid; those keys are ignored")
+        _log.warning("the JWKS repeats a kid; those keys are ignored")
     if not unique:
         raise InvalidKey("the JWKS holds no usable key")
     return KeySet(unique)
@@ -106,7 +106,7 @@ class JWKSCache:
         self.stale_for = stale_for
         self._retry = retry
         self._on_change = on_change
-        self.state: KeyState = (None, frozenset())
+        self.state: _KeyState = (None, frozenset())
         self.fetched_at = -math.inf  # the last good answer (clock time)
         self.ttl = 0.0
         self.last_attempt = -math.inf  # the start of the last fetch, good or not
@@ -163,7 +163,7 @@ class JWKSCache:
             await self.refresh()
         now = self._clock.now()
         if self.keys is not None and now >= self.fetched_at + self.ttl + self.stale_for:
-            log.error(
+            _log.error(
                 "dropping the JWKS of %s: no good answer for %.0f s",
                 self.url,
                 now - self.fetched_at,
@@ -184,7 +184,7 @@ class JWKSCache:
             keys = keyset_from_jwks(answer.data, allowed=self._allowed)
         except (FetchError, InvalidKey) as exc:
             self.failures += 1
-            log.warning("JWKS fetch from %s failed: %s", self.url, exc)
+            _log.warning("JWKS fetch from %s failed: %s", self.url, exc)
             return False
         age = cache_age(answer.headers.get("cache-control"), default=DEFAULT_AGE)
         self.ttl = min(max(age, self.cooldown), self.max_age)

@@ -26,6 +26,9 @@ from authgate.errors import ConfigurationError, Conflict, StorageError, StorageU
 # An execution option read by the SQLite ``begin`` listener: how to BEGIN.
 BEGIN_OPTION: Final = "authgate_begin"
 WRITE_OPTIONS: Final = {BEGIN_OPTION: "IMMEDIATE"}
+CONNECT_TIMEOUT_S: Final = 3.0
+COMMAND_TIMEOUT_S: Final = 4.0
+POOL_TIMEOUT_S: Final = 3.0
 _BEGIN_MODES: Final = frozenset({"DEFERRED", "IMMEDIATE", "NONE"})
 # "NONE" is for reads: each SELECT is atomic on its own, and every read of the store that
 # spans statements tolerates seeing writes committed between them.
@@ -95,6 +98,14 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         options["connect_args"] = connect_args
     if target.drivername.startswith("postgresql"):
         options["pool_pre_ping"] = True
+        # A stalled database (a partition: connections accepted, nothing answered) must
+        # surface as StorageUnavailable (503) in seconds, never as a hung request.
+        options["pool_timeout"] = POOL_TIMEOUT_S
+        options["connect_args"] = {
+            **options.get("connect_args", {}),
+            "timeout": CONNECT_TIMEOUT_S,
+            "command_timeout": COMMAND_TIMEOUT_S,
+        }
     try:
         engine = create_async_engine(target, **options)
     except ImportError as e:

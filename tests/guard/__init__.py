@@ -1,0 +1,1 @@
+"""The guard: authgate.guard against a real server and real app servers."""

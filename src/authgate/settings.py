@@ -148,6 +148,7 @@ class Settings:
     throttle_ip_limit: int = 100
     throttle_base_delay: float = 0.25
     max_body_bytes: int = 65536
+    max_in_flight: int = 128
     config_dir: Path = field(default_factory=Path.cwd)
 
     @property
@@ -264,6 +265,7 @@ class Settings:
             "throttle_lock_after",
             "throttle_ip_limit",
             "max_body_bytes",
+            "max_in_flight",
         ):
             if name in raw:
                 try:

@@ -138,7 +138,12 @@ def create_app(
             allow_credentials=False,
             max_age=600,
         )
-    app.add_middleware(HardeningMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        HardeningMiddleware,
+        max_body=settings.max_body_bytes,
+        metrics=metrics,
+        max_in_flight=settings.max_in_flight,
+    )
     return app
 
 

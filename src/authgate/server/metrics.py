@@ -45,6 +45,11 @@ class Metrics:
             ["part"],
             registry=r,
         )
+        self.shed = Counter(
+            "authgate_requests_shed_total",
+            "Requests answered 503 by the in-flight limit.",
+            registry=r,
+        )
         self.registrations = Counter(
             "authgate_registrations_total", "Accounts registered.", registry=r
         )

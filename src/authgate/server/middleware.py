@@ -11,6 +11,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from authgate.server.metrics import Metrics
 
 MAX_AUTHORIZATION = 8192
+# Probes are never shed; the revocation feed's long polls mostly wait, so they neither
+# count against the limit nor are shed.
+_NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics", "/auth/revocations"})
 
 
 async def _send_problem(
@@ -37,10 +40,14 @@ class HardeningMiddleware:
     """Caps bodies (413) and the Authorization header (401), adds security headers to every
     response (HSTS when served over TLS), and records request metrics."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, metrics: Metrics, max_in_flight: int = 0
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.max_in_flight = max_in_flight  # 0: no limit
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,6 +83,25 @@ class HardeningMiddleware:
                     ],
                 )
                 return
+        if (
+            self.max_in_flight
+            and self.in_flight >= self.max_in_flight
+            and scope["path"] not in _NEVER_SHED
+        ):
+            # Shed load early and cheaply, before any work: a quick 503 the client can retry
+            # beats a queue that grows until every request times out.
+            self.metrics.shed.inc()
+            await _send_problem(
+                send,
+                503,
+                "overloaded",
+                "The server is busy",
+                [*security, (b"retry-after", b"1")],
+            )
+            return
+        counted = scope["path"] not in _NEVER_SHED
+        if counted:
+            self.in_flight += 1
         received = 0
         max_body = self.max_body
         state: dict[str, Any] = {"status": 500, "started": False, "rejected": False}
@@ -112,6 +138,8 @@ class HardeningMiddleware:
         try:
             await self.app(scope, capped_receive, secured_send)
         finally:
+            if counted:
+                self.in_flight -= 1
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             self.metrics.observe_request(

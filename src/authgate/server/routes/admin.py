@@ -29,13 +29,19 @@ from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRe
 router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | problem_responses(403, 404))
 
 
-async def _user(svc: Services, user: UserRecord) -> AdminUserOut:
+async def _user(
+    svc: Services, user: UserRecord, role_perms: dict[str, tuple[str, ...]] | None = None
+) -> AdminUserOut:
+    if role_perms is None:
+        permissions = await svc.accounts.permissions(user)
+    else:  # a page of users: the roles were read once for all of them
+        permissions = tuple(sorted({p for r in user.roles for p in role_perms.get(r, ())}))
     return AdminUserOut(
         id=user.id,
         email=user.email,
         name=user.name,
         roles=list(user.roles),
-        permissions=list(await svc.accounts.permissions(user)),
+        permissions=list(permissions),
         created_at=user.created_at,
         disabled=user.disabled,
     )
@@ -80,8 +86,9 @@ async def list_users(
     """A page of users, ordered by id; pass ``next`` as ``after`` for the next page."""
     users = await svc.accounts.list_users(after=after, limit=limit + 1)
     page = users[:limit]
+    role_perms = {r.name: r.permissions for r in await svc.accounts.list_roles()}
     return UserPage(
-        users=[await _user(svc, u) for u in page],
+        users=[await _user(svc, u, role_perms) for u in page],
         next=page[-1].id if len(users) > limit else None,
     )
 

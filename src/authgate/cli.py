@@ -10,7 +10,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -74,6 +75,16 @@ def _command(fn: Callable[P, Awaitable[None]]) -> Callable[P, None]:
         _run(fn(*args, **kwargs))  # type: ignore[arg-type]
 
     return wrapper
+
+
+@asynccontextmanager
+async def _opened(settings: Settings) -> AsyncIterator[Any]:
+    """The services, opened on the configured database and closed afterwards."""
+    svc = await _services(settings)
+    try:
+        yield svc
+    finally:
+        await svc.close()
 
 
 async def _services(settings: Settings) -> Any:
@@ -148,12 +159,9 @@ def do_init(directory: Path) -> Settings:
             click.echo(f"wrote {settings.master_key_file} (mode 0600)", err=True)
 
     async def create() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             current = svc.keyring.keyset.current
             click.echo(f"signing key {current.kid} ({current.alg}) is current", err=True)
-        finally:
-            await svc.close()
 
     _run(create())
     return settings
@@ -288,12 +296,9 @@ def users_add(
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             user = await svc.accounts.create_user(email, password, name=name, roles=roles)
             click.echo(json.dumps({"id": user.id, "email": user.email, "roles": list(user.roles)}))
-        finally:
-            await svc.close()
 
     run()
 
@@ -307,8 +312,7 @@ def users_list(ctx: click.Context, config: str | None) -> None:
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             after = None
             while True:
                 page = await svc.accounts.list_users(after=after, limit=200)
@@ -326,8 +330,6 @@ def users_list(ctx: click.Context, config: str | None) -> None:
                 if len(page) < 200:
                     break
                 after = page[-1].id
-        finally:
-            await svc.close()
 
     run()
 
@@ -342,14 +344,11 @@ def users_disable(ctx: click.Context, email: str, config: str | None) -> None:
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             user = await svc.accounts.by_email(email)
             await svc.accounts.set_disabled(user.id, True)
             await svc.sessions.end_all(user.id, reason="user_disabled")
             click.echo(f"disabled {user.email}", err=True)
-        finally:
-            await svc.close()
 
     run()
 
@@ -367,14 +366,11 @@ def users_set_roles(
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             user = await svc.accounts.by_email(email)
             await svc.accounts.set_roles(user.id, roles)
             await svc.sessions.bump_epoch(user.id, reason="roles_changed")
             click.echo(f"{user.email}: {' '.join(sorted(set(roles))) or '(no roles)'}", err=True)
-        finally:
-            await svc.close()
 
     run()
 
@@ -397,14 +393,11 @@ def roles_add(
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             role = await svc.accounts.put_role(name, permissions)
             for user_id in await svc.accounts.users_with_role(name):
                 await svc.sessions.bump_epoch(user_id, reason="role_changed")
             click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
-        finally:
-            await svc.close()
 
     run()
 
@@ -418,12 +411,9 @@ def roles_list(ctx: click.Context, config: str | None) -> None:
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             for role in await svc.accounts.list_roles():
                 click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
-        finally:
-            await svc.close()
 
     run()
 
@@ -475,12 +465,9 @@ def clients_add(
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             record, secret = await svc.clients.create(name, scopes, jwk=jwk, access_ttl=ttl)
             click.echo(json.dumps({"client_id": record.client_id, "client_secret": secret}))
-        finally:
-            await svc.close()
 
     run()
 
@@ -494,8 +481,7 @@ def clients_list(ctx: click.Context, config: str | None) -> None:
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             for c in await svc.clients.list():
                 click.echo(
                     json.dumps(
@@ -507,8 +493,6 @@ def clients_list(ctx: click.Context, config: str | None) -> None:
                         }
                     )
                 )
-        finally:
-            await svc.close()
 
     run()
 
@@ -523,13 +507,10 @@ def clients_revoke(ctx: click.Context, client_id: str, config: str | None) -> No
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             if not await svc.clients.revoke(client_id):
                 _fail(f"no live client {client_id}")
             click.echo(f"revoked {client_id}", err=True)
-        finally:
-            await svc.close()
 
     run()
 
@@ -564,12 +545,9 @@ def keys_list(ctx: click.Context, config: str | None) -> None:
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             for record in await svc.keyring.records():
                 click.echo(_key_line(record))
-        finally:
-            await svc.close()
 
     run()
 
@@ -583,13 +561,10 @@ def keys_rotate(ctx: click.Context, config: str | None) -> None:
 
     @_command
     async def run() -> None:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             view = await svc.keyring.rotate()
             await svc.audit.record("key_rotated", kid=view.signing.current.kid)
             click.echo(f"current key is now {view.signing.current.kid}", err=True)
-        finally:
-            await svc.close()
 
     run()
 
@@ -619,13 +594,10 @@ def keys_import(
             key = Key.from_jwk(jwk, alg=alg)
         else:
             key = Key.from_pem(data, alg=alg, kid=kid)
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             record = await svc.keyring.import_key(key, activate=activate)
             await svc.audit.record("key_imported", kid=record.kid, activated=activate)
             click.echo(_key_line(record))
-        finally:
-            await svc.close()
 
     run()
 
@@ -646,11 +618,8 @@ def audit_verify(ctx: click.Context, config: str | None) -> None:
     settings = _settings(ctx, config)
 
     async def run() -> int:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             report = await svc.audit.verify()
-        finally:
-            await svc.close()
         if report.ok:
             click.echo(json.dumps({"ok": True, "checked": report.checked}))
             return 0
@@ -688,8 +657,7 @@ def token_inspect(ctx: click.Context, value: str, config: str | None) -> None:
     settings = _settings(ctx, config)
 
     async def run() -> int:
-        svc = await _services(settings)
-        try:
+        async with _opened(settings) as svc:
             policy = ClaimsPolicy.access_token(
                 issuer=settings.issuer, audience=settings.audience, leeway=settings.leeway
             )
@@ -706,8 +674,6 @@ def token_inspect(ctx: click.Context, value: str, config: str | None) -> None:
                 return 1
             click.echo(json.dumps({"valid": True, "claims": claims}, indent=2))
             return 0
-        finally:
-            await svc.close()
 
     raise SystemExit(_run(run()))
 

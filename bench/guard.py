@@ -31,10 +31,13 @@ server are pinned to core 1. Every variant is measured with one hot token and wi
 distinct tokens in rotation (a wrk Lua script). A warm-up (not counted) walks the
 rotation through every guard for 10 s, long enough to fill its cache (a steady state). Rates
 on a shared virtual machine drift by tens of percent from one run to the next, so the rows
-are measured in many short rounds, each in a shuffled order: a row shows the round with its
-median rate, and a ratio is the median of the ratios of rows measured in the same round.
-The CPU that other processes used during the runs (``/proc/stat`` minus the processes of
-the bench) is reported. Any non-2xx answer invalidates a row.
+are measured in many short rounds, each in a shuffled order, and the comparisons use the
+requests served per CPU-second of the app server process (utime + stime from ``/proc``:
+what its one core can serve, which other processes on the machine hardly change): a ratio
+is the median of the ratios of rows measured in the same round. Wall-clock req/s and
+latencies are shown too (the round with the median rate), and so is the CPU that other
+processes used during the runs (``/proc/stat`` minus the processes of the bench). Any
+non-2xx answer invalidates a row.
 
 Then, in this process, with a guard on the same server:
 
@@ -386,6 +389,7 @@ class Result:
     errors: int
     requests: int
     others: float = 0.0  # cores other processes of the machine used during the run
+    per_cpu: float = 0.0  # requests per CPU-second of the app server process
 
 
 def busy_seconds() -> float:
@@ -406,11 +410,22 @@ def measured(pids: list[int], run: Any) -> Result:
         waited = children.ru_utime + children.ru_stime + me.ru_utime + me.ru_stime
         return waited + sum(process_cpu_seconds(pid) for pid in pids)
 
+    app0 = process_cpu_seconds(pids[0])
     busy0, ours0, t0 = busy_seconds(), ours(), time.monotonic()
     result: Result = run()
     elapsed = time.monotonic() - t0
     others = max(0.0, (busy_seconds() - busy0) - (ours() - ours0)) / elapsed
-    return Result(result.rate, result.p50_ms, result.p99_ms, result.errors, result.requests, others)
+    app_cpu = process_cpu_seconds(pids[0]) - app0
+    per_cpu = result.requests / app_cpu if app_cpu > 0 else float("nan")
+    return Result(
+        result.rate,
+        result.p50_ms,
+        result.p99_ms,
+        result.errors,
+        result.requests,
+        others,
+        per_cpu,
+    )
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -637,17 +652,21 @@ def median(values: list[float]) -> float:
 
 
 def row_summary(runs: list[Result]) -> Result:
-    """The run with the median rate (its own latencies); errors of every run count; the
-    others' CPU is the mean over the rounds."""
+    """The run with the median rate (its own latencies), and the median requests per
+    CPU-second; errors of every run count; the others' CPU is the mean over the rounds."""
     mid = sorted(runs, key=lambda r: r.rate)[(len(runs) - 1) // 2]
     errors = sum(r.errors for r in runs)
     others = sum(r.others for r in runs) / len(runs)
-    return Result(mid.rate, mid.p50_ms, mid.p99_ms, errors, mid.requests, others)
+    per_cpu = median([r.per_cpu for r in runs])
+    return Result(mid.rate, mid.p50_ms, mid.p99_ms, errors, mid.requests, others, per_cpu)
 
 
 def ratios(runs: Runs, num: str, den: str, mode: str) -> list[float]:
-    """Per-round ratios of two rows measured in the same round."""
-    return [n.rate / d.rate for n, d in zip(runs[(num, mode)], runs[(den, mode)], strict=True)]
+    """Per-round ratios of requests per app-server CPU-second, of two rows measured in the
+    same round: what one core can serve, whatever else the machine did meanwhile."""
+    return [
+        n.per_cpu / d.per_cpu for n, d in zip(runs[(num, mode)], runs[(den, mode)], strict=True)
+    ]
 
 
 def spread(values: list[float]) -> float:
@@ -697,8 +716,10 @@ def report(
     )
     print(
         f"{args.rounds} rounds of {args.duration:g} s per row, in a shuffled order each round, "
-        f"after a warm-up; req/s and latencies: the round with the median rate; b/a: the "
-        f"median of the per-round ratios (spread: their interquartile range / median)"
+        f"after a warm-up. req/s and latencies: the round with the median rate; req/cpu-s: "
+        f"requests per CPU-second of the app server (median); b/a and every ratio below: "
+        f"the median of the per-round ratios of req/cpu-s (spread: their interquartile "
+        f"range / median)"
     )
     print(
         f"other processes on this machine used {statistics.mean(others):.2f} cores on average "
@@ -706,7 +727,7 @@ def report(
     )
     header = (
         f"{'server':<16}{'':3}{'auth':<36}{'tokens':<7}"
-        f"{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'b/a':>7}{'spread':>8}"
+        f"{'req/s':>8}{'req/cpu-s':>10}{'p50 ms':>8}{'p99 ms':>8}{'b/a':>7}{'spread':>8}"
     )
     print()
     print(header)
@@ -723,7 +744,7 @@ def report(
             bad = f"  INVALID: {res.errors} errors" if res.errors else ""
             print(
                 f"{v.framework:<16}{v.row:<3}{v.label:<36}{mode:<7}{res.rate:>8.0f}"
-                f"{res.p50_ms:>8.2f}{res.p99_ms:>8.2f}{ratio:>7}{wide:>8}{bad}"
+                f"{res.per_cpu:>10.0f}{res.p50_ms:>8.2f}{res.p99_ms:>8.2f}{ratio:>7}{wide:>8}{bad}"
             )
         print()
 
@@ -796,14 +817,14 @@ def report(
         ("Node express", "no auth", None, "jsonwebtoken, HS256, KeyObject"),
         ("Node node:http", "no auth", None, "jsonwebtoken, HS256, KeyObject"),
     ):
-        a = median([r.rate for r in runs[(key(fw, a_label), "hot")]])
+        a = median([r.per_cpu for r in runs[(key(fw, a_label), "hot")]])
         parts = []
         if b_label is not None:
-            b = median([r.rate for r in runs[(key(fw, b_label), "hot")]])
+            b = median([r.per_cpu for r in runs[(key(fw, b_label), "hot")]])
             parts.append(f"guard {1e6 / b - 1e6 / a:+.0f} us")
-        c = median([r.rate for r in runs[(key(fw, c_label), "hot")]])
+        c = median([r.per_cpu for r in runs[(key(fw, c_label), "hot")]])
         parts.append(f"{c_label.replace(', HS256', '')} {1e6 / c - 1e6 / a:+.0f} us")
-        print(f"  added per request, {fw}, HS256 hot token: " + ", ".join(parts))
+        print(f"  CPU added per request, {fw}, HS256 hot token: " + ", ".join(parts))
 
     req, ans = prop
     print()
@@ -857,10 +878,10 @@ def check_tools() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, fewer revocations")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per measured run")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=10, help="rounds (shuffled each time)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds (shuffled each time)")
     parser.add_argument("--revocations", type=int, default=200)
     parser.add_argument("--app", nargs=2, metavar=("NAME", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa, x25519
+from cryptography.utils import CryptographyDeprecationWarning
 
 from authgate.errors import AlgorithmNotAllowed, InvalidKey
 from authgate.jose import ALGORITHMS, Key, KeySet, decode, encode, verify
@@ -197,7 +200,20 @@ def test_jwk_that_does_not_say_its_algorithm_is_refused(alg: str) -> None:
 # --- CVE-2022-23539: legacy and weak key types -------------------------------------------
 
 
+# DSA is deprecated by cryptography (51+), so the legacy key is a fixed PEM file: no test calls
+# the deprecated key generator, and loading it is expected to warn (see _legacy_warning).
+_DSA_PEM = (Path(__file__).parent / "data" / "dsa1024.pem").read_bytes()
+
+
 def _pem(private: Any, *, public: bool) -> bytes:
+    if isinstance(private, bytes):  # the fixed DSA key: only its public half is derived
+        if not public:
+            return private
+        with pytest.warns(CryptographyDeprecationWarning, match="DSA"):
+            loaded = serialization.load_pem_private_key(private, password=None)
+        return loaded.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     if public:
         return private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -213,7 +229,7 @@ def _pem(private: Any, *, public: bool) -> bytes:
 def weak_keys() -> dict[str, Any]:
     return {
         "rsa1024": rsa.generate_private_key(public_exponent=65537, key_size=1024),
-        "dsa1024": dsa.generate_private_key(key_size=1024),
+        "dsa1024": _DSA_PEM,
         "secp256k1": ec.generate_private_key(ec.SECP256K1()),
         "secp192r1": ec.generate_private_key(ec.SECP192R1()),
         "secp224r1": ec.generate_private_key(ec.SECP224R1()),
@@ -241,8 +257,16 @@ WEAK = (
 def test_cve_2022_23539_legacy_or_weak_key_types_are_refused(
     weak_keys: dict[str, Any], weak: str, alg: str, public: bool
 ) -> None:
-    with refused(InvalidKey):
-        Key.from_pem(_pem(weak_keys[weak], public=public), alg=alg)
+    pem = _pem(weak_keys[weak], public=public)
+    with _legacy_warning(weak), refused(InvalidKey):
+        Key.from_pem(pem, alg=alg)
+
+
+def _legacy_warning(weak: str) -> contextlib.AbstractContextManager[Any]:
+    """Loading a DSA key warns (deprecated in cryptography 51); it must still be refused."""
+    if weak != "dsa1024":
+        return contextlib.nullcontext()
+    return pytest.warns(CryptographyDeprecationWarning, match="DSA")
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256"])

@@ -346,8 +346,7 @@ def users_disable(ctx: click.Context, email: str, config: str | None) -> None:
     async def run() -> None:
         async with _opened(settings) as svc:
             user = await svc.accounts.by_email(email)
-            await svc.accounts.set_disabled(user.id, True)
-            await svc.sessions.end_all(user.id, reason="user_disabled")
+            await svc.directory.set_disabled(user.id, True)
             click.echo(f"disabled {user.email}", err=True)
 
     run()
@@ -368,8 +367,7 @@ def users_set_roles(
     async def run() -> None:
         async with _opened(settings) as svc:
             user = await svc.accounts.by_email(email)
-            await svc.accounts.set_roles(user.id, roles)
-            await svc.sessions.bump_epoch(user.id, reason="roles_changed")
+            await svc.directory.set_roles(user.id, roles)
             click.echo(f"{user.email}: {' '.join(sorted(set(roles))) or '(no roles)'}", err=True)
 
     run()
@@ -394,9 +392,7 @@ def roles_add(
     @_command
     async def run() -> None:
         async with _opened(settings) as svc:
-            role = await svc.accounts.put_role(name, permissions)
-            for user_id in await svc.accounts.users_with_role(name):
-                await svc.sessions.bump_epoch(user_id, reason="role_changed")
+            role = await svc.directory.put_role(name, permissions)
             click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
 
     run()

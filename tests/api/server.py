@@ -183,7 +183,7 @@ class LiveServer:
             try:
                 await svc.accounts.get_role("admin")
             except NotFound:
-                await svc.accounts.put_role("admin", [ADMIN_PERMISSION])
+                await svc.directory.put_role("admin", [ADMIN_PERMISSION])
             await svc.accounts.create_user(email, password, roles=["admin"])
 
         self.call(create())

@@ -64,7 +64,7 @@ def test_admin_routes_refuse_bad_tokens(shared: LiveServer) -> None:
 
 
 def test_a_role_with_another_permission_is_not_admin(server: LiveServer) -> None:
-    server.call(server.services.accounts.put_role("writer", ["posts:write"]))
+    server.call(server.services.directory.put_role("writer", ["posts:write"]))
     server.call(server.services.accounts.create_user("w@example.com", PASSWORD, roles=["writer"]))
     token = server.login("w@example.com")["access_token"]
     assert claims_of(token)["scope"] == "posts:write"

@@ -19,7 +19,7 @@ FEED_SCOPE = "authgate:revocations"
 @pytest.fixture
 def admin(server: LiveServer) -> str:
     token = server.make_admin()
-    server.call(server.services.accounts.put_role("blog", ["posts:read", "posts:write"]))
+    server.call(server.services.directory.put_role("blog", ["posts:read", "posts:write"]))
     return token
 
 
@@ -321,7 +321,7 @@ def test_revoke_unknown_or_foreign_tokens_answers_200_and_changes_nothing(
 
 
 def test_introspection(server: LiveServer, admin: str) -> None:
-    client = create_client(server, admin, ["posts:read"])
+    client = create_client(server, admin, ["posts:read", "authgate:introspect"])
     auth = basic(client["client_id"], client["client_secret"])
     user = server.register(new_email())
 
@@ -333,9 +333,10 @@ def test_introspection(server: LiveServer, admin: str) -> None:
     assert body["sub"] == user["user"]["id"]
     assert body["client_id"] == "authgate"
 
+    # A refresh token is active only to the client it was issued to (here the first-party
+    # one, which cannot authenticate): introspection never tells a thief whether it is live.
     r = server.http.post("/oauth2/introspect", data={"token": user["refresh_token"]}, headers=auth)
-    assert r.json()["active"] is True
-    assert r.json()["sub"] == user["user"]["id"]
+    assert r.json() == {"active": False}
 
     for dead in ("garbage", "rt_" + "A" * 43):
         r = server.http.post("/oauth2/introspect", data={"token": dead}, headers=auth)
@@ -360,7 +361,7 @@ def test_revoked_client_tokens_die(server: LiveServer, admin: str) -> None:
     access = token(server, {"grant_type": "client_credentials"}, headers=auth).json()[
         "access_token"
     ]
-    other = create_client(server, admin, ["posts:read"])
+    other = create_client(server, admin, ["authgate:introspect"])
     other_auth = basic(other["client_id"], other["client_secret"])
     r = server.http.post("/oauth2/introspect", data={"token": access}, headers=other_auth)
     assert r.json()["active"] is True
@@ -373,6 +374,37 @@ def test_revoked_client_tokens_die(server: LiveServer, admin: str) -> None:
     )
     r = server.http.post("/oauth2/introspect", data={"token": access}, headers=other_auth)
     assert r.json() == {"active": False}
+
+
+def test_introspection_for_anyone_is_refused_without_the_introspect_scope(
+    server: LiveServer, admin: str
+) -> None:
+    """Any authenticated client, a feed-only one included, used to introspect any user's
+    tokens (sub, sid, roles). Without authgate:introspect it now gets 403
+    insufficient_scope and never a claim, whatever the token."""
+    user = server.register(new_email())
+    for scopes in (["posts:read"], ["authgate:revocations"]):
+        client = create_client(server, admin, scopes)
+        auth = basic(client["client_id"], client["client_secret"])
+        for value in (user["access_token"], user["refresh_token"], "garbage"):
+            r = server.http.post("/oauth2/introspect", data={"token": value}, headers=auth)
+            assert_oauth_error(r, 403, "insufficient_scope")
+            assert user["user"]["id"] not in r.text
+
+
+def test_introspection_of_a_stolen_refresh_token_tells_nothing(
+    server: LiveServer, admin: str
+) -> None:
+    """A client with authgate:introspect learns nothing of a refresh token issued to another
+    client, live or not; the token keeps working for its owner, and the call is no use."""
+    user = server.register(new_email())
+    client = create_client(server, admin, ["authgate:introspect"])
+    auth = basic(client["client_id"], client["client_secret"])
+    r = server.http.post("/oauth2/introspect", data={"token": user["refresh_token"]}, headers=auth)
+    assert r.status_code == 200
+    assert r.json() == {"active": False}
+    r = server.http.post("/auth/refresh", json={"refresh_token": user["refresh_token"]})
+    assert r.status_code == 200, r.text
 
 
 # --- the feed, read by a client ------------------------------------------------------------

@@ -189,6 +189,54 @@ def test_grace_window_replay_after_the_successor_was_used_kills_the_family(
     assert_problem(refresh(server, replay["refresh_token"]), 401, "invalid_grant")
 
 
+def test_grace_window_shared_chain_a_second_replay_is_reuse(server: LiveServer) -> None:
+    """The grace window used to hand the same successor to anyone who replayed the
+    just-rotated token, any number of times: an attacker and the victim then shared one
+    chain. The replay is allowed once; the next one is a reuse and ends the family."""
+    first = server.register(new_email())
+    sid = claims_of(first["access_token"])["sid"]
+    second = ok_refresh(server, first["refresh_token"])
+    replay = ok_refresh(server, first["refresh_token"])
+    assert replay["refresh_token"] == second["refresh_token"]
+    assert not session_revoked(server, sid)
+    assert_problem(refresh(server, first["refresh_token"]), 401, "invalid_grant")
+    assert session_revoked(server, sid)
+    assert_problem(refresh(server, second["refresh_token"]), 401, "invalid_grant")
+
+
+def test_grace_window_shared_chain_replay_from_another_client_is_refused(
+    server: LiveServer,
+) -> None:
+    """A replay is bound to the session's client: a user's refresh token presented by
+    another (authenticated) client gets nothing, inside the window or not."""
+    admin = server.make_admin(new_email())
+    made = server.http.post(
+        "/admin/clients",
+        json={"name": "other", "scopes": ["authgate:revocations"]},
+        headers=bearer(admin),
+    )
+    assert made.status_code == 201, made.text
+    other = made.json()
+    first = server.register(new_email())
+    sid = claims_of(first["access_token"])["sid"]
+    second = ok_refresh(server, first["refresh_token"])
+    r = server.http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": other["client_id"],
+            "client_secret": other["client_secret"],
+        },
+    )
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "invalid_grant"}
+    # The session's own client still has its one replay, and the chain goes on.
+    replay = ok_refresh(server, first["refresh_token"])
+    assert replay["refresh_token"] == second["refresh_token"]
+    assert not session_revoked(server, sid)
+
+
 def test_grace_zero_turns_the_window_off(make_server: ServerFactory) -> None:
     live = make_server({"AUTHGATE_REFRESH_GRACE": "0"})
     first = live.register(new_email())
@@ -239,5 +287,5 @@ def test_refresh_of_a_disabled_user(server: LiveServer) -> None:
     body = server.register(new_email())
     # Disabling through the store only (no session end), to check refresh re-reads the user.
     user_id = body["user"]["id"]
-    server.call(server.services.accounts.set_disabled(user_id, True))
+    server.call(server.services.directory.set_disabled(user_id, True))
     assert_problem(refresh(server, body["refresh_token"]), 401, "invalid_grant")

@@ -124,7 +124,7 @@ class LiveServer:
             try:
                 await svc.accounts.get_role("admin")
             except NotFound:
-                await svc.accounts.put_role("admin", [ADMIN_PERMISSION])
+                await svc.directory.put_role("admin", [ADMIN_PERMISSION])
             await svc.accounts.create_user(ADMIN_EMAIL, ADMIN_PASSWORD, roles=["admin"])
 
         self.call(create())

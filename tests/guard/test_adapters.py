@@ -55,8 +55,8 @@ class People:
 @pytest.fixture(scope="module")
 def people(auth: AuthServer, admin: str) -> People:
     async def roles() -> None:
-        await auth.services.accounts.put_role("viewer", ["posts:read"])
-        await auth.services.accounts.put_role("editor", ["posts:read", "posts:write"])
+        await auth.services.directory.put_role("viewer", ["posts:read"])
+        await auth.services.directory.put_role("editor", ["posts:read", "posts:write"])
 
     auth.call(roles())
     return People(auth, admin)

@@ -89,8 +89,8 @@ def guard(django_settings: None, auth: AuthServer, creds: tuple[str, str]) -> It
 @pytest.fixture(scope="module")
 def tokens(auth: AuthServer) -> dict[str, str]:
     async def setup() -> None:
-        await auth.services.accounts.put_role("viewer", ["posts:read"])
-        await auth.services.accounts.put_role("editor", ["posts:read", "posts:write"])
+        await auth.services.directory.put_role("viewer", ["posts:read"])
+        await auth.services.directory.put_role("editor", ["posts:read", "posts:write"])
         await auth.services.accounts.create_user(
             "dj-viewer@example.com", PASSWORD, roles=["viewer"]
         )

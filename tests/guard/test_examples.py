@@ -30,7 +30,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
 @pytest.fixture(scope="module")
 def tokens(live: AuthServer) -> dict[str, str]:
     async def setup() -> None:
-        await live.services.accounts.put_role("writer", ["posts:write"])
+        await live.services.directory.put_role("writer", ["posts:write"])
         await live.services.accounts.create_user("writer@example.com", PASSWORD, roles=["writer"])
         await live.services.accounts.create_user("reader@example.com", PASSWORD)
 

@@ -91,6 +91,13 @@ def secret_client(live: LiveServer) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def introspector(live: LiveServer) -> dict[str, Any]:
+    """A client_secret client with authgate:introspect (what RFC 7662 calls a protected
+    resource), allowed posts:read too."""
+    return make_client(live, ["authgate:introspect", "posts:read"])
+
+
+@pytest.fixture(scope="module")
 def jwt_client(live: LiveServer, rsa_key: Key) -> dict[str, Any]:
     """A private_key_jwt client (RS256 public JWK registered), allowed posts:read."""
     return make_client(live, ["posts:read"], jwk=rsa_key.public().to_jwk())

@@ -172,7 +172,7 @@ class LiveServer:
 
         async def create() -> None:
             svc = self.services
-            await svc.accounts.put_role("admin", [ADMIN_PERMISSION])
+            await svc.directory.put_role("admin", [ADMIN_PERMISSION])
             await svc.accounts.create_user(email, PASSWORD, roles=["admin"])
 
         self.call(create())

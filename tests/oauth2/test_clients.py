@@ -97,7 +97,7 @@ def test_secret_is_shown_once_and_stored_as_argon2id(live: LiveServer) -> None:
 def test_revoked_client(live: LiveServer) -> None:
     """DELETE /admin/clients/{id}: no more tokens, and its live tokens become inactive."""
     victim = make_client(live, ["posts:read"])
-    witness = make_client(live, ["posts:read"])
+    witness = make_client(live, ["authgate:introspect"])
     r = _grant(live, victim)
     assert r.status_code == 200, r.text
     access = r.json()["access_token"]

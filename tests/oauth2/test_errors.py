@@ -283,7 +283,7 @@ def _introspect(live: LiveServer, client: dict[str, Any], value: str) -> Any:
 
 
 def test_introspection_of_garbage_is_exactly_inactive(
-    live: LiveServer, secret_client: dict[str, Any], rsa_key: Key
+    live: LiveServer, secret_client: dict[str, Any], introspector: dict[str, Any], rsa_key: Key
 ) -> None:
     forged = encode(
         {
@@ -300,11 +300,11 @@ def test_introspection_of_garbage_is_exactly_inactive(
         typ="at+jwt",
     )
     for value in ("garbage", "a.b.c", "rt_" + "A" * 43, "rt_short", forged, "x" * 2000):
-        assert _introspect(live, secret_client, value) == {"active": False}, value
+        assert _introspect(live, introspector, value) == {"active": False}, value
 
 
 def test_introspection_of_an_expired_token(own_server: LiveServer) -> None:
-    client = make_client(own_server, ["posts:read"])
+    client = make_client(own_server, ["posts:read", "authgate:introspect"])
     access = token(own_server, CC, headers=basic(client["client_id"], client["client_secret"]))
     assert access.status_code == 200, access.text
     value = access.json()["access_token"]
@@ -314,7 +314,7 @@ def test_introspection_of_an_expired_token(own_server: LiveServer) -> None:
 
 
 def test_introspection_of_an_expired_refresh_token(own_server: LiveServer) -> None:
-    client = make_client(own_server, ["posts:read"])
+    client = make_client(own_server, ["posts:read", "authgate:introspect"])
     user = own_server.register(new_email())
     own_server.clock.advance(14 * 86400 + 1)  # past the refresh idle lifetime
     assert _introspect(own_server, client, user["refresh_token"]) == {"active": False}
@@ -347,7 +347,7 @@ def test_revoke_with_a_wrong_secret(live: LiveServer, secret_client: dict[str, A
 
 
 def test_revoked_refresh_token_kills_the_family(
-    live: LiveServer, secret_client: dict[str, Any]
+    live: LiveServer, introspector: dict[str, Any]
 ) -> None:
     user = fresh_user(live)
     rotated = token(
@@ -371,9 +371,9 @@ def test_revoked_refresh_token_kills_the_family(
     assert r.status_code == 200, r.text
     for at in (user["access_token"], pair["access_token"]):
         assert live.http.get("/auth/me", headers=bearer(at)).status_code == 401
-        assert _introspect(live, secret_client, at) == {"active": False}
+        assert _introspect(live, introspector, at) == {"active": False}
     for rt in (user["refresh_token"], pair["refresh_token"]):
-        assert _introspect(live, secret_client, rt) == {"active": False}
+        assert _introspect(live, introspector, rt) == {"active": False}
         r = live.http.post("/auth/refresh", json={"refresh_token": rt})
         assert r.status_code == 401, r.text
         assert r.json()["code"] == "invalid_grant"
@@ -382,17 +382,17 @@ def test_revoked_refresh_token_kills_the_family(
         assert_oauth_error(token(live, data), 400, "invalid_grant")
 
 
-def test_revoked_access_token(live: LiveServer, secret_client: dict[str, Any]) -> None:
+def test_revoked_access_token(live: LiveServer, introspector: dict[str, Any]) -> None:
     user = fresh_user(live)
     access = user["access_token"]
     assert live.http.get("/auth/me", headers=bearer(access)).status_code == 200
-    assert _introspect(live, secret_client, access)["active"] is True
+    assert _introspect(live, introspector, access)["active"] is True
     r = live.http.post(
         "/oauth2/revoke",
         data={"token": access, "token_type_hint": "access_token", "client_id": FIRST_PARTY},
     )
     assert r.status_code == 200, r.text
-    assert _introspect(live, secret_client, access) == {"active": False}
+    assert _introspect(live, introspector, access) == {"active": False}
     me = live.http.get("/auth/me", headers=bearer(access))
     assert me.status_code == 401
     assert 'error="invalid_token"' in me.headers["www-authenticate"]
@@ -416,4 +416,5 @@ def test_a_client_cannot_revoke_another_clients_token(
         r = live.http.post("/oauth2/revoke", data={"token": value}, headers=headers)
         assert r.status_code == 200, r.text
     assert live.http.get("/auth/me", headers=bearer(user["access_token"])).status_code == 200
-    assert _introspect(live, secret_client, user["refresh_token"])["active"] is True
+    data = {"grant_type": "refresh_token", "client_id": FIRST_PARTY}
+    assert token(live, data | {"refresh_token": user["refresh_token"]}).status_code == 200

@@ -28,7 +28,12 @@ def test_authlib_validates_the_document(doc: dict[str, Any]) -> None:
     AuthorizationServerMetadata(doc).validate()
 
 
-def test_endpoints(live: LiveServer, doc: dict[str, Any], secret_client: dict[str, Any]) -> None:
+def test_endpoints(
+    live: LiveServer,
+    doc: dict[str, Any],
+    secret_client: dict[str, Any],
+    introspector: dict[str, Any],
+) -> None:
     assert doc["issuer"] == live.url
     assert doc["jwks_uri"] == f"{live.url}/.well-known/jwks.json"
     assert doc["token_endpoint"] == f"{live.url}/oauth2/token"
@@ -42,7 +47,10 @@ def test_endpoints(live: LiveServer, doc: dict[str, Any], secret_client: dict[st
     )
     assert cc.status_code == 200
     access = cc.json()["access_token"]
-    intro = live.http.post(doc["introspection_endpoint"], data={"token": access}, headers=auth)
+    introspector_auth = basic(introspector["client_id"], introspector["client_secret"])
+    intro = live.http.post(
+        doc["introspection_endpoint"], data={"token": access}, headers=introspector_auth
+    )
     assert intro.json()["active"] is True
     rev = live.http.post(doc["revocation_endpoint"], data={"token": access}, headers=auth)
     assert rev.status_code == 200

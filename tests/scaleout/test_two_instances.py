@@ -164,9 +164,11 @@ def test_concurrent_refreshes_over_both_instances_leave_one_head(
     assert family_violations(rows) == []
 
 
-def test_concurrent_refreshes_within_grace_all_get_the_same_successor(
+def test_concurrent_refreshes_within_grace_one_rotation_one_replay_then_reuse(
     tmp_path: Path,
 ) -> None:
+    """Across two instances: one refresh rotates, one replays and gets the same successor
+    (the grace window's one replay), and every other one is a reuse that ends the family."""
     with cluster(tmp_path) as group:  # default grace (10 s), its own database
         with group["a"].client() as a:
             tokens = register(a, new_email())
@@ -174,19 +176,19 @@ def test_concurrent_refreshes_within_grace_all_get_the_same_successor(
         responses = asyncio.run(
             _storm([group["a"].url, group["b"].url], tokens["refresh_token"], CONCURRENT)
         )
-        assert [r.status_code for r in responses] == [200] * CONCURRENT, [
-            (r.status_code, r.text) for r in responses if r.status_code != 200
-        ]
-        successors = {r.json()["refresh_token"] for r in responses}
-        assert len(successors) == 1  # every answer is the one rotation's successor
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] * 2 + [401] * (CONCURRENT - 2), [
+            (r.status_code, r.text) for r in responses
+        ][:4]
+        successors = {r.json()["refresh_token"] for r in responses if r.status_code == 200}
+        assert len(successors) == 1  # both answers are the one rotation's successor
         rows = family(group, sid)
         assert len(rows) == 2, rows
         assert family_violations(rows) == []
         head = [r for r in rows if r["rotated_at"] is None]
         assert [r["digest"] for r in head] == [refresh_digest(successors.pop())]
-        assert group.fetch("SELECT revoked_at FROM sessions WHERE sid = $1", sid) == [
-            {"revoked_at": None}
-        ]
+        (revoked,) = group.fetch("SELECT revoked_at FROM sessions WHERE sid = $1", sid)
+        assert revoked["revoked_at"] is not None
 
 
 def test_throttling_counts_attempts_on_both_instances(

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from authgate.errors import Conflict
-from authgate.storage.base import Storage
+from authgate.storage.base import RoleRecord, Storage
 
 from ._records import DAY, T0, digest, refresh, session, user
 
@@ -32,6 +32,40 @@ async def test_create_session_round_trip(storage: Storage, alice: str) -> None:
     full = session("s2", alice)
     await storage.create_session(full, refresh("t2", "s2"))
     assert await storage.get_session("s2") == full
+
+
+async def test_create_session_reads_the_live_user_in_the_same_transaction(
+    storage: Storage,
+) -> None:
+    await storage.put_role(RoleRecord("editor", ("posts:write",), T0))
+    await storage.create_user(user("u1", roles=("editor",)))
+    assert await storage.set_roles("u1", ["editor"]) == 1
+    live = await storage.create_session(session("s1", "u1"), refresh("t1", "s1"))
+    assert live is not None
+    assert (live.user.id, live.user.ver, live.user.roles) == ("u1", 1, ("editor",))
+    assert live.permissions == ("posts:write",)
+    # A disabled or deleted user gets no session, and nothing is written.
+    assert await storage.set_disabled("u1", True) == 2
+    assert await storage.create_session(session("s2", "u1"), refresh("t2", "s2")) is None
+    assert await storage.get_session("s2") is None
+    assert await storage.get_refresh(digest("t2")) is None
+    assert await storage.create_session(session("s3", "ghost"), refresh("t3", "s3")) is None
+    assert await storage.get_session("s3") is None
+
+
+async def test_claim_replay_is_a_compare_and_set(storage: Storage, alice: str) -> None:
+    first = refresh("t1", "s1")
+    await storage.create_session(session("s1", alice), first)
+    assert await storage.claim_replay(first.digest, now=T0 + 1) is False  # not rotated yet
+    assert await storage.rotate_refresh(
+        first.digest, refresh("t2", "s1", parent=first.digest), now=T0 + 1
+    )
+    assert await storage.claim_replay(first.digest, now=T0 + 2) is True
+    assert await storage.claim_replay(first.digest, now=T0 + 3) is False
+    got = await storage.get_refresh(first.digest)
+    assert got is not None
+    assert got.replayed_at == T0 + 2
+    assert await storage.claim_replay(digest("unknown"), now=T0) is False
 
 
 async def test_duplicate_sid_is_a_conflict(storage: Storage, alice: str) -> None:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_create_and_get_user_round_trip(storage: Storage) -> None:
-    alice = dataclasses.replace(user("u1", roles=("editor", "admin")), disabled=True, epoch=T0 + 1)
+    alice = dataclasses.replace(user("u1", roles=("editor", "admin")), disabled=True, ver=7)
     await storage.create_user(alice)
 
     expected = dataclasses.replace(alice, roles=("admin", "editor"))  # stored sorted
@@ -89,27 +89,43 @@ async def test_list_users_pages_by_id(storage: Storage) -> None:
 async def test_update_user_changes_only_given_fields(storage: Storage) -> None:
     await storage.create_user(user("u1", roles=("a",)))
     assert await storage.update_user("u1", password_hash="new-hash") is True
-    assert await storage.update_user("u1", disabled=True) is True
     assert await storage.update_user("u1", name="Renamed") is True
-    assert await storage.update_user("u1", epoch=T0 + 60) is True
 
     got = await storage.get_user("u1")
     assert got == dataclasses.replace(
-        user("u1", roles=("a",)),
-        password_hash="new-hash",
-        disabled=True,
-        name="Renamed",
-        epoch=T0 + 60,
+        user("u1", roles=("a",)), password_hash="new-hash", name="Renamed"
     )
-    assert await storage.update_user("u1", disabled=False) is True
+    assert got is not None
+    assert got.ver == 0  # neither is a privilege
+
+
+async def test_every_privilege_change_increments_the_version(storage: Storage) -> None:
+    await storage.put_role(RoleRecord("a", ("x",), T0))
+    await storage.create_user(user("u1", roles=("a",)))
+    await storage.create_user(user("u2", roles=("a",)))
+    await storage.create_user(user("bystander"))
+
+    assert await storage.set_disabled("u1", True) == 1
     got = await storage.get_user("u1")
     assert got is not None
-    assert got.disabled is False
-    assert got.password_hash == "new-hash"
+    assert (got.disabled, got.ver) == (True, 1)
+    assert await storage.set_disabled("u1", False) == 2
+    assert await storage.set_roles("u1", ["a", "b"]) == 3
+    assert await storage.bump_version("u1") == 4
+    # A role edit moves every holder, in the same call.
+    assert await storage.put_role(RoleRecord("a", ("x", "y"), T0)) == {"u1": 5, "u2": 1}
+    assert await storage.put_role(RoleRecord("unheld", ("z",), T0)) == {}
+    assert await storage.delete_role("a") == {"u1": 6, "u2": 2}
+    bystander = await storage.get_user("bystander")
+    assert bystander is not None
+    assert bystander.ver == 0
+    for method in (storage.bump_version,):
+        assert await method("ghost") is None
+    assert await storage.set_disabled("ghost", True) is None
 
 
 async def test_update_unknown_user_is_false(storage: Storage) -> None:
-    assert await storage.update_user("ghost", disabled=True) is False
+    assert await storage.update_user("ghost", name="x") is False
     assert await storage.update_user("ghost") is False
     await storage.create_user(user("u1"))
     assert await storage.update_user("u1") is True  # nothing to change, but it exists
@@ -117,19 +133,19 @@ async def test_update_unknown_user_is_false(storage: Storage) -> None:
 
 async def test_set_roles_replaces_them(storage: Storage) -> None:
     await storage.create_user(user("u1", roles=("a", "b")))
-    assert await storage.set_roles("u1", ["c", "b", "c"]) is True
+    assert await storage.set_roles("u1", ["c", "b", "c"]) == 1
     got = await storage.get_user("u1")
     assert got is not None
     assert got.roles == ("b", "c")
     assert await storage.users_with_role("a") == []
-    assert await storage.set_roles("u1", []) is True
+    assert await storage.set_roles("u1", []) == 2
     got = await storage.get_user("u1")
     assert got is not None
     assert got.roles == ()
 
 
 async def test_set_roles_of_unknown_user_is_false(storage: Storage) -> None:
-    assert await storage.set_roles("ghost", ["a"]) is False
+    assert await storage.set_roles("ghost", ["a"]) is None
     assert await storage.users_with_role("a") == []
 
 
@@ -197,7 +213,7 @@ async def test_delete_role_removes_it_from_every_user(storage: Storage) -> None:
     await storage.create_user(user("u2", roles=("a",)))
     assert await storage.users_with_role("a") == ["u1", "u2"]
 
-    assert await storage.delete_role("a") is True
+    assert await storage.delete_role("a") == {"u1": 1, "u2": 1}
 
     assert await storage.get_role("a") is None
     assert await storage.users_with_role("a") == []
@@ -206,7 +222,7 @@ async def test_delete_role_removes_it_from_every_user(storage: Storage) -> None:
     assert u2 is not None
     assert u1.roles == ("b",)
     assert u2.roles == ()
-    assert await storage.delete_role("a") is False
+    assert await storage.delete_role("a") is None
     assert [r.name for r in await storage.list_roles()] == ["b"]
 
 

@@ -5,6 +5,7 @@ These run against every SQL backend in BACKENDS."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -13,10 +14,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Integer, MetaData, String, func, inspect, select
+from sqlalchemy import Integer, MetaData, String, func, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from authgate.errors import Conflict, StorageError
+from authgate.errors import Conflict
 from authgate.storage.base import ClientRecord
 from authgate.storage.sql import SqlStorage, alembic_config, metadata, migrate, open_storage
 from authgate.storage.sql.tables import client_assertions, refresh_tokens
@@ -69,7 +70,7 @@ async def test_migrated_schema_equals_tables_py(sql_storage: SqlStorage) -> None
             d[1].name for d in await conn.run_sync(_diff, MetaData()) if d[0] == "remove_table"
         }
     assert removed == set(metadata.tables)
-    assert _head() == "0003"
+    assert _head() == "0004"
 
 
 async def test_schema_comparison_checks_column_types(sql_storage: SqlStorage) -> None:
@@ -97,8 +98,48 @@ async def test_upgrade_from_0001_keeps_the_data(empty_database_url: str) -> None
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert "users" in tables
         assert not tables & {"clients", "client_assertions"}
-        await store.create_user(user("alice"))
-        await store.create_session(session("s1", "alice"), refresh("t0", "s1"))
+        # Rows in the shape of revision 0001 (users.epoch, no users.ver).
+        alice, s1, t0 = user("alice"), session("s1", "alice"), refresh("t0", "s1")
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, name, disabled, epoch,"
+                    " created_at) VALUES (:id, :email, :password_hash, :name, :disabled,"
+                    " 0, :created_at)"
+                ),
+                {
+                    "id": alice.id,
+                    "email": alice.email,
+                    "password_hash": alice.password_hash,
+                    "name": alice.name,
+                    "disabled": False,
+                    "created_at": alice.created_at,
+                },
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (sid, user_id, client_id, created_at, last_used_at,"
+                    " expires_at, ip, user_agent, scope) VALUES (:sid, :user_id, :client_id,"
+                    " :created_at, :last_used_at, :expires_at, :ip, :user_agent, :scope)"
+                ),
+                {
+                    f.name: getattr(s1, f.name)
+                    for f in dataclasses.fields(s1)
+                    if f.name != "revoked_at"
+                },
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO refresh_tokens (digest, sid, created_at, idle_expires_at)"
+                    " VALUES (:digest, :sid, :created_at, :idle_expires_at)"
+                ),
+                {
+                    "digest": t0.digest,
+                    "sid": t0.sid,
+                    "created_at": t0.created_at,
+                    "idle_expires_at": t0.idle_expires_at,
+                },
+            )
 
         await migrate(empty_database_url)
         async with store.engine.connect() as conn:
@@ -272,14 +313,12 @@ async def test_20_concurrent_assertion_uses_from_two_engines_have_one_winner(
 # -- error mapping -----------------------------------------------------------------------
 
 
-async def test_unknown_user_for_a_session_is_a_storage_error_not_a_conflict(
+async def test_unknown_user_for_a_session_gets_none_and_writes_nothing(
     sql_storage: SqlStorage,
 ) -> None:
-    with pytest.raises(StorageError) as info:
-        await sql_storage.create_session(session("s1", "ghost"), refresh("t1", "s1"))
-    assert type(info.value) is StorageError
-    assert info.value.code == "storage_error"
+    assert await sql_storage.create_session(session("s1", "ghost"), refresh("t1", "s1")) is None
     assert await sql_storage.get_session("s1") is None
+    assert await sql_storage.get_refresh(digest("t1")) is None
 
 
 async def test_a_conflict_rolls_back_the_whole_transaction(sql_storage: SqlStorage) -> None:

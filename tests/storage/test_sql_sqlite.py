@@ -187,7 +187,7 @@ async def test_a_read_then_write_waits_for_another_writer(url: str, store: SqlSt
         await asyncio.sleep(0.2)  # let it reach the lock (a wrong BEGIN would get further)
         assert not task.done()
         other.execute("COMMIT")
-        assert await asyncio.wait_for(task, 10) is True
+        assert await asyncio.wait_for(task, 10) == 1
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", on_begin)
         other.close()

@@ -82,8 +82,9 @@ async def authenticated(
 
 
 async def admin(ctx: Annotated[AccessContext, Depends(authenticated)]) -> AccessContext:
-    """An access token with ``authgate:admin`` (403 otherwise)."""
-    if ADMIN_PERMISSION not in ctx.permissions:
+    """An access token with ``authgate:admin`` whose user holds it *now*, as read with the
+    token's check (403 otherwise): an admin action never trusts the token's scope alone."""
+    if ADMIN_PERMISSION not in ctx.permissions or ADMIN_PERMISSION not in ctx.user_permissions:
         raise InsufficientScope("the admin permission is needed", scope=(ADMIN_PERMISSION,))
     return ctx
 

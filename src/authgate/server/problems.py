@@ -97,8 +97,9 @@ def error_response(request: Request, exc: e.AuthgateError) -> Response:
         exc.reason,
     )
     if request.url.path.startswith("/oauth2/"):
-        # RFC 6749 5.2: 400 for every error but invalid_client (401).
-        if status not in (429, 503):
+        # RFC 6749 5.2: 400 for every error but invalid_client (401); an authenticated
+        # client without the scope an endpoint needs is 403 (RFC 6750 3.1).
+        if status not in (403, 429, 503):
             status = 401 if exc.code == "invalid_client" else 400
             headers = {}
         code = (

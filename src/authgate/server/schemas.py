@@ -84,6 +84,7 @@ class RevocationEventOut(BaseModel):
     kind: Literal["jti", "sid", "user"]
     value: str
     not_before: float | None = None
+    ver: int | None = None
     expires_at: float
 
 

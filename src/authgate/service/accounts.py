@@ -161,48 +161,16 @@ class Accounts:
         await self._users.update_user(user.id, password_hash=await self._hasher.hash(new_password))
         await self._audit.record("password_changed", user_id=user.id)
 
-    async def set_disabled(self, user_id: str, disabled: bool) -> None:
-        """Disable or enable an account."""
-        if not await self._users.update_user(user_id, disabled=disabled):
-            raise NotFound("no such user")
-        await self._audit.record("user_disabled" if disabled else "user_enabled", user_id=user_id)
-
-    async def set_roles(self, user_id: str, roles: Sequence[str]) -> None:
-        """Replace the user's roles (each must exist)."""
-        for role in roles:
-            if await self._users.get_role(check_role_name(role)) is None:
-                raise NotFound(f"no role {role!r}", role=role)
-        if not await self._users.set_roles(user_id, sorted(set(roles))):
-            raise NotFound("no such user")
-        await self._audit.record("roles_changed", user_id=user_id, roles=sorted(set(roles)))
-
-    async def set_epoch(self, user_id: str, epoch: float) -> None:
-        """Tokens issued before ``epoch`` are dead."""
-        await self._users.update_user(user_id, epoch=epoch)
-
-    async def delete(self, user_id: str) -> None:
-        """Delete an account with its sessions."""
-        if not await self._users.delete_user(user_id):
-            raise NotFound("no such user")
-        await self._audit.record("user_deleted", user_id=user_id)
+    async def bump_version(self, user_id: str) -> int | None:
+        """Increment the user's privilege version (every token issued before dies); the new
+        version, or None if there is no such user."""
+        return await self._users.bump_version(user_id)
 
     async def permissions(self, user: UserRecord) -> tuple[str, ...]:
         """The union of the permissions of the user's roles, sorted."""
         return await self._users.permissions_for(user.roles)
 
     # --- roles ----------------------------------------------------------------------------
-
-    async def put_role(self, name: str, permissions: Iterable[str]) -> RoleRecord:
-        """Create or replace a role."""
-        existing = await self._users.get_role(check_role_name(name))
-        role = RoleRecord(
-            name=name,
-            permissions=check_permissions(permissions),
-            created_at=existing.created_at if existing else self._clock.now(),
-        )
-        await self._users.put_role(role)
-        await self._audit.record("role_saved", role=name, permissions=list(role.permissions))
-        return role
 
     async def get_role(self, name: str) -> RoleRecord:
         """A role; NotFound if none."""
@@ -214,14 +182,6 @@ class Accounts:
     async def list_roles(self) -> list[RoleRecord]:
         """Every role."""
         return await self._users.list_roles()
-
-    async def delete_role(self, name: str) -> list[str]:
-        """Delete a role; return the ids of the users that held it."""
-        holders = await self._users.users_with_role(name)
-        if not await self._users.delete_role(name):
-            raise NotFound("no such role")
-        await self._audit.record("role_deleted", role=name)
-        return holders
 
     async def users_with_role(self, name: str) -> list[str]:
         """Ids of the users holding a role."""

@@ -21,6 +21,7 @@ from authgate.clock import Clock
 from authgate.errors import (
     AuthgateError,
     Conflict,
+    InsufficientScope,
     InvalidClient,
     InvalidKey,
     InvalidRequest,
@@ -36,7 +37,8 @@ from authgate.service.revocation import Revocations
 from authgate.storage.base import ClientRecord, ClientStore
 
 REVOCATIONS_SCOPE = "authgate:revocations"
-BUILTIN_SCOPES = frozenset({REVOCATIONS_SCOPE})
+INTROSPECT_SCOPE = "authgate:introspect"
+BUILTIN_SCOPES = frozenset({REVOCATIONS_SCOPE, INTROSPECT_SCOPE})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -171,7 +173,7 @@ class Clients:
         if not await self._store.revoke_client(client_id, now=self._clock.now()):
             return False
         self._verified.pop(client_id, None)
-        await self._revocations.revoke_user(client_id, epoch=self._clock.now())
+        await self._revocations.revoke_subject(client_id, epoch=self._clock.now())
         await self._audit.record("client_revoked", client_id=client_id)
         return True
 
@@ -267,7 +269,7 @@ class Clients:
             "sub": client.client_id,
             "aud": self.audience,
             "exp": int(now) + ttl,
-            "iat": now,  # full precision: compared with user epochs set at the same clock
+            "iat": int(now),
             "jti": secrets.token_urlsafe(16),
             "client_id": client.client_id,
             "scope": " ".join(granted),
@@ -275,17 +277,27 @@ class Clients:
         token = encode(claims, self._keyring.keyset, typ="at+jwt")
         return ClientGrant(token, ttl, " ".join(granted))
 
-    async def introspect(self, token: str, sessions: Any) -> dict[str, Any]:
-        """RFC 7662: the claims of a live token with ``active: true``; ``{"active": false}``
-        for anything invalid, expired or revoked, without saying why."""
+    async def introspect(
+        self, token: str, sessions: Any, *, caller: ClientRecord
+    ) -> dict[str, Any]:
+        """RFC 7662 for a client holding ``authgate:introspect`` (InsufficientScope
+        otherwise): the claims of a live token with ``active: true``; ``{"active": false}``
+        for anything invalid, expired or revoked, without saying why. A refresh token is
+        only ever active to the client it was issued to (RFC 7662 section 4)."""
         from authgate.service.sessions import REFRESH_PREFIX
 
+        if INTROSPECT_SCOPE not in caller.scopes:
+            raise InsufficientScope(
+                "introspection needs the authgate:introspect scope", scope=(INTROSPECT_SCOPE,)
+            )
         inactive: dict[str, Any] = {"active": False}
         if not isinstance(token, str) or not token or len(token) > 8192:
             return inactive
         if token.startswith(REFRESH_PREFIX):
             info = await sessions.refresh_token_info(token)
-            return {"active": True, **info} if info is not None else inactive
+            if info is None or info.get("client_id") != caller.client_id:
+                return inactive
+            return {"active": True, **info}
         try:
             claims = decode(
                 token,

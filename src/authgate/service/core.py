@@ -21,6 +21,7 @@ from authgate.passwords import Argon2Params, PasswordHasher
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
 from authgate.service.clients import Clients
+from authgate.service.directory import Directory
 from authgate.service.keyring import Keyring
 from authgate.service.limits import LoginThrottle, ThrottlePolicy
 from authgate.service.revocation import Revocations
@@ -84,6 +85,7 @@ class Services:
     sessions: Sessions
     throttle: LoginThrottle
     clients: Clients
+    directory: Directory
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -201,7 +203,11 @@ class Services:
             )
             revocations.publishers.append(fanout.publish)
             fanout.start()
+        directory = Directory(
+            storage, sessions=sessions, revocations=revocations, audit=audit, clock=clock
+        )
         services = cls(
+            directory=directory,
             fanout=fanout,
             clients=clients,
             settings=settings,

@@ -1,4 +1,4 @@
-"""Revocation by token (jti), session (sid) and user epoch, and the feed guards follow."""
+"""Revocation by token (jti), session (sid) and user version, and the feed guards follow."""
 
 from __future__ import annotations
 
@@ -60,11 +60,17 @@ class Revocations:
         now = self._clock.now()
         return await self._add("sid", sid, now=now, expires_at=now + self._lifetime)
 
-    async def revoke_user(self, user_id: str, *, epoch: float) -> RevocationEvent:
-        """Kill every access token of a user issued before ``epoch``."""
+    async def revoke_user(self, user_id: str, *, ver: int) -> RevocationEvent:
+        """Kill every access token of a user whose ``ver`` claim is lower than ``ver``."""
+        now = self._clock.now()
+        return await self._add("user", user_id, now=now, expires_at=now + self._lifetime, ver=ver)
+
+    async def revoke_subject(self, subject: str, *, epoch: float) -> RevocationEvent:
+        """Kill every access token of a subject without versions (a service client) issued
+        before ``epoch``; used only for subjects that can never be issued a token again."""
         now = self._clock.now()
         return await self._add(
-            "user", user_id, now=now, expires_at=now + self._lifetime, not_before=epoch
+            "user", subject, now=now, expires_at=now + self._lifetime, not_before=epoch
         )
 
     async def is_revoked(self, kind: str, value: str) -> bool:

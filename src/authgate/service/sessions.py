@@ -4,7 +4,15 @@ A refresh token is 256 random bits; only its SHA-256 digest is stored. Each use 
 it: the successor is HMAC(refresh_secret, predecessor), so that within the grace window
 the immediate predecessor can be answered with the *same* successor without storing it.
 Rotation is one compare-and-set in the store; presenting a rotated token outside the
-grace window revokes the whole family.
+grace window revokes the whole family. Within the window, the immediate predecessor may be
+replayed once, by the session's own client (a second compare-and-set): a second replay is
+reuse.
+
+Every access token is stamped with the user's privilege version (``ver``) and the roles and
+permissions read with it in one statement, in the transaction that opens the session (or in
+the refresh's read). A privilege change increments ``ver`` in its own transaction, so a
+token minted from a read that raced a demotion carries the old ``ver`` and is refused by
+the server and, through the feed, by every guard: no clock is compared.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 
 from authgate.clock import Clock
 from authgate.errors import (
+    InvalidCredentials,
     InvalidGrant,
     InvalidScope,
     InvalidToken,
@@ -152,17 +161,15 @@ class Sessions:
             "sub": user.id,
             "aud": self.policy.audience,
             "exp": int(now) + ttl,
-            "iat": now,  # full precision: compared with user epochs set at the same clock
+            "iat": int(now),
             "jti": secrets.token_urlsafe(16),
             "sid": sid,
             "client_id": client_id,
+            "ver": user.ver,
             "roles": list(user.roles),
             "scope": " ".join(permissions),
         }
         return encode(claims, self._keyring.keyset, typ="at+jwt"), ttl
-
-    async def _granted(self, user: UserRecord, scope: str | None) -> tuple[str, ...]:
-        return self._narrow(await self._accounts.permissions(user), scope)
 
     @staticmethod
     def _narrow(allowed: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
@@ -182,9 +189,13 @@ class Sessions:
         client_id: str = FIRST_PARTY_CLIENT,
         scope: str | None = None,
     ) -> TokenPair:
-        """Open a session (a new refresh family) and issue its first pair."""
+        """Open a session (a new refresh family) and issue its first pair. The token carries
+        the user's roles, permissions and ``ver`` as read in the transaction that creates
+        the session; InvalidCredentials (nothing written) if the user was disabled or
+        deleted meanwhile."""
         now = self._clock.now()
-        permissions = await self._granted(user, scope)
+        if scope is not None:  # refuse a bad scope before anything is written
+            self._narrow(await self._accounts.permissions(user), scope)
         sid = "sid_" + secrets.token_urlsafe(16)
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
         expires_at = now + self.policy.refresh_max_ttl
@@ -203,9 +214,12 @@ class Sessions:
         first = RefreshRecord(
             digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
         )
-        await self._store.create_session(session, first)
+        live = await self._store.create_session(session, first)
+        if live is None:
+            raise InvalidCredentials("the account was disabled or deleted during the login")
+        permissions = self._narrow(live.permissions, scope)
         access, ttl = self.issue_access(
-            user, sid=sid, permissions=permissions, client_id=client_id, now=now
+            live.user, sid=sid, permissions=permissions, client_id=client_id, now=now
         )
         return TokenPair(access, ttl, refresh, int(idle - now), " ".join(permissions), sid, user.id)
 
@@ -235,7 +249,7 @@ class Sessions:
         now = self._clock.now()
         if session.revoked_at is not None:
             raise InvalidGrant("session has ended")
-        if client_id is not None and client_id != session.client_id:
+        if (client_id or FIRST_PARTY_CLIENT) != session.client_id:
             raise InvalidGrant("refresh token was issued to another client")
         if now >= session.expires_at:
             raise InvalidGrant("session reached its absolute lifetime")
@@ -262,7 +276,7 @@ class Sessions:
                 if fresh is None or fresh.rotated_at is None:
                     raise InvalidGrant("session has ended")
                 record = fresh
-        if record.rotated_at is not None and not await self._within_grace(
+        if record.rotated_at is not None and not await self._replay_allowed(
             record, successor_digest, now
         ):
             await self._reuse_detected(session, ip)
@@ -286,14 +300,20 @@ class Sessions:
     def _idle_deadline(self, created: float, session: SessionRecord) -> float:
         return min(created + self.policy.refresh_idle_ttl, session.expires_at)
 
-    async def _within_grace(self, record: RefreshRecord, successor_digest: str, now: float) -> bool:
+    async def _replay_allowed(
+        self, record: RefreshRecord, successor_digest: str, now: float
+    ) -> bool:
+        """The grace window: the immediate predecessor of a still unused head, within
+        ``refresh_grace`` of its rotation, once (the caller already checked the client)."""
         grace = self.policy.refresh_grace
         if grace <= 0 or record.rotated_at is None or now - record.rotated_at > grace:
             return False
-        if record.successor != successor_digest:
+        if record.successor != successor_digest or record.replayed_at is not None:
             return False
         head = await self._store.get_refresh(successor_digest)
-        return head is not None and head.rotated_at is None
+        if head is None or head.rotated_at is not None:
+            return False
+        return await self._store.claim_replay(record.digest, now=now)
 
     async def _reuse_detected(self, session: SessionRecord, ip: str | None) -> None:
         if await self._store.revoke_session(session.sid, now=self._clock.now()):
@@ -378,10 +398,13 @@ class Sessions:
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")
+        ver = claims.get("ver")
+        if type(ver) is not int:
+            raise TokenRevoked("token has no privilege version")
         state = await self._store.access_state(sid, sub, jti, now=self._clock.now())
         user, session = state.user, state.session
-        if user is None or user.disabled or float(claims["iat"]) < user.epoch:
-            raise TokenRevoked("token's user is gone, disabled or logged out everywhere")
+        if user is None or user.disabled or ver < user.ver:
+            raise TokenRevoked("token's user is gone or disabled, or its privileges changed")
         if session is None or session.revoked_at is not None or session.user_id != user.id:
             raise TokenRevoked("token's session has ended")
         if state.jti_revoked:
@@ -400,13 +423,14 @@ class Sessions:
         await self._audit.record("session_revoked", user_id=session.user_id, sid=sid, reason=reason)
 
     async def end_all(self, user_id: str, *, keep: str | None = None, reason: str) -> list[str]:
-        """End every session of a user but ``keep``. Without ``keep``, the user's epoch also
-        moves, so every access token issued before now dies."""
+        """End every session of a user but ``keep``. Without ``keep``, the user's ``ver``
+        also moves, so every access token issued before dies."""
         now = self._clock.now()
         sids = await self._store.revoke_user_sessions(user_id, now=now, keep=keep)
         if keep is None:
-            await self._accounts.set_epoch(user_id, now)
-            await self._revocations.revoke_user(user_id, epoch=now)
+            ver = await self._accounts.bump_version(user_id)
+            if ver is not None:
+                await self._revocations.revoke_user(user_id, ver=ver)
         else:
             for sid in sids:
                 await self._revocations.revoke_sid(sid)
@@ -414,14 +438,6 @@ class Sessions:
             "sessions_revoked", user_id=user_id, count=len(sids), reason=reason
         )
         return sids
-
-    async def bump_epoch(self, user_id: str, *, reason: str) -> None:
-        """Kill every access token of the user issued before now; sessions go on, so a
-        refresh gets a token with the user's new roles."""
-        now = self._clock.now()
-        await self._accounts.set_epoch(user_id, now)
-        await self._revocations.revoke_user(user_id, epoch=now)
-        await self._audit.record("tokens_revoked", user_id=user_id, reason=reason)
 
     async def list(self, user_id: str) -> list[SessionRecord]:
         """The user's live sessions, newest first."""

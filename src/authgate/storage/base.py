@@ -23,7 +23,9 @@ KeyState = Literal["next", "current", "retiring", "retired"]
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """An account. ``email`` is already normalised; ``epoch`` kills tokens issued before it."""
+    """An account. ``email`` is already normalised. ``ver`` is the privilege version: every
+    change to the user's roles, their permissions, ``disabled`` or a logout everywhere
+    increments it, and an access token issued under a lower ``ver`` is dead."""
 
     id: str
     email: str
@@ -32,7 +34,7 @@ class UserRecord:
     name: str | None = None
     disabled: bool = False
     roles: tuple[str, ...] = ()
-    epoch: float = 0.0
+    ver: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class RefreshRecord:
     parent: str | None = None
     rotated_at: float | None = None
     successor: str | None = None
+    replayed_at: float | None = None  # when the grace window's one replay was used
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class RevocationEvent:
     created_at: float
     expires_at: float
     not_before: float | None = None
+    ver: int | None = None  # kind "user": the user's tokens with a lower ``ver`` are dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,15 @@ class RefreshContext:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveUser:
+    """A user and the permissions of their roles, read in one statement, so that ``user.ver``
+    always matches the privileges it is stamped on."""
+
+    user: UserRecord
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AccessState:
     """Everything the check of an access token needs, read in one go."""
 
@@ -216,23 +229,33 @@ class UserStore(Protocol):
         user_id: str,
         *,
         password_hash: str | None = None,
-        disabled: bool | None = None,
         name: str | None = None,
-        epoch: float | None = None,
     ) -> bool:
-        """Change the given fields; False if there is no such user."""
+        """Change the given fields (never privileges); False if there is no such user."""
         ...
 
-    async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool:
-        """Replace the user's roles; False if there is no such user."""
+    async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
+        """Disable or enable a user and increment its ``ver`` in the same transaction;
+        the new ``ver``, or None if there is no such user."""
+        ...
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> int | None:
+        """Replace the user's roles and increment its ``ver`` in the same transaction; the
+        new ``ver``, or None if there is no such user."""
+        ...
+
+    async def bump_version(self, user_id: str) -> int | None:
+        """Increment the user's ``ver`` (every token issued before dies); the new ``ver``,
+        or None if there is no such user."""
         ...
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete a user with its roles, sessions and refresh tokens."""
         ...
 
-    async def put_role(self, role: RoleRecord) -> None:
-        """Create or replace a role."""
+    async def put_role(self, role: RoleRecord) -> dict[str, int]:
+        """Create or replace a role; increment the ``ver`` of every holder in the same
+        transaction and return each holder's new ``ver``."""
         ...
 
     async def get_role(self, name: str) -> RoleRecord | None:
@@ -243,8 +266,9 @@ class UserStore(Protocol):
         """Every role, by name."""
         ...
 
-    async def delete_role(self, name: str) -> bool:
-        """Delete a role and remove it from every user."""
+    async def delete_role(self, name: str) -> dict[str, int] | None:
+        """Delete a role, remove it from every user and increment their ``ver``, in one
+        transaction; each former holder's new ``ver``, or None if there was no such role."""
         ...
 
     async def users_with_role(self, name: str) -> list[str]:
@@ -259,8 +283,10 @@ class UserStore(Protocol):
 class SessionStore(Protocol):
     """Sessions (refresh families) and their refresh tokens, stored as digests."""
 
-    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> None:
-        """Insert a session and its first refresh token in one transaction."""
+    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> LiveUser | None:
+        """In one transaction: read the session's user with its permissions (one statement)
+        and, if the user exists and is not disabled, insert the session and its first
+        refresh token. The user as read, or None (and nothing written)."""
         ...
 
     async def get_session(self, sid: str) -> SessionRecord | None:
@@ -293,6 +319,11 @@ class SessionStore(Protocol):
         change nothing and return False. Two concurrent callers never both win."""
         ...
 
+    async def claim_replay(self, digest: str, *, now: float) -> bool:
+        """Atomic compare-and-set: mark the grace window's one replay of a rotated token as
+        used; False if it was already used (or the token is unknown)."""
+        ...
+
     async def revoke_session(self, sid: str, *, now: float) -> bool:
         """Mark a session revoked; False if it was unknown or already revoked."""
         ...
@@ -319,6 +350,7 @@ class RevocationStore(Protocol):
         now: float,
         expires_at: float,
         not_before: float | None = None,
+        ver: int | None = None,
     ) -> RevocationEvent:
         """Append an event and return it with its cursor id."""
         ...

@@ -116,21 +116,16 @@ async def patch_user(user_id: str, body: AdminUserPatch, _: Admin, svc: Svc) -> 
     gets the new roles); disabling ends every session."""
     await svc.accounts.get(user_id)
     if body.roles is not None:
-        await svc.accounts.set_roles(user_id, body.roles)
-        await svc.sessions.bump_epoch(user_id, reason="roles_changed")
+        await svc.directory.set_roles(user_id, body.roles)
     if body.disabled is not None:
-        await svc.accounts.set_disabled(user_id, body.disabled)
-        if body.disabled:
-            await svc.sessions.end_all(user_id, reason="user_disabled")
+        await svc.directory.set_disabled(user_id, body.disabled)
     return await _user(svc, await svc.accounts.get(user_id))
 
 
 @router.delete("/users/{user_id}", status_code=204)
 async def delete_user(user_id: str, _: Admin, svc: Svc) -> Response:
     """Delete a user; every token of theirs dies."""
-    await svc.accounts.get(user_id)
-    await svc.sessions.end_all(user_id, reason="user_deleted")
-    await svc.accounts.delete(user_id)
+    await svc.directory.delete_user(user_id)
     return Response(status_code=204)
 
 
@@ -148,7 +143,7 @@ async def create_role(body: RoleIn, _: Admin, svc: Svc) -> RoleOut:
     try:
         await svc.accounts.get_role(body.name)
     except NotFound:
-        return _role(await svc.accounts.put_role(body.name, body.permissions))
+        return _role(await svc.directory.put_role(body.name, body.permissions))
     raise Conflict("the role exists")
 
 
@@ -162,17 +157,13 @@ async def get_role(name: str, _: Admin, svc: Svc) -> RoleOut:
 async def put_role(name: str, body: RolePatch, _: Admin, svc: Svc) -> RoleOut:
     """Replace a role's permissions; the tokens of its holders die (a refresh updates them)."""
     await svc.accounts.get_role(name)
-    role = await svc.accounts.put_role(name, body.permissions)
-    for user_id in await svc.accounts.users_with_role(name):
-        await svc.sessions.bump_epoch(user_id, reason="role_changed")
-    return _role(role)
+    return _role(await svc.directory.put_role(name, body.permissions))
 
 
 @router.delete("/roles/{name}", status_code=204)
 async def delete_role(name: str, _: Admin, svc: Svc) -> Response:
     """Delete a role; the tokens of its holders die."""
-    for user_id in await svc.accounts.delete_role(name):
-        await svc.sessions.bump_epoch(user_id, reason="role_deleted")
+    await svc.directory.delete_role(name)
     return Response(status_code=204)
 
 

@@ -254,6 +254,7 @@ async def revocations(
                     "kind": ev.kind,
                     "value": ev.value,
                     "not_before": ev.not_before,
+                    "ver": ev.ver,
                     "expires_at": ev.expires_at,
                 }
                 for ev in page.events

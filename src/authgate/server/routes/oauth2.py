@@ -234,15 +234,18 @@ async def revoke(request: Request) -> Response:
     responses=_OAUTH_ERRORS,
 )
 async def introspect(request: Request) -> Response:
-    """RFC 7662: needs client authentication; ``{"active": false}`` for anything not live."""
+    """RFC 7662: needs an authenticated client with the ``authgate:introspect`` scope (403
+    ``insufficient_scope`` otherwise); ``{"active": false}`` for anything not live."""
     svc = services(request)
     try:
         form = await _form(request)
-        await authenticate_client(request, form, svc, allow_public=False)
+        caller = await authenticate_client(request, form, svc, allow_public=False)
         value = _param(form, "token")
         if value is None:
             raise InvalidRequest("token is required")
-        body = await svc.clients.introspect(value, svc.sessions)
+        if caller.record is None:  # allow_public=False: never the public client
+            raise InvalidClient("introspection needs client authentication")
+        body = await svc.clients.introspect(value, svc.sessions, caller=caller.record)
     except AuthgateError as exc:
         return _oauth_failure(request, exc)
     return JSONResponse(body, headers=NO_STORE)

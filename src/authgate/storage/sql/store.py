@@ -50,6 +50,7 @@ from authgate.storage.base import (
     CounterState,
     KeyRecord,
     KeyState,
+    LiveUser,
     RefreshContext,
     RefreshRecord,
     RevocationEvent,
@@ -263,7 +264,7 @@ class SqlStorage:
                     password_hash=user.password_hash,
                     name=user.name,
                     disabled=user.disabled,
-                    epoch=user.epoch,
+                    ver=user.ver,
                     created_at=user.created_at,
                 )
             )
@@ -301,7 +302,7 @@ class SqlStorage:
             name=row.name,
             disabled=bool(row.disabled),
             roles=tuple(role_names),
-            epoch=row.epoch,
+            ver=row.ver,
         )
 
     async def _get_user_where(self, condition: ColumnElement[bool]) -> UserRecord | None:
@@ -335,20 +336,15 @@ class SqlStorage:
         user_id: str,
         *,
         password_hash: str | None = None,
-        disabled: bool | None = None,
         name: str | None = None,
-        epoch: float | None = None,
     ) -> bool:
-        """Change the given (non-None) fields; False if there is no such user."""
+        """Change the given (non-None) fields; False if there is no such user. Privileges
+        change only through the methods that also increment ``ver``."""
         values: dict[str, Any] = {}
         if password_hash is not None:
             values["password_hash"] = password_hash
-        if disabled is not None:
-            values["disabled"] = disabled
         if name is not None:
             values["name"] = name
-        if epoch is not None:
-            values["epoch"] = epoch
 
         async def _body(conn: AsyncConnection) -> bool:
             if not values:
@@ -365,17 +361,44 @@ class SqlStorage:
             query = query.with_for_update()
         return (await conn.execute(query)).first() is not None
 
-    async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool:
-        """Replace the user's roles; False if there is no such user."""
+    @staticmethod
+    async def _bump(conn: AsyncConnection, user_ids: ColumnElement[bool]) -> dict[str, int]:
+        """Increment ``ver`` of the users matched; their new versions. Every write that
+        changes what a user may do runs this in its own transaction, so that a token whose
+        privileges were read before that write carries a ``ver`` that is already dead."""
+        bump = update(users).where(user_ids).values(ver=users.c.ver + 1)
+        result = await conn.execute(bump.returning(users.c.id, users.c.ver))
+        return {row.id: int(row.ver) for row in result}
 
-        async def _body(conn: AsyncConnection) -> bool:
-            # Lock the user: two concurrent replacements must not both delete the old
-            # roles and then both insert their own.
-            if not await self._user_exists(conn, user_id, lock=True):
-                return False
+    async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
+        """Disable or enable a user and increment its ``ver``; the new ``ver`` or None."""
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            await conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+            return (await self._bump(conn, users.c.id == user_id)).get(user_id)
+
+        return await self._transaction(_body)
+
+    async def bump_version(self, user_id: str) -> int | None:
+        """Increment the user's ``ver``; the new ``ver``, or None if there is no such user."""
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            return (await self._bump(conn, users.c.id == user_id)).get(user_id)
+
+        return await self._transaction(_body)
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> int | None:
+        """Replace the user's roles and increment its ``ver``; the new ``ver`` or None."""
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            # Lock the user first (the increment takes the row lock): two concurrent
+            # replacements must not both delete the old roles and then both insert theirs.
+            ver = (await self._bump(conn, users.c.id == user_id)).get(user_id)
+            if ver is None:
+                return None
             await conn.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
             await self._insert_roles(conn, user_id, roles)
-            return True
+            return ver
 
         return await self._transaction(_body)
 
@@ -389,9 +412,10 @@ class SqlStorage:
 
         return await self._transaction(_body)
 
-    async def put_role(self, role: RoleRecord) -> None:
+    async def put_role(self, role: RoleRecord) -> dict[str, int]:
         """Create a role, or replace the permissions of an existing one (its
-        ``created_at`` stays the first one)."""
+        ``created_at`` stays the first one); increment the ``ver`` of every holder in the
+        same transaction and return their new versions."""
         permissions = _dumps(list(_names(role.permissions)))
         stmt = self._insert(roles).values(
             name=role.name, permissions=permissions, created_at=role.created_at
@@ -400,10 +424,13 @@ class SqlStorage:
             index_elements=[roles.c.name], set_={"permissions": stmt.excluded.permissions}
         )
 
-        async def _body(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
+        holders = users.c.id.in_(select(user_roles.c.user_id).where(user_roles.c.role == role.name))
 
-        await self._transaction(_body)
+        async def _body(conn: AsyncConnection) -> dict[str, int]:
+            await conn.execute(stmt)
+            return await self._bump(conn, holders)
+
+        return await self._transaction(_body)
 
     @staticmethod
     def _role(row: Row[Any]) -> RoleRecord:
@@ -425,13 +452,18 @@ class SqlStorage:
             rows = (await conn.execute(select(roles).order_by(roles.c.name))).all()
         return [self._role(row) for row in rows]
 
-    async def delete_role(self, name: str) -> bool:
-        """Delete a role and remove it from every user; False if there was no such role."""
+    async def delete_role(self, name: str) -> dict[str, int] | None:
+        """Delete a role, remove it from every user and increment their ``ver``; each former
+        holder's new ``ver``, or None (nothing changed) if there was no such role."""
+        holders = users.c.id.in_(select(user_roles.c.user_id).where(user_roles.c.role == name))
 
-        async def _body(conn: AsyncConnection) -> bool:
-            await conn.execute(delete(user_roles).where(user_roles.c.role == name))
+        async def _body(conn: AsyncConnection) -> dict[str, int] | None:
             result = await conn.execute(delete(roles).where(roles.c.name == name))
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return None
+            bumped = await self._bump(conn, holders)
+            await conn.execute(delete(user_roles).where(user_roles.c.role == name))
+            return bumped
 
         return await self._transaction(_body)
 
@@ -472,13 +504,18 @@ class SqlStorage:
             "parent": token.parent,
             "rotated_at": token.rotated_at,
             "successor": token.successor,
+            "replayed_at": token.replayed_at,
         }
 
-    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> None:
-        """Insert a session and its first refresh token in one transaction; Conflict if
-        the sid or the digest exists."""
+    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> LiveUser | None:
+        """In one transaction: read the user with its permissions (one statement) and, if
+        it exists and is not disabled, insert the session and its first refresh token.
+        The user as read, or None (nothing written). Conflict if the sid or digest exists."""
 
-        async def _body(conn: AsyncConnection) -> None:
+        async def _body(conn: AsyncConnection) -> LiveUser | None:
+            user, permissions = await self._user_and_permissions(conn, session.user_id)
+            if user is None or user.disabled:
+                return None
             await conn.execute(
                 sessions.insert().values(
                     sid=session.sid,
@@ -494,8 +531,9 @@ class SqlStorage:
                 )
             )
             await conn.execute(refresh_tokens.insert().values(self._refresh_values(first)))
+            return LiveUser(user=user, permissions=permissions)
 
-        await self._transaction(_body)
+        return await self._transaction(_body)
 
     @staticmethod
     def _session(row: Row[Any]) -> SessionRecord:
@@ -550,6 +588,7 @@ class SqlStorage:
             parent=row.parent,
             rotated_at=row.rotated_at,
             successor=row.successor,
+            replayed_at=row.replayed_at,
         )
 
     async def _user_and_permissions(
@@ -640,6 +679,24 @@ class SqlStorage:
 
         return await self._transaction(_body)
 
+    async def claim_replay(self, digest: str, *, now: float) -> bool:
+        """Mark the grace window's one replay of a rotated token as used (a compare-and-set
+        on ``replayed_at IS NULL``); False if it was already used or the token is unknown."""
+
+        async def _body(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.digest == digest,
+                    refresh_tokens.c.rotated_at.is_not(None),
+                    refresh_tokens.c.replayed_at.is_(None),
+                )
+                .values(replayed_at=now)
+            )
+            return result.rowcount == 1
+
+        return await self._transaction(_body)
+
     async def revoke_session(self, sid: str, *, now: float) -> bool:
         """Mark a session revoked; False if it was unknown or already revoked."""
 
@@ -701,6 +758,7 @@ class SqlStorage:
         now: float,
         expires_at: float,
         not_before: float | None = None,
+        ver: int | None = None,
     ) -> RevocationEvent:
         """Append an event and return it with its cursor id."""
 
@@ -717,6 +775,7 @@ class SqlStorage:
                         created_at=now,
                         expires_at=expires_at,
                         not_before=not_before,
+                        ver=ver,
                     )
                     .returning(revocations.c.id)
                 )
@@ -728,6 +787,7 @@ class SqlStorage:
                 created_at=now,
                 expires_at=expires_at,
                 not_before=not_before,
+                ver=ver,
             )
 
         return await self._transaction(_body)
@@ -755,6 +815,7 @@ class SqlStorage:
                 created_at=row.created_at,
                 expires_at=row.expires_at,
                 not_before=row.not_before,
+                ver=row.ver,
             )
             for row in rows
         ]

@@ -35,7 +35,8 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("name", Text, nullable=True),
     Column("disabled", Boolean, nullable=False),
-    Column("epoch", Float, nullable=False),
+    # Incremented with every change to the user's privileges; access tokens carry it.
+    Column("ver", Integer, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
 )
 
@@ -97,6 +98,7 @@ refresh_tokens = Table(
     Column("idle_expires_at", Float, nullable=False),
     Column("parent", String(64), nullable=True),
     Column("rotated_at", Float, nullable=True),
+    Column("replayed_at", Float, nullable=True),  # the one grace-window replay, when used
     Column("successor", String(64), nullable=True),
 )
 
@@ -110,6 +112,7 @@ revocations = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
     Column("not_before", Float, nullable=True),
+    Column("ver", Integer, nullable=True),  # kind "user": tokens with a lower ver are dead
     Index(None, "kind", "value"),
     sqlite_autoincrement=True,
 )

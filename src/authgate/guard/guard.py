@@ -60,6 +60,11 @@ _T = TypeVar("_T")
 
 _METADATA_PATH = "/.well-known/oauth-authorization-server"
 _FEED_METADATA = "authgate_revocation_feed_endpoint"
+_REVOKED = {
+    "jti": "token was revoked",
+    "sid": "token's session has ended",
+    "user": "token's user was revoked (an older privilege version, or issued before the epoch)",
+}
 _LIVE_GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 _FORK_HOOK = False
 
@@ -309,14 +314,16 @@ class Guard:
                 raise TokenNotYetValid("token is not valid yet", nbf=nbf)
         revoked = self.revoked
         if revoked is not None:
-            if principal.jti in revoked.jti:
-                raise TokenRevoked("token was revoked", by="jti")
-            sid = principal.sid
-            if sid is not None and sid in revoked.sid:
-                raise TokenRevoked("token's session has ended", by="sid")
-            epoch = revoked.user.get(principal.sub)
-            if epoch is not None and principal.iat < epoch:
-                raise TokenRevoked("token was issued before its user's epoch", by="user")
+            # After the cache, on every call: a cached token dies with its revocation.
+            why = revoked.reason(
+                jti=principal.jti,
+                sid=principal.sid,
+                sub=principal.sub,
+                iat=principal.iat,
+                ver=principal.ver,
+            )
+            if why is not None:
+                raise TokenRevoked(_REVOKED[why], by=why)
             limit = self._fail_closed_after
             feed = self.feed
             if limit is not None and (feed is None or now - feed.synced_at > limit):

@@ -48,8 +48,16 @@ class FakeIssuer:
         """Replace the JWKS with these keys."""
         self.published = [k.public().to_jwk() for k in keys]
 
-    def revoke(self, kind: str, value: str, *, expires_at: float, not_before: float | None = None):
-        """Append an event to the feed."""
+    def revoke(
+        self,
+        kind: str,
+        value: str,
+        *,
+        expires_at: float,
+        not_before: float | None = None,
+        ver: Any = None,
+    ) -> None:
+        """Append an event to the feed (``ver`` as given, for a user event by version)."""
         event: dict[str, Any] = {
             "id": len(self.events) + 1,
             "kind": kind,
@@ -58,6 +66,8 @@ class FakeIssuer:
         }
         if not_before is not None:
             event["not_before"] = not_before
+        if ver is not None:
+            event["ver"] = ver
         self.events.append(event)
 
     async def handle(self, request: httpx.Request) -> httpx.Response:

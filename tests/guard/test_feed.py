@@ -42,6 +42,13 @@ def test_an_event_parses() -> None:
         {"id": 1, "kind": "jti", "value": "j", "expires_at": math.inf},
         {"id": 1, "kind": "jti", "value": "j", "expires_at": 1, "not_before": "0"},
         {"id": 1, "kind": "user", "value": "u", "expires_at": 1},
+        {"id": 1, "kind": "user", "value": "u", "expires_at": 1, "ver": "3"},
+        {"id": 1, "kind": "user", "value": "u", "expires_at": 1, "ver": -1},
+        {"id": 1, "kind": "user", "value": "u", "expires_at": 1, "ver": 3.0},
+        {"id": 1, "kind": "user", "value": "u", "expires_at": 1, "ver": True},
+        {"id": 1, "kind": "user", "value": "u", "expires_at": 1, "ver": None},
+        {"id": 1, "kind": "user", "value": "u", "expires_at": 1, "ver": [3], "not_before": 0},
+        {"id": 1, "kind": "jti", "value": "j", "expires_at": 1, "ver": "3"},
     ],
     ids=repr,
 )
@@ -237,6 +244,13 @@ async def test_refusals_and_failures(status: int, permanent: bool) -> None:
         {"cursor": 1},
         {"cursor": -1, "events": []},
         {"cursor": 1, "events": [{"id": 1, "kind": "jti"}]},
+        {
+            "cursor": 2,
+            "events": [
+                {"id": 1, "kind": "jti", "value": "j", "expires_at": NOW + 60},
+                {"id": 2, "kind": "user", "value": "u", "expires_at": NOW + 60, "ver": "7"},
+            ],
+        },
     ],
     ids=repr,
 )
@@ -255,3 +269,4 @@ async def test_a_malformed_page_is_a_failed_poll(page: dict[str, Any]) -> None:
         with pytest.raises(FetchError, match="malformed"):
             await feed.sync()
     assert len(feed.state) == 0
+    assert feed.synced_at == -math.inf  # no answer counted: staleness grows, fail closed

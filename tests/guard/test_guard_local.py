@@ -183,6 +183,10 @@ def test_verify_sync_and_verify_agree(hs: Key) -> None:
         ({"jti": None}, MissingClaim, "missing_claim"),
         ({"sid": 7}, InvalidClaims, "invalid_claims"),
         ({"roles": "admin"}, InvalidClaims, "invalid_claims"),
+        ({"ver": "3"}, InvalidClaims, "invalid_claims"),
+        ({"ver": -1}, InvalidClaims, "invalid_claims"),
+        ({"ver": 3.0}, InvalidClaims, "invalid_claims"),
+        ({"ver": True}, InvalidClaims, "invalid_claims"),
     ],
 )
 def test_the_access_token_policy_applies(

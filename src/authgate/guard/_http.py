@@ -1,5 +1,6 @@
 """JSON over HTTP for the guard: size-capped bodies, and failures sorted into transient
-(retry later) and permanent (a configuration to fix)."""
+(retry later) and permanent (a configuration to fix). Redirects are never followed: a 30x
+is a permanent failure, so that no request (and no client secret) goes where it points."""
 
 from __future__ import annotations
 
@@ -16,12 +17,22 @@ MAX_BODY = 4 * 1024 * 1024
 
 class FetchError(Exception):
     """A request failed. ``permanent`` is True for answers that retrying will not change
-    (a 4xx other than 408/429, or an issuer mismatch)."""
+    (a 4xx other than 408/429, a redirect, a refused endpoint, or an issuer mismatch);
+    ``condition`` names a refusal by the guard itself (``redirect_refused``,
+    ``endpoint_not_allowed``)."""
 
-    def __init__(self, message: str, *, permanent: bool = False, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        status: int | None = None,
+        condition: str | None = None,
+    ):
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+        self.condition = condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,15 @@ async def get_json(
         kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 10.0))
     try:
         async with client.stream("GET", url, **kwargs) as response:
+            if response.is_redirect:
+                location = response.headers.get("location", "")[:200]
+                raise FetchError(
+                    f"GET {url} answered {response.status_code}, a redirect to {location!r}: "
+                    "the guard never follows redirects (configure the final URL)",
+                    permanent=True,
+                    status=response.status_code,
+                    condition="redirect_refused",
+                )
             if response.status_code != 200:
                 status = response.status_code
                 permanent = 400 <= status < 500 and status not in (408, 429)

@@ -40,7 +40,7 @@ class GuardCollector(Collector):
             )
             entries.add_metric(["jti"], len(g.revoked.jti))
             entries.add_metric(["sid"], len(g.revoked.sid))
-            entries.add_metric(["user"], len(g.revoked.user))
+            entries.add_metric(["user"], g.revoked.users)
             yield entries
         if g.feed is not None:
             yield CounterMetricFamily(

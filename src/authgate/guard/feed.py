@@ -1,8 +1,8 @@
 """Follows the server's revocation feed, and holds what it says in memory.
 
 ``GET {feed}?after=CURSOR&wait=SECONDS`` (HTTP Basic, a client with the
-``authgate:revocations`` scope) answers ``{cursor, events: [{id, kind, value, not_before?,
-expires_at}]}``; without ``after``, every live event. A server that does not long-poll
+``authgate:revocations`` scope) answers ``{cursor, events: [{id, kind, value, ver?,
+not_before?, expires_at}]}``; without ``after``, every live event. A server that does not long-poll
 answers at once, and the follower then polls every ``interval`` seconds instead.
 
 Staleness is the time since the feed last answered: with long polling it rises to about
@@ -32,6 +32,7 @@ _log = logging.getLogger("authgate.guard")
 
 KINDS = ("jti", "sid", "user")
 _MAX_VALUE = 512
+_ABSENT: Any = object()
 
 
 def _is_number(value: Any) -> bool:
@@ -45,14 +46,16 @@ def _float_or_none(value: Any) -> float | None:
 @dataclass(frozen=True, slots=True)
 class Event:
     """One revocation: ``jti`` kills one token, ``sid`` every token of a session, and
-    ``user`` every token of ``sub == value`` issued before ``not_before``. It matters until
-    ``expires_at``, when every token it could kill has expired."""
+    ``user`` every token of ``sub == value`` whose ``ver`` claim is below the event's
+    ``ver`` (or, from a server that sends no ``ver``, issued before ``not_before``). It
+    matters until ``expires_at``, when every token it could kill has expired."""
 
     id: int
     kind: str
     value: str
     expires_at: float
     not_before: float | None = None
+    ver: int | None = None
 
     @classmethod
     def parse(cls, raw: Any) -> Event:
@@ -62,6 +65,7 @@ class Event:
         ev_id, kind, value = raw.get("id"), raw.get("kind"), raw.get("value")
         expires_at: Any = raw.get("expires_at")
         not_before: Any = raw.get("not_before")
+        ver: Any = raw.get("ver", _ABSENT)
         if type(ev_id) is not int or ev_id < 0:
             raise ValueError("event id must be a non-negative integer")
         if kind not in KINDS:
@@ -72,28 +76,43 @@ class Event:
             raise ValueError("event expires_at must be a number")
         if not_before is not None and not _is_number(not_before):
             raise ValueError("event not_before must be a number")
-        if kind == "user" and not_before is None:
-            raise ValueError("a user event needs not_before")
-        return cls(ev_id, kind, value, float(expires_at), _float_or_none(not_before))
+        if ver is not _ABSENT and (type(ver) is not int or ver < 0):
+            raise ValueError("event ver must be a non-negative integer")
+        if ver is _ABSENT:
+            ver = None
+        if kind == "user" and ver is None and not_before is None:
+            raise ValueError("a user event needs ver or not_before")
+        return cls(ev_id, kind, value, float(expires_at), _float_or_none(not_before), ver)
 
 
 class RevocationState:
-    """Revoked jtis and sids, and user epochs, each kept until it expires.
+    """Revoked jtis and sids, and user versions and epochs, each kept until it expires.
+
+    A user event with ``ver`` is decided by the token's ``ver`` claim only; one without
+    (from an older server) by ``iat < not_before``. The highest of each is kept per user,
+    whatever order events come in. :meth:`reason` is the one rule; the guard's hot path
+    calls it on every verification, cached tokens included.
 
     Written by one thread (the follower), read by any: readers only do dict lookups.
     """
 
-    __slots__ = ("_heap", "_user_expires", "jti", "sid", "user")
+    __slots__ = ("_heap", "_user_expires", "jti", "sid", "user", "user_ver")
 
     def __init__(self) -> None:
         self.jti: dict[str, float] = {}  # jti -> expires_at
         self.sid: dict[str, float] = {}  # sid -> expires_at
+        self.user_ver: dict[str, int] = {}  # sub -> ver (tokens with a lower ver are dead)
         self.user: dict[str, float] = {}  # sub -> not_before (tokens with iat < it are dead)
         self._user_expires: dict[str, float] = {}
         self._heap: list[tuple[float, str, str]] = []
 
     def __len__(self) -> int:
-        return len(self.jti) + len(self.sid) + len(self.user)
+        return len(self.jti) + len(self.sid) + len(self._user_expires)
+
+    @property
+    def users(self) -> int:
+        """How many users have a version or an epoch held."""
+        return len(self._user_expires)
 
     def apply(self, events: Iterable[Event], *, now: float) -> int:
         """Record events (idempotent; an event already expired is skipped); return how
@@ -108,8 +127,13 @@ class RevocationState:
                 table = self.sid
             else:
                 table = self._user_expires
-                assert ev.not_before is not None
-                self.user[ev.value] = max(self.user.get(ev.value, -math.inf), ev.not_before)
+                if ev.ver is not None:
+                    # Decided by ver alone: not_before is never used when ver is present.
+                    self.user_ver[ev.value] = max(self.user_ver.get(ev.value, -1), ev.ver)
+                else:
+                    assert ev.not_before is not None
+                    epoch = max(self.user.get(ev.value, -math.inf), ev.not_before)
+                    self.user[ev.value] = epoch
             previous = table.get(ev.value)
             if previous is None or ev.expires_at > previous:
                 table[ev.value] = ev.expires_at
@@ -129,15 +153,23 @@ class RevocationState:
                 del table[value]
                 if kind == "user":
                     self.user.pop(value, None)
+                    self.user_ver.pop(value, None)
                 dropped += 1
         return dropped
 
-    def reason(self, *, jti: str, sid: str | None, sub: str, iat: float) -> str | None:
-        """Why a token with these claims is revoked, or None."""
+    def reason(
+        self, *, jti: str, sid: str | None, sub: str, iat: float, ver: int | None = None
+    ) -> str | None:
+        """Why a token with these claims is revoked (``"jti"``, ``"sid"`` or ``"user"``),
+        or None. ``ver`` is the token's ``ver`` claim (None when it has no integer one: such
+        a token is dead once its user has a version)."""
         if jti in self.jti:
             return "jti"
         if sid is not None and sid in self.sid:
             return "sid"
+        floor = self.user_ver.get(sub)
+        if floor is not None and (ver is None or ver < floor):
+            return "user"
         epoch = self.user.get(sub)
         if epoch is not None and iat < epoch:
             return "user"
@@ -147,6 +179,7 @@ class RevocationState:
         """An estimate of the memory held (dicts, keys, the expiry heap)."""
         size = sys.getsizeof
         total = size(self.jti) + size(self.sid) + size(self.user) + size(self._user_expires)
+        total += size(self.user_ver) + sum(size(v) for v in self.user_ver.values())
         total += size(self._heap) + len(self._heap) * (size((0.0, "", "")) + size(0.0))
         for table in (self.jti, self.sid, self._user_expires):
             total += sum(size(k) + size(0.0) for k in table)

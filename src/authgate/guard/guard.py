@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ipaddress
 import logging
 import math
 import os
@@ -28,7 +27,6 @@ from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,6 +42,7 @@ from authgate.errors import (
 )
 from authgate.guard._http import FetchError, get_json
 from authgate.guard._loop import BackgroundLoop
+from authgate.guard._origins import EndpointPolicy
 from authgate.guard.feed import FeedFollower, RevocationState
 from authgate.guard.jwks import ASYMMETRIC_ALGORITHMS, JWKSCache
 from authgate.guard.principal import Principal, Requirement
@@ -61,6 +60,11 @@ _T = TypeVar("_T")
 
 _METADATA_PATH = "/.well-known/oauth-authorization-server"
 _FEED_METADATA = "authgate_revocation_feed_endpoint"
+_REVOKED = {
+    "jti": "token was revoked",
+    "sid": "token's session has ended",
+    "user": "token's user was revoked (an older privilege version, or issued before the epoch)",
+}
 _LIVE_GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 _FORK_HOOK = False
 
@@ -68,16 +72,6 @@ _FORK_HOOK = False
 def _after_fork() -> None:
     for guard in list(_LIVE_GUARDS):
         guard._live = False
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +113,11 @@ class Guard:
     * ``cookie``: also read the token from this cookie when there is no Authorization
       header (off by default; the query string is never read); ``realm`` for the
       ``WWW-Authenticate`` challenges.
+    * ``allowed_origins``: origins (``"https://keys.example.com"``) besides the issuer's
+      that the metadata may point the guard to. Every URL the guard fetches or sends its
+      client credentials to (``metadata_url``, and the ``jwks_uri`` and feed endpoint the
+      metadata names) must be https (plain http only on loopback) and on one of these
+      origins or the issuer's; redirects are never followed.
     * ``startup_timeout``, ``transport`` (an httpx transport), ``tls_verify``,
       ``allow_insecure_http`` (plain http is refused off loopback otherwise) and
       ``metrics`` (a prometheus ``CollectorRegistry`` to register the guard's metrics in).
@@ -126,7 +125,11 @@ class Guard:
     Raises ConfigurationError for a contradictory configuration: no issuer and no keys;
     ``revocation="feed"`` without an issuer or client credentials (pass
     ``revocation="off"`` to go without, explicitly); HMAC algorithms with a remote JWKS;
-    a plain-http issuer that is not on loopback (unless ``allow_insecure_http``).
+    a plain-http issuer that is not on loopback (unless ``allow_insecure_http``); a
+    ``metadata_url`` off the allowed origins; an ``allowed_origins`` entry that is not an
+    origin. At start, metadata that names an endpoint off the allowed origins (or over plain
+    http off loopback) fails the start with ConfigurationError, context
+    ``condition='endpoint_not_allowed'``, before any request goes there.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Guard:
         cookie: str | None = None,
         realm: str | None = None,
         metadata_url: str | None = None,
+        allowed_origins: Collection[str] = (),
         startup_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         tls_verify: ssl.SSLContext | str | bool = True,
@@ -180,17 +184,16 @@ class Guard:
             raise ConfigurationError("the JWKS cache durations must be positive")
         if not 0 <= feed_wait <= 30 or feed_interval <= 0:
             raise ConfigurationError("feed_wait must be 0..30 s and feed_interval positive")
-        for url in (issuer, metadata_url):
-            if url is None:
-                continue
-            scheme = urlsplit(url).scheme
-            if scheme not in ("https", "http"):
-                raise ConfigurationError(f"{url!r} is not an http(s) URL")
-            if scheme == "http" and not allow_insecure_http and not _is_loopback(url):
-                raise ConfigurationError(
-                    f"{url!r} is plain http: keys fetched over it can be forged in transit "
-                    "(use https, or allow_insecure_http=True for a trusted network)"
-                )
+        endpoints: EndpointPolicy | None = None
+        if issuer is not None:
+            endpoints = EndpointPolicy.for_issuer(
+                issuer, allowed_origins=allowed_origins, allow_insecure_http=allow_insecure_http
+            )
+            endpoints.check(issuer, what="issuer")
+            if metadata_url is not None:
+                endpoints.check(metadata_url, what="metadata_url")
+        elif metadata_url is not None or allowed_origins:
+            raise ConfigurationError("metadata_url and allowed_origins need an issuer")
 
         local: KeySet | None
         if keys is None:
@@ -263,6 +266,7 @@ class Guard:
         self._metadata_url = metadata_url or (
             issuer.rstrip("/") + _METADATA_PATH if issuer is not None else None
         )
+        self._endpoints = endpoints
         self._startup_timeout = startup_timeout
         self._transport = transport
         self._tls_verify = tls_verify
@@ -310,14 +314,16 @@ class Guard:
                 raise TokenNotYetValid("token is not valid yet", nbf=nbf)
         revoked = self.revoked
         if revoked is not None:
-            if principal.jti in revoked.jti:
-                raise TokenRevoked("token was revoked", by="jti")
-            sid = principal.sid
-            if sid is not None and sid in revoked.sid:
-                raise TokenRevoked("token's session has ended", by="sid")
-            epoch = revoked.user.get(principal.sub)
-            if epoch is not None and principal.iat < epoch:
-                raise TokenRevoked("token was issued before its user's epoch", by="user")
+            # After the cache, on every call: a cached token dies with its revocation.
+            why = revoked.reason(
+                jti=principal.jti,
+                sid=principal.sid,
+                sub=principal.sub,
+                iat=principal.iat,
+                ver=principal.ver,
+            )
+            if why is not None:
+                raise TokenRevoked(_REVOKED[why], by=why)
             limit = self._fail_closed_after
             feed = self.feed
             if limit is not None and (feed is None or now - feed.synced_at > limit):
@@ -617,9 +623,12 @@ class Guard:
         self._http = httpx.AsyncClient(
             transport=self._transport,
             verify=self._tls_verify,
+            # A redirect could take the client secret elsewhere: never followed (a 30x fails).
             follow_redirects=False,
             timeout=httpx.Timeout(15.0, connect=5.0),
             headers={"User-Agent": "authgate-guard"},
+            # Every request, whatever code path builds it, passes the endpoint policy.
+            event_hooks={"request": [self._outbound]},
         )
         self._ready = asyncio.Event()
         main = asyncio.ensure_future(self._run())
@@ -643,6 +652,18 @@ class Guard:
                 self._startup_timeout,
             )
 
+    async def _outbound(self, request: httpx.Request) -> None:
+        """The request hook of the guard's client: refuse, before anything is sent, a
+        request to a URL the endpoint policy does not allow."""
+        policy = self._endpoints
+        why = "the guard has no issuer" if policy is None else policy.refusal(request.url)
+        if why is not None:
+            raise FetchError(
+                f"refused to send {request.method} to an endpoint that {why}",
+                permanent=True,
+                condition="endpoint_not_allowed",
+            )
+
     async def _retrying(self, what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         delay = 0.25
         failures = 0
@@ -651,7 +672,10 @@ class Guard:
                 return await attempt()
             except FetchError as exc:
                 if exc.permanent:
-                    raise ConfigurationError(f"{what}: {exc}", status=exc.status) from exc
+                    context: dict[str, Any] = {"status": exc.status}
+                    if exc.condition is not None:
+                        context["condition"] = exc.condition
+                    raise ConfigurationError(f"{what}: {exc}", **context) from exc
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
                     _log.warning("%s failed (%d tries so far): %s", what, failures, exc)
@@ -667,11 +691,23 @@ class Guard:
                 f"the metadata names issuer {doc.get('issuer')!r}, not {self.issuer!r}",
                 permanent=True,
             )
-        for name in ("jwks_uri", *((_FEED_METADATA,) if self.revoked is not None else ())):
+        assert self._endpoints is not None
+        for name in self._metadata_endpoints():
             value = doc.get(name)
-            if not isinstance(value, str) or urlsplit(value).scheme not in ("https", "http"):
+            if not isinstance(value, str) or not value:
                 raise FetchError(f"the metadata has no usable {name}", permanent=True)
+            # Checked as it is taken from the metadata, before anything is sent to it.
+            self._endpoints.check(value, what=f"the metadata's {name}")
         return doc
+
+    def _metadata_endpoints(self) -> tuple[str, ...]:
+        """The metadata members naming URLs this guard will use."""
+        names: tuple[str, ...] = ()
+        if self._local_state[0] is None:
+            names += ("jwks_uri",)
+        if self.revoked is not None:
+            names += (_FEED_METADATA,)
+        return names
 
     async def _first_jwks(self) -> None:
         assert self.jwks is not None

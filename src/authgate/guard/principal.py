@@ -25,7 +25,9 @@ class Principal:
     """A verified, unrevoked access token: who it speaks for and what it may do.
 
     ``sid`` is None for a client_credentials token (``sub`` is then the client id, and it
-    has no roles). ``claims`` is a read-only view of every claim. Compatible with
+    has no roles). ``ver`` is the user's privilege version when the token was issued (None
+    when the token has no ``ver`` claim). ``claims`` is a read-only view of every claim.
+    Compatible with
     Starlette's ``request.user`` (``is_authenticated``, ``display_name``, ``identity``).
     """
 
@@ -40,6 +42,7 @@ class Principal:
     exp: float = field(repr=False)
     iat: float = field(repr=False)
     nbf: float | None = field(repr=False, default=None)
+    ver: int | None = field(repr=False, default=None)
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any], token: str) -> Principal:
@@ -63,6 +66,9 @@ class Principal:
         scope = claims.get("scope", "")
         if type(scope) is not str:
             raise InvalidClaims("claim 'scope' must be a string", claim="scope")
+        ver = claims.get("ver")
+        if ver is not None and (type(ver) is not int or ver < 0):
+            raise InvalidClaims("claim 'ver' must be a non-negative integer", claim="ver")
         nbf = claims.get("nbf")
         return cls(
             sub=claims["sub"],
@@ -76,6 +82,7 @@ class Principal:
             exp=float(claims["exp"]),
             iat=float(claims["iat"]),
             nbf=None if nbf is None else float(nbf),
+            ver=ver,
         )
 
     @property

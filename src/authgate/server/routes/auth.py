@@ -231,6 +231,7 @@ async def _feed_reader(request: Request, svc: Services) -> None:
 @router.get(
     "/revocations",
     response_model=RevocationFeedOut,
+    response_model_exclude_none=True,  # an event carries not_before or ver only when set
     responses=_ERRORS | problem_responses(403),
     dependencies=[Depends(bearer_scheme), Depends(basic_scheme)],
 )

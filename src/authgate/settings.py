@@ -135,7 +135,7 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     leeway: float = 0.0
     env: Literal["development", "production"] = "development"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "console"] | None = None  # None: console on a TTY, else JSON
     db_pool_size: int = 10
     hash_concurrency: int = 2
     hash_queue: int = 64

@@ -199,7 +199,7 @@ class Overloaded(AuthgateError):
 
 
 class RequestTimeout(AuthgateError):
-    """The request's body did not arrive within its deadline; the connection is closed."""
+    """The request's body did not arrive within its deadline."""
 
     code = "request_timeout"
 

@@ -51,12 +51,13 @@ def _login(url: str, email: str) -> tuple[int, float]:
 
 
 def test_slow_clients_hold_no_in_flight_slot_and_meet_their_deadlines(tmp_path: Path) -> None:
-    settings = {
-        "AUTHGATE_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
-        "AUTHGATE_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
-        "AUTHGATE_BODY_TIMEOUT": str(BODY_TIMEOUT),
-    }
-    with cluster(tmp_path, names=("a",), **settings) as group:
+    with cluster(
+        tmp_path,
+        names=("a",),
+        AUTHGATE_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT),
+        AUTHGATE_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
+        AUTHGATE_BODY_TIMEOUT=str(BODY_TIMEOUT),
+    ) as group:
         inst: Instance = group["a"]
         email = new_email("slow")
         group.cli("users", "add", email, "--password-stdin", stdin=PASSWORD)

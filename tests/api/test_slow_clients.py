@@ -6,15 +6,22 @@ deadline."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import uvicorn
 
-from api._raw import SlowClient, open_slow, request_head
+from api._raw import SlowClient, connect, open_slow, request_head
 from scaleout._cluster import PASSWORD, Instance, cluster, new_email
 
 MAX_IN_FLIGHT = 8
@@ -101,10 +108,11 @@ def test_slow_clients_hold_no_in_flight_slot_and_meet_their_deadlines(tmp_path: 
             f"(in-flight limit {MAX_IN_FLIGHT}; {open_during} still open when the logins "
             f"ended); {statuses.count(200)}/{len(statuses)} logins 200, latency p50 "
             f"{statistics.median(latencies) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
-            f"slow headers closed after {min(header_closed, default=0):.2f}"
-            f"-{max(header_closed, default=0):.2f} s (deadline {HEADER_TIMEOUT} s); slow bodies "
-            f"answered after {min(body_answered, default=0):.2f}-"
-            f"{max(body_answered, default=0):.2f} s (deadline {BODY_TIMEOUT} s)"
+            f"{len(header_closed)} slow-header sockets closed by the server after "
+            f"{min(header_closed, default=0):.2f}-{max(header_closed, default=0):.2f} s "
+            f"(deadline {HEADER_TIMEOUT} s); {len(body_answered)} slow bodies answered after "
+            f"{min(body_answered, default=0):.2f}-{max(body_answered, default=0):.2f} s "
+            f"(deadline {BODY_TIMEOUT} s)"
         )
 
         assert statuses == [200] * len(statuses), statuses
@@ -132,3 +140,90 @@ def test_slow_clients_hold_no_in_flight_slot_and_meet_their_deadlines(tmp_path: 
         assert _login(inst.url, email)[0] == 200
         log = inst.log_path.read_text(errors="replace")
         assert "Exception in ASGI application" not in log
+
+
+PROTOCOL_HEADER_TIMEOUT = 0.5
+PROTOCOLS = {"h11": "H11RuntimeProtocol", "httptools": "HttpToolsRuntimeProtocol"}
+
+
+async def _slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers ``/slow`` after twice the header deadline, anything else at once."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(2 * PROTOCOL_HEADER_TIMEOUT)  # a request that takes its time
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextlib.contextmanager
+def _protocol_server(protocol: type[asyncio.Protocol]) -> Iterator[int]:
+    """uvicorn with authgate's runtime ``protocol``, in a thread; yields its port."""
+    from authgate.server import runtime
+
+    config = runtime.RuntimeConfig(
+        _slow_app,
+        host="127.0.0.1",
+        port=0,
+        http=protocol,
+        ws="none",
+        lifespan="off",
+        log_level="warning",
+        header_timeout=PROTOCOL_HEADER_TIMEOUT,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        assert time.monotonic() < deadline, "the server did not start in time"
+        time.sleep(0.005)  # waiting for startup, not for time to pass
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _closed_after(sock: socket.socket, since: float) -> tuple[bytes, float]:
+    """Read until the server closes ``sock``: (what it sent, seconds since ``since``)."""
+    data = b""
+    sock.settimeout(10)
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - since
+
+
+@pytest.mark.parametrize("parser", sorted(PROTOCOLS))
+def test_slow_headers_deadline_on_each_protocol_and_after_a_keep_alive_response(
+    parser: str,
+) -> None:
+    from authgate.server import runtime
+
+    protocol: type[asyncio.Protocol] | None = getattr(runtime, PROTOCOLS[parser])
+    if protocol is None:
+        pytest.skip("httptools is not installed")
+    with _protocol_server(protocol) as port:
+        # Partial headers on a new connection: closed at the deadline, unanswered.
+        with connect(port) as sock:
+            opened = time.monotonic()
+            sock.sendall(request_head("GET", "/", complete=False))
+            data, took = _closed_after(sock, opened)
+        assert data == b""
+        assert PROTOCOL_HEADER_TIMEOUT - 0.05 <= took <= PROTOCOL_HEADER_TIMEOUT + SLACK
+
+        # A request that runs past the deadline is not cut; the next request's headers on
+        # the same keep-alive connection get a deadline of their own.
+        with connect(port) as sock:
+            sock.sendall(request_head("GET", "/slow"))
+            first = sock.recv(65536)
+            while b"ok" not in first:
+                first += sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200 ")
+            answered = time.monotonic()
+            sock.sendall(request_head("GET", "/", complete=False))
+            data, took = _closed_after(sock, answered)
+        assert data == b""
+        assert PROTOCOL_HEADER_TIMEOUT - 0.05 <= took <= PROTOCOL_HEADER_TIMEOUT + SLACK

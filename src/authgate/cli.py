@@ -211,9 +211,8 @@ def serve(
     config: str | None,
 ) -> None:
     """Run the server (running init first if it never ran)."""
-    import uvicorn
-
     from authgate import logs
+    from authgate.server import runtime
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -243,19 +242,16 @@ def serve(
     click.echo(
         f"authgate listening on {scheme}://{host}:{port} (issuer {settings.issuer})", err=True
     )
-    uvicorn.run(
-        "authgate.server.app:app_from_environ",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
+    runtime.run(
+        runtime.build_config(
+            "authgate.server.app:app_from_environ",
+            host=host,
+            port=port,
+            workers=workers,
+            header_timeout=settings.header_timeout,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+        )
     )
 
 

@@ -24,6 +24,7 @@ Tree::
     │   └── InsufficientScope       insufficient_scope
     ├── Throttled                   too_many_attempts
     ├── Overloaded                  overloaded
+    ├── RequestTimeout              request_timeout
     ├── StorageError                storage_error
     │   ├── Conflict                conflict
     │   └── StorageUnavailable      storage_unavailable
@@ -197,6 +198,12 @@ class Overloaded(AuthgateError):
     code = "overloaded"
 
 
+class RequestTimeout(AuthgateError):
+    """The request's body did not arrive within its deadline."""
+
+    code = "request_timeout"
+
+
 class InvalidToken(AuthgateError):
     """A token was refused. Subclasses say why; all share this root."""
 
@@ -328,6 +335,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "RegistrationClosed",
+    "RequestTimeout",
     "StorageError",
     "StorageUnavailable",
     "Throttled",

@@ -135,7 +135,7 @@ class Settings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     leeway: float = 0.0
     env: Literal["development", "production"] = "development"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "console"] | None = None  # None: console on a TTY, else JSON
     db_pool_size: int = 10
     hash_concurrency: int = 2
     hash_queue: int = 64
@@ -150,6 +150,9 @@ class Settings:
     max_body_bytes: int = 65536
     max_in_flight: int = 128
     config_dir: Path = field(default_factory=Path.cwd)
+    # HTTP runtime
+    header_timeout: float = 10.0  # from connect (or the last response) to complete headers
+    body_timeout: float = 30.0  # from complete headers to the end of the body
 
     @property
     def is_production(self) -> bool:
@@ -251,6 +254,8 @@ class Settings:
             "leeway",
             "throttle_window",
             "throttle_base_delay",
+            "header_timeout",
+            "body_timeout",
         ):
             if name in raw:
                 kw[name] = parse_duration(raw[name], name=f"AUTHGATE_{name.upper()}")
@@ -317,6 +322,11 @@ class Settings:
             raise ConfigurationError("AUTHGATE_LEEWAY must be between 0 and 300 seconds")
         if self.access_ttl < 1 or self.access_ttl > 86400:
             raise ConfigurationError("AUTHGATE_ACCESS_TTL must be between 1 s and 1 day")
+        for name, seconds in (("header", self.header_timeout), ("body", self.body_timeout)):
+            if not 0 < seconds <= 3600:
+                raise ConfigurationError(
+                    f"AUTHGATE_{name.upper()}_TIMEOUT must be over 0 s and at most 1 h"
+                )
         if self.refresh_idle_ttl > self.refresh_max_ttl:
             raise ConfigurationError("AUTHGATE_REFRESH_IDLE_TTL is over AUTHGATE_REFRESH_MAX_TTL")
         if self.key_rotation < 2 * self.access_ttl:

@@ -143,6 +143,7 @@ def create_app(
         max_body=settings.max_body_bytes,
         metrics=metrics,
         max_in_flight=settings.max_in_flight,
+        body_timeout=settings.body_timeout,
     )
     return app
 

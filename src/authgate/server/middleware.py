@@ -1,19 +1,37 @@
-"""Pure-ASGI middleware: body and header caps, security headers, request metrics."""
+"""Pure-ASGI middleware: body and header caps, the body deadline, load shedding, security
+headers, request metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.errors import AuthgateError, Overloaded, RequestTimeout
 from authgate.server.metrics import Metrics
+from authgate.server.problems import headers_of, status_of
 
 MAX_AUTHORIZATION = 8192
+BODY_TIMEOUT = 30.0
 # Probes are never shed; the revocation feed's long polls mostly wait, so they neither
 # count against the limit nor are shed.
 _NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics", "/auth/revocations"})
+# The key, in the ASGI lifespan state, of the event the HTTP runtime sets when the server
+# starts to shut down (see authgate.server.runtime).
+DRAINING = "authgate.draining"
+# How often a body read that is still waiting looks whether the server shuts down.
+_DRAIN_CHECK = 0.25
+_CLOSE = (b"connection", b"close")
+
+
+def draining_event(scope: Scope) -> asyncio.Event | None:
+    """The event set when the server starts to shut down, or None when the server running
+    the app does not provide one. Every wait that a client can make long watches it."""
+    event = scope.get("state", {}).get(DRAINING)
+    return event if isinstance(event, asyncio.Event) else None
 
 
 async def _send_problem(
@@ -36,18 +54,79 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_error(send: Send, exc: AuthgateError, headers: list[tuple[bytes, bytes]]) -> int:
+    """Answer ``exc`` as problems.py maps it, and close the connection: its request was
+    not read to the end."""
+    status, title = status_of(exc)
+    extra = [(k.lower().encode(), v.encode()) for k, v in headers_of(exc, status).items()]
+    await _send_problem(send, status, exc.code, title, [*headers, *extra, _CLOSE])
+    return status
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _next_message(
+    receive: Receive, *, deadline: float, draining: asyncio.Event | None
+) -> Message:
+    """The next request message; RequestTimeout at ``deadline`` (loop time), Overloaded
+    once the server drains."""
+    loop = asyncio.get_running_loop()
+    while True:
+        if draining is not None and draining.is_set():
+            raise Overloaded("the server is shutting down", retry_after=1)
+        now = loop.time()
+        if now >= deadline:
+            raise RequestTimeout("the request body did not arrive in time")
+        until = deadline if draining is None else min(deadline, now + _DRAIN_CHECK)
+        # A receive cut short loses nothing: the server keeps what arrived for the next one.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(until):
+                return await receive()
+
+
 class HardeningMiddleware:
-    """Caps bodies (413) and the Authorization header (401), adds security headers to every
-    response (HSTS when served over TLS), and records request metrics."""
+    """Caps bodies (413) and the Authorization header (401), reads the whole body within
+    ``body_timeout`` seconds (408), and only then counts the request in flight and sheds
+    load past ``max_in_flight`` (503). Adds security headers to every response (HSTS when
+    served over TLS), and records request metrics."""
 
     def __init__(
-        self, app: ASGIApp, *, max_body: int, metrics: Metrics, max_in_flight: int = 0
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        metrics: Metrics,
+        max_in_flight: int = 0,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
         self.max_in_flight = max_in_flight  # 0: no limit
+        self.body_timeout = body_timeout
         self.in_flight = 0
+
+    async def _read_body(self, receive: Receive, draining: asyncio.Event | None) -> bytes:
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await _next_message(receive, deadline=deadline, draining=draining)
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,13 +162,29 @@ class HardeningMiddleware:
                     ],
                 )
                 return
-        if (
-            self.max_in_flight
-            and self.in_flight >= self.max_in_flight
-            and scope["path"] not in _NEVER_SHED
-        ):
-            # Shed load early and cheaply, before any work: a quick 503 the client can retry
-            # beats a queue that grows until every request times out.
+        started = time.perf_counter()
+        # The whole body first, under its deadline: a slow client holds a connection, never
+        # an in-flight slot, so slow uploads cannot turn other requests into 503s.
+        try:
+            body = await self._read_body(receive, draining_event(scope))
+        except _ClientGone:
+            return
+        except _BodyTooLarge:
+            # A chunked body with no Content-Length went over the cap.
+            await _send_problem(
+                send, 413, "body_too_large", "The request body is too large", [*security, _CLOSE]
+            )
+            return
+        except (RequestTimeout, Overloaded) as exc:
+            status = await _send_error(send, exc, security)
+            self.metrics.observe_request(
+                scope["method"], "unmatched", status, time.perf_counter() - started
+            )
+            return
+        counted = scope["path"] not in _NEVER_SHED
+        if counted and self.max_in_flight and self.in_flight >= self.max_in_flight:
+            # Shed load cheaply, before any work: a quick 503 the client can retry beats a
+            # queue that grows until every request times out.
             self.metrics.shed.inc()
             await _send_problem(
                 send,
@@ -99,49 +194,32 @@ class HardeningMiddleware:
                 [*security, (b"retry-after", b"1")],
             )
             return
-        counted = scope["path"] not in _NEVER_SHED
         if counted:
             self.in_flight += 1
-        received = 0
-        max_body = self.max_body
-        state: dict[str, Any] = {"status": 500, "started": False, "rejected": False}
+        status = 500
+        delivered = False
 
-        async def capped_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request" and not state["rejected"]:
-                received += len(message.get("body", b""))
-                if received > max_body:
-                    # A chunked body with no Content-Length went over the cap: answer 413
-                    # now, and tell the app the client left, so that it answers nothing.
-                    state["rejected"] = True
-                    if not state["started"]:
-                        state["started"] = True
-                        state["status"] = 413
-                        await _send_problem(
-                            send, 413, "body_too_large", "The request body is too large", security
-                        )
-                    return {"type": "http.disconnect"}
-            return message
-
-        started = time.perf_counter()
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # http.disconnect, when the client leaves
 
         async def secured_send(message: Message) -> None:
-            if state["rejected"]:
-                return
+            nonlocal status
             if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
+                status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), *security]}
             await send(message)
 
         try:
-            await self.app(scope, capped_receive, secured_send)
+            await self.app(scope, replay, secured_send)
         finally:
             if counted:
                 self.in_flight -= 1
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             self.metrics.observe_request(
-                scope["method"], path, int(state["status"]), time.perf_counter() - started
+                scope["method"], path, int(status), time.perf_counter() - started
             )

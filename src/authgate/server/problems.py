@@ -33,6 +33,7 @@ _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.InsufficientScope, 403, "The token lacks a needed permission"),
     (e.Forbidden, 403, "Forbidden"),
     (e.NotFound, 404, "Not found"),
+    (e.RequestTimeout, 408, "The request did not arrive in time"),
     (e.Throttled, 429, "Too many attempts"),
     (e.Overloaded, 503, "The server is busy"),
     (e.StorageUnavailable, 503, "The database is unavailable"),

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from authgate.clock import Clock
 from authgate.storage.base import RevocationEvent, RevocationStore
+
+
+async def _first_of(events: tuple[asyncio.Event | None, ...], *, timeout: float) -> None:
+    """Return once any of ``events`` is set, or after ``timeout`` seconds."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events if event is not None]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +98,30 @@ class Revocations:
             cursor = await self._store.latest_revocation_id()
         return FeedPage(cursor=cursor, events=tuple(events))
 
-    async def wait(self, after: int | None, *, timeout: float, limit: int = 1000) -> FeedPage:
+    async def wait(
+        self,
+        after: int | None,
+        *,
+        timeout: float,
+        limit: int = 1000,
+        stop: asyncio.Event | None = None,
+    ) -> FeedPage:
         """Long poll: the first page with events after ``after``, or an empty page once
-        ``timeout`` seconds have passed. Wakes at once for events written by this process,
-        and re-reads the store every ``poll_interval`` for those of other instances."""
+        ``timeout`` seconds have passed or ``stop`` is set (the server shuts down: the poll
+        ends with the current cursor rather than being cut off). Wakes at once for events
+        written by this process, and re-reads the store every ``poll_interval`` for those
+        of other instances."""
+        changed = self._changed  # taken before the read: a write after it wakes us
         page = await self.feed(after, limit=limit)
         if after is None or page.events or timeout <= 0:
             return page
         deadline = time.monotonic() + timeout
-        while not page.events:
+        while not page.events and not (stop is not None and stop.is_set()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            await _first_of((changed, stop), timeout=min(remaining, self.poll_interval))
             changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, self.poll_interval))
             page = await self.feed(after, limit=limit)
         return page
 

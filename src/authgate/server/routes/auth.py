@@ -244,8 +244,11 @@ async def revocations(
     """The revocation feed: live events after the cursor (all of them without one). With
     ``wait``, a long poll: it answers as soon as an event after the cursor exists. For a
     client with the ``authgate:revocations`` scope (Basic), or an admin Bearer."""
+    from authgate.server.middleware import draining_event
+
     await _feed_reader(request, svc)
-    page = await svc.revocations.wait(after, timeout=wait)
+    # On shutdown the poll ends at once with the current cursor, never cut off mid-wait.
+    page = await svc.revocations.wait(after, timeout=wait, stop=draining_event(request.scope))
     return RevocationFeedOut.model_validate(
         {
             "cursor": page.cursor,

@@ -98,7 +98,7 @@ async def setup_lanes(http: httpx.AsyncClient, admin: str, lanes: int) -> list[L
     assert r.status_code in (201, 409), r.text
     out = []
     for i in range(lanes):
-        email = f"racer-{i}-{random.getrandbits(40):x}@example.com"  # noqa: S311
+        email = f"racer-{i}-{random.getrandbits(40):x}@example.com"
         body = await _ok(
             await http.post(
                 "/admin/users",
@@ -124,7 +124,7 @@ async def run_races(
     """``races`` races spread over ``lanes``; logins and refreshes go to ``issuers`` in turn
     (the change to ``admin_http``), every token is checked at every issuer and the guard."""
     tally = Tally()
-    rng = random.Random(seed)  # noqa: S311 (spreads the timing, nothing secret)
+    rng = random.Random(seed)
     plan = [(KINDS[i % len(KINDS)], rng.random()) for i in range(races)]
     queue: asyncio.Queue[tuple[int, str, float]] = asyncio.Queue()
     for index, (kind, spread) in enumerate(plan):

@@ -447,6 +447,11 @@ class Counters(Protocol):
         """Forget ``key``."""
         ...
 
+    async def release(self, key: str, *, window_start: float) -> None:
+        """Take back one hit from ``key`` if its window still starts at ``window_start``
+        (never below zero): an attempt counted by :meth:`hit` that was not a failure."""
+        ...
+
 
 class Database(Protocol):
     """Lifecycle and health of a backend."""

@@ -1142,6 +1142,24 @@ class SqlStorage:
 
         await self._transaction(_body)
 
+    async def release(self, key: str, *, window_start: float) -> None:
+        """Take back one hit from ``key`` if its window still starts at ``window_start``,
+        never below zero. One conditional UPDATE."""
+        stmt = (
+            update(counters)
+            .where(
+                counters.c.key == key,
+                counters.c.window_start == window_start,
+                counters.c.count > 0,
+            )
+            .values(count=counters.c.count - 1)
+        )
+
+        async def _body(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await self._transaction(_body)
+
 
 if TYPE_CHECKING:
 

@@ -7,6 +7,8 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from email_validator import EmailNotValidError, validate_email
+
 from authgate.clock import Clock
 from authgate.errors import (
     Conflict,
@@ -27,14 +29,31 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 _PERMISSION = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 
 
-def normalize_email(email: str) -> str:
-    """NFKC, case-folded, surrounding whitespace stripped; InvalidRequest if not an email."""
+def _fold_email(email: str) -> str:
     if not isinstance(email, str) or len(email) > 320:
         raise InvalidRequest("email is not valid", field="email")
     normalized = unicodedata.normalize("NFKC", email).strip().casefold()
     if not _EMAIL.fullmatch(normalized):
         raise InvalidRequest("email is not valid", field="email")
     return normalized
+
+
+def normalize_email(email: str) -> str:
+    """A new address: NFKC, case-folded, surrounding whitespace stripped, then checked by
+    email-validator (no control characters, a dotted domain, no DNS lookup).
+    InvalidRequest if it is not an email address."""
+    normalized = _fold_email(email)
+    try:
+        validate_email(normalized, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidRequest("email is not valid", field="email") from exc
+    return normalized
+
+
+def lookup_email(email: str) -> str:
+    """An address to look an account up by: normalised as :func:`normalize_email`, but
+    without its stricter checks, so that an account made before them can still log in."""
+    return _fold_email(email)
 
 
 def check_role_name(name: str) -> str:
@@ -115,7 +134,7 @@ class Accounts:
     async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
         """Check a login. Unknown users cost a dummy verify and get the same error."""
         try:
-            normalized = normalize_email(email)
+            normalized = lookup_email(email)
         except InvalidRequest:
             normalized = None
         account = normalized or "\x00invalid"
@@ -142,7 +161,7 @@ class Accounts:
 
     async def by_email(self, email: str) -> UserRecord:
         """A user by email; NotFound if none."""
-        user = await self._users.get_user_by_email(normalize_email(email))
+        user = await self._users.get_user_by_email(lookup_email(email))
         if user is None:
             raise NotFound("no such user")
         return user

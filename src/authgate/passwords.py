@@ -160,6 +160,7 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
         self._slots = max_concurrency + max_queue
         self._in_flight = 0
+        self._started = 0
         self.retry_after = retry_after
         self._dummy_hash: str | None = None
 
@@ -168,10 +169,16 @@ class PasswordHasher:
         """Hashes running or queued now."""
         return self._in_flight
 
+    @property
+    def started(self) -> int:
+        """Hashes and verifications started since this hasher was made."""
+        return self._started
+
     async def _run(self, fn: object, *args: object) -> object:
         if self._in_flight >= self._slots:
             raise Overloaded("password hashing queue is full", retry_after=self.retry_after)
         self._in_flight += 1
+        self._started += 1
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]

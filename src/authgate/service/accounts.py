@@ -132,21 +132,23 @@ class Accounts:
         return user
 
     async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
-        """Check a login. Unknown users cost a dummy verify and get the same error."""
+        """Check a login, through the throttle (Throttled while locked). Unknown users cost
+        a dummy verify and get the same InvalidCredentials."""
         try:
-            normalized = lookup_email(email)
+            normalized: str | None = lookup_email(email)
         except InvalidRequest:
             normalized = None
         account = normalized or "\x00invalid"
-        failures = await self._throttle.check(account, ip)
-        user = await self._users.get_user_by_email(normalized) if normalized else None
-        ok = await self._hasher.verify(user.password_hash if user else None, password)
-        if not ok or user is None or user.disabled:
-            await self._throttle.failed(account, ip)
-            await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
-            raise InvalidCredentials("invalid email or password")
-        if failures:
-            await self._throttle.succeeded(account)
+
+        async def check() -> UserRecord:
+            user = await self._users.get_user_by_email(normalized) if normalized else None
+            ok = await self._hasher.verify(user.password_hash if user else None, password)
+            if not ok or user is None or user.disabled:
+                await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
+                raise InvalidCredentials("invalid email or password")
+            return user
+
+        user = await self._throttle.attempt(account, ip, check)
         if self._hasher.needs_rehash(user.password_hash):
             await self._users.update_user(user.id, password_hash=await self._hasher.hash(password))
         await self._audit.record("login_ok", user_id=user.id, ip=ip)
@@ -170,9 +172,25 @@ class Accounts:
         """A page of users ordered by id."""
         return await self._users.list_users(after=after, limit=limit)
 
-    async def verify_password(self, user: UserRecord, password: str) -> bool:
-        """Check a user's current password (for sensitive changes)."""
-        return await self._hasher.verify(user.password_hash, password)
+    async def verify_password(self, user: UserRecord, password: str, *, ip: str | None) -> None:
+        """Check a signed-in user's current password (for sensitive changes) through the
+        login throttle of the account and the IP; a failure is audited.
+        InvalidCredentials if it is wrong, Throttled while locked."""
+
+        async def check() -> None:
+            if not await self._hasher.verify(user.password_hash, password):
+                await self._audit.record("password_check_failed", user_id=user.id, ip=ip)
+                raise InvalidCredentials("the current password is wrong")
+
+        await self._throttle.attempt(user.email, ip, check)
+
+    async def change_password(
+        self, user: UserRecord, current_password: str, new_password: str, *, ip: str | None
+    ) -> None:
+        """Check the current password (:meth:`verify_password`), then store the new one
+        (the caller ends the other sessions)."""
+        await self.verify_password(user, current_password, ip=ip)
+        await self.set_password(user, new_password)
 
     async def set_password(self, user: UserRecord, new_password: str) -> None:
         """Store a new password hash (the caller ends the other sessions)."""

@@ -150,6 +150,9 @@ class Settings:
     max_body_bytes: int = 65536
     max_in_flight: int = 128
     config_dir: Path = field(default_factory=Path.cwd)
+    # Throttles and input policy
+    throttle_client_limit: int = 10  # failed client authentications per client id
+    throttle_client_ip_limit: int = 100  # failed client authentications per IP
 
     @property
     def is_production(self) -> bool:
@@ -266,6 +269,8 @@ class Settings:
             "throttle_ip_limit",
             "max_body_bytes",
             "max_in_flight",
+            "throttle_client_limit",
+            "throttle_client_ip_limit",
         ):
             if name in raw:
                 try:

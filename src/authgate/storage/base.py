@@ -150,8 +150,9 @@ def audit_hash(
 
 @dataclass(frozen=True, slots=True)
 class ClientRecord:
-    """A service client (OAuth2). It authenticates with a secret (stored only as an argon2id
-    hash) or, for private_key_jwt, with a registered public JWK; never both."""
+    """A service client (OAuth2). It authenticates with a secret (stored only as a keyed
+    digest, or an argon2id hash from older versions) or, for private_key_jwt, with a
+    registered public JWK; never both."""
 
     client_id: str
     name: str
@@ -420,6 +421,11 @@ class ClientStore(Protocol):
 
     async def revoke_client(self, client_id: str, *, now: float) -> bool:
         """Mark a client revoked; False if unknown or already revoked."""
+        ...
+
+    async def replace_client_secret(self, client_id: str, *, old: str, new: str) -> bool:
+        """Store ``new`` as the client's secret hash if it is still ``old`` (a
+        compare-and-set); False otherwise."""
         ...
 
     async def use_assertion_id(self, client_id: str, jti: str, *, expires_at: float) -> bool:

@@ -219,7 +219,7 @@ async def _feed_reader(request: Request, svc: Services) -> None:
         credentials = _basic(request)
         assert credentials is not None
         try:
-            client = await svc.clients.authenticate_secret(*credentials)
+            client = await svc.clients.authenticate_secret(*credentials, ip=client_ip(request))
         except InvalidClient as exc:
             raise InvalidCredentials("client authentication failed") from exc
         if REVOCATIONS_SCOPE not in client.scopes:

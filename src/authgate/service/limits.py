@@ -94,7 +94,7 @@ class _Throttle:
                 )
         try:
             state = await self._counters.hit(subject_key, now=now, window=p.window)
-        except BaseException:
+        except Exception:  # cancelled: it stays counted, the safe side
             if ip_state is not None and ip_key is not None:
                 await self._counters.release(ip_key, window_start=ip_state.window_start)
             raise

@@ -17,6 +17,7 @@ Tree::
     ├── InvalidRequest              invalid_request
     │   ├── InvalidScope            invalid_scope
     │   └── WeakPassword            weak_password
+    │       └── PredictablePassword password_too_predictable
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
@@ -154,6 +155,12 @@ class WeakPassword(InvalidRequest):
     """A new password is too short, too long or too common."""
 
     code = "weak_password"
+
+
+class PredictablePassword(WeakPassword):
+    """A new password is repetitive or sequential (``aaaaaaaa``, ``12345678``)."""
+
+    code = "password_too_predictable"
 
 
 class EmailTaken(AuthgateError):
@@ -334,6 +341,7 @@ __all__ = [
     "MissingClaim",
     "NotFound",
     "Overloaded",
+    "PredictablePassword",
     "RegistrationClosed",
     "RequestTimeout",
     "StorageError",

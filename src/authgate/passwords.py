@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Final
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from authgate.errors import InvalidRequest, Overloaded, WeakPassword
+from authgate.errors import InvalidRequest, Overloaded, PredictablePassword, WeakPassword
 
 MAX_PASSWORD_BYTES = 1024
 MIN_PASSWORD_CHARS = 8
@@ -60,14 +61,79 @@ def common_passwords() -> frozenset[str]:
     )
 
 
+# Sequences a person types without thinking: the digits (0 follows 9), the alphabet, and
+# the rows of a QWERTY keyboard.
+_SEQUENCES: Final = (
+    "0123456789" * 2,
+    "abcdefghijklmnopqrstuvwxyz" * 2,
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+)
+_MIN_DISTINCT: Final = 4
+_MAX_RUNS: Final = 2
+
+
+def _in_sequence(pair: str) -> bool:
+    """True if ``pair`` is two neighbours (either way) in one of the sequences."""
+    return any(pair in seq or pair[::-1] in seq for seq in _SEQUENCES)
+
+
+def _runs(text: str) -> int:
+    """The fewest pieces ``text`` splits into, each a repetition of one character or a
+    sequence read one way (``aaaa``, ``1234``, ``9876``, ``qwer``). Any piece of a run is a
+    run, so taking the longest run from the left is optimal."""
+    runs = 0
+    i = 0
+    while i < len(text):
+        runs += 1
+        j = i + 1
+        if j < len(text):
+            step = text[i : j + 1]
+            if step[0] == step[1]:
+                while j < len(text) and text[j] == text[i]:
+                    j += 1
+            elif _in_sequence(step):
+                forward = any(step in seq for seq in _SEQUENCES)
+                while j < len(text):
+                    pair = text[j - 1 : j + 1]
+                    if not (
+                        (forward and any(pair in seq for seq in _SEQUENCES))
+                        or (not forward and any(pair[::-1] in seq for seq in _SEQUENCES))
+                    ):
+                        break
+                    j += 1
+        i = j
+    return runs
+
+
+def predictability(password: str) -> str | None:
+    """Why ``password`` is repetitive or sequential (NIST SP 800-63B 3.1.1.2), or None.
+
+    Repetitive: fewer than 4 distinct characters (``aaaaaaaa``, sixteen spaces,
+    ``abababab``). Sequential: it splits into at most 2 runs, each one repeated character
+    or a sequence of digits, letters or keyboard keys read one way (``1234567890123456``,
+    ``1234abcd``, ``zyxwvuts``). Compared case-folded, after NFKC."""
+    folded = unicodedata.normalize("NFKC", password).casefold()
+    if len(set(folded)) < _MIN_DISTINCT:
+        return "repetitive"
+    if _runs(folded) <= _MAX_RUNS:
+        return "sequential"
+    return None
+
+
 def check_new_password(password: str) -> None:
-    """Refuse a password under 8 characters, over 1024 bytes, or on the common list."""
+    """Refuse a password under 8 characters, over 1024 bytes, on the common list
+    (WeakPassword), or repetitive or sequential (PredictablePassword)."""
     normalize_password(password)
     normalized = unicodedata.normalize("NFKC", password)
     if len(normalized) < MIN_PASSWORD_CHARS:
         raise WeakPassword(f"passwords need at least {MIN_PASSWORD_CHARS} characters")
     if normalized.casefold() in common_passwords():
         raise WeakPassword("this password is on the list of common passwords")
+    why = predictability(normalized)
+    if why is not None:
+        raise PredictablePassword(f"this password is {why}", kind=why)
 
 
 class PasswordHasher:
@@ -94,6 +160,7 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
         self._slots = max_concurrency + max_queue
         self._in_flight = 0
+        self._started = 0
         self.retry_after = retry_after
         self._dummy_hash: str | None = None
 
@@ -102,10 +169,16 @@ class PasswordHasher:
         """Hashes running or queued now."""
         return self._in_flight
 
+    @property
+    def started(self) -> int:
+        """Hashes and verifications started since this hasher was made."""
+        return self._started
+
     async def _run(self, fn: object, *args: object) -> object:
         if self._in_flight >= self._slots:
             raise Overloaded("password hashing queue is full", retry_after=self.retry_after)
         self._in_flight += 1
+        self._started += 1
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, fn, *args)  # type: ignore[arg-type]
@@ -168,4 +241,5 @@ __all__ = [
     "check_new_password",
     "common_passwords",
     "normalize_password",
+    "predictability",
 ]

@@ -153,6 +153,9 @@ class Settings:
     # HTTP runtime
     header_timeout: float = 10.0  # from connect (or the last response) to complete headers
     body_timeout: float = 30.0  # from complete headers to the end of the body
+    # Throttles and input policy
+    throttle_client_limit: int = 10  # failed client authentications per client id
+    throttle_client_ip_limit: int = 100  # failed client authentications per IP
 
     @property
     def is_production(self) -> bool:
@@ -271,6 +274,8 @@ class Settings:
             "throttle_ip_limit",
             "max_body_bytes",
             "max_in_flight",
+            "throttle_client_limit",
+            "throttle_client_ip_limit",
         ):
             if name in raw:
                 try:

@@ -1,9 +1,11 @@
 """Service clients through /admin/clients: scopes are a subset of the defined permissions,
-the secret is shown once and stored as an argon2id hash, and a revoked client can neither
+the secret is shown once and stored as a keyed digest, and a revoked client can neither
 get tokens nor keep the ones it has."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from authgate.jose import Key
@@ -76,7 +78,7 @@ def test_private_jwk_is_refused(live: LiveServer, rsa_key: Key) -> None:
     assert_problem(r, 400, "invalid_request")
 
 
-def test_secret_is_shown_once_and_stored_as_argon2id(live: LiveServer) -> None:
+def test_secret_is_shown_once_and_stored_as_a_keyed_digest(live: LiveServer) -> None:
     created = make_client(live, ["posts:read"])
     secret = created["client_secret"]
     listed = live.http.get("/admin/clients", headers=bearer(live.admin_token))
@@ -90,7 +92,11 @@ def test_secret_is_shown_once_and_stored_as_argon2id(live: LiveServer) -> None:
             "SELECT secret_hash FROM clients WHERE client_id = ?", (created["client_id"],)
         ).fetchall()
         dump = "\n".join(db.iterdump())
-    assert row[0].startswith("$argon2id$"), row
+    # HMAC-SHA256 under a key derived from the master key: never the bare SHA-256.
+    assert row[0].startswith("hmac-sha256$"), row
+    assert len(row[0]) == len("hmac-sha256$") + 43
+    unkeyed = base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).rstrip(b"=")
+    assert unkeyed.decode() not in dump
     assert secret not in dump  # nowhere in the database, in any form
 
 

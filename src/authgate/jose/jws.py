@@ -49,7 +49,8 @@ class Header:
 
 
 Parsed = tuple[Header, bytes, bytes, bytes]
-"""A token split and decoded, before its signature check: header, payload, signature, input."""
+"""A token split and decoded, before its signature check: header, payload, signature, input.
+Only the header is parsed: the payload's JSON must not be read before the signature holds."""
 
 
 def _string_member(obj: dict[str, Any], name: str) -> str | None:
@@ -167,7 +168,9 @@ def verify(
     algorithms: Collection[str],
     max_size: int = MAX_TOKEN_SIZE,
 ) -> tuple[dict[str, str], bytes]:
-    """Verify a compact JWS and return ``(header, payload)``.
+    """Verify a compact JWS and return ``(header, payload)``: the header is parsed (it
+    names the key), then the signature checked; the payload is returned unparsed, for the
+    caller to read only once it is known to be signed.
 
     Raises an :class:`authgate.errors.InvalidToken` subclass for every failure.
     """

@@ -186,15 +186,16 @@ def decode(
 ) -> dict[str, Any]:
     """Verify a JWT and return its claims.
 
-    Every encoding rule is applied before the signature check; the claims are checked
-    after it. Time is ``now``, else ``clock.now()``, else the system clock. Raises an
+    The order is fixed: the size cap and the encoding of every segment, then the header
+    (it names the key), then the signature over the signing input, and only then the
+    payload's JSON and the claims: the JSON parser never sees an unsigned payload.
+    Time is ``now``, else ``clock.now()``, else the system clock. Raises an
     :class:`authgate.errors.InvalidToken` subclass for every refusal.
     """
     jws.check_algorithms(algorithms)
     header, payload, signature, signing_input = jws.split(token, max_size=max_size)
-    key = jws.select_key(header, keys, algorithms)
+    jws.select_key(header, keys, algorithms).verify(signing_input, signature)
     claims = loads_object(payload)
-    key.verify(signing_input, signature)
     if now is None:
         now = clock.now() if clock is not None else time.time()
     if not math.isfinite(now):

@@ -7,6 +7,8 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from email_validator import EmailNotValidError, validate_email
+
 from authgate.clock import Clock
 from authgate.errors import (
     Conflict,
@@ -27,14 +29,31 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 _PERMISSION = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 
 
-def normalize_email(email: str) -> str:
-    """NFKC, case-folded, surrounding whitespace stripped; InvalidRequest if not an email."""
+def _fold_email(email: str) -> str:
     if not isinstance(email, str) or len(email) > 320:
         raise InvalidRequest("email is not valid", field="email")
     normalized = unicodedata.normalize("NFKC", email).strip().casefold()
     if not _EMAIL.fullmatch(normalized):
         raise InvalidRequest("email is not valid", field="email")
     return normalized
+
+
+def normalize_email(email: str) -> str:
+    """A new address: NFKC, case-folded, surrounding whitespace stripped, then checked by
+    email-validator (no control characters, a dotted domain, no DNS lookup).
+    InvalidRequest if it is not an email address."""
+    normalized = _fold_email(email)
+    try:
+        validate_email(normalized, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidRequest("email is not valid", field="email") from exc
+    return normalized
+
+
+def lookup_email(email: str) -> str:
+    """An address to look an account up by: normalised as :func:`normalize_email`, but
+    without its stricter checks, so that an account made before them can still log in."""
+    return _fold_email(email)
 
 
 def check_role_name(name: str) -> str:
@@ -113,21 +132,23 @@ class Accounts:
         return user
 
     async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
-        """Check a login. Unknown users cost a dummy verify and get the same error."""
+        """Check a login, through the throttle (Throttled while locked). Unknown users cost
+        a dummy verify and get the same InvalidCredentials."""
         try:
-            normalized = normalize_email(email)
+            normalized: str | None = lookup_email(email)
         except InvalidRequest:
             normalized = None
         account = normalized or "\x00invalid"
-        failures = await self._throttle.check(account, ip)
-        user = await self._users.get_user_by_email(normalized) if normalized else None
-        ok = await self._hasher.verify(user.password_hash if user else None, password)
-        if not ok or user is None or user.disabled:
-            await self._throttle.failed(account, ip)
-            await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
-            raise InvalidCredentials("invalid email or password")
-        if failures:
-            await self._throttle.succeeded(account)
+
+        async def check() -> UserRecord:
+            user = await self._users.get_user_by_email(normalized) if normalized else None
+            ok = await self._hasher.verify(user.password_hash if user else None, password)
+            if not ok or user is None or user.disabled:
+                await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
+                raise InvalidCredentials("invalid email or password")
+            return user
+
+        user = await self._throttle.attempt(account, ip, check)
         if self._hasher.needs_rehash(user.password_hash):
             await self._users.update_user(user.id, password_hash=await self._hasher.hash(password))
         await self._audit.record("login_ok", user_id=user.id, ip=ip)
@@ -142,7 +163,7 @@ class Accounts:
 
     async def by_email(self, email: str) -> UserRecord:
         """A user by email; NotFound if none."""
-        user = await self._users.get_user_by_email(normalize_email(email))
+        user = await self._users.get_user_by_email(lookup_email(email))
         if user is None:
             raise NotFound("no such user")
         return user
@@ -151,9 +172,25 @@ class Accounts:
         """A page of users ordered by id."""
         return await self._users.list_users(after=after, limit=limit)
 
-    async def verify_password(self, user: UserRecord, password: str) -> bool:
-        """Check a user's current password (for sensitive changes)."""
-        return await self._hasher.verify(user.password_hash, password)
+    async def verify_password(self, user: UserRecord, password: str, *, ip: str | None) -> None:
+        """Check a signed-in user's current password (for sensitive changes) through the
+        login throttle of the account and the IP; a failure is audited.
+        InvalidCredentials if it is wrong, Throttled while locked."""
+
+        async def check() -> None:
+            if not await self._hasher.verify(user.password_hash, password):
+                await self._audit.record("password_check_failed", user_id=user.id, ip=ip)
+                raise InvalidCredentials("the current password is wrong")
+
+        await self._throttle.attempt(user.email, ip, check)
+
+    async def change_password(
+        self, user: UserRecord, current_password: str, new_password: str, *, ip: str | None
+    ) -> None:
+        """Check the current password (:meth:`verify_password`), then store the new one
+        (the caller ends the other sessions)."""
+        await self.verify_password(user, current_password, ip=ip)
+        await self.set_password(user, new_password)
 
     async def set_password(self, user: UserRecord, new_password: str) -> None:
         """Store a new password hash (the caller ends the other sessions)."""

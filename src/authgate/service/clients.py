@@ -1,9 +1,14 @@
 """Service clients (OAuth2): creation, authentication and the client_credentials grant.
 
-A client secret is 256 random bits, shown once and stored as an argon2id hash. Because
-every grant would otherwise pay a full argon2 verify, a successful verification is
-remembered in memory for a short time as an HMAC of the secret under a per-process key;
-a revoked client is forgotten at once.
+A client secret is 256 random bits, shown once and stored as a keyed digest: HMAC-SHA256,
+under a key derived from the master key, of the client id and the secret. A secret that
+cannot be guessed needs no slow hash, and a digest costs microseconds, so client
+authentication never reaches the password hasher: a flood of it cannot starve logins.
+A secret stored by an older version as an argon2id hash is verified once more with
+argon2 (through the throttle) and then stored as a digest.
+
+Every client authentication (secret or assertion) is one attempt of the ClientThrottle:
+failures are counted per client id and per IP before the check, and audited.
 """
 
 from __future__ import annotations
@@ -12,14 +17,14 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from authgate.clock import Clock
 from authgate.errors import (
     AuthgateError,
+    ConfigurationError,
     Conflict,
     InsufficientScope,
     InvalidClient,
@@ -28,11 +33,14 @@ from authgate.errors import (
     InvalidScope,
     InvalidToken,
 )
-from authgate.jose import ClaimsPolicy, Key, decode, encode
+from authgate.jose import ClaimsPolicy, Key, decode, encode, jws
+from authgate.jose._b64 import b64encode_str
+from authgate.jose._json import loads_object
 from authgate.passwords import PasswordHasher
 from authgate.service.accounts import Accounts, check_permissions
 from authgate.service.audit import Audit
 from authgate.service.keyring import Keyring
+from authgate.service.limits import ClientThrottle
 from authgate.service.revocation import Revocations
 from authgate.storage.base import ClientRecord, ClientStore
 
@@ -45,8 +53,9 @@ ASSERTION_ALGORITHMS = frozenset(
 )
 # Authlib and other clients sign assertions valid for an hour; jti stays single-use.
 MAX_ASSERTION_LIFETIME = 3600.0
-_VERIFIED_TTL = 300.0
-_VERIFIED_MAX = 10_000
+SECRET_DIGEST_PREFIX = "hmac-sha256$"  # noqa: S105 (a format tag, not a secret)
+_MAX_CLIENT_ID = 64
+_NO_CLIENT = "\x00invalid"  # the throttle's subject for an id no client can have
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +92,17 @@ class Clients:
         issuer: str,
         audience: str,
         access_ttl: float,
+        secret_key: bytes,
+        throttle: ClientThrottle,
         leeway: float = 0.0,
     ) -> None:
+        if len(secret_key) < 32:
+            raise ConfigurationError("the client-secret key needs at least 32 bytes")
         self._store = store
         self._accounts = accounts
         self._hasher = hasher
+        self._secret_key = secret_key
+        self._throttle = throttle
         self._keyring = keyring
         self._revocations = revocations
         self._audit = audit
@@ -96,9 +111,9 @@ class Clients:
         self.audience = audience
         self.access_ttl = access_ttl
         self.token_endpoint = f"{issuer}/oauth2/token"
-        self._cache_key = secrets.token_bytes(32)
-        self._verified: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._leeway = leeway
+        # What an unknown client's secret is compared with: the same digest work.
+        self._dummy_digest = self._digest(_NO_CLIENT, "")
 
     async def defined_permissions(self) -> frozenset[str]:
         """Every permission some role grants, and the built-in ones."""
@@ -128,6 +143,7 @@ class Clients:
             raise InvalidRequest(
                 f"access_ttl must be between 1 s and {self.access_ttl:g} s", field="access_ttl"
             )
+        client_id = "cli_" + secrets.token_urlsafe(12)
         secret: str | None = None
         secret_hash: str | None = None
         public_jwk: str | None = None
@@ -143,9 +159,9 @@ class Clients:
             public_jwk = json.dumps(key.to_jwk())
         else:
             secret = secrets.token_urlsafe(32)
-            secret_hash = await self._hasher.hash(secret)
+            secret_hash = self._digest(client_id, secret)
         record = ClientRecord(
-            client_id="cli_" + secrets.token_urlsafe(12),
+            client_id=client_id,
             name=name.strip(),
             scopes=wanted,
             created_at=self._clock.now(),
@@ -172,58 +188,121 @@ class Clients:
         """Revoke a client: it cannot authenticate, and its access tokens die everywhere."""
         if not await self._store.revoke_client(client_id, now=self._clock.now()):
             return False
-        self._verified.pop(client_id, None)
         await self._revocations.revoke_subject(client_id, epoch=self._clock.now())
         await self._audit.record("client_revoked", client_id=client_id)
         return True
 
     # --- authentication ---------------------------------------------------------------------
 
-    def _cache_tag(self, secret: str) -> bytes:
-        return hmac.new(self._cache_key, secret.encode("utf-8"), hashlib.sha256).digest()
+    def _digest(self, client_id: str, secret: str) -> str:
+        """The stored form of a secret: HMAC-SHA256 of the client id and the secret."""
+        message = b"%s\x00%s" % (
+            client_id.encode("utf-8", "surrogatepass"),
+            secret.encode("utf-8", "surrogatepass"),
+        )
+        mac = hmac.new(self._secret_key, message, hashlib.sha256).digest()
+        return SECRET_DIGEST_PREFIX + b64encode_str(mac)
 
-    async def authenticate_secret(self, client_id: str, secret: str) -> ClientRecord:
-        """client_secret_basic / client_secret_post. InvalidClient for any failure, after
-        the same argon2 work for an unknown client as for a known one."""
-        record = await self._store.get_client(client_id) if len(client_id) <= 64 else None
-        if record is None or record.revoked_at is not None or record.secret_hash is None:
-            await self._hasher.verify(None, secret)
-            raise InvalidClient("unknown client or no secret")
-        now = self._clock.now()
-        tag = self._cache_tag(secret)
-        cached = self._verified.get(client_id)
-        if cached is not None and cached[1] > now and hmac.compare_digest(cached[0], tag):
+    async def _failed(
+        self, record: ClientRecord | None, ip: str | None, reason: str, *, over_limit: bool
+    ) -> NoReturn:
+        """Audit a failed client authentication (under the limit: over it, the throttle
+        answers instead) and raise InvalidClient."""
+        if not over_limit:
+            await self._audit.record(
+                "client_auth_failed", ip=ip, client_id=record.client_id if record else None
+            )
+        raise InvalidClient(reason)
+
+    async def authenticate_secret(
+        self, client_id: str, secret: str, *, ip: str | None
+    ) -> ClientRecord:
+        """client_secret_basic / client_secret_post, as one attempt of the client throttle.
+
+        InvalidClient for any failure, after the same digest work for an unknown client as
+        for a known one; Throttled while the IP, or (for a wrong secret) the client id, is
+        over its limit. The password hasher is used only for a secret stored as argon2id
+        by an older version, once, and never over the limit."""
+        known_id = isinstance(client_id, str) and 0 < len(client_id) <= _MAX_CLIENT_ID
+
+        async def check(over_limit: bool) -> ClientRecord:
+            record = await self._store.get_client(client_id) if known_id else None
+            if record is not None and (record.revoked_at is not None or not record.secret_hash):
+                record = None
+            stored = record.secret_hash if record is not None else None
+            if record is not None and stored and not stored.startswith(SECRET_DIGEST_PREFIX):
+                if over_limit:  # no argon2 work over the limit: the throttle answers 429
+                    raise InvalidClient("over the limit, with an argon2id secret")
+                if not await self._hasher.verify(stored, secret):
+                    await self._failed(record, ip, "wrong client secret", over_limit=over_limit)
+                await self._store.replace_client_secret(
+                    client_id, old=stored, new=self._digest(client_id, secret)
+                )
+                return record
+            digest = self._digest(client_id if known_id else _NO_CLIENT, secret)
+            ok = hmac.compare_digest(digest.encode(), (stored or self._dummy_digest).encode())
+            if not ok or record is None:
+                await self._failed(
+                    record, ip, "unknown client, no secret or a wrong secret", over_limit=over_limit
+                )
             return record
-        if not await self._hasher.verify(record.secret_hash, secret):
-            raise InvalidClient("wrong client secret")
-        self._verified[client_id] = (tag, now + _VERIFIED_TTL)
-        self._verified.move_to_end(client_id)
-        while len(self._verified) > _VERIFIED_MAX:
-            self._verified.popitem(last=False)
-        return record
 
-    async def authenticate_assertion(self, client_id: str | None, assertion: str) -> ClientRecord:
-        """private_key_jwt (RFC 7523): an assertion signed with the client's registered key,
-        verified by the strict core; its jti is single-use."""
-        from authgate.jose import jws
+        return await self._throttle.attempt(client_id if known_id else _NO_CLIENT, ip, check)
 
+    async def authenticate_assertion(
+        self, client_id: str | None, assertion: str, *, ip: str | None
+    ) -> ClientRecord:
+        """private_key_jwt (RFC 7523), as one attempt of the client throttle: an assertion
+        signed with the client's registered key, verified by the strict core; its jti is
+        single-use. InvalidClient for any failure."""
+        claimed: str | None = client_id
         try:
-            header = jws.split(assertion)[0]
-            claimed = client_id
+            header, payload, _, _ = jws.split(assertion)
             if claimed is None:
-                payload = jws.split(assertion)[1]
-                from authgate.jose._json import loads_object
+                # RFC 7521 4.2: without client_id, the iss names the client and so the key;
+                # the one payload read before a signature check, under the codec's caps.
+                iss = loads_object(payload).get("iss")
+                claimed = iss if isinstance(iss, str) else None
+        except InvalidToken:
+            header, claimed = None, None
+        subject = claimed if claimed is not None and 0 < len(claimed) <= _MAX_CLIENT_ID else None
 
-                claimed = loads_object(payload).get("iss")
-            if not isinstance(claimed, str) or len(claimed) > 64:
-                raise InvalidClient("the assertion does not name its client")
-            record = await self._store.get_client(claimed)
+        async def check(over_limit: bool) -> ClientRecord:
+            record = await self._store.get_client(subject) if subject is not None else None
             if record is None or record.revoked_at is not None or record.public_jwk is None:
-                raise InvalidClient("unknown client or not a private_key_jwt client")
+                await self._failed(
+                    None, ip, "assertion: not a private_key_jwt client", over_limit=over_limit
+                )
+            if header is None or header.alg not in ASSERTION_ALGORITHMS:
+                await self._failed(
+                    record,
+                    ip,
+                    "assertion: malformed or algorithm not allowed",
+                    over_limit=over_limit,
+                )
+            try:
+                claims = self._verify_assertion(assertion, record)
+            except InvalidClient as exc:
+                await self._failed(
+                    record, ip, f"assertion refused: {exc.reason}", over_limit=over_limit
+                )
+            if not await self._store.use_assertion_id(
+                record.client_id,
+                str(claims["jti"]),
+                expires_at=float(claims["exp"]) + self._leeway,
+            ):
+                await self._failed(
+                    record, ip, "assertion jti was already used", over_limit=over_limit
+                )
+            return record
+
+        return await self._throttle.attempt(subject or _NO_CLIENT, ip, check)
+
+    def _verify_assertion(self, assertion: str, record: ClientRecord) -> dict[str, Any]:
+        """The signature, then the claims, of a client's assertion; InvalidClient if not."""
+        assert record.public_jwk is not None
+        try:
             key = Key.from_jwk(record.public_jwk)
-            if header.alg not in ASSERTION_ALGORITHMS:
-                raise InvalidClient("assertion algorithm not allowed")
-            now = self._clock.now()
             # iss must be the client; aud (this server) is checked below, since it may be
             # the token endpoint or the issuer.
             policy = ClaimsPolicy(
@@ -232,9 +311,11 @@ class Clients:
                 leeway=self._leeway,
                 max_lifetime=MAX_ASSERTION_LIFETIME,
             )
-            claims = decode(assertion, key, algorithms=[key.alg], policy=policy, now=now)
-        except InvalidToken as exc:
-            raise InvalidClient(f"client assertion refused: {exc.code}") from exc
+            claims = decode(
+                assertion, key, algorithms=[key.alg], policy=policy, now=self._clock.now()
+            )
+        except (InvalidToken, InvalidKey) as exc:
+            raise InvalidClient(f"{exc.code}") from exc
         if claims["iss"] != record.client_id or claims["sub"] != record.client_id:
             raise InvalidClient("assertion iss and sub must be the client id")
         aud = claims.get("aud")
@@ -243,11 +324,7 @@ class Clients:
         audiences = [aud] if isinstance(aud, str) else aud
         if self.token_endpoint not in audiences and self.issuer not in audiences:
             raise InvalidClient("assertion audience is not this server")
-        if not await self._store.use_assertion_id(
-            record.client_id, str(claims["jti"]), expires_at=float(claims["exp"]) + self._leeway
-        ):
-            raise InvalidClient("assertion jti was already used")
-        return record
+        return claims
 
     # --- grants -----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from authgate.service.audit import Audit
 from authgate.service.clients import Clients
 from authgate.service.directory import Directory
 from authgate.service.keyring import Keyring
-from authgate.service.limits import LoginThrottle, ThrottlePolicy
+from authgate.service.limits import ClientThrottle, LoginThrottle, ThrottlePolicy
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions, TokenPolicy
 from authgate.settings import Settings, decode_master_key
@@ -192,6 +192,17 @@ class Services:
             issuer=settings.issuer,
             audience=settings.audience,
             access_ttl=settings.access_ttl,
+            secret_key=derive(master, b"authgate client-secret digest v1"),
+            throttle=ClientThrottle(
+                counters,
+                policy=ThrottlePolicy(
+                    window=settings.throttle_window,
+                    # 429 after that many failures: the next attempt is the first over
+                    lock_after=settings.throttle_client_limit + 1,
+                    ip_limit=settings.throttle_client_ip_limit,
+                ),
+                clock=clock,
+            ),
             leeway=settings.leeway,
         )
         fanout = None

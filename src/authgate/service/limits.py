@@ -1,19 +1,31 @@
-"""Login throttling: per account and per IP, in shared counters, unlocking by time only."""
+"""Throttling of every secret check: per subject (an account, a client id) and per IP, in
+shared counters, unlocking by time only.
+
+A counter holds the failures of its window plus the checks in flight. An attempt is counted
+(reserved) by one atomic increment-and-read in the shared store BEFORE its secret is
+checked, so that parallel attempts, on one instance or many, each see their own place in
+the window and no more than the limit ever reach the check. A refused attempt, a success,
+and an attempt whose check never ran (an error) give their reservation back; a failure
+keeps it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from authgate.clock import Clock
-from authgate.errors import Throttled
-from authgate.storage.base import Counters
+from authgate.errors import InvalidClient, InvalidCredentials, Throttled
+from authgate.storage.base import Counters, CounterState
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ThrottlePolicy:
-    """Per account: a growing delay from the ``delay_after``-th failure in ``window``, then
+    """Per subject: a growing delay from the ``delay_after``-th failure in ``window``, then
     429 from the ``lock_after``-th attempt until the window passes. Per IP: 429 after
     ``ip_limit`` failures."""
 
@@ -25,8 +37,90 @@ class ThrottlePolicy:
     max_delay: float = 4.0
 
 
-class LoginThrottle:
-    """Decides whether a login attempt may proceed, and records failures."""
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One attempt, counted before its check: the keys and the windows it was counted in."""
+
+    subject_key: str
+    subject: CounterState
+    ip_key: str | None
+    ip: CounterState | None
+
+
+def _retry_after(state: CounterState, window: float, now: float) -> int:
+    return max(1, int(state.window_start + window - now) + 1)
+
+
+class _Throttle:
+    """The reserve / release primitives shared by the login and client throttles."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        *,
+        policy: ThrottlePolicy,
+        clock: Clock,
+        prefixes: tuple[str, str],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._counters = counters
+        self.policy = policy
+        self._clock = clock
+        self._prefixes = prefixes
+        self._sleep = sleep
+
+    def _keys(self, subject: str, ip: str | None) -> tuple[str, str | None]:
+        by_subject, by_ip = self._prefixes
+        return f"{by_subject}:{subject}", (f"{by_ip}:{ip}" if ip else None)
+
+    async def _reserve(self, subject: str, ip: str | None, *, what: str) -> Reservation:
+        """Count one attempt on the IP, then on the subject; Throttled (with nothing left
+        counted) when the IP is over its limit. The subject's lock is the caller's call."""
+        p = self.policy
+        now = self._clock.now()
+        subject_key, ip_key = self._keys(subject, ip)
+        ip_state: CounterState | None = None
+        if ip_key is not None:
+            # A read first, so that a flood from a locked address costs no write.
+            seen = await self._counters.peek(ip_key, now=now, window=p.window)
+            if seen.count < p.ip_limit:
+                ip_state = await self._counters.hit(ip_key, now=now, window=p.window)
+            if ip_state is None or ip_state.count > p.ip_limit:
+                if ip_state is not None:
+                    await self._counters.release(ip_key, window_start=ip_state.window_start)
+                raise Throttled(
+                    f"too many failed {what} from this address",
+                    retry_after=_retry_after(ip_state or seen, p.window, now),
+                )
+        try:
+            state = await self._counters.hit(subject_key, now=now, window=p.window)
+        except Exception:  # cancelled: it stays counted, the safe side
+            if ip_state is not None and ip_key is not None:
+                await self._counters.release(ip_key, window_start=ip_state.window_start)
+            raise
+        return Reservation(subject_key, state, ip_key, ip_state)
+
+    async def _release(self, r: Reservation, *, subject: bool = True) -> None:
+        """Give a reservation back (the subject's part too unless ``subject=False``)."""
+        if subject:
+            await self._counters.release(r.subject_key, window_start=r.subject.window_start)
+        if r.ip_key is not None and r.ip is not None:
+            await self._counters.release(r.ip_key, window_start=r.ip.window_start)
+
+    def _locked(self, r: Reservation) -> bool:
+        # The attempt after lock_after - 1 failures is the lock_after-th: refused.
+        return r.subject.count >= self.policy.lock_after
+
+    def _delay(self, failures: int) -> float:
+        p = self.policy
+        if p.delay_after <= failures < p.lock_after:
+            return float(min(p.max_delay, p.base_delay * 2 ** (failures - p.delay_after)))
+        return 0.0
+
+
+class LoginThrottle(_Throttle):
+    """Throttles every password check: per account, a growing delay then a lock that
+    refuses even the right password; per IP, a lock. A success clears the account."""
 
     def __init__(
         self,
@@ -36,48 +130,84 @@ class LoginThrottle:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._counters = counters
-        self.policy = policy
-        self._clock = clock
-        self._sleep = sleep
+        super().__init__(
+            counters, policy=policy, clock=clock, prefixes=("login:acct", "login:ip"), sleep=sleep
+        )
 
-    @staticmethod
-    def _keys(account: str, ip: str | None) -> tuple[str, str | None]:
-        return f"login:acct:{account}", (f"login:ip:{ip}" if ip else None)
+    async def attempt(self, account: str, ip: str | None, check: Callable[[], Awaitable[T]]) -> T:
+        """Run ``check`` (the password check of ``account``) as one counted attempt.
 
-    async def check(self, account: str, ip: str | None) -> int:
-        """Raise Throttled while the account or the IP is locked; otherwise return the
-        account's failures in the current window."""
+        Throttled before the check while the IP or the account is locked. ``check`` says
+        no by raising InvalidCredentials: the failure stays counted and, from the
+        ``delay_after``-th, waits a growing delay. A success clears the account's failures.
+        """
         p = self.policy
         now = self._clock.now()
-        acct_key, ip_key = self._keys(account, ip)
-        if ip_key is not None:
-            state = await self._counters.peek(ip_key, now=now, window=p.window)
-            if state.count >= p.ip_limit:
-                raise Throttled(
-                    "too many failed logins from this address",
-                    retry_after=max(1, int(state.window_start + p.window - now) + 1),
-                )
-        state = await self._counters.peek(acct_key, now=now, window=p.window)
-        # The attempt after lock_after - 1 failures is the lock_after-th: refused.
-        if state.count >= p.lock_after - 1:
+        subject_key, _ = self._keys(account, ip)
+        seen = await self._counters.peek(subject_key, now=now, window=p.window)
+        if seen.count >= p.lock_after - 1:  # already locked: refuse without a write
             raise Throttled(
                 "too many failed logins for this account",
-                retry_after=max(1, int(state.window_start + p.window - now) + 1),
+                retry_after=_retry_after(seen, p.window, now),
             )
-        return state.count
+        r = await self._reserve(account, ip, what="logins")
+        if self._locked(r):
+            await self._release(r)
+            raise Throttled(
+                "too many failed logins for this account",
+                retry_after=_retry_after(r.subject, p.window, now),
+            )
+        try:
+            result = await check()
+        except InvalidCredentials:
+            delay = self._delay(r.subject.count)
+            if delay:
+                await self._sleep(delay)
+            raise
+        except Exception:
+            await self._release(r)  # the check did not run to a verdict: not a failure
+            raise
+        await self._counters.reset(r.subject_key)
+        await self._release(r, subject=False)
+        return result
 
-    async def failed(self, account: str, ip: str | None) -> None:
-        """Count a failure; from ``delay_after`` failures on, wait a growing delay."""
-        p = self.policy
-        now = self._clock.now()
-        acct_key, ip_key = self._keys(account, ip)
-        if ip_key is not None:
-            await self._counters.hit(ip_key, now=now, window=p.window)
-        state = await self._counters.hit(acct_key, now=now, window=p.window)
-        if p.delay_after <= state.count < p.lock_after:
-            await self._sleep(min(p.max_delay, p.base_delay * 2 ** (state.count - p.delay_after)))
 
-    async def succeeded(self, account: str) -> None:
-        """A right password clears the account's failures."""
-        await self._counters.reset(self._keys(account, None)[0])
+class ClientThrottle(_Throttle):
+    """Throttles client authentication: per IP, a lock; per client id, failures over the
+    limit are answered 429.
+
+    Unlike an account, a client id over its limit is not locked against its right secret:
+    a secret of 256 random bits cannot be guessed, and a lock would let anyone who knows a
+    client id (it is in every token the client gets) cut that service off. ``check`` is
+    told when the client id is over its limit, and must then do no expensive work.
+    """
+
+    def __init__(self, counters: Counters, *, policy: ThrottlePolicy, clock: Clock) -> None:
+        super().__init__(counters, policy=policy, clock=clock, prefixes=("client:id", "client:ip"))
+
+    async def attempt(
+        self, client_id: str, ip: str | None, check: Callable[[bool], Awaitable[T]]
+    ) -> T:
+        """Run ``check(over_limit)`` as one counted attempt. Throttled before the check while
+        the IP is locked. ``check`` says no by raising InvalidClient: the failure stays
+        counted, and over the limit it becomes Throttled."""
+        r = await self._reserve(client_id, ip, what="client authentications")
+        over = self._locked(r)
+        try:
+            result = await check(over)
+        except InvalidClient as exc:
+            if over:
+                await self._release(r)  # already over: keep the count where it is
+                raise Throttled(
+                    "too many failed authentications for this client",
+                    retry_after=_retry_after(r.subject, self.policy.window, self._clock.now()),
+                ) from exc
+            raise
+        except Exception:
+            await self._release(r)
+            raise
+        await self._release(r)
+        return result
+
+
+__all__ = ["ClientThrottle", "LoginThrottle", "Reservation", "ThrottlePolicy"]

@@ -154,8 +154,9 @@ def audit_hash(
 
 @dataclass(frozen=True, slots=True)
 class ClientRecord:
-    """A service client (OAuth2). It authenticates with a secret (stored only as an argon2id
-    hash) or, for private_key_jwt, with a registered public JWK; never both."""
+    """A service client (OAuth2). It authenticates with a secret (stored only as a keyed
+    digest, or an argon2id hash from older versions) or, for private_key_jwt, with a
+    registered public JWK; never both."""
 
     client_id: str
     name: str
@@ -454,6 +455,11 @@ class ClientStore(Protocol):
         """Mark a client revoked; False if unknown or already revoked."""
         ...
 
+    async def replace_client_secret(self, client_id: str, *, old: str, new: str) -> bool:
+        """Store ``new`` as the client's secret hash if it is still ``old`` (a
+        compare-and-set); False otherwise."""
+        ...
+
     async def use_assertion_id(self, client_id: str, jti: str, *, expires_at: float) -> bool:
         """Record a client assertion's jti; False if it was seen before (a replay). Records
         may be dropped once ``expires_at`` has passed."""
@@ -477,6 +483,11 @@ class Counters(Protocol):
 
     async def reset(self, key: str) -> None:
         """Forget ``key``."""
+        ...
+
+    async def release(self, key: str, *, window_start: float) -> None:
+        """Take back one hit from ``key`` if its window still starts at ``window_start``
+        (never below zero): an attempt counted by :meth:`hit` that was not a failure."""
         ...
 
 

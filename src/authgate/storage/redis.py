@@ -23,8 +23,11 @@ CHANNEL = "authgate:revocations"
 _PREFIX = "authgate:counter:"
 
 # KEYS[1] = counter; ARGV = now, window. A fixed window: starts anew once it has passed.
+# The start goes back as stored (tostring would round it to 14 digits), so that release
+# can name the window exactly.
 _HIT = """
-local start = tonumber(redis.call('HGET', KEYS[1], 'start'))
+local raw = redis.call('HGET', KEYS[1], 'start')
+local start = tonumber(raw)
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 if start == nil or start + window <= now then
@@ -33,7 +36,20 @@ if start == nil or start + window <= now then
   return {ARGV[1], '1'}
 end
 local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
-return {tostring(start), tostring(count)}
+return {raw, tostring(count)}
+"""
+
+# KEYS[1] = counter; ARGV = the window start the hit was counted in. One less, never below
+# zero, and only while that window is still the current one.
+_RELEASE = """
+local start = redis.call('HGET', KEYS[1], 'start')
+if start and tonumber(start) == tonumber(ARGV[1]) then
+  local count = tonumber(redis.call('HGET', KEYS[1], 'count'))
+  if count and count > 0 then
+    redis.call('HINCRBY', KEYS[1], 'count', -1)
+  end
+end
+return 0
 """
 
 
@@ -62,6 +78,7 @@ class RedisCounters:
         self._fallback = fallback
         self._on_fallback = on_fallback
         self._hit = client.register_script(_HIT)
+        self._release = client.register_script(_RELEASE)
 
     def _failed(self, op: str, exc: Exception) -> None:
         log.warning("redis %s failed (%s); using the database", op, type(exc).__name__)
@@ -95,6 +112,14 @@ class RedisCounters:
         except (RedisError, OSError) as exc:
             self._failed("reset", exc)
         await self._fallback.reset(key)
+
+    async def release(self, key: str, *, window_start: float) -> None:
+        """Take back one hit from ``key``'s window starting at ``window_start``."""
+        try:
+            await self._release(keys=[_PREFIX + key], args=[repr(window_start)])
+        except (RedisError, OSError) as exc:
+            self._failed("release", exc)
+            await self._fallback.release(key, window_start=window_start)
 
 
 class RevocationFanout:

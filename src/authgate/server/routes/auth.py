@@ -175,11 +175,14 @@ async def me(ctx: Authenticated) -> UserOut:
 
 
 @router.post("/password", status_code=204, responses=_ERRORS)
-async def change_password(body: PasswordIn, ctx: Authenticated, svc: Svc) -> Response:
-    """Change the password; every other session ends, this one goes on."""
-    if not await svc.accounts.verify_password(ctx.user, body.current_password):
-        raise InvalidCredentials("the current password is wrong")
-    await svc.accounts.set_password(ctx.user, body.new_password)
+async def change_password(
+    body: PasswordIn, request: Request, ctx: Authenticated, svc: Svc
+) -> Response:
+    """Change the password; every other session ends, this one goes on. The current
+    password is checked through the login throttle (429 while locked)."""
+    await svc.accounts.change_password(
+        ctx.user, body.current_password, body.new_password, ip=client_ip(request)
+    )
     await svc.sessions.end_all(ctx.user.id, keep=ctx.sid, reason="password_changed")
     return Response(status_code=204)
 
@@ -216,7 +219,7 @@ async def _feed_reader(request: Request, svc: Services) -> None:
         credentials = _basic(request)
         assert credentials is not None
         try:
-            client = await svc.clients.authenticate_secret(*credentials)
+            client = await svc.clients.authenticate_secret(*credentials, ip=client_ip(request))
         except InvalidClient as exc:
             raise InvalidCredentials("client authentication failed") from exc
         if REVOCATIONS_SCOPE not in client.scopes:

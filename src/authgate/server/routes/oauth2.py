@@ -112,21 +112,22 @@ async def authenticate_client(
     methods = sum(x is not None for x in (basic, post_secret, assertion))
     if methods > 1:
         raise InvalidRequest("use exactly one client authentication method")
+    ip = client_ip(request)
     try:
         if basic is not None:
             if post_id is not None and post_id != basic[0]:
                 raise InvalidRequest("client_id differs from the Basic credentials")
-            record = await svc.clients.authenticate_secret(*basic)
+            record = await svc.clients.authenticate_secret(*basic, ip=ip)
             return Caller(record.client_id, record, basic=True)
         if post_secret is not None:
             if post_id is None:
                 raise InvalidClient("client_secret without client_id")
-            record = await svc.clients.authenticate_secret(post_id, post_secret)
+            record = await svc.clients.authenticate_secret(post_id, post_secret, ip=ip)
             return Caller(record.client_id, record, basic=False)
         if assertion is not None or assertion_type is not None:
             if assertion_type != ASSERTION_TYPE or assertion is None:
                 raise InvalidClient("unsupported client_assertion_type")
-            record = await svc.clients.authenticate_assertion(post_id, assertion)
+            record = await svc.clients.authenticate_assertion(post_id, assertion, ip=ip)
             return Caller(record.client_id, record, basic=False)
     except InvalidClient as exc:
         exc.context["basic"] = basic is not None

@@ -1126,6 +1126,20 @@ class SqlStorage:
 
         return await self._transaction(_body)
 
+    async def replace_client_secret(self, client_id: str, *, old: str, new: str) -> bool:
+        """Store ``new`` as the client's secret hash if it is still ``old``; one
+        conditional UPDATE."""
+
+        async def _body(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(clients)
+                .where(clients.c.client_id == client_id, clients.c.secret_hash == old)
+                .values(secret_hash=new)
+            )
+            return result.rowcount == 1
+
+        return await self._transaction(_body)
+
     async def use_assertion_id(self, client_id: str, jti: str, *, expires_at: float) -> bool:
         """Record a client assertion's jti; False if this client used it before (a
         replay), also when that record has expired but is not purged yet.
@@ -1200,6 +1214,24 @@ class SqlStorage:
 
         async def _body(conn: AsyncConnection) -> None:
             await conn.execute(delete(counters).where(counters.c.key == key))
+
+        await self._transaction(_body)
+
+    async def release(self, key: str, *, window_start: float) -> None:
+        """Take back one hit from ``key`` if its window still starts at ``window_start``,
+        never below zero. One conditional UPDATE."""
+        stmt = (
+            update(counters)
+            .where(
+                counters.c.key == key,
+                counters.c.window_start == window_start,
+                counters.c.count > 0,
+            )
+            .values(count=counters.c.count - 1)
+        )
+
+        async def _body(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
 
         await self._transaction(_body)
 

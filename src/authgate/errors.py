@@ -16,7 +16,8 @@ Tree::
     ├── InvalidGrant                invalid_grant
     ├── InvalidRequest              invalid_request
     │   ├── InvalidScope            invalid_scope
-    │   └── WeakPassword            weak_password
+    │   ├── WeakPassword            weak_password
+    │   └── InvalidJSON             invalid_json
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
@@ -153,6 +154,12 @@ class WeakPassword(InvalidRequest):
     """A new password is too short, too long or too common."""
 
     code = "weak_password"
+
+
+class InvalidJSON(InvalidRequest):
+    """A request body is not one strict JSON object (malformed, too deep, duplicate members)."""
+
+    code = "invalid_json"
 
 
 class EmailTaken(AuthgateError):
@@ -315,6 +322,7 @@ __all__ = [
     "InvalidGrant",
     "InvalidHeader",
     "InvalidIssuer",
+    "InvalidJSON",
     "InvalidKey",
     "InvalidRequest",
     "InvalidScope",

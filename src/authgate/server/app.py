@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from authgate.clock import Clock, SystemClock
-from authgate.errors import AuthgateError
+from authgate.errors import AuthgateError, InvalidJSON
+from authgate.server.intake import StrictJSONMiddleware
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
@@ -115,7 +116,7 @@ def create_app(
             return oauth_error(400, "invalid_request")
         fields = sorted({".".join(str(p) for p in err.get("loc", ())[1:]) for err in exc.errors()})
         if bad_json:
-            return problem(400, "invalid_json", "The body is not valid JSON")
+            return error_response(request, InvalidJSON("the body is not valid JSON"))
         return problem(422, "validation_error", "The request is invalid", extra={"fields": fields})
 
     @app.exception_handler(StarletteHTTPException)
@@ -129,6 +130,9 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "Internal error")
 
+    # Innermost first: add_middleware wraps what is there. The JSON gate sits inside the
+    # body-size cap.
+    app.add_middleware(StrictJSONMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

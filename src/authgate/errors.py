@@ -17,7 +17,8 @@ Tree::
     ├── InvalidRequest              invalid_request
     │   ├── InvalidScope            invalid_scope
     │   ├── WeakPassword            weak_password
-    │   └── InvalidJSON             invalid_json
+    │   ├── InvalidJSON             invalid_json
+    │   └── InvalidHost             invalid_host
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
@@ -160,6 +161,12 @@ class InvalidJSON(InvalidRequest):
     """A request body is not one strict JSON object (malformed, too deep, duplicate members)."""
 
     code = "invalid_json"
+
+
+class InvalidHost(InvalidRequest):
+    """The request's Host is not one of AUTHGATE_ALLOWED_HOSTS."""
+
+    code = "invalid_host"
 
 
 class EmailTaken(AuthgateError):
@@ -321,6 +328,7 @@ __all__ = [
     "InvalidCredentials",
     "InvalidGrant",
     "InvalidHeader",
+    "InvalidHost",
     "InvalidIssuer",
     "InvalidJSON",
     "InvalidKey",

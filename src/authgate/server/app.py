@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from authgate.clock import Clock, SystemClock
 from authgate.errors import AuthgateError, InvalidJSON
-from authgate.server.intake import StrictJSONMiddleware
+from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
@@ -80,6 +80,8 @@ def create_app(
         version="0.1.0",
         description="JWT authentication done right: accounts, token pairs, revocation, keys.",
         lifespan=lifespan,
+        # A slash redirect would build its Location from the request: every path is exact.
+        redirect_slashes=False,
     )
     app.state.metrics = metrics
     app.include_router(auth.router)
@@ -131,7 +133,7 @@ def create_app(
         return problem(500, "internal_error", "Internal error")
 
     # Innermost first: add_middleware wraps what is there. The JSON gate sits inside the
-    # body-size cap.
+    # body-size cap; the Host gate comes before CORS, so a preflight is checked too.
     app.add_middleware(StrictJSONMiddleware)
     if settings.cors_origins:
         app.add_middleware(
@@ -142,6 +144,7 @@ def create_app(
             allow_credentials=False,
             max_age=600,
         )
+    app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.host_names)
     app.add_middleware(
         HardeningMiddleware,
         max_body=settings.max_body_bytes,

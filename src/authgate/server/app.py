@@ -21,7 +21,7 @@ from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
-from authgate.server.routes import admin, auth, oauth2, ops, wellknown
+from authgate.server.routes import admin, auth, docs, oauth2, ops, wellknown
 from authgate.server.schemas import OAuthError, Problem
 from authgate.service.core import Services
 from authgate.settings import Settings
@@ -80,6 +80,11 @@ def create_app(
         version="0.1.0",
         description="JWT authentication done right: accounts, token pairs, revocation, keys.",
         lifespan=lifespan,
+        # The docs are served from the package's own assets (routes/docs.py), or not at all.
+        openapi_url=docs.OPENAPI_PATH if settings.docs_enabled else None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         # A slash redirect would build its Location from the request: every path is exact.
         redirect_slashes=False,
     )
@@ -89,6 +94,8 @@ def create_app(
     app.include_router(oauth2.router)
     app.include_router(wellknown.router)
     app.include_router(ops.router)
+    if settings.docs_enabled:
+        app.include_router(docs.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -123,6 +123,29 @@ def test_parser_crash_deep_body_of_another_type_is_never_5xx(
                 assert r.status_code < 500, (path, r.status_code, r.text[:200])
 
 
+STRICT_REFUSALS = {
+    "duplicate member": b'{"email": "a@example.com", "email": "b@example.com", "password": "p"}',
+    "NaN": b'{"email": "a@example.com", "password": NaN}',
+    "UTF-8 BOM": b'\xef\xbb\xbf{"email": "a@example.com", "password": "p"}',
+    "invalid UTF-8": b'{"email": "\xff@example.com", "password": "p"}',
+    "lone surrogate": b'{"email": "\\ud800@example.com", "password": "p"}',
+    "trailing data": b'{"email": "a@example.com", "password": "p"} {}',
+    "not an object": b'["a@example.com", "p"]',
+}
+
+
+@pytest.mark.parametrize("body", STRICT_REFUSALS.values(), ids=list(STRICT_REFUSALS))
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/auth/refresh"])
+def test_parser_differential_bodies_the_strict_parser_refuses(
+    live: LiveServer, path: str, body: bytes
+) -> None:
+    """What a lenient parser reads one way and another parser another way is refused."""
+    r = httpx.post(
+        live.url + path, content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    _assert_refused(r, path)
+
+
 NESTING = st.lists(
     st.sampled_from(["[", "{", '{"a":', "]", "}", ",", "1", '"s"', ":"]), min_size=1, max_size=60
 ).map(lambda parts: "".join(parts))

@@ -82,7 +82,8 @@ class _Page(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
         for name, value in attrs:
-            if name in ("src", "href", "action", "srcset", "poster", "data") and value:
+            if name in ("src", "href", "action", "srcset", "poster", "data", "data-openapi-url"):
+                assert value, (tag, name)
                 self.urls.append((tag, value))
             if name.startswith("on") or name == "style":
                 self.inline.append(f"{tag} {name}={value!r}")
@@ -111,7 +112,12 @@ def _csp(header: str) -> dict[str, list[str]]:
     return directives
 
 
-EXPECTED_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+EXPECTED_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".json": "application/json",
+}
 
 
 def test_third_party_script_docs_page_loads_only_local_assets(shared: LiveServer) -> None:
@@ -122,7 +128,7 @@ def test_third_party_script_docs_page_loads_only_local_assets(shared: LiveServer
     page.feed(r.text)
     assert page.inline == []
     assert "://" not in r.text  # no absolute URL at all: nothing from another origin
-    assert {tag for tag, _ in page.urls} >= {"script", "link"}
+    assert {tag for tag, _ in page.urls} >= {"script", "link", "div", "a"}
     for tag, url in page.urls:
         assert url.startswith("/"), (tag, url)
         assert not url.startswith("//"), (tag, url)
@@ -130,7 +136,7 @@ def test_third_party_script_docs_page_loads_only_local_assets(shared: LiveServer
         assert asset.status_code == 200, url
         media = asset.headers["content-type"].split(";")[0]
         assert media == EXPECTED_TYPES[Path(url).suffix], url
-        if media != "image/png":
+        if media in ("text/javascript", "text/css"):
             assert "//cdn" not in asset.text, url
             assert "jsdelivr" not in asset.text, url
     csp = _csp(r.headers["content-security-policy"])
@@ -166,7 +172,8 @@ def _browser() -> str | None:
 
 
 def test_third_party_script_docs_render_in_headless_chromium(shared: LiveServer) -> None:
-    """Swagger UI renders the operations under the page's CSP (where a browser exists)."""
+    """Swagger UI renders every operation under the page's CSP, and the browser logs no
+    console message (a CSP violation or a script error would be one)."""
     browser = _browser()
     if browser is None:
         pytest.skip("no Chromium on this machine")
@@ -176,6 +183,8 @@ def test_third_party_script_docs_render_in_headless_chromium(shared: LiveServer)
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            "--enable-logging=stderr",
+            "--log-level=0",
             "--virtual-time-budget=15000",
             "--dump-dom",
             f"{shared.url}/docs",
@@ -186,8 +195,44 @@ def test_third_party_script_docs_render_in_headless_chromium(shared: LiveServer)
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "opblock" in result.stdout  # one block per operation: the document was loaded
+    operations = sum(
+        len(item) for item in shared.http.get("/openapi.json").json()["paths"].values()
+    )
+    assert result.stdout.count('class="opblock ') == operations, result.stdout[-2000:]
     assert "/auth/login" in result.stdout
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+
+
+def test_third_party_script_docs_document_is_a_3_0_rendition(shared: LiveServer) -> None:
+    """The bundled Swagger UI reads OpenAPI 3.0: the page gets the same operations and
+    schemas in that dialect, and /openapi.json stays the 3.1 original."""
+    original = shared.http.get("/openapi.json").json()
+    r = shared.http.get("/docs/openapi-3.0.json")
+    assert r.status_code == 200
+    rendition = r.json()
+    assert original["openapi"].startswith("3.1")
+    assert rendition["openapi"] == "3.0.3"
+    assert rendition["paths"].keys() == original["paths"].keys()
+    for path, item in original["paths"].items():
+        assert rendition["paths"][path].keys() == item.keys(), path
+    assert rendition["components"]["schemas"].keys() == original["components"]["schemas"].keys()
+    text = r.text
+    assert '"const"' not in text
+    assert '{"type":"null"}' not in text.replace(" ", "")
+    assert '"nullable":true' in text.replace(" ", "")
+    assert _values(original, "exclusiveMinimum")  # a 3.1 numeric bound is there to convert
+    for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+        assert all(v is True for v in _values(rendition, bound)), bound
+
+
+def _values(node: Any, key: str) -> list[Any]:
+    if isinstance(node, dict):
+        found = [node[key]] if key in node else []
+        return found + [v for child in node.values() for v in _values(child, key)]
+    if isinstance(node, list):
+        return [v for child in node for v in _values(child, key)]
+    return []
 
 
 # --- /metrics ------------------------------------------------------------------------------

@@ -1,15 +1,19 @@
 """/docs: Swagger UI from the package's own copy (the swagger-ui-bundle wheel), under a
 strict Content-Security-Policy. No CDN, no inline script: the page loads the bundle and a
-static start-up script from this app, and works offline."""
+static start-up script from this app, and works offline.
+
+The bundled Swagger UI (4.x) reads OpenAPI 3.0 only, so the page is fed a 3.0 rendition of
+the app's OpenAPI 3.1 document; /openapi.json itself stays as it is, and the page links it."""
 
 from __future__ import annotations
 
+import copy
 import html
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from authgate.errors import NotFound
@@ -17,6 +21,7 @@ from authgate.errors import NotFound
 OPENAPI_PATH: Final = "/openapi.json"
 DOCS_PATH: Final = "/docs"
 ASSETS_PATH: Final = "/docs/assets"
+SWAGGER_DOCUMENT_PATH: Final = "/docs/openapi-3.0.json"
 
 # Every script, style, image and request of the page comes from this app; nothing inline
 # runs, and the page cannot be framed. Swagger UI's icons are data: images in its CSS.
@@ -73,7 +78,8 @@ def _page(root: str) -> str:
 <link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
 </head>
 <body>
-<div id="swagger-ui" data-openapi-url="{root}{OPENAPI_PATH}"></div>
+<p><a href="{root}{OPENAPI_PATH}">The OpenAPI 3.1 document</a></p>
+<div id="swagger-ui" data-openapi-url="{root}{SWAGGER_DOCUMENT_PATH}"></div>
 <script src="{assets}/swagger-ui-bundle.js"></script>
 <script src="{assets}/init.js"></script>
 </body>
@@ -87,6 +93,51 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     # root_path is the operator's deployment prefix (uvicorn --root-path), never a header.
     root = str(request.scope.get("root_path", "")).rstrip("/")
     return HTMLResponse(_page(root), headers=_headers(cache="no-cache"))
+
+
+def _nullable(node: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Put ``schema`` (one that a 3.1 ``anyOf`` paired with null) into ``node``, nullable."""
+    if "$ref" in schema:  # 3.0 ignores the siblings of a $ref: wrap it
+        node["allOf"] = [schema]
+    else:
+        node.update(schema)
+    node["nullable"] = True
+
+
+def openapi_30(node: Any) -> Any:
+    """An OpenAPI 3.1 document (or part of one) in the 3.0 dialect: ``anyOf`` with null
+    becomes ``nullable``, ``const`` a one-value ``enum``, numeric ``exclusiveMinimum`` and
+    ``exclusiveMaximum`` the 3.0 boolean forms. Returns a new value."""
+    if isinstance(node, list):
+        return [openapi_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "anyOf" and isinstance(value, list) and {"type": "null"} in value:
+            others = [openapi_30(v) for v in value if v != {"type": "null"}]
+            if len(others) == 1:
+                _nullable(out, others[0])
+            else:
+                out["anyOf"] = others
+                out["nullable"] = True
+        elif key == "const":
+            out["enum"] = [copy.deepcopy(value)]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+        else:
+            out[key] = openapi_30(value)
+    if out.get("openapi", "").startswith("3.1"):
+        out["openapi"] = "3.0.3"
+    return out
+
+
+@router.get(SWAGGER_DOCUMENT_PATH)
+async def swagger_document(request: Request) -> JSONResponse:
+    """The OpenAPI document in the 3.0 dialect, for the bundled Swagger UI."""
+    document = openapi_30(request.app.openapi())
+    return JSONResponse(document, headers=_headers(cache="no-cache"))
 
 
 @router.get(f"{ASSETS_PATH}/init.js")

@@ -172,7 +172,7 @@ class Settings:
         names (the issuer's, and AUTHGATE_PUBLIC_URL's where set) and loopback."""
         if self.allowed_hosts:
             return frozenset(self.allowed_hosts)
-        names = {*LOOPBACK_HOSTS, _url_host(self.issuer)}
+        names = {*_LOOPBACK_HOSTS, _url_host(self.issuer)}
         public_url = getattr(self, "public_url", None)
         if isinstance(public_url, str) and public_url:
             names.add(_url_host(public_url))
@@ -389,7 +389,7 @@ class Settings:
         return out
 
 
-LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 _LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_NAME: Final = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 

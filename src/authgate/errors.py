@@ -16,8 +16,10 @@ Tree::
     ├── InvalidGrant                invalid_grant
     ├── InvalidRequest              invalid_request
     │   ├── InvalidScope            invalid_scope
-    │   └── WeakPassword            weak_password
-    │       └── PredictablePassword password_too_predictable
+    │   ├── WeakPassword            weak_password
+    │   │   └── PredictablePassword password_too_predictable
+    │   ├── InvalidJSON             invalid_json
+    │   └── InvalidHost             invalid_host
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
@@ -161,6 +163,18 @@ class PredictablePassword(WeakPassword):
     """A new password is repetitive or sequential (``aaaaaaaa``, ``12345678``)."""
 
     code = "password_too_predictable"
+
+
+class InvalidJSON(InvalidRequest):
+    """A request body is not one strict JSON object (malformed, too deep, duplicate members)."""
+
+    code = "invalid_json"
+
+
+class InvalidHost(InvalidRequest):
+    """The request's Host is not one of AUTHGATE_ALLOWED_HOSTS."""
+
+    code = "invalid_host"
 
 
 class EmailTaken(AuthgateError):
@@ -328,7 +342,9 @@ __all__ = [
     "InvalidCredentials",
     "InvalidGrant",
     "InvalidHeader",
+    "InvalidHost",
     "InvalidIssuer",
+    "InvalidJSON",
     "InvalidKey",
     "InvalidRequest",
     "InvalidScope",

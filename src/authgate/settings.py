@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from authgate.errors import ConfigurationError
 from authgate.jose._b64 import b64decode
@@ -156,11 +157,32 @@ class Settings:
     # Throttles and input policy
     throttle_client_limit: int = 10  # failed client authentications per client id
     throttle_client_ip_limit: int = 100  # failed client authentications per IP
+    # Exposure
+    docs: bool | None = None  # /docs and /openapi.json; None: on in development only
+    metrics_token: Secret | None = None  # a Bearer token for /metrics
+    allowed_hosts: tuple[str, ...] = ()  # empty: the issuer's host and loopback
 
     @property
     def is_production(self) -> bool:
         """True in production mode."""
         return self.env == "production"
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether /docs and /openapi.json are served: AUTHGATE_DOCS, else development only."""
+        return self.docs if self.docs is not None else not self.is_production
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """The Host names the server answers: AUTHGATE_ALLOWED_HOSTS, else the public host
+        names (the issuer's, and AUTHGATE_PUBLIC_URL's where set) and loopback."""
+        if self.allowed_hosts:
+            return frozenset(self.allowed_hosts)
+        names = {*_LOOPBACK_HOSTS, _url_host(self.issuer)}
+        public_url = getattr(self, "public_url", None)
+        if isinstance(public_url, str) and public_url:
+            names.add(_url_host(public_url))
+        return frozenset(names)
 
     @classmethod
     def load(
@@ -313,6 +335,12 @@ class Settings:
                 )
             except ValueError as exc:
                 raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {exc}") from exc
+        # Exposure
+        if raw.get("docs") not in (None, ""):
+            kw["docs"] = _parse_bool(raw["docs"], "AUTHGATE_DOCS")
+        kw["metrics_token"] = read_secret("metrics_token")
+        if "allowed_hosts" in raw:
+            kw["allowed_hosts"] = tuple(h.lower() for h in _split_list(raw["allowed_hosts"]))
         settings = cls(**kw)
         settings.validate()
         return settings
@@ -344,6 +372,15 @@ class Settings:
                 raise ConfigurationError(f"AUTHGATE_HS256_SECRET is weak: {why}")
             if not self.signing_alg.startswith("HS"):
                 raise ConfigurationError("AUTHGATE_HS256_SECRET needs AUTHGATE_SIGNING_ALG=HS256")
+        if self.metrics_token is not None:
+            why = secret_weakness(self.metrics_token.reveal().encode("utf-8"))
+            if why is not None:
+                raise ConfigurationError(f"AUTHGATE_METRICS_TOKEN is weak: {why}")
+        for host in self.allowed_hosts:
+            if not _HOST_NAME.fullmatch(host) and not _is_ip(host):
+                raise ConfigurationError(
+                    f"AUTHGATE_ALLOWED_HOSTS: {host!r} is not a host name or an IP address"
+                )
         if self.is_production:
             if not self.issuer.startswith("https://"):
                 raise ConfigurationError("production refuses a plain-http AUTHGATE_ISSUER")
@@ -365,6 +402,24 @@ class Settings:
                 value = str(value) if isinstance(value, Path) else [str(v) for v in value]
             out[f.name] = value
         return out
+
+
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME: Final = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_host(url: str) -> str:
+    """The lower-case host name of an http(s) URL (an IPv6 literal without brackets)."""
+    return (urlsplit(url).hostname or "").lower()
 
 
 _NOT_SETTINGS: Final = frozenset({"AUTHGATE_REQUIRE_SERVICES", "AUTHGATE_TEST_POSTGRES_URL"})

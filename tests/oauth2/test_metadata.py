@@ -80,4 +80,5 @@ def test_signing_algorithms_of_the_published_keys(live: LiveServer, doc: dict[st
 
 
 def test_scopes_are_the_defined_permissions(doc: dict[str, Any]) -> None:
-    assert {*PERMISSIONS, "authgate:admin", "authgate:revocations"} <= set(doc["scopes_supported"])
+    assert {*PERMISSIONS, "authgate:revocations"} <= set(doc["scopes_supported"])
+    assert "authgate:admin" not in doc["scopes_supported"]  # internal: never advertised

@@ -16,11 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from authgate.clock import Clock, SystemClock
-from authgate.errors import AuthgateError
+from authgate.errors import AuthgateError, InvalidJSON
+from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
-from authgate.server.routes import admin, auth, oauth2, ops, wellknown
+from authgate.server.routes import admin, auth, docs, oauth2, ops, wellknown
 from authgate.server.schemas import OAuthError, Problem
 from authgate.service.core import Services
 from authgate.settings import Settings
@@ -79,6 +80,13 @@ def create_app(
         version="0.1.0",
         description="JWT authentication done right: accounts, token pairs, revocation, keys.",
         lifespan=lifespan,
+        # The docs are served from the package's own assets (routes/docs.py), or not at all.
+        openapi_url=docs.OPENAPI_PATH if settings.docs_enabled else None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        # A slash redirect would build its Location from the request: every path is exact.
+        redirect_slashes=False,
     )
     app.state.metrics = metrics
     app.include_router(auth.router)
@@ -86,6 +94,8 @@ def create_app(
     app.include_router(oauth2.router)
     app.include_router(wellknown.router)
     app.include_router(ops.router)
+    if settings.docs_enabled:
+        app.include_router(docs.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -115,7 +125,7 @@ def create_app(
             return oauth_error(400, "invalid_request")
         fields = sorted({".".join(str(p) for p in err.get("loc", ())[1:]) for err in exc.errors()})
         if bad_json:
-            return problem(400, "invalid_json", "The body is not valid JSON")
+            return error_response(request, InvalidJSON("the body is not valid JSON"))
         return problem(422, "validation_error", "The request is invalid", extra={"fields": fields})
 
     @app.exception_handler(StarletteHTTPException)
@@ -129,6 +139,9 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "Internal error")
 
+    # Innermost first: add_middleware wraps what is there. The JSON gate sits inside the
+    # body-size cap; the Host gate comes before CORS, so a preflight is checked too.
+    app.add_middleware(StrictJSONMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -138,6 +151,7 @@ def create_app(
             allow_credentials=False,
             max_age=600,
         )
+    app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.host_names)
     app.add_middleware(
         HardeningMiddleware,
         max_body=settings.max_body_bytes,

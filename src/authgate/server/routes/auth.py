@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from authgate.errors import InsufficientScope, InvalidClient, InvalidCredentials, InvalidRequest
+from authgate.jsonbody import loads_body
 from authgate.server.deps import (
     Authenticated,
     Svc,
@@ -112,7 +112,7 @@ async def _login_body(request: Request) -> LoginIn:
             )
         if ctype != "application/json":
             raise InvalidRequest("send JSON or an OAuth2 password form", field="content-type")
-        data = json.loads(await request.body())
+        data = loads_body(await request.body())
         return LoginIn.model_validate(data)
     except (ValidationError, ValueError, TypeError) as exc:
         raise InvalidRequest("the login body is invalid") from exc

@@ -8,10 +8,19 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from authgate.server.deps import Svc
-from authgate.service.clients import ASSERTION_ALGORITHMS
+from authgate.service.clients import ASSERTION_ALGORITHMS, BUILTIN_SCOPES
 
 router = APIRouter(prefix="/.well-known", tags=["well-known"])
 JWKS_MAX_AGE = 300
+# authgate's own permissions (authgate:admin, ...) are internal: only those a client is
+# meant to request (BUILTIN_SCOPES) are advertised. A new one stays unlisted until added there.
+RESERVED_PREFIX = "authgate:"
+
+
+def advertised_scopes(defined: frozenset[str]) -> list[str]:
+    """The scopes RFC 8414 metadata lists: the defined permissions, less authgate's own
+    internal ones."""
+    return sorted(p for p in defined if not p.startswith(RESERVED_PREFIX) or p in BUILTIN_SCOPES)
 
 
 class JWKSResponse(JSONResponse):
@@ -49,9 +58,10 @@ async def metadata(svc: Svc) -> JSONResponse:
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "scopes_supported": sorted(await svc.clients.defined_permissions()),
-        "service_documentation": f"{issuer}/docs",
+        "scopes_supported": advertised_scopes(await svc.clients.defined_permissions()),
         "authgate_revocation_feed_endpoint": f"{issuer}/auth/revocations",
         "authgate_access_token_signing_alg_values_supported": sorted(svc.keyring.view.algorithms),
     }
+    if svc.settings.docs_enabled:
+        doc["service_documentation"] = f"{issuer}/docs"
     return JSONResponse(doc, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})

@@ -9,11 +9,19 @@ PostgreSQL URLs may carry ``?search_path=SCHEMA`` (one schema, or a comma-separa
 list): every connection of the engine then uses it, so that one database can hold several
 authgate schemas. The schema must exist; the migrations create their tables in the first
 one.
+
+A SQLite database holds password hashes, emails and addresses: authgate creates its file
+0600 before SQLite opens it, and SQLite gives the -wal and -shm files the mode of the
+database file. An existing file keeps its owner and group bits (an operator may share it
+with a group on purpose), but loses any permission for others.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import stat
 from typing import Any, Final
 
 from sqlalchemy import event, exc
@@ -41,6 +49,12 @@ SEARCH_PATH_OPTION: Final = "search_path"
 # SQLSTATEs after which a transaction may simply run again: serialization_failure and
 # deadlock_detected (PostgreSQL rolls the transaction back; nothing was written).
 RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
+
+log = logging.getLogger("authgate.storage")
+
+# The database file and the files SQLite keeps beside it.
+SQLITE_FILE_MODE: Final = 0o600
+SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -128,7 +142,45 @@ def is_postgresql(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def prepare_sqlite_file(path: str) -> None:
+    """Create the database file ``path`` with mode 0600 if it does not exist; take every
+    permission for others off it and off its -wal/-shm/-journal files if they have any.
+    Where the file cannot be created, SQLite's own open fails and reports why."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except OSError:  # it exists (most often), or SQLite's open will say what is wrong
+        pass
+    else:
+        os.close(fd)
+    for name in (path, *(path + suffix for suffix in SQLITE_SIDE_FILES)):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o007:
+                os.chmod(name, mode & ~0o007)
+                log.warning("took the permissions for others off %s", name)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not ours to change: SQLite reports what it cannot open
+            continue
+
+
+def _sqlite_path(target: URL) -> str | None:
+    """The file of a SQLite URL; None for a ``file:`` URI, which names its own options."""
+    database = target.database
+    if not database or database.startswith("file:") or target.query.get("uri"):
+        return None
+    return database
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    path = _sqlite_path(engine.url)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _create_file(*_: Any) -> None:
+        # Before SQLite opens (and would create) the file with the process umask.
+        if path is not None:
+            prepare_sqlite_file(path)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # The driver must not BEGIN by itself: the "begin" listener below does it.

@@ -176,6 +176,8 @@ def test_third_party_script_docs_render_in_headless_chromium(shared: LiveServer)
     console message (a CSP violation or a script error would be one)."""
     browser = _browser()
     if browser is None:
+        if os.environ.get("AUTHGATE_REQUIRE_SERVICES") == "1":
+            pytest.fail("no Chromium (apt-get install chromium); AUTHGATE_REQUIRE_SERVICES=1")
         pytest.skip("no Chromium on this machine")
     result = subprocess.run(
         [

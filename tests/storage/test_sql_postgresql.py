@@ -18,6 +18,7 @@ from authgate.errors import StorageError, StorageUnavailable
 from authgate.storage.base import KeyRecord
 from authgate.storage.sql import SqlStorage, migrate, open_storage
 from authgate.storage.sql.engine import make_engine
+from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_MIGRATE_LOCK
 from authgate.storage.sql.store import PG_KEY_LOCK
 
 from ._postgres import (
@@ -186,6 +187,40 @@ async def test_key_lock_holders_on_two_engines_serialise(database_url: str, obse
 
 async def _pred_more_waiters(observer: Any, before: int) -> bool:
     return await _key_lock_waiters(observer) > before
+
+
+# -- advisory locks ----------------------------------------------------------------------
+
+
+async def _holding_lock(
+    database_url: str, lock_id: int, work: Callable[[], Awaitable[object]]
+) -> None:
+    """Run ``work`` while another client of the server holds the advisory lock
+    ``lock_id``; it must finish without waiting for that lock."""
+    other = await _connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
+        try:
+            await asyncio.wait_for(work(), WAIT_S)
+        finally:
+            await tx.rollback()
+    finally:
+        await other.close()
+
+
+async def test_advisory_lock_collision_an_audit_append_does_not_wait_for_a_migration(
+    database_url: str, store: SqlStorage
+) -> None:
+    await _holding_lock(database_url, PG_MIGRATE_LOCK, lambda: store.append_audit("login", at=T0))
+    assert [e.event for e in await store.query_audit()] == ["login"]
+
+
+async def test_advisory_lock_collision_a_migration_does_not_wait_for_an_audit_append(
+    database_url: str,
+) -> None:
+    await _holding_lock(database_url, PG_AUDIT_LOCK, lambda: migrate(database_url))
 
 
 # -- transactions that PostgreSQL rolls back run again ------------------------------------

@@ -11,7 +11,6 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from authgate.errors import StorageError
@@ -23,13 +22,11 @@ from authgate.storage.sql.engine import (
     make_engine,
     translate,
 )
+from authgate.storage.sql.locks import PG_MIGRATE_LOCK, xact_lock
 from authgate.storage.sql.store import SqlStorage
 from authgate.storage.sql.tables import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-# pg_advisory_xact_lock key for migrations ("authgate" in ASCII, then 3).
-_PG_MIGRATE_LOCK = 0x6175746867617403
 
 
 def alembic_config() -> Config:
@@ -58,7 +55,7 @@ async def migrate(url: str) -> None:
     try:
         async with engine.execution_options(**WRITE_OPTIONS).begin() as conn:
             if is_postgresql(engine):
-                await conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATE_LOCK)))
+                await xact_lock(conn, PG_MIGRATE_LOCK)
             await conn.run_sync(_upgrade)
     except CommandError as e:
         raise StorageError(f"migration failed: {e}") from e

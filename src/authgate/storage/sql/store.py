@@ -62,6 +62,7 @@ from authgate.storage.base import (
     audit_hash,
 )
 from authgate.storage.sql import engine as _engine
+from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_KEY_LOCK, PG_REVOCATION_LOCK, xact_lock
 from authgate.storage.sql.tables import (
     audit_events,
     client_assertions,
@@ -112,11 +113,6 @@ _TOKEN_WITH_SESSION: Final = (
 WRITE_ATTEMPTS: Final = 16
 RETRY_PAUSE_S: Final = 0.005
 MAX_RETRY_PAUSE_S: Final = 0.25
-
-# pg_advisory_xact_lock keys ("authgate" in ASCII, then 1 and 2).
-PG_KEY_LOCK: Final = 0x6175746867617401
-PG_REVOCATION_LOCK: Final = 0x6175746867617402
-PG_AUDIT_LOCK: Final = 0x6175746867617403
 
 # The connection that key_lock holds on SQLite, with its owner: the store's calls made by
 # the owning task run on it (in a SAVEPOINT), since SQLite allows one writer at a time.
@@ -765,7 +761,7 @@ class SqlStorage:
         async def _body(conn: AsyncConnection) -> RevocationEvent:
             if self._postgresql:
                 # Ids must become visible in order, or a reader's cursor could skip one.
-                await conn.execute(select(func.pg_advisory_xact_lock(PG_REVOCATION_LOCK)))
+                await xact_lock(conn, PG_REVOCATION_LOCK)
             new_id = (
                 await conn.execute(
                     revocations.insert()
@@ -966,7 +962,7 @@ class SqlStorage:
             self._engine.connect() as conn,
             conn.begin(),  # the advisory lock is released when this transaction ends
         ):
-            await conn.execute(select(func.pg_advisory_xact_lock(PG_KEY_LOCK)))
+            await xact_lock(conn, PG_KEY_LOCK)
             self._key_owner = task
             try:
                 yield
@@ -990,7 +986,7 @@ class SqlStorage:
 
         async def _body(conn: AsyncConnection) -> None:
             if self._postgresql:  # SQLite's write lock already serialises appends
-                await conn.execute(select(func.pg_advisory_xact_lock(PG_AUDIT_LOCK)))
+                await xact_lock(conn, PG_AUDIT_LOCK)
             prev = (
                 await conn.execute(
                     select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
@@ -1241,3 +1237,6 @@ if TYPE_CHECKING:
     def _conforms(store: SqlStorage) -> Storage:
         """mypy checks here that SqlStorage implements every storage Protocol."""
         return store
+
+
+__all__ = ["PG_AUDIT_LOCK", "PG_KEY_LOCK", "PG_REVOCATION_LOCK", "SqlStorage"]

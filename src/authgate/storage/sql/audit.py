@@ -1,0 +1,95 @@
+"""AuditLog on SQL: security events in one hash chain."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from authgate.storage.base import AuditRecord, audit_hash
+from authgate.storage.sql._base import SqlBase, dumps, record_of
+from authgate.storage.sql.locks import PG_AUDIT_LOCK, xact_lock
+from authgate.storage.sql.tables import audit_events
+
+
+class SqlAudit(SqlBase):
+    """AuditLog: each event carries the hash of the one before it; appends are serialised
+    so that the chain never forks."""
+
+    async def append_audit(
+        self,
+        event: str,
+        *,
+        at: float,
+        user_id: str | None = None,
+        sid: str | None = None,
+        ip: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an event; ``detail`` must be JSON-serialisable (TypeError otherwise)."""
+        body_detail = json.loads(dumps(detail or {}))  # what a reader will get back
+
+        async def _body(conn: AsyncConnection) -> None:
+            if self._postgresql:  # SQLite's write lock already serialises appends
+                await xact_lock(conn, PG_AUDIT_LOCK)
+            prev = (
+                await conn.execute(
+                    select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
+                )
+            ).scalar_one_or_none()
+            new_id = (
+                await conn.execute(
+                    audit_events.insert()
+                    .values(
+                        at=at,
+                        event=event,
+                        user_id=user_id,
+                        sid=sid,
+                        ip=ip,
+                        detail=dumps(body_detail),
+                        prev_hash=prev,
+                    )
+                    .returning(audit_events.c.id)
+                )
+            ).scalar_one()
+            digest = audit_hash(
+                id=new_id,
+                at=at,
+                event=event,
+                user_id=user_id,
+                sid=sid,
+                ip=ip,
+                detail=body_detail,
+                prev_hash=prev,
+            )
+            await conn.execute(
+                update(audit_events).where(audit_events.c.id == new_id).values(hash=digest)
+            )
+
+        await self._transaction(_body)
+
+    async def query_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        event: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Events in id order, filtered by user, event name and id > ``after``."""
+        query = select(audit_events).order_by(audit_events.c.id).limit(limit)
+        if user_id is not None:
+            query = query.where(audit_events.c.user_id == user_id)
+        if event is not None:
+            query = query.where(audit_events.c.event == event)
+        if after is not None:
+            query = query.where(audit_events.c.id > after)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [record_of(AuditRecord, row, detail=json.loads(row.detail)) for row in rows]
+
+    async def audit_chain(self, *, after: int | None, limit: int) -> list[AuditRecord]:
+        """Every event with id > ``after``, in id order, with its hashes."""
+        return await self.query_audit(after=after, limit=limit)

@@ -1,0 +1,193 @@
+"""SessionStore on SQL: sessions (refresh families) and their rotating refresh tokens."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from authgate.storage.base import (
+    AccessState,
+    LiveUser,
+    RefreshContext,
+    RefreshRecord,
+    SessionRecord,
+)
+from authgate.storage.sql._base import (
+    SqlBase,
+    mark_revoked,
+    not_revoked,
+    record_of,
+    values_of,
+)
+from authgate.storage.sql.revocations import is_revoked_query
+from authgate.storage.sql.tables import refresh_tokens, sessions
+from authgate.storage.sql.users import user_and_permissions
+
+# A refresh token with its session: one statement (the hot path).
+_TOKEN_WITH_SESSION: Final = (
+    select(
+        refresh_tokens,
+        sessions.c.user_id,
+        sessions.c.client_id,
+        sessions.c.created_at.label("s_created_at"),
+        sessions.c.last_used_at,
+        sessions.c.expires_at,
+        sessions.c.ip,
+        sessions.c.user_agent,
+        sessions.c.scope,
+        sessions.c.revoked_at,
+    )
+    .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
+    .where(refresh_tokens.c.digest == bindparam("digest"))
+)
+
+
+class SqlSessions(SqlBase):
+    """SessionStore: sessions and refresh tokens; rotation is one compare-and-set."""
+
+    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> LiveUser | None:
+        """In one transaction: read the user with its permissions (one statement) and, if
+        it exists and is not disabled, insert the session and its first refresh token.
+        The user as read, or None (nothing written). Conflict if the sid or digest exists."""
+
+        async def _body(conn: AsyncConnection) -> LiveUser | None:
+            user, permissions = await user_and_permissions(conn, session.user_id)
+            if user is None or user.disabled:
+                return None
+            await conn.execute(sessions.insert().values(values_of(session, sessions)))
+            await conn.execute(refresh_tokens.insert().values(values_of(first, refresh_tokens)))
+            return LiveUser(user=user, permissions=permissions)
+
+        return await self._transaction(_body)
+
+    async def get_session(self, sid: str) -> SessionRecord | None:
+        """A session by sid."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+        return None if row is None else record_of(SessionRecord, row)
+
+    async def list_sessions(self, user_id: str, *, live_at: float | None) -> list[SessionRecord]:
+        """The user's sessions, newest first; with ``live_at``, only unrevoked ones whose
+        absolute expiry is after that time."""
+        query = (
+            select(sessions)
+            .where(sessions.c.user_id == user_id)
+            .order_by(sessions.c.created_at.desc(), sessions.c.sid.desc())
+        )
+        if live_at is not None:
+            query = query.where(not_revoked(sessions), sessions.c.expires_at > live_at)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [record_of(SessionRecord, row) for row in rows]
+
+    async def get_refresh(self, digest: str) -> RefreshRecord | None:
+        """A refresh token by digest."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(refresh_tokens).where(refresh_tokens.c.digest == digest))
+            ).first()
+        return None if row is None else record_of(RefreshRecord, row)
+
+    async def refresh_context(self, digest: str) -> RefreshContext | None:
+        """The token, its session, user and permissions, in one read transaction."""
+        async with self._read() as conn:
+            row = (await conn.execute(_TOKEN_WITH_SESSION, {"digest": digest})).first()
+            if row is None:
+                return None
+            user, permissions = await user_and_permissions(conn, row.user_id)
+        return RefreshContext(
+            token=record_of(RefreshRecord, row),
+            session=record_of(SessionRecord, row, created_at=row.s_created_at),
+            user=user,
+            permissions=permissions,
+        )
+
+    async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
+        """Session, user, permissions and the jti's revocation, in one read transaction."""
+        revoked = is_revoked_query("jti", jti, now=now)
+        async with self._read() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+            user, permissions = await user_and_permissions(conn, user_id)
+            jti_revoked = bool((await conn.execute(revoked)).scalar())
+        return AccessState(
+            session=None if row is None else record_of(SessionRecord, row),
+            user=user,
+            permissions=permissions,
+            jti_revoked=jti_revoked,
+        )
+
+    async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:
+        """Atomic compare-and-set: if ``digest`` is not yet rotated and its session is not
+        revoked, mark it rotated to ``successor``, insert ``successor`` and set the
+        session's ``last_used_at``, in one transaction, and return True. Otherwise change
+        nothing and return False. Two concurrent callers never both win: the UPDATE's
+        ``rotated_at IS NULL`` condition is checked by the database under its row lock."""
+        session_live = exists().where(sessions.c.sid == refresh_tokens.c.sid, not_revoked(sessions))
+        claim = (
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.digest == digest,
+                refresh_tokens.c.rotated_at.is_(None),
+                session_live,
+            )
+            .values(rotated_at=now, successor=successor.digest)
+            .returning(refresh_tokens.c.sid)
+        )
+
+        async def _body(conn: AsyncConnection) -> bool:
+            sid = (await conn.execute(claim)).scalar_one_or_none()
+            if sid is None:
+                return False
+            await conn.execute(refresh_tokens.insert().values(values_of(successor, refresh_tokens)))
+            await conn.execute(
+                update(sessions).where(sessions.c.sid == sid).values(last_used_at=now)
+            )
+            return True
+
+        return await self._transaction(_body)
+
+    async def claim_replay(self, digest: str, *, now: float) -> bool:
+        """Mark the grace window's one replay of a rotated token as used (a compare-and-set
+        on ``replayed_at IS NULL``); False if it was already used or the token is unknown."""
+        return await self._changed_one(
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.digest == digest,
+                refresh_tokens.c.rotated_at.is_not(None),
+                refresh_tokens.c.replayed_at.is_(None),
+            )
+            .values(replayed_at=now)
+        )
+
+    async def revoke_session(self, sid: str, *, now: float) -> bool:
+        """Mark a session revoked; False if it was unknown or already revoked."""
+        return await self._changed_one(mark_revoked(sessions, sessions.c.sid == sid, now=now))
+
+    async def revoke_user_sessions(
+        self, user_id: str, *, now: float, keep: str | None = None
+    ) -> list[str]:
+        """Revoke every live session of the user (unrevoked, absolute expiry after
+        ``now``) except ``keep``; return their sids, sorted."""
+        conditions = [sessions.c.user_id == user_id, sessions.c.expires_at > now]
+        if keep is not None:
+            conditions.append(sessions.c.sid != keep)
+        stmt = mark_revoked(sessions, *conditions, now=now).returning(sessions.c.sid)
+
+        async def _body(conn: AsyncConnection) -> list[str]:
+            return sorted((await conn.execute(stmt)).scalars())
+
+        return await self._transaction(_body)
+
+    async def purge_sessions(self, *, before: float) -> int:
+        """Delete sessions revoked or expired before ``before``, with their refresh
+        tokens; return how many sessions."""
+        return await self._execute(
+            delete(sessions).where(
+                or_(
+                    and_(sessions.c.revoked_at.is_not(None), sessions.c.revoked_at < before),
+                    sessions.c.expires_at < before,
+                )
+            )
+        )

@@ -1,0 +1,257 @@
+"""UserStore on SQL: users, roles, and the ``ver`` of every privilege change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Row, bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from authgate.storage.base import RoleRecord, UserRecord
+from authgate.storage.sql._base import SqlBase, dumps, names, record_of, values_of
+from authgate.storage.sql.tables import roles, user_roles, users
+
+# A user with each of its roles and their permissions: one statement (the hot path).
+_USER_WITH_ROLES: Final = (
+    select(
+        users,
+        user_roles.c.role.label("role_name"),
+        roles.c.permissions.label("role_permissions"),
+    )
+    .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+    .outerjoin(roles, roles.c.name == user_roles.c.role)
+    .where(users.c.id == bindparam("user_id"))
+    .order_by(user_roles.c.role)
+)
+
+
+def user_record(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
+    """A UserRecord from a ``users`` row and the user's role names."""
+    return record_of(UserRecord, row, disabled=bool(row.disabled), roles=tuple(role_names))
+
+
+async def user_and_permissions(
+    conn: AsyncConnection, user_id: str
+) -> tuple[UserRecord | None, tuple[str, ...]]:
+    """The user with its roles, and the union of their permissions, sorted: one statement,
+    so that both come from the same snapshot."""
+    rows = (await conn.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
+    if not rows:
+        return None, ()
+    role_names = [row.role_name for row in rows if row.role_name is not None]
+    found: set[str] = set()
+    for row in rows:
+        if row.role_permissions is not None:
+            found.update(json.loads(row.role_permissions))
+    return user_record(rows[0], role_names), tuple(sorted(found))
+
+
+async def _insert_roles(conn: AsyncConnection, user_id: str, role_names: Sequence[str]) -> None:
+    rows = [{"user_id": user_id, "role": name} for name in names(role_names)]
+    if rows:
+        await conn.execute(user_roles.insert(), rows)
+
+
+async def _roles_of(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {uid: [] for uid in user_ids}
+    if not user_ids:
+        return found
+    result = await conn.execute(
+        select(user_roles.c.user_id, user_roles.c.role)
+        .where(user_roles.c.user_id.in_(user_ids))
+        .order_by(user_roles.c.user_id, user_roles.c.role)
+    )
+    for user_id, role in result:
+        found[user_id].append(role)
+    return found
+
+
+async def _bump(conn: AsyncConnection, user_ids: ColumnElement[bool]) -> dict[str, int]:
+    """Increment ``ver`` of the users matched; their new versions. Every write that changes
+    what a user may do runs this in its own transaction, so that a token whose privileges
+    were read before that write carries a ``ver`` that is already dead."""
+    bump = update(users).where(user_ids).values(ver=users.c.ver + 1)
+    result = await conn.execute(bump.returning(users.c.id, users.c.ver))
+    return {row.id: int(row.ver) for row in result}
+
+
+async def _permissions_of(conn: AsyncConnection, role_names: Sequence[str]) -> tuple[str, ...]:
+    if not role_names:
+        return ()
+    rows = await conn.execute(select(roles.c.permissions).where(roles.c.name.in_(role_names)))
+    found: set[str] = set()
+    for (perms,) in rows:
+        found.update(json.loads(perms))
+    return tuple(sorted(found))
+
+
+def _holders(role: str) -> ColumnElement[bool]:
+    """The users holding ``role``."""
+    return users.c.id.in_(select(user_roles.c.user_id).where(user_roles.c.role == role))
+
+
+def _role(row: Row[Any]) -> RoleRecord:
+    return record_of(RoleRecord, row, permissions=tuple(json.loads(row.permissions)))
+
+
+class SqlUsers(SqlBase):
+    """UserStore: users and roles. Every privilege change increments the ``ver`` of the
+    users it touches, in the same transaction."""
+
+    async def create_user(self, user: UserRecord) -> None:
+        """Insert a user and its roles; Conflict if the email (or id) is taken."""
+
+        async def _body(conn: AsyncConnection) -> None:
+            await conn.execute(users.insert().values(values_of(user, users)))
+            await _insert_roles(conn, user.id, user.roles)
+
+        await self._transaction(_body)
+
+    async def _get_user_where(self, condition: ColumnElement[bool]) -> UserRecord | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(users).where(condition))).first()
+            if row is None:
+                return None
+            found = await _roles_of(conn, [row.id])
+            return user_record(row, found[row.id])
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """A user by id, with roles."""
+        return await self._get_user_where(users.c.id == user_id)
+
+    async def get_user_by_email(self, email: str) -> UserRecord | None:
+        """A user by normalised email (compared exactly), with roles."""
+        return await self._get_user_where(users.c.email == email)
+
+    async def list_users(self, *, after: str | None, limit: int) -> list[UserRecord]:
+        """Users ordered by id, strictly after ``after``."""
+        query = select(users).order_by(users.c.id).limit(limit)
+        if after is not None:
+            query = query.where(users.c.id > after)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+            found = await _roles_of(conn, [row.id for row in rows])
+        return [user_record(row, found[row.id]) for row in rows]
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        password_hash: str | None = None,
+        name: str | None = None,
+    ) -> bool:
+        """Change the given (non-None) fields; False if there is no such user. Privileges
+        change only through the methods that also increment ``ver``."""
+        values: dict[str, Any] = {}
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if name is not None:
+            values["name"] = name
+        if values:
+            return await self._changed_one(
+                update(users).where(users.c.id == user_id).values(values)
+            )
+
+        async def _exists(conn: AsyncConnection) -> bool:
+            query = select(users.c.id).where(users.c.id == user_id)
+            return (await conn.execute(query)).first() is not None
+
+        return await self._transaction(_exists)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
+        """Disable or enable a user and increment its ``ver``; the new ``ver`` or None."""
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            await conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+            return (await _bump(conn, users.c.id == user_id)).get(user_id)
+
+        return await self._transaction(_body)
+
+    async def bump_version(self, user_id: str) -> int | None:
+        """Increment the user's ``ver``; the new ``ver``, or None if there is no such user."""
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            return (await _bump(conn, users.c.id == user_id)).get(user_id)
+
+        return await self._transaction(_body)
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> int | None:
+        """Replace the user's roles and increment its ``ver``; the new ``ver`` or None."""
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            # Lock the user first (the increment takes the row lock): two concurrent
+            # replacements must not both delete the old roles and then both insert theirs.
+            ver = (await _bump(conn, users.c.id == user_id)).get(user_id)
+            if ver is None:
+                return None
+            await conn.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
+            await _insert_roles(conn, user_id, roles)
+            return ver
+
+        return await self._transaction(_body)
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete a user; its roles, sessions and refresh tokens go with it (ON DELETE
+        CASCADE). False if there is no such user."""
+        return await self._changed_one(delete(users).where(users.c.id == user_id))
+
+    async def put_role(self, role: RoleRecord) -> dict[str, int]:
+        """Create a role, or replace the permissions of an existing one (its
+        ``created_at`` stays the first one); increment the ``ver`` of every holder in the
+        same transaction and return their new versions."""
+        permissions = dumps(list(names(role.permissions)))
+        stmt = self._insert(roles).values(
+            name=role.name, permissions=permissions, created_at=role.created_at
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[roles.c.name], set_={"permissions": stmt.excluded.permissions}
+        )
+
+        async def _body(conn: AsyncConnection) -> dict[str, int]:
+            await conn.execute(stmt)
+            return await _bump(conn, _holders(role.name))
+
+        return await self._transaction(_body)
+
+    async def get_role(self, name: str) -> RoleRecord | None:
+        """A role by name."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(roles).where(roles.c.name == name))).first()
+        return None if row is None else _role(row)
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """Every role, by name."""
+        async with self._read() as conn:
+            rows = (await conn.execute(select(roles).order_by(roles.c.name))).all()
+        return [_role(row) for row in rows]
+
+    async def delete_role(self, name: str) -> dict[str, int] | None:
+        """Delete a role, remove it from every user and increment their ``ver``; each former
+        holder's new ``ver``, or None (nothing changed) if there was no such role."""
+
+        async def _body(conn: AsyncConnection) -> dict[str, int] | None:
+            result = await conn.execute(delete(roles).where(roles.c.name == name))
+            if result.rowcount != 1:
+                return None
+            bumped = await _bump(conn, _holders(name))
+            await conn.execute(delete(user_roles).where(user_roles.c.role == name))
+            return bumped
+
+        return await self._transaction(_body)
+
+    async def permissions_for(self, roles: Sequence[str]) -> tuple[str, ...]:
+        """The union of the permissions of these roles, sorted (one query)."""
+        async with self._read() as conn:
+            return await _permissions_of(conn, list(roles))
+
+    async def users_with_role(self, name: str) -> list[str]:
+        """Ids of the users holding a role, sorted."""
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(user_roles.c.user_id)
+                .where(user_roles.c.role == name)
+                .order_by(user_roles.c.user_id)
+            )
+            return list(result.scalars())

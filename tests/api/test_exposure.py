@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from authgate.errors import ConfigurationError
-from authgate.service.core import new_master_key
 from authgate.settings import Settings
+from authgate.wiring import new_master_key
 
 from .conftest import ServerFactory
 from .server import LiveServer, assert_problem, bearer

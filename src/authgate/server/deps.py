@@ -11,8 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidToken
 from authgate.server.metrics import Metrics
 from authgate.service.accounts import ADMIN_PERMISSION
-from authgate.service.core import Services
 from authgate.service.sessions import AccessContext
+from authgate.wiring import Services
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login")
 basic_scheme = HTTPBasic(auto_error=False, description="A service client's id and secret")

@@ -33,9 +33,7 @@ from authgate.errors import (
     InvalidScope,
     InvalidToken,
 )
-from authgate.jose import ClaimsPolicy, Key, decode, encode, jws
-from authgate.jose._b64 import b64encode_str
-from authgate.jose._json import loads_object
+from authgate.jose import ClaimsPolicy, Key, b64encode_str, decode, encode, jws, loads_object
 from authgate.passwords import PasswordHasher
 from authgate.service.accounts import Accounts, check_permissions
 from authgate.service.audit import Audit

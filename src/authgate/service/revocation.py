@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -115,9 +114,10 @@ class Revocations:
         page = await self.feed(after, limit=limit)
         if after is None or page.events or timeout <= 0:
             return page
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()  # the waiting is in the event loop's own time
+        deadline = loop.time() + timeout
         while not page.events and not (stop is not None and stop.is_set()):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             await _first_of((changed, stop), timeout=min(remaining, self.poll_interval))

@@ -102,11 +102,11 @@ class TokenPolicy:
 
     issuer: str
     audience: str
-    access_ttl: float = 600.0
-    refresh_idle_ttl: float = 14 * 86400.0
-    refresh_max_ttl: float = 90 * 86400.0
-    refresh_grace: float = 10.0
-    leeway: float = 0.0
+    access_ttl: float
+    refresh_idle_ttl: float
+    refresh_max_ttl: float
+    refresh_grace: float
+    leeway: float
 
 
 class Sessions:

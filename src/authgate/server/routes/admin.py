@@ -23,8 +23,8 @@ from authgate.server.schemas import (
     UserPage,
     problem_responses,
 )
-from authgate.service.core import Services
 from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRecord, UserRecord
+from authgate.wiring import Services
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | problem_responses(403, 404))
 

@@ -33,9 +33,9 @@ from authgate.server.schemas import (
     problem_responses,
 )
 from authgate.service.clients import REVOCATIONS_SCOPE
-from authgate.service.core import Services
 from authgate.service.sessions import TokenPair
 from authgate.storage.base import UserRecord
+from authgate.wiring import Services
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -27,9 +27,9 @@ from authgate.server.deps import client_ip, metrics, services
 from authgate.server.problems import error_response
 from authgate.server.schemas import oauth_error_responses, problem_responses
 from authgate.service.clients import ASSERTION_TYPE
-from authgate.service.core import Services
 from authgate.service.sessions import FIRST_PARTY_CLIENT
 from authgate.storage.base import ClientRecord
+from authgate.wiring import Services
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -21,7 +21,7 @@ from authgate.jose import b64decode
 from authgate.jose.keys import ALGORITHMS
 from authgate.passwords import Argon2Params
 from authgate.service.limits import ThrottlePolicy
-from authgate.service.sessions import TokenPolicy
+from authgate.service.tokens import TokenPolicy
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}

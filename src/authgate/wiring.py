@@ -25,10 +25,12 @@ from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
 from authgate.service.clients import Clients
 from authgate.service.directory import Directory
+from authgate.service.introspection import TokenIntrospection
 from authgate.service.keyring import Keyring
 from authgate.service.limits import ClientThrottle, LoginThrottle
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
+from authgate.service.tokens import AccessTokens
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
 
@@ -89,6 +91,8 @@ class Services:
     throttle: LoginThrottle
     clients: Clients
     directory: Directory
+    tokens: AccessTokens
+    introspection: TokenIntrospection
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -156,27 +160,24 @@ class Services:
         )
         await keyring.load()
         revocations = Revocations(storage, clock=clock, token_lifetime=lifetime)
+        tokens = AccessTokens(keyring, policy=settings.token_policy(), clock=clock)
         sessions = Sessions(
             storage,
             accounts=accounts,
-            keyring=keyring,
+            tokens=tokens,
             revocations=revocations,
             audit=audit,
             clock=clock,
-            policy=settings.token_policy(),
             refresh_secret=derive(master, b"authgate refresh-token successor v1"),
         )
         clients = Clients(
             storage,
             accounts=accounts,
             hasher=hasher,
-            keyring=keyring,
+            tokens=tokens,
             revocations=revocations,
             audit=audit,
             clock=clock,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            access_ttl=settings.access_ttl,
             secret_key=derive(master, b"authgate client-secret digest v1"),
             throttle=ClientThrottle(
                 counters,
@@ -198,6 +199,10 @@ class Services:
             storage, sessions=sessions, revocations=revocations, audit=audit, clock=clock
         )
         services = cls(
+            introspection=TokenIntrospection(
+                storage, sessions=sessions, tokens=tokens, revocations=revocations
+            ),
+            tokens=tokens,
             directory=directory,
             fanout=fanout,
             clients=clients,

@@ -212,11 +212,8 @@ async def revoke(request: Request) -> Response:
         value = _param(form, "token")
         if value is None:
             raise InvalidRequest("token is required")
-        hint = _param(form, "token_type_hint")
-        if hint is not None and hint not in ("access_token", "refresh_token"):
-            hint = None  # RFC 7009 2.1: an unknown hint is ignored
-        if not await svc.sessions.revoke_refresh_token(value, client_id=caller.client_id):
-            await svc.sessions.revoke_access_token(value, client_id=caller.client_id)
+        # RFC 7009 2.1: the hint is only a hint; both kinds are tried, refresh first.
+        await svc.introspection.revoke(value, client_id=caller.client_id)
     except AuthgateError as exc:
         return _oauth_failure(request, exc)
     return Response(status_code=200, headers=NO_STORE)
@@ -246,7 +243,7 @@ async def introspect(request: Request) -> Response:
             raise InvalidRequest("token is required")
         if caller.record is None:  # allow_public=False: never the public client
             raise InvalidClient("introspection needs client authentication")
-        body = await svc.clients.introspect(value, svc.sessions, caller=caller.record)
+        body = await svc.introspection.introspect(value, caller=caller.record)
     except AuthgateError as exc:
         return _oauth_failure(request, exc)
     return JSONResponse(body, headers=NO_STORE)

@@ -181,7 +181,7 @@ class Clients:
         """Revoke a client: it cannot authenticate, and its access tokens die everywhere."""
         if not await self._store.revoke_client(client_id, now=self._clock.now()):
             return False
-        await self._revocations.revoke_subject(client_id, epoch=self._clock.now())
+        await self._revocations.revoke_subject(client_id)
         await self._audit.record("client_revoked", client_id=client_id)
         return True
 

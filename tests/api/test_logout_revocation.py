@@ -392,3 +392,15 @@ async def test_feed_long_poll_wakes_on_a_new_event(server: LiveServer, admin: st
 def test_feed_wait_is_capped(server: LiveServer, admin: str) -> None:
     r = server.http.get("/auth/revocations", params={"after": 0, "wait": 31}, headers=bearer(admin))
     assert_problem(r, 422, "validation_error")
+
+
+def test_feed_cursor_never_goes_beyond_the_newest_event(server: LiveServer, admin: str) -> None:
+    """A follower whose cursor is beyond every id (the database was restored, or is a new
+    one) gets the newest id back, sees its cursor go back, and reads everything again,
+    instead of skipping every event up to its old cursor."""
+    user = server.register(new_email())
+    server.http.post("/auth/logout", headers=bearer(user["access_token"]))
+    newest = feed(server, admin)["cursor"]
+    page = feed(server, admin, after=newest + 1000)
+    assert page == {"cursor": newest, "events": []}
+    assert feed(server, admin, after=newest) == {"cursor": newest, "events": []}

@@ -54,7 +54,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from authgate.service.core import Services, new_master_key
+from authgate.wiring import Services, new_master_key
 from authgate.settings import Settings
 from authgate.storage.sql import migrate, open_storage
 

@@ -99,7 +99,7 @@ from typing import Any
 from _serve import Server, process_cpu_seconds, serve
 from _soak_http import Client, Response
 
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 PASSWORD = "soak: a long enough passphrase 31"  # throwaway bench accounts
 ADMIN_EMAIL = "soak-admin@example.com"

@@ -10,16 +10,19 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
-from functools import wraps
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
 from authgate.errors import AuthgateError, ConfigurationError, InvalidToken
 from authgate.settings import DEFAULT_CONFIG, Settings
+
+if TYPE_CHECKING:
+    from authgate.jose import Key
+    from authgate.wiring import Services
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -67,37 +70,42 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise  # unreachable
 
 
-def _command(fn: Callable[P, Awaitable[None]]) -> Callable[P, None]:
-    """Run an async command body and map refusals to exit code 1."""
+def service_command(
+    *, before: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[[Callable[..., Awaitable[int]]], Callable[..., None]]:
+    """One command against the services: it adds ``--config``, loads the settings, runs
+    ``before`` on the command's keyword arguments (reading files, prompting: anything that
+    must happen before the database opens), opens the services, runs the body with them,
+    closes them, and exits with the body's status (a refusal exits 1 with its message)."""
 
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
-        _run(fn(*args, **kwargs))  # type: ignore[arg-type]
+    def decorate(body: Callable[..., Awaitable[int]]) -> Callable[..., None]:
+        def command(ctx: click.Context, config: str | None, **kwargs: Any) -> None:
+            settings = _settings(ctx, config)
+            if before is not None:
+                try:
+                    before(kwargs)
+                except AuthgateError as exc:
+                    _fail(f"{exc.reason} ({exc.code})")
 
-    return wrapper
+            async def run() -> int:
+                async with _opened(settings) as svc:
+                    return await body(svc, **kwargs)
+
+            status = _run(run())
+            if status:
+                raise SystemExit(status)
+
+        command.__name__, command.__doc__ = body.__name__, body.__doc__  # click's help
+        return _config_option(click.pass_context(command))
+
+    return decorate
 
 
-@asynccontextmanager
-async def _opened(settings: Settings) -> AsyncIterator[Any]:
+def _opened(settings: Settings) -> AbstractAsyncContextManager[Services]:
     """The services, opened on the configured database and closed afterwards."""
-    svc = await _services(settings)
-    try:
-        yield svc
-    finally:
-        await svc.close()
+    from authgate.wiring import open_services
 
-
-async def _services(settings: Settings) -> Any:
-    from authgate.service.core import Services
-    from authgate.storage.sql import migrate, open_storage
-
-    await migrate(settings.database_url)
-    storage = await open_storage(settings.database_url, pool_size=2)
-    try:
-        return await Services.open(settings, storage)
-    except BaseException:
-        await storage.close()
-        raise
+    return open_services(settings, pool_size=2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +152,7 @@ def _refuse_unignored_key(directory: Path, name: str) -> None:
 def do_init(directory: Path) -> Settings:
     """Write authgate.toml and master.key (0600) if absent, create the database and the first
     signing key. Never overwrites a key."""
-    from authgate.service.core import write_master_key
+    from authgate.wiring import write_master_key
 
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -231,8 +239,8 @@ def serve(
         async def preflight() -> None:
             # Migrates, and refuses here with a clear message when the master key does not
             # decrypt the stored keys, rather than in each worker.
-            svc = await _services(settings)
-            await svc.close()
+            async with _opened(settings):
+                pass
 
         _run(preflight())
     logs.configure(settings.log_format)
@@ -271,102 +279,60 @@ def _read_password(password_stdin: bool) -> str:
     return value
 
 
+def _json_line(**fields: Any) -> None:
+    click.echo(json.dumps(fields))
+
+
 @users.command("add")
 @click.argument("email")
 @click.option("--role", "roles", multiple=True, help="A role to grant (repeatable).")
 @click.option("--name", default=None)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@_config_option
-@click.pass_context
-def users_add(
-    ctx: click.Context,
-    email: str,
-    roles: tuple[str, ...],
-    name: str | None,
-    password_stdin: bool,
-    config: str | None,
-) -> None:
+@service_command(before=lambda kw: kw.update(password=_read_password(kw.pop("password_stdin"))))
+async def users_add(
+    svc: Services, email: str, roles: tuple[str, ...], name: str | None, password: str
+) -> int:
     """Create a user."""
-    settings = _settings(ctx, config)
-    password = _read_password(password_stdin)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            user = await svc.accounts.create_user(email, password, name=name, roles=roles)
-            click.echo(json.dumps({"id": user.id, "email": user.email, "roles": list(user.roles)}))
-
-    run()
+    user = await svc.accounts.create_user(email, password, name=name, roles=roles)
+    _json_line(id=user.id, email=user.email, roles=list(user.roles))
+    return 0
 
 
 @users.command("list")
-@_config_option
-@click.pass_context
-def users_list(ctx: click.Context, config: str | None) -> None:
+@service_command()
+async def users_list(svc: Services) -> int:
     """List users, one JSON object a line."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            after = None
-            while True:
-                page = await svc.accounts.list_users(after=after, limit=200)
-                for u in page:
-                    click.echo(
-                        json.dumps(
-                            {
-                                "id": u.id,
-                                "email": u.email,
-                                "roles": list(u.roles),
-                                "disabled": u.disabled,
-                            }
-                        )
-                    )
-                if len(page) < 200:
-                    break
-                after = page[-1].id
-
-    run()
+    after = None
+    while True:
+        page = await svc.accounts.list_users(after=after, limit=200)
+        for u in page:
+            _json_line(id=u.id, email=u.email, roles=list(u.roles), disabled=u.disabled)
+        if len(page) < 200:
+            return 0
+        after = page[-1].id
 
 
 @users.command("disable")
 @click.argument("email")
-@_config_option
-@click.pass_context
-def users_disable(ctx: click.Context, email: str, config: str | None) -> None:
+@service_command()
+async def users_disable(svc: Services, email: str) -> int:
     """Disable a user and end every session of theirs."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            user = await svc.accounts.by_email(email)
-            await svc.directory.set_disabled(user.id, True)
-            click.echo(f"disabled {user.email}", err=True)
-
-    run()
+    user = await svc.accounts.by_email(email)
+    await svc.directory.set_disabled(user.id, True)
+    click.echo(f"disabled {user.email}", err=True)
+    return 0
 
 
 @users.command("set-roles")
 @click.argument("email")
 @click.argument("roles", nargs=-1)
-@_config_option
-@click.pass_context
-def users_set_roles(
-    ctx: click.Context, email: str, roles: tuple[str, ...], config: str | None
-) -> None:
+@service_command()
+async def users_set_roles(svc: Services, email: str, roles: tuple[str, ...]) -> int:
     """Replace a user's roles (their access tokens die; a refresh gets the new roles)."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            user = await svc.accounts.by_email(email)
-            await svc.directory.set_roles(user.id, roles)
-            click.echo(f"{user.email}: {' '.join(sorted(set(roles))) or '(no roles)'}", err=True)
-
-    run()
+    user = await svc.accounts.by_email(email)
+    await svc.directory.set_roles(user.id, roles)
+    click.echo(f"{user.email}: {' '.join(sorted(set(roles))) or '(no roles)'}", err=True)
+    return 0
 
 
 @main.group()
@@ -377,37 +343,21 @@ def roles() -> None:
 @roles.command("add")
 @click.argument("name")
 @click.option("--permission", "permissions", multiple=True, help="A permission (repeatable).")
-@_config_option
-@click.pass_context
-def roles_add(
-    ctx: click.Context, name: str, permissions: tuple[str, ...], config: str | None
-) -> None:
+@service_command()
+async def roles_add(svc: Services, name: str, permissions: tuple[str, ...]) -> int:
     """Create (or replace) a role with its permissions."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            role = await svc.directory.put_role(name, permissions)
-            click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
-
-    run()
+    role = await svc.directory.put_role(name, permissions)
+    _json_line(name=role.name, permissions=list(role.permissions))
+    return 0
 
 
 @roles.command("list")
-@_config_option
-@click.pass_context
-def roles_list(ctx: click.Context, config: str | None) -> None:
+@service_command()
+async def roles_list(svc: Services) -> int:
     """List roles."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            for role in await svc.accounts.list_roles():
-                click.echo(json.dumps({"name": role.name, "permissions": list(role.permissions)}))
-
-    run()
+    for role in await svc.accounts.list_roles():
+        _json_line(name=role.name, permissions=list(role.permissions))
+    return 0
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -416,6 +366,23 @@ def roles_list(ctx: click.Context, config: str | None) -> None:
 @main.group()
 def clients() -> None:
     """Service clients (OAuth2 client_credentials)."""
+
+
+def _client_options(kw: dict[str, Any]) -> None:
+    """Read --jwk and parse --access-ttl before anything opens."""
+    from authgate.settings import parse_duration
+
+    jwk_file, access_ttl = kw.pop("jwk_file"), kw.pop("access_ttl")
+    kw["jwk"] = None
+    if jwk_file is not None:
+        try:
+            kw["jwk"] = json.loads(Path(jwk_file).read_text("utf-8"))
+        except ValueError:
+            _fail("the --jwk file is not JSON")
+    try:
+        kw["ttl"] = parse_duration(access_ttl, name="--access-ttl") if access_ttl else None
+    except AuthgateError as exc:
+        _fail(exc.reason)
 
 
 @clients.command("add")
@@ -429,82 +396,39 @@ def clients() -> None:
     help="The client's PUBLIC JWK: a private_key_jwt client, with no secret.",
 )
 @click.option("--access-ttl", default=None, help="Access-token lifetime (e.g. 5m).")
-@_config_option
-@click.pass_context
-def clients_add(
-    ctx: click.Context,
+@service_command(before=_client_options)
+async def clients_add(
+    svc: Services,
     name: str,
     scopes: tuple[str, ...],
-    jwk_file: str | None,
-    access_ttl: str | None,
-    config: str | None,
-) -> None:
+    jwk: dict[str, Any] | None,
+    ttl: float | None,
+) -> int:
     """Create a client; print {"client_id", "client_secret"} once, on stdout."""
-    from authgate.settings import parse_duration
-
-    settings = _settings(ctx, config)
-    jwk = None
-    if jwk_file is not None:
-        try:
-            jwk = json.loads(Path(jwk_file).read_text("utf-8"))
-        except ValueError:
-            _fail("the --jwk file is not JSON")
-    try:
-        ttl = parse_duration(access_ttl, name="--access-ttl") if access_ttl else None
-    except AuthgateError as exc:
-        _fail(exc.reason)
-        raise  # unreachable
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            record, secret = await svc.clients.create(name, scopes, jwk=jwk, access_ttl=ttl)
-            click.echo(json.dumps({"client_id": record.client_id, "client_secret": secret}))
-
-    run()
+    record, secret = await svc.clients.create(name, scopes, jwk=jwk, access_ttl=ttl)
+    _json_line(client_id=record.client_id, client_secret=secret)
+    return 0
 
 
 @clients.command("list")
-@_config_option
-@click.pass_context
-def clients_list(ctx: click.Context, config: str | None) -> None:
+@service_command()
+async def clients_list(svc: Services) -> int:
     """List clients (never their secrets)."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            for c in await svc.clients.list():
-                click.echo(
-                    json.dumps(
-                        {
-                            "client_id": c.client_id,
-                            "name": c.name,
-                            "scopes": list(c.scopes),
-                            "revoked": c.revoked_at is not None,
-                        }
-                    )
-                )
-
-    run()
+    for c in await svc.clients.list():
+        revoked = c.revoked_at is not None
+        _json_line(client_id=c.client_id, name=c.name, scopes=list(c.scopes), revoked=revoked)
+    return 0
 
 
 @clients.command("revoke")
 @click.argument("client_id")
-@_config_option
-@click.pass_context
-def clients_revoke(ctx: click.Context, client_id: str, config: str | None) -> None:
+@service_command()
+async def clients_revoke(svc: Services, client_id: str) -> int:
     """Revoke a client and its tokens."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            if not await svc.clients.revoke(client_id):
-                _fail(f"no live client {client_id}")
-            click.echo(f"revoked {client_id}", err=True)
-
-    run()
+    if not await svc.clients.revoke(client_id):
+        _fail(f"no live client {client_id}")
+    click.echo(f"revoked {client_id}", err=True)
+    return 0
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -515,50 +439,49 @@ def keys() -> None:
     """Signing-key lifecycle."""
 
 
-def _key_line(record: Any) -> str:
-    return json.dumps(
-        {
-            "kid": record.kid,
-            "alg": record.alg,
-            "state": record.state,
-            "created_at": record.created_at,
-            "activated_at": record.activated_at,
-            "expires_at": record.expires_at,
-        }
+def _key_line(record: Any) -> None:
+    _json_line(
+        kid=record.kid,
+        alg=record.alg,
+        state=record.state,
+        created_at=record.created_at,
+        activated_at=record.activated_at,
+        expires_at=record.expires_at,
     )
 
 
 @keys.command("list")
-@_config_option
-@click.pass_context
-def keys_list(ctx: click.Context, config: str | None) -> None:
+@service_command()
+async def keys_list(svc: Services) -> int:
     """List stored keys and their states."""
-    settings = _settings(ctx, config)
-
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            for record in await svc.keyring.records():
-                click.echo(_key_line(record))
-
-    run()
+    for record in await svc.keyring.records():
+        _key_line(record)
+    return 0
 
 
 @keys.command("rotate")
-@_config_option
-@click.pass_context
-def keys_rotate(ctx: click.Context, config: str | None) -> None:
+@service_command()
+async def keys_rotate(svc: Services) -> int:
     """Make the next key current now."""
-    settings = _settings(ctx, config)
+    view = await svc.keyring.rotate()
+    await svc.audit.record("key_rotated", kid=view.signing.current.kid)
+    click.echo(f"current key is now {view.signing.current.kid}", err=True)
+    return 0
 
-    @_command
-    async def run() -> None:
-        async with _opened(settings) as svc:
-            view = await svc.keyring.rotate()
-            await svc.audit.record("key_rotated", kid=view.signing.current.kid)
-            click.echo(f"current key is now {view.signing.current.kid}", err=True)
 
-    run()
+def _key_file(kw: dict[str, Any]) -> None:
+    """Read and parse the key file before anything opens."""
+    from authgate.jose import Key
+
+    data = Path(kw.pop("file")).read_bytes()
+    alg, kid = kw.pop("alg"), kw.pop("kid")
+    if data.lstrip().startswith(b"{"):
+        jwk = json.loads(data)
+        if kid is not None:
+            jwk["kid"] = kid
+        kw["key"] = Key.from_jwk(jwk, alg=alg)
+    else:
+        kw["key"] = Key.from_pem(data, alg=alg, kid=kid)
 
 
 @keys.command("import")
@@ -566,32 +489,13 @@ def keys_rotate(ctx: click.Context, config: str | None) -> None:
 @click.option("--alg", required=True, help="The algorithm the key is bound to.")
 @click.option("--kid", default=None, help="Key id (default: the RFC 7638 thumbprint).")
 @click.option("--activate", is_flag=True, help="Make it the signing key at once.")
-@_config_option
-@click.pass_context
-def keys_import(
-    ctx: click.Context, file: str, alg: str, kid: str | None, activate: bool, config: str | None
-) -> None:
+@service_command(before=_key_file)
+async def keys_import(svc: Services, key: Key, activate: bool) -> int:
     """Import a private key (PEM or private JWK): published at once, current if --activate."""
-    from authgate.jose import Key
-
-    settings = _settings(ctx, config)
-    data = Path(file).read_bytes()
-
-    @_command
-    async def run() -> None:
-        if data.lstrip().startswith(b"{"):
-            jwk = json.loads(data)
-            if kid is not None:
-                jwk["kid"] = kid
-            key = Key.from_jwk(jwk, alg=alg)
-        else:
-            key = Key.from_pem(data, alg=alg, kid=kid)
-        async with _opened(settings) as svc:
-            record = await svc.keyring.import_key(key, activate=activate)
-            await svc.audit.record("key_imported", kid=record.kid, activated=activate)
-            click.echo(_key_line(record))
-
-    run()
+    record = await svc.keyring.import_key(key, activate=activate)
+    await svc.audit.record("key_imported", kid=record.kid, activated=activate)
+    _key_line(record)
+    return 0
 
 
 # --- audit ----------------------------------------------------------------------------------
@@ -603,31 +507,15 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@_config_option
-@click.pass_context
-def audit_verify(ctx: click.Context, config: str | None) -> None:
+@service_command()
+async def audit_verify(svc: Services) -> int:
     """Walk the audit chain; exit 1 and name the first broken row if it does not hold."""
-    settings = _settings(ctx, config)
-
-    async def run() -> int:
-        async with _opened(settings) as svc:
-            report = await svc.audit.verify()
-        if report.ok:
-            click.echo(json.dumps({"ok": True, "checked": report.checked}))
-            return 0
-        click.echo(
-            json.dumps(
-                {
-                    "ok": False,
-                    "checked": report.checked,
-                    "broken_at": report.broken_at,
-                    "reason": report.reason,
-                }
-            )
-        )
-        return 1
-
-    raise SystemExit(_run(run()))
+    report = await svc.audit.verify()
+    if report.ok:
+        _json_line(ok=True, checked=report.checked)
+        return 0
+    _json_line(ok=False, checked=report.checked, broken_at=report.broken_at, reason=report.reason)
+    return 1
 
 
 # --- token / dev-cert -----------------------------------------------------------------------
@@ -640,34 +528,16 @@ def token() -> None:
 
 @token.command("inspect")
 @click.argument("value")
-@_config_option
-@click.pass_context
-def token_inspect(ctx: click.Context, value: str, config: str | None) -> None:
+@service_command()
+async def token_inspect(svc: Services, value: str) -> int:
     """Verify a token against the server's keys; print its claims, or exactly why it is invalid."""
-    from authgate.jose import ClaimsPolicy, decode
-
-    settings = _settings(ctx, config)
-
-    async def run() -> int:
-        async with _opened(settings) as svc:
-            policy = ClaimsPolicy.access_token(
-                issuer=settings.issuer, audience=settings.audience, leeway=settings.leeway
-            )
-            try:
-                claims = decode(
-                    value,
-                    svc.keyring.keyset,
-                    algorithms=svc.keyring.view.algorithms,
-                    policy=policy,
-                )
-                await svc.sessions.authenticate(value)
-            except InvalidToken as exc:
-                click.echo(json.dumps({"valid": False, "code": exc.code, "reason": exc.reason}))
-                return 1
-            click.echo(json.dumps({"valid": True, "claims": claims}, indent=2))
-            return 0
-
-    raise SystemExit(_run(run()))
+    try:
+        context = await svc.sessions.authenticate(value)
+    except InvalidToken as exc:
+        _json_line(valid=False, code=exc.code, reason=exc.reason)
+        return 1
+    click.echo(json.dumps({"valid": True, "claims": context.claims}, indent=2))
+    return 0
 
 
 @main.command("dev-cert")

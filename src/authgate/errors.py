@@ -27,6 +27,7 @@ Tree::
     │   └── InsufficientScope       insufficient_scope
     ├── Throttled                   too_many_attempts
     ├── Overloaded                  overloaded
+    ├── BodyTooLarge                body_too_large
     ├── RequestTimeout              request_timeout
     ├── StorageError                storage_error
     │   ├── Conflict                conflict
@@ -219,6 +220,12 @@ class Overloaded(AuthgateError):
     code = "overloaded"
 
 
+class BodyTooLarge(AuthgateError):
+    """The request body is over the size cap; it was not read further."""
+
+    code = "body_too_large"
+
+
 class RequestTimeout(AuthgateError):
     """The request's body did not arrive within its deadline."""
 
@@ -331,6 +338,7 @@ __all__ = [
     "AlgorithmNotAllowed",
     "AuthenticationRequired",
     "AuthgateError",
+    "BodyTooLarge",
     "ConfigurationError",
     "Conflict",
     "EmailTaken",

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Final
 
 from authgate.errors import InvalidJSON, MalformedToken
-from authgate.jose import _json
+from authgate.jose import MAX_JSON_DEPTH, loads_object
 
-MAX_BODY_DEPTH: Final = _json.MAX_DEPTH
+MAX_BODY_DEPTH: Final = MAX_JSON_DEPTH
 
 
 def loads_body(data: bytes, *, max_depth: int = MAX_BODY_DEPTH) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def loads_body(data: bytes, *, max_depth: int = MAX_BODY_DEPTH) -> dict[str, Any
     NaN/Infinity or a lone surrogate, nests deeper than ``max_depth``, or is not an object.
     """
     try:
-        return _json.loads_object(data, max_depth=max_depth)
+        return loads_object(data, max_depth=max_depth)
     except MalformedToken as exc:
         raise InvalidJSON(exc.reason) from None
 

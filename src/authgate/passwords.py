@@ -127,7 +127,9 @@ def check_new_password(password: str) -> None:
     (WeakPassword), or repetitive or sequential (PredictablePassword)."""
     normalize_password(password)
     normalized = unicodedata.normalize("NFKC", password)
-    if len(normalized) < MIN_PASSWORD_CHARS:
+    # Counted as typed and as normalised: NFKC expands some code points (U+FDFA is 18
+    # characters), and one keystroke must not pass for eight.
+    if min(len(password), len(normalized)) < MIN_PASSWORD_CHARS:
         raise WeakPassword(f"passwords need at least {MIN_PASSWORD_CHARS} characters")
     if normalized.casefold() in common_passwords():
         raise WeakPassword("this password is on the list of common passwords")

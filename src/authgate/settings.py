@@ -17,8 +17,11 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from authgate.errors import ConfigurationError
-from authgate.jose._b64 import b64decode
+from authgate.jose import b64decode
 from authgate.jose.keys import ALGORITHMS
+from authgate.passwords import Argon2Params
+from authgate.service.limits import ThrottlePolicy
+from authgate.service.tokens import TokenPolicy
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -140,9 +143,9 @@ class Settings:
     db_pool_size: int = 10
     hash_concurrency: int = 2
     hash_queue: int = 64
-    argon2_memory_kib: int = 19 * 1024
-    argon2_time_cost: int = 2
-    argon2_parallelism: int = 1
+    argon2_memory_kib: int = Argon2Params().memory_cost
+    argon2_time_cost: int = Argon2Params().time_cost
+    argon2_parallelism: int = Argon2Params().parallelism
     throttle_window: float = 900.0
     throttle_delay_after: int = 5
     throttle_lock_after: int = 10
@@ -161,6 +164,48 @@ class Settings:
     docs: bool | None = None  # /docs and /openapi.json; None: on in development only
     metrics_token: Secret | None = None  # a Bearer token for /metrics
     allowed_hosts: tuple[str, ...] = ()  # empty: the issuer's host and loopback
+
+    def token_policy(self) -> TokenPolicy:
+        """Lifetimes and identity of the tokens the server issues."""
+        return TokenPolicy(
+            issuer=self.issuer,
+            audience=self.audience,
+            access_ttl=self.access_ttl,
+            refresh_idle_ttl=self.refresh_idle_ttl,
+            refresh_max_ttl=self.refresh_max_ttl,
+            refresh_grace=self.refresh_grace,
+            leeway=self.leeway,
+        )
+
+    def login_throttle_policy(self) -> ThrottlePolicy:
+        """The throttle of password checks (per account and per IP)."""
+        return ThrottlePolicy(
+            window=self.throttle_window,
+            delay_after=self.throttle_delay_after,
+            lock_after=self.throttle_lock_after,
+            ip_limit=self.throttle_ip_limit,
+            base_delay=self.throttle_base_delay,
+        )
+
+    def client_throttle_policy(self) -> ThrottlePolicy:
+        """The throttle of client authentication (per client id and per IP)."""
+        return ThrottlePolicy(
+            window=self.throttle_window,
+            # No growing delay: 429 once the failures pass the limit (the next attempt is the
+            # first over it).
+            delay_after=self.throttle_client_limit + 1,
+            lock_after=self.throttle_client_limit + 1,
+            ip_limit=self.throttle_client_ip_limit,
+            base_delay=self.throttle_base_delay,
+        )
+
+    def argon2_params(self) -> Argon2Params:
+        """The argon2id parameters of new password hashes."""
+        return Argon2Params(
+            memory_cost=self.argon2_memory_kib,
+            time_cost=self.argon2_time_cost,
+            parallelism=self.argon2_parallelism,
+        )
 
     @property
     def is_production(self) -> bool:
@@ -442,3 +487,15 @@ def _resolve_sqlite(url: str, config_dir: Path) -> str:
 
 
 __all__ = ["Secret", "Settings", "decode_master_key", "parse_duration", "secret_weakness"]
+
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_DATABASE_URL",
+    "MASTER_KEY_BYTES",
+    "Secret",
+    "Settings",
+    "decode_master_key",
+    "parse_duration",
+    "secret_weakness",
+]

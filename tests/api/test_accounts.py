@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from authgate.jose import ClaimsPolicy, KeySet, decode
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 from .conftest import ServerFactory
 from .server import PASSWORD, LiveServer, assert_problem, bearer, header_of, new_email

@@ -10,8 +10,8 @@ import pytest
 from authgate.clock import FixedClock
 from authgate.errors import ConfigurationError
 from authgate.server.app import create_app
-from authgate.service.core import new_master_key
 from authgate.settings import Settings
+from authgate.wiring import new_master_key
 
 from .conftest import ServerFactory
 from .server import START, LiveServer, SleepRecorder, assert_problem, base_env, bearer, claims_of

@@ -163,7 +163,7 @@ def test_keys_rotate_and_import(home: Path, tmp_path: Path) -> None:
 
 
 def test_wrong_master_key_refuses_to_start(home: Path) -> None:
-    from authgate.service.core import new_master_key
+    from authgate.wiring import new_master_key
 
     refused = run(home, "keys", "list", env={"AUTHGATE_MASTER_KEY": new_master_key()})
     assert refused.returncode == 1

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from authgate import logs
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 READY = "Application startup complete"
 CONSOLE_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")

@@ -18,8 +18,8 @@ import uvicorn
 from authgate.clock import FixedClock
 from authgate.errors import NotFound
 from authgate.server.app import create_app
-from authgate.service.core import Services, new_master_key
 from authgate.settings import Settings
+from authgate.wiring import Services, new_master_key
 
 T = TypeVar("T")
 

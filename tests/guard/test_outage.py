@@ -10,7 +10,7 @@ import pytest
 
 from authgate.clock import FixedClock
 from authgate.errors import InvalidToken
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 from ._apps import fastapi_app
 from ._support import AppServer, auth_server, bearer, eventually, free_port, make_guard

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 MASTER_KEY = new_master_key()
 HS256_SECRET = "hygiene-HS256-secret-0123456789-abcdefghijklmnop"

@@ -25,8 +25,8 @@ import httpx
 import uvicorn
 
 from authgate.server.app import create_app
-from authgate.service.core import Services, new_master_key
 from authgate.settings import Settings
+from authgate.wiring import Services, new_master_key
 
 T = TypeVar("T")
 

@@ -35,7 +35,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 T = TypeVar("T")
 

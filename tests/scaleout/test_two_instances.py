@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from authgate.service.core import new_master_key
+from authgate.wiring import new_master_key
 
 from ._cluster import (
     PASSWORD,

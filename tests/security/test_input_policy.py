@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from api.server import PASSWORD, LiveServer, assert_problem, bearer, new_email, running_server
-from authgate.errors import InvalidRequest, PredictablePassword
+from authgate.errors import InvalidRequest, PredictablePassword, WeakPassword
 from authgate.passwords import check_new_password, common_passwords, predictability
 from authgate.service.accounts import lookup_email, normalize_email
 from authgate.storage.base import UserRecord
@@ -158,3 +158,18 @@ def test_input_policy_the_problem_is_problem_json(live: LiveServer) -> None:
     )
     assert r.headers["content-type"] == "application/problem+json"
     assert "aaaaaaaa" not in r.text  # the password is never echoed
+
+
+@pytest.mark.parametrize("password", ["\ufdfa", "\ufdfb", "\ufdfa\ufdfb", "\u3300\u3301\u3302"])
+def test_input_policy_short_password_expanding_under_nfkc_is_refused(
+    live: LiveServer, password: str
+) -> None:
+    """U+FDFA is one keystroke and 18 characters after NFKC: the length is counted as typed
+    too, so a one-character password never passes for eight."""
+    import unicodedata
+
+    assert len(unicodedata.normalize("NFKC", password)) >= 8  # what used to pass the check
+    with pytest.raises(WeakPassword):
+        check_new_password(password)
+    r = live.http.post("/auth/register", json={"email": new_email(), "password": password})
+    assert_problem(r, 400, "weak_password")

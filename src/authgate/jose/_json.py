@@ -10,7 +10,8 @@ import orjson
 
 from authgate.errors import MalformedToken
 
-MAX_DEPTH = 32
+MAX_JSON_DEPTH = 32
+MAX_DEPTH = MAX_JSON_DEPTH  # the name the codec uses inside
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from authgate.clock import Clock, SystemClock
+from authgate.clock import Clock
 from authgate.errors import AuthgateError, InvalidJSON
 from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
@@ -23,8 +23,8 @@ from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
 from authgate.server.routes import admin, auth, docs, oauth2, ops, wellknown
 from authgate.server.schemas import OAuthError, Problem
-from authgate.service.core import Services
 from authgate.settings import Settings
+from authgate.wiring import Services, open_services
 
 log = logging.getLogger("authgate.server")
 MAINTENANCE_INTERVAL = 60.0
@@ -53,27 +53,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from authgate.storage.sql import migrate, open_storage
-
-        await migrate(settings.database_url)
-        storage = await open_storage(settings.database_url, pool_size=settings.db_pool_size)
-        try:
-            svc = await Services.open(settings, storage, clock=clock or SystemClock(), sleep=sleep)
-        except BaseException:
-            await storage.close()
-            raise
-        await svc.keyring.maintain()
-        svc.audit.listeners.append(metrics.on_audit)
-        svc.fallback_listeners.append(metrics.on_redis_fallback)
-        app.state.services = svc
-        task = asyncio.create_task(_maintain(svc, maintenance_interval))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await svc.close()
+        async with open_services(settings, clock=clock, sleep=sleep) as svc:
+            await svc.keyring.maintain()
+            svc.audit.listeners.append(metrics.on_audit)
+            svc.fallback_listeners.append(metrics.on_redis_fallback)
+            app.state.services = svc
+            task = asyncio.create_task(_maintain(svc, maintenance_interval))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="authgate",

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
-from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidToken
+from authgate.errors import (
+    AuthenticationRequired,
+    InsufficientScope,
+    InvalidClient,
+    InvalidToken,
+)
 from authgate.server.metrics import Metrics
 from authgate.service.accounts import ADMIN_PERMISSION
-from authgate.service.core import Services
 from authgate.service.sessions import AccessContext
+from authgate.wiring import Services
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login")
 basic_scheme = HTTPBasic(auto_error=False, description="A service client's id and secret")
@@ -87,6 +95,25 @@ async def admin(ctx: Annotated[AccessContext, Depends(authenticated)]) -> Access
     if ADMIN_PERMISSION not in ctx.permissions or ADMIN_PERMISSION not in ctx.user_permissions:
         raise InsufficientScope("the admin permission is needed", scope=(ADMIN_PERMISSION,))
     return ctx
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """A client's ``Authorization: Basic`` credentials (RFC 6749 2.3.1: form-encoded id and
+    secret), None without the header; InvalidClient for any other scheme or a malformed one."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("unsupported client authentication scheme", basic=True)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidClient("malformed Basic credentials", basic=True) from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed Basic credentials", basic=True)
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
 
 Authenticated = Annotated[AccessContext, Depends(authenticated)]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authgate.errors import AuthgateError, Overloaded, RequestTimeout
+from authgate.errors import AuthgateError, BodyTooLarge, InvalidToken, Overloaded, RequestTimeout
 from authgate.server.metrics import Metrics
-from authgate.server.problems import headers_of, status_of
+from authgate.server.problems import problem_parts
 
 MAX_AUTHORIZATION = 8192
 BODY_TIMEOUT = 30.0
@@ -34,37 +33,26 @@ def draining_event(scope: Scope) -> asyncio.Event | None:
     return event if isinstance(event, asyncio.Event) else None
 
 
-async def _send_problem(
-    send: Send, status: int, code: str, title: str, headers: list[tuple[bytes, bytes]]
-) -> None:
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "code": code}
-    ).encode()
+async def _send_error(
+    send: Send, exc: AuthgateError, headers: list[tuple[bytes, bytes]], *, close: bool
+) -> int:
+    """Answer ``exc`` as problems.py maps it (below the framework, so by hand); with
+    ``close``, close the connection too: its request was not read to the end."""
+    status, mapped, body = problem_parts(exc)
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/problem+json"),
+                *((k.lower().encode(), v.encode()) for k, v in mapped.items()),
                 (b"content-length", str(len(body)).encode()),
                 *headers,
+                *([_CLOSE] if close else []),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send: Send, exc: AuthgateError, headers: list[tuple[bytes, bytes]]) -> int:
-    """Answer ``exc`` as problems.py maps it, and close the connection: its request was
-    not read to the end."""
-    status, title = status_of(exc)
-    extra = [(k.lower().encode(), v.encode()) for k, v in headers_of(exc, status).items()]
-    await _send_problem(send, status, exc.code, title, [*headers, *extra, _CLOSE])
     return status
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class _ClientGone(Exception):
@@ -123,7 +111,7 @@ class HardeningMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise _BodyTooLarge
+                raise BodyTooLarge("the request body is over the cap")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -146,21 +134,12 @@ class HardeningMiddleware:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _send_problem(
-                        send, 413, "body_too_large", "The request body is too large", security
-                    )
+                    big = BodyTooLarge("Content-Length is over the cap")
+                    await _send_error(send, big, security, close=False)
                     return
             elif name == b"authorization" and len(value) > MAX_AUTHORIZATION:
-                await _send_problem(
-                    send,
-                    401,
-                    "invalid_token",
-                    "The token is invalid",
-                    [
-                        *security,
-                        (b"www-authenticate", b'Bearer realm="authgate", error="invalid_token"'),
-                    ],
-                )
+                bad = InvalidToken("the Authorization header is over the cap")
+                await _send_error(send, bad, security, close=False)
                 return
         started = time.perf_counter()
         # The whole body first, under its deadline: a slow client holds a connection, never
@@ -169,14 +148,9 @@ class HardeningMiddleware:
             body = await self._read_body(receive, draining_event(scope))
         except _ClientGone:
             return
-        except _BodyTooLarge:
-            # A chunked body with no Content-Length went over the cap.
-            await _send_problem(
-                send, 413, "body_too_large", "The request body is too large", [*security, _CLOSE]
-            )
-            return
-        except (RequestTimeout, Overloaded) as exc:
-            status = await _send_error(send, exc, security)
+        except (BodyTooLarge, RequestTimeout, Overloaded) as exc:
+            # A chunked body over the cap, a late body, or a server that drains.
+            status = await _send_error(send, exc, security, close=True)
             self.metrics.observe_request(
                 scope["method"], "unmatched", status, time.perf_counter() - started
             )
@@ -186,13 +160,8 @@ class HardeningMiddleware:
             # Shed load cheaply, before any work: a quick 503 the client can retry beats a
             # queue that grows until every request times out.
             self.metrics.shed.inc()
-            await _send_problem(
-                send,
-                503,
-                "overloaded",
-                "The server is busy",
-                [*security, (b"retry-after", b"1")],
-            )
+            shed = Overloaded("shed: too many requests in flight", retry_after=1)
+            await _send_error(send, shed, security, close=False)
             return
         if counted:
             self.in_flight += 1

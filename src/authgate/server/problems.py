@@ -6,6 +6,7 @@ RFC 6749 error body. The reason of an error goes to the log, never to the client
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -34,6 +35,7 @@ _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.Forbidden, 403, "Forbidden"),
     (e.NotFound, 404, "Not found"),
     (e.RequestTimeout, 408, "The request did not arrive in time"),
+    (e.BodyTooLarge, 413, "The request body is too large"),
     (e.Throttled, 429, "Too many attempts"),
     (e.Overloaded, 503, "The server is busy"),
     (e.StorageUnavailable, 503, "The database is unavailable"),
@@ -63,6 +65,16 @@ def headers_of(exc: e.AuthgateError, status: int) -> dict[str, str]:
     if status in (429, 503):
         headers["Retry-After"] = str(int(exc.context.get("retry_after", 1)))
     return headers
+
+
+def problem_parts(exc: e.AuthgateError) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and problem+json body of an error, for an answer sent below the
+    framework (the ASGI middleware): the same mapping as :func:`error_response`."""
+    status, title = status_of(exc)
+    code = "invalid_token" if isinstance(exc, e.InvalidToken) else exc.code
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "code": code})
+    headers = {"Content-Type": PROBLEM_JSON, **headers_of(exc, status)}
+    return status, headers, body.encode()
 
 
 def problem(
@@ -103,6 +115,8 @@ def error_response(request: Request, exc: e.AuthgateError) -> Response:
         if status not in (403, 429, 503):
             status = 401 if exc.code == "invalid_client" else 400
             headers = {}
+        if isinstance(exc, e.InvalidClient) and exc.context.get("basic"):
+            headers = {**headers, "WWW-Authenticate": 'Basic realm="authgate"'}
         code = (
             exc.code if exc.code in _OAUTH_CODES else _OAUTH_FALLBACK.get(status, "invalid_request")
         )

@@ -222,3 +222,7 @@ def oauth_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+# What any /auth or /admin route may answer besides its own errors.
+COMMON_ERRORS = problem_responses(400, 401, 413, 422, 429, 503)

@@ -26,26 +26,23 @@ from authgate.errors import (
     AuthgateError,
     ConfigurationError,
     Conflict,
-    InsufficientScope,
     InvalidClient,
     InvalidKey,
     InvalidRequest,
     InvalidScope,
     InvalidToken,
 )
-from authgate.jose import ClaimsPolicy, Key, decode, encode, jws
-from authgate.jose._b64 import b64encode_str
-from authgate.jose._json import loads_object
+from authgate.jose import ClaimsPolicy, Key, b64encode_str, decode, jws, loads_object
 from authgate.passwords import PasswordHasher
 from authgate.service.accounts import Accounts, check_permissions
 from authgate.service.audit import Audit
-from authgate.service.keyring import Keyring
+from authgate.service.introspection import INTROSPECT_SCOPE
 from authgate.service.limits import ClientThrottle
 from authgate.service.revocation import Revocations
+from authgate.service.tokens import AccessTokens
 from authgate.storage.base import ClientRecord, ClientStore
 
 REVOCATIONS_SCOPE = "authgate:revocations"
-INTROSPECT_SCOPE = "authgate:introspect"
 BUILTIN_SCOPES = frozenset({REVOCATIONS_SCOPE, INTROSPECT_SCOPE})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = frozenset(
@@ -85,13 +82,10 @@ class Clients:
         *,
         accounts: Accounts,
         hasher: PasswordHasher,
-        keyring: Keyring,
+        tokens: AccessTokens,
         revocations: Revocations,
         audit: Audit,
         clock: Clock,
-        issuer: str,
-        audience: str,
-        access_ttl: float,
         secret_key: bytes,
         throttle: ClientThrottle,
         leeway: float = 0.0,
@@ -103,14 +97,13 @@ class Clients:
         self._hasher = hasher
         self._secret_key = secret_key
         self._throttle = throttle
-        self._keyring = keyring
+        self._tokens = tokens
         self._revocations = revocations
         self._audit = audit
         self._clock = clock
-        self.issuer = issuer
-        self.audience = audience
-        self.access_ttl = access_ttl
-        self.token_endpoint = f"{issuer}/oauth2/token"
+        self.issuer = tokens.policy.issuer
+        self.access_ttl = tokens.policy.access_ttl
+        self.token_endpoint = f"{self.issuer}/oauth2/token"
         self._leeway = leeway
         # What an unknown client's secret is compared with: the same digest work.
         self._dummy_digest = self._digest(_NO_CLIENT, "")
@@ -188,7 +181,7 @@ class Clients:
         """Revoke a client: it cannot authenticate, and its access tokens die everywhere."""
         if not await self._store.revoke_client(client_id, now=self._clock.now()):
             return False
-        await self._revocations.revoke_subject(client_id, epoch=self._clock.now())
+        await self._revocations.revoke_subject(client_id)
         await self._audit.record("client_revoked", client_id=client_id)
         return True
 
@@ -339,61 +332,14 @@ class Clients:
             if not wanted or not set(wanted) <= allowed:
                 raise InvalidScope("the requested scope is beyond what the client is allowed")
             granted = sorted(set(wanted))
-        now = self._clock.now()
-        ttl = int(client.access_ttl or self.access_ttl)
-        claims = {
-            "iss": self.issuer,
-            "sub": client.client_id,
-            "aud": self.audience,
-            "exp": int(now) + ttl,
-            "iat": int(now),
-            "jti": secrets.token_urlsafe(16),
-            "client_id": client.client_id,
-            "scope": " ".join(granted),
-        }
-        token = encode(claims, self._keyring.keyset, typ="at+jwt")
+        token, ttl = self._tokens.issue(
+            sub=client.client_id,
+            client_id=client.client_id,
+            scope=granted,
+            now=self._clock.now(),
+            ttl=client.access_ttl or self.access_ttl,
+        )
         return ClientGrant(token, ttl, " ".join(granted))
-
-    async def introspect(
-        self, token: str, sessions: Any, *, caller: ClientRecord
-    ) -> dict[str, Any]:
-        """RFC 7662 for a client holding ``authgate:introspect`` (InsufficientScope
-        otherwise): the claims of a live token with ``active: true``; ``{"active": false}``
-        for anything invalid, expired or revoked, without saying why. A refresh token is
-        only ever active to the client it was issued to (RFC 7662 section 4)."""
-        from authgate.service.sessions import REFRESH_PREFIX
-
-        if INTROSPECT_SCOPE not in caller.scopes:
-            raise InsufficientScope(
-                "introspection needs the authgate:introspect scope", scope=(INTROSPECT_SCOPE,)
-            )
-        inactive: dict[str, Any] = {"active": False}
-        if not isinstance(token, str) or not token or len(token) > 8192:
-            return inactive
-        if token.startswith(REFRESH_PREFIX):
-            info = await sessions.refresh_token_info(token)
-            if info is None or info.get("client_id") != caller.client_id:
-                return inactive
-            return {"active": True, **info}
-        try:
-            claims = decode(
-                token,
-                self._keyring.keyset,
-                algorithms=self._keyring.view.algorithms,
-                policy=ClaimsPolicy.access_token(issuer=self.issuer, audience=self.audience),
-                now=self._clock.now(),
-            )
-            if "sid" in claims:
-                await sessions.authenticate(token)
-            else:
-                client = await self._store.get_client(str(claims["sub"]))
-                if client is None or client.revoked_at is not None:
-                    return inactive
-                if await self._revocations.is_revoked("jti", str(claims["jti"])):
-                    return inactive
-        except AuthgateError:
-            return inactive
-        return {"active": True, "token_type": "Bearer", **claims}
 
     async def purge(self) -> int:
         """Drop expired assertion ids."""

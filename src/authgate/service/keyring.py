@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -79,8 +80,10 @@ class Keyring:
         token_lifetime: float,
         clock: Clock,
         static_key: Key | None = None,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._timer = timer  # elapsed time (not the clock, which tests freeze): reload pacing
         self._master = master_key
         self._alg = alg
         self._rotation = rotation
@@ -121,7 +124,7 @@ class Keyring:
                     await self._store.insert_key(self._new_record("next", now))
                     records = await self._store.list_keys()
         self._view = self._make_view(records)
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._timer()
         return self._view
 
     def _new_record(
@@ -234,13 +237,13 @@ class Keyring:
         if self._static is not None:
             return self.view
         self._view = self._make_view(await self._store.list_keys())
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._timer()
         return self._view
 
     async def refresh_if_older_than(self, seconds: float) -> bool:
         """Reload unless the snapshot is fresher than ``seconds``; True if it reloaded.
         Bounds how often unknown kids can make this instance read the store."""
-        if self._static is not None or time.monotonic() - self._loaded_at < seconds:
+        if self._static is not None or self._timer() - self._loaded_at < seconds:
             return False
         await self.refresh()
         return True

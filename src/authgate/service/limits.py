@@ -29,12 +29,12 @@ class ThrottlePolicy:
     429 from the ``lock_after``-th attempt until the window passes. Per IP: 429 after
     ``ip_limit`` failures."""
 
-    window: float = 900.0
-    delay_after: int = 5
-    lock_after: int = 10
-    ip_limit: int = 100
-    base_delay: float = 0.25
-    max_delay: float = 4.0
+    window: float
+    delay_after: int
+    lock_after: int
+    ip_limit: int
+    base_delay: float
+    max_delay: float = 4.0  # the growing delay's cap (not a setting)
 
 
 @dataclass(frozen=True, slots=True)

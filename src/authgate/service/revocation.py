@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,7 +30,12 @@ class FeedPage:
 
 
 class Revocations:
-    """Writes revocation events; an event expires once no token it could kill is alive."""
+    """Writes revocation events; an event expires once no token it could kill is alive.
+
+    ``token_lifetime`` is the longest an access token is accepted (its lifetime plus the
+    verifiers' leeway). Every event outlives the tokens it kills by one more such
+    lifetime: its expiry is stamped with this process's clock, and the verifiers that drop
+    it read their own, so the margin absorbs the clocks' disagreement."""
 
     def __init__(
         self,
@@ -63,25 +67,25 @@ class Revocations:
     async def revoke_jti(self, jti: str, *, exp: float) -> RevocationEvent:
         """Kill one access token until it expires."""
         now = self._clock.now()
-        return await self._add("jti", jti, now=now, expires_at=max(exp, now))
+        until = max(exp, now) + self._lifetime  # exp + leeway, and the clock margin
+        return await self._add("jti", jti, now=now, expires_at=until)
 
     async def revoke_sid(self, sid: str) -> RevocationEvent:
         """Kill every access token of a session."""
         now = self._clock.now()
-        return await self._add("sid", sid, now=now, expires_at=now + self._lifetime)
+        return await self._add("sid", sid, now=now, expires_at=now + 2 * self._lifetime)
 
     async def revoke_user(self, user_id: str, *, ver: int) -> RevocationEvent:
         """Kill every access token of a user whose ``ver`` claim is lower than ``ver``."""
         now = self._clock.now()
-        return await self._add("user", user_id, now=now, expires_at=now + self._lifetime, ver=ver)
+        until = now + 2 * self._lifetime
+        return await self._add("user", user_id, now=now, expires_at=until, ver=ver)
 
-    async def revoke_subject(self, subject: str, *, epoch: float) -> RevocationEvent:
-        """Kill every access token of a subject without versions (a service client) issued
-        before ``epoch``; used only for subjects that can never be issued a token again."""
-        now = self._clock.now()
-        return await self._add(
-            "user", subject, now=now, expires_at=now + self._lifetime, not_before=epoch
-        )
+    async def revoke_subject(self, subject: str) -> RevocationEvent:
+        """Kill every access token of a subject that carries no ``ver`` (a service client
+        that can never be issued a token again): a version floor kills every token without
+        a version, so no clock is compared."""
+        return await self.revoke_user(subject, ver=1)
 
     async def is_revoked(self, kind: str, value: str) -> bool:
         """True while a live event of this kind and value exists."""
@@ -92,10 +96,11 @@ class Revocations:
         events = await self._store.revocations_after(after, now=self._clock.now(), limit=limit)
         if events:
             cursor = events[-1].id
-        elif after is not None:
-            cursor = after
         else:
-            cursor = await self._store.latest_revocation_id()
+            # Never echo a cursor beyond the newest id: after a restore or a fresh database
+            # a follower then sees its cursor go back, and reads everything again.
+            latest = await self._store.latest_revocation_id()
+            cursor = latest if after is None else min(after, latest)
         return FeedPage(cursor=cursor, events=tuple(events))
 
     async def wait(
@@ -115,9 +120,10 @@ class Revocations:
         page = await self.feed(after, limit=limit)
         if after is None or page.events or timeout <= 0:
             return page
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()  # the waiting is in the event loop's own time
+        deadline = loop.time() + timeout
         while not page.events and not (stop is not None and stop.is_set()):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             await _first_of((changed, stop), timeout=min(remaining, self.poll_interval))

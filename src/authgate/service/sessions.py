@@ -33,13 +33,11 @@ from authgate.errors import (
     InvalidToken,
     NotFound,
     TokenRevoked,
-    UnknownKey,
 )
-from authgate.jose import ClaimsPolicy, decode, encode
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
-from authgate.service.keyring import Keyring
 from authgate.service.revocation import Revocations
+from authgate.service.tokens import AccessTokens
 from authgate.storage.base import RefreshRecord, SessionRecord, SessionStore, UserRecord
 
 REFRESH_PREFIX = "rt_"
@@ -96,19 +94,6 @@ class AccessContext:
         return frozenset(str(self.claims.get("scope", "")).split())
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TokenPolicy:
-    """Lifetimes and identity of issued tokens."""
-
-    issuer: str
-    audience: str
-    access_ttl: float = 600.0
-    refresh_idle_ttl: float = 14 * 86400.0
-    refresh_max_ttl: float = 90 * 86400.0
-    refresh_grace: float = 10.0
-    leeway: float = 0.0
-
-
 class Sessions:
     """Issues and rotates token pairs; ends sessions."""
 
@@ -117,27 +102,20 @@ class Sessions:
         store: SessionStore,
         *,
         accounts: Accounts,
-        keyring: Keyring,
+        tokens: AccessTokens,
         revocations: Revocations,
         audit: Audit,
         clock: Clock,
-        policy: TokenPolicy,
         refresh_secret: bytes,
     ) -> None:
         self._store = store
         self._accounts = accounts
-        self._keyring = keyring
+        self._tokens = tokens
         self._revocations = revocations
         self._audit = audit
         self._clock = clock
-        self.policy = policy
+        self.policy = tokens.policy
         self._secret = refresh_secret
-        self._claims_policy = ClaimsPolicy.access_token(
-            issuer=policy.issuer,
-            audience=policy.audience,
-            leeway=policy.leeway,
-            max_lifetime=max(policy.access_ttl, 86400.0),
-        )
 
     # --- issuing ----------------------------------------------------------------------------
 
@@ -154,22 +132,16 @@ class Sessions:
         client_id: str = FIRST_PARTY_CLIENT,
         now: float,
     ) -> tuple[str, int]:
-        """Sign an RFC 9068 access token; return it with its lifetime in seconds."""
-        ttl = int(self.policy.access_ttl)
-        claims = {
-            "iss": self.policy.issuer,
-            "sub": user.id,
-            "aud": self.policy.audience,
-            "exp": int(now) + ttl,
-            "iat": int(now),
-            "jti": secrets.token_urlsafe(16),
-            "sid": sid,
-            "client_id": client_id,
-            "ver": user.ver,
-            "roles": list(user.roles),
-            "scope": " ".join(permissions),
-        }
-        return encode(claims, self._keyring.keyset, typ="at+jwt"), ttl
+        """Sign an RFC 9068 access token of a session; return it with its lifetime."""
+        return self._tokens.issue(
+            sub=user.id,
+            client_id=client_id,
+            scope=permissions,
+            now=now,
+            sid=sid,
+            ver=user.ver,
+            roles=list(user.roles),
+        )
 
     @staticmethod
     def _narrow(allowed: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
@@ -320,15 +292,6 @@ class Sessions:
             await self._revocations.revoke_sid(session.sid)
         await self._audit.record("refresh_reuse", user_id=session.user_id, sid=session.sid, ip=ip)
 
-    def _decode(self, token: str) -> dict[str, Any]:
-        return decode(
-            token,
-            self._keyring.keyset,
-            algorithms=self._keyring.view.algorithms,
-            policy=self._claims_policy,
-            now=self._clock.now(),
-        )
-
     async def refresh_token_info(self, refresh_token: str) -> dict[str, Any] | None:
         """What introspection may say of a live refresh token (the family head), or None."""
         if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
@@ -368,13 +331,7 @@ class Sessions:
         """RFC 7009 for an access token: revoke its jti until it expires, if it verifies and
         was issued to ``client_id``."""
         try:
-            claims = decode(
-                token,
-                self._keyring.keyset,
-                algorithms=self._keyring.view.algorithms,
-                policy=self._claims_policy,
-                now=self._clock.now(),
-            )
+            claims = self._tokens.decode(token)
         except InvalidToken:
             return False
         if claims.get("client_id") != client_id:
@@ -388,13 +345,7 @@ class Sessions:
     async def authenticate(self, token: str) -> AccessContext:
         """Verify an access token strictly, and refuse it at once if revoked or if its user
         is disabled or gone (TokenRevoked)."""
-        try:
-            claims = self._decode(token)
-        except UnknownKey:
-            # Another instance may have imported or activated a key: re-read them once.
-            if not await self._keyring.refresh_if_older_than(1.0):
-                raise
-            claims = self._decode(token)
+        claims = await self._tokens.decode_fresh(token)
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from authgate.server.deps import Admin, Svc
-from authgate.server.routes.auth import _ERRORS
 from authgate.server.schemas import (
+    COMMON_ERRORS,
     AdminSessionOut,
     AdminUserCreate,
     AdminUserOut,
@@ -23,10 +23,12 @@ from authgate.server.schemas import (
     UserPage,
     problem_responses,
 )
-from authgate.service.core import Services
 from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRecord, UserRecord
+from authgate.wiring import Services
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=_ERRORS | problem_responses(403, 404))
+router = APIRouter(
+    prefix="/admin", tags=["admin"], responses=COMMON_ERRORS | problem_responses(403, 404)
+)
 
 
 async def _user(

@@ -15,12 +15,14 @@ from authgate.server.deps import (
     Svc,
     admin,
     authenticated,
+    basic_credentials,
     basic_scheme,
     bearer_scheme,
     client_ip,
     metrics,
 )
 from authgate.server.schemas import (
+    COMMON_ERRORS,
     LoginIn,
     PasswordIn,
     RefreshIn,
@@ -33,13 +35,12 @@ from authgate.server.schemas import (
     problem_responses,
 )
 from authgate.service.clients import REVOCATIONS_SCOPE
-from authgate.service.core import Services
 from authgate.service.sessions import TokenPair
 from authgate.storage.base import UserRecord
+from authgate.wiring import Services
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_ERRORS = problem_responses(400, 401, 413, 422, 429, 503)
 
 
 async def user_out(svc: Services, user: UserRecord) -> UserOut:
@@ -65,7 +66,7 @@ def token_response(
     "/register",
     status_code=201,
     response_model=RegisterOut,
-    responses=_ERRORS | problem_responses(403, 409),
+    responses=COMMON_ERRORS | problem_responses(403, 409),
 )
 async def register(body: RegisterIn, request: Request, svc: Svc) -> JSONResponse:
     """Create an account and log it in."""
@@ -118,7 +119,7 @@ async def _login_body(request: Request) -> LoginIn:
         raise InvalidRequest("the login body is invalid") from exc
 
 
-@router.post("/login", response_model=TokenOut, openapi_extra=_LOGIN_BODY, responses=_ERRORS)
+@router.post("/login", response_model=TokenOut, openapi_extra=_LOGIN_BODY, responses=COMMON_ERRORS)
 async def login(request: Request, svc: Svc) -> JSONResponse:
     """Log in with an email and password (JSON, or FastAPI's OAuth2 password form)."""
     body = await _login_body(request)
@@ -133,7 +134,7 @@ async def login(request: Request, svc: Svc) -> JSONResponse:
     return token_response(pair)
 
 
-@router.post("/refresh", response_model=TokenOut, responses=_ERRORS)
+@router.post("/refresh", response_model=TokenOut, responses=COMMON_ERRORS)
 async def refresh(body: RefreshIn, request: Request, svc: Svc) -> JSONResponse:
     """Rotate a refresh token for a new pair."""
     m = metrics(request)
@@ -146,21 +147,21 @@ async def refresh(body: RefreshIn, request: Request, svc: Svc) -> JSONResponse:
     return token_response(pair)
 
 
-@router.post("/logout", status_code=204, responses=_ERRORS)
+@router.post("/logout", status_code=204, responses=COMMON_ERRORS)
 async def logout(ctx: Authenticated, svc: Svc) -> Response:
     """End this session; its access tokens die at every guard."""
     await svc.sessions.end(ctx.sid, user_id=ctx.user.id, reason="logout")
     return Response(status_code=204)
 
 
-@router.post("/logout-all", status_code=204, responses=_ERRORS)
+@router.post("/logout-all", status_code=204, responses=COMMON_ERRORS)
 async def logout_all(ctx: Authenticated, svc: Svc) -> Response:
     """End every session of the user."""
     await svc.sessions.end_all(ctx.user.id, reason="logout_all")
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=UserOut, responses=_ERRORS)
+@router.get("/me", response_model=UserOut, responses=COMMON_ERRORS)
 async def me(ctx: Authenticated) -> UserOut:
     """The current user."""
     user = ctx.user
@@ -174,7 +175,7 @@ async def me(ctx: Authenticated) -> UserOut:
     )
 
 
-@router.post("/password", status_code=204, responses=_ERRORS)
+@router.post("/password", status_code=204, responses=COMMON_ERRORS)
 async def change_password(
     body: PasswordIn, request: Request, ctx: Authenticated, svc: Svc
 ) -> Response:
@@ -187,7 +188,7 @@ async def change_password(
     return Response(status_code=204)
 
 
-@router.get("/sessions", response_model=list[SessionOut], responses=_ERRORS)
+@router.get("/sessions", response_model=list[SessionOut], responses=COMMON_ERRORS)
 async def sessions(ctx: Authenticated, svc: Svc) -> list[SessionOut]:
     """The user's live sessions."""
     return [
@@ -203,7 +204,7 @@ async def sessions(ctx: Authenticated, svc: Svc) -> list[SessionOut]:
     ]
 
 
-@router.delete("/sessions/{sid}", status_code=204, responses=_ERRORS | problem_responses(404))
+@router.delete("/sessions/{sid}", status_code=204, responses=COMMON_ERRORS | problem_responses(404))
 async def end_session(sid: str, ctx: Authenticated, svc: Svc) -> Response:
     """End one of the user's sessions."""
     await svc.sessions.end(sid, user_id=ctx.user.id, reason="user_revoked")
@@ -214,9 +215,7 @@ async def _feed_reader(request: Request, svc: Services) -> None:
     """A client with the authgate:revocations scope (Basic), or an admin Bearer."""
     header = request.headers.get("authorization", "")
     if header[:6].lower() == "basic ":
-        from authgate.server.routes.oauth2 import _basic
-
-        credentials = _basic(request)
+        credentials = basic_credentials(request)
         assert credentials is not None
         try:
             client = await svc.clients.authenticate_secret(*credentials, ip=client_ip(request))
@@ -235,7 +234,7 @@ async def _feed_reader(request: Request, svc: Services) -> None:
     "/revocations",
     response_model=RevocationFeedOut,
     response_model_exclude_none=True,  # an event carries not_before or ver only when set
-    responses=_ERRORS | problem_responses(403),
+    responses=COMMON_ERRORS | problem_responses(403),
     dependencies=[Depends(bearer_scheme), Depends(basic_scheme)],
 )
 async def revocations(

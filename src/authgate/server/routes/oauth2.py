@@ -7,11 +7,8 @@ revoke its own tokens without a secret. Errors use the RFC 6749 section 5.2 body
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -23,13 +20,13 @@ from authgate.errors import (
     InvalidRequest,
     UnsupportedGrantType,
 )
-from authgate.server.deps import client_ip, metrics, services
+from authgate.server.deps import basic_credentials, client_ip, metrics, services
 from authgate.server.problems import error_response
 from authgate.server.schemas import oauth_error_responses, problem_responses
 from authgate.service.clients import ASSERTION_TYPE
-from authgate.service.core import Services
 from authgate.service.sessions import FIRST_PARTY_CLIENT
 from authgate.storage.base import ClientRecord
+from authgate.wiring import Services
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -82,28 +79,11 @@ def _param(form: FormData, name: str) -> str | None:
     return value if isinstance(value, str) and value != "" else None
 
 
-def _basic(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        raise InvalidClient("unsupported client authentication scheme", basic=True)
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidClient("malformed Basic credentials", basic=True) from exc
-    client_id, sep, secret = decoded.partition(":")
-    if not sep:
-        raise InvalidClient("malformed Basic credentials", basic=True)
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
-
-
 async def authenticate_client(
     request: Request, form: FormData, svc: Services, *, allow_public: bool
 ) -> Caller:
     """Exactly one client authentication method, or the public first-party client."""
-    basic = _basic(request)
+    basic = basic_credentials(request)
     post_id, post_secret = _param(form, "client_id"), _param(form, "client_secret")
     assertion_type, assertion = (
         _param(form, "client_assertion_type"),
@@ -135,15 +115,6 @@ async def authenticate_client(
     if allow_public and post_id == FIRST_PARTY_CLIENT:
         return Caller(FIRST_PARTY_CLIENT, None, basic=False)
     raise InvalidClient("client authentication is required")
-
-
-def _oauth_failure(request: Request, exc: AuthgateError) -> Response:
-    response = error_response(request, exc)
-    if isinstance(exc, InvalidClient):
-        response.status_code = 401
-        if exc.context.get("basic"):
-            response.headers["WWW-Authenticate"] = 'Basic realm="authgate"'
-    return response
 
 
 @router.post(
@@ -186,7 +157,7 @@ async def token(request: Request) -> Response:
             return JSONResponse(pair.response(), headers=NO_STORE)
         raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
     except AuthgateError as exc:
-        return _oauth_failure(request, exc)
+        return error_response(request, exc)
 
 
 @router.post(
@@ -212,13 +183,10 @@ async def revoke(request: Request) -> Response:
         value = _param(form, "token")
         if value is None:
             raise InvalidRequest("token is required")
-        hint = _param(form, "token_type_hint")
-        if hint is not None and hint not in ("access_token", "refresh_token"):
-            hint = None  # RFC 7009 2.1: an unknown hint is ignored
-        if not await svc.sessions.revoke_refresh_token(value, client_id=caller.client_id):
-            await svc.sessions.revoke_access_token(value, client_id=caller.client_id)
+        # RFC 7009 2.1: the hint is only a hint; both kinds are tried, refresh first.
+        await svc.introspection.revoke(value, client_id=caller.client_id)
     except AuthgateError as exc:
-        return _oauth_failure(request, exc)
+        return error_response(request, exc)
     return Response(status_code=200, headers=NO_STORE)
 
 
@@ -246,7 +214,7 @@ async def introspect(request: Request) -> Response:
             raise InvalidRequest("token is required")
         if caller.record is None:  # allow_public=False: never the public client
             raise InvalidClient("introspection needs client authentication")
-        body = await svc.clients.introspect(value, svc.sessions, caller=caller.record)
+        body = await svc.introspection.introspect(value, caller=caller.record)
     except AuthgateError as exc:
-        return _oauth_failure(request, exc)
+        return error_response(request, exc)
     return JSONResponse(body, headers=NO_STORE)

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from authgate.errors import InvalidToken, NotFound, StorageUnavailable
 from authgate.server.deps import Svc, bearer_scheme, bearer_token, metrics
 from authgate.server.schemas import problem_responses
-from authgate.service.core import Services
+from authgate.wiring import Services
 
 router = APIRouter(tags=["ops"])
 

@@ -1,11 +1,15 @@
-"""Wiring: builds every use-case from Settings and a Storage; used by the server and the CLI."""
+"""The composition root: the one place that turns Settings into storage, Redis and services,
+and the only one that reads the master key. The server's lifespan, the CLI and the tests all
+open the services here (:func:`open_services`); nothing here assumes a process of its own,
+so the same root can run inside another ASGI application."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,17 +19,18 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from authgate.clock import Clock, SystemClock
 from authgate.errors import ConfigurationError
-from authgate.jose import Key
-from authgate.jose._b64 import b64encode_str
-from authgate.passwords import Argon2Params, PasswordHasher
+from authgate.jose import Key, b64encode_str
+from authgate.passwords import PasswordHasher
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
 from authgate.service.clients import Clients
 from authgate.service.directory import Directory
+from authgate.service.introspection import TokenIntrospection
 from authgate.service.keyring import Keyring
-from authgate.service.limits import ClientThrottle, LoginThrottle, ThrottlePolicy
+from authgate.service.limits import ClientThrottle, LoginThrottle
 from authgate.service.revocation import Revocations
-from authgate.service.sessions import Sessions, TokenPolicy
+from authgate.service.sessions import Sessions
+from authgate.service.tokens import AccessTokens
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
 
@@ -86,6 +91,8 @@ class Services:
     throttle: LoginThrottle
     clients: Clients
     directory: Directory
+    tokens: AccessTokens
+    introspection: TokenIntrospection
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -106,11 +113,7 @@ class Services:
         clock = clock or SystemClock()
         master = load_master_key(settings)
         hasher = PasswordHasher(
-            Argon2Params(
-                memory_cost=settings.argon2_memory_kib,
-                time_cost=settings.argon2_time_cost,
-                parallelism=settings.argon2_parallelism,
-            ),
+            settings.argon2_params(),
             max_concurrency=settings.hash_concurrency,
             max_queue=settings.hash_queue,
         )
@@ -130,13 +133,7 @@ class Services:
             counters = RedisCounters(redis_client, fallback=storage, on_fallback=on_fallback)
         throttle = LoginThrottle(
             counters,
-            policy=ThrottlePolicy(
-                window=settings.throttle_window,
-                delay_after=settings.throttle_delay_after,
-                lock_after=settings.throttle_lock_after,
-                ip_limit=settings.throttle_ip_limit,
-                base_delay=settings.throttle_base_delay,
-            ),
+            policy=settings.login_throttle_policy(),
             clock=clock,
             sleep=sleep,
         )
@@ -163,44 +160,28 @@ class Services:
         )
         await keyring.load()
         revocations = Revocations(storage, clock=clock, token_lifetime=lifetime)
+        tokens = AccessTokens(keyring, policy=settings.token_policy(), clock=clock)
         sessions = Sessions(
             storage,
             accounts=accounts,
-            keyring=keyring,
+            tokens=tokens,
             revocations=revocations,
             audit=audit,
             clock=clock,
-            policy=TokenPolicy(
-                issuer=settings.issuer,
-                audience=settings.audience,
-                access_ttl=settings.access_ttl,
-                refresh_idle_ttl=settings.refresh_idle_ttl,
-                refresh_max_ttl=settings.refresh_max_ttl,
-                refresh_grace=settings.refresh_grace,
-                leeway=settings.leeway,
-            ),
             refresh_secret=derive(master, b"authgate refresh-token successor v1"),
         )
         clients = Clients(
             storage,
             accounts=accounts,
             hasher=hasher,
-            keyring=keyring,
+            tokens=tokens,
             revocations=revocations,
             audit=audit,
             clock=clock,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            access_ttl=settings.access_ttl,
             secret_key=derive(master, b"authgate client-secret digest v1"),
             throttle=ClientThrottle(
                 counters,
-                policy=ThrottlePolicy(
-                    window=settings.throttle_window,
-                    # 429 after that many failures: the next attempt is the first over
-                    lock_after=settings.throttle_client_limit + 1,
-                    ip_limit=settings.throttle_client_ip_limit,
-                ),
+                policy=settings.client_throttle_policy(),
                 clock=clock,
             ),
             leeway=settings.leeway,
@@ -218,6 +199,10 @@ class Services:
             storage, sessions=sessions, revocations=revocations, audit=audit, clock=clock
         )
         services = cls(
+            introspection=TokenIntrospection(
+                storage, sessions=sessions, tokens=tokens, revocations=revocations
+            ),
+            tokens=tokens,
             directory=directory,
             fanout=fanout,
             clients=clients,
@@ -241,3 +226,40 @@ class Services:
         if self.fanout is not None:
             await self.fanout.close()
         await self.storage.close()
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    pool_size: int | None = None,
+) -> AsyncIterator[Services]:
+    """Migrate the configured database, open it and every service; close them all on exit.
+    ``pool_size`` overrides AUTHGATE_DB_POOL_SIZE (a CLI command needs two connections)."""
+    from authgate.storage.sql import migrate, open_storage
+
+    await migrate(settings.database_url)
+    storage = await open_storage(
+        settings.database_url, pool_size=pool_size or settings.db_pool_size
+    )
+    try:
+        services = await Services.open(settings, storage, clock=clock, sleep=sleep)
+    except BaseException:
+        await storage.close()
+        raise
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
+__all__ = [
+    "Services",
+    "derive",
+    "load_master_key",
+    "new_master_key",
+    "open_services",
+    "write_master_key",
+]

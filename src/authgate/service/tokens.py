@@ -1,0 +1,93 @@
+"""Access tokens: the one component that signs and decodes them (RFC 9068), for user
+sessions, service clients and every later grant, under one claims policy."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authgate.clock import Clock
+from authgate.errors import UnknownKey
+from authgate.jose import ClaimsPolicy, decode, encode
+from authgate.service.keyring import Keyring
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, RFC 9068)
+MAX_ACCESS_LIFETIME = 86400.0  # what a verifier accepts as exp - iat, whatever the setting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenPolicy:
+    """Lifetimes and identity of issued tokens (``Settings.token_policy()`` makes it)."""
+
+    issuer: str
+    audience: str
+    access_ttl: float
+    refresh_idle_ttl: float
+    refresh_max_ttl: float
+    refresh_grace: float
+    leeway: float
+
+
+class AccessTokens:
+    """Signs access tokens with the keyring's current key and decodes them strictly."""
+
+    def __init__(self, keyring: Keyring, *, policy: TokenPolicy, clock: Clock) -> None:
+        self._keyring = keyring
+        self._clock = clock
+        self.policy = policy
+        self.claims_policy = ClaimsPolicy.access_token(
+            issuer=policy.issuer,
+            audience=policy.audience,
+            leeway=policy.leeway,
+            max_lifetime=max(policy.access_ttl, MAX_ACCESS_LIFETIME),
+        )
+
+    def issue(
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: Sequence[str],
+        now: float,
+        ttl: float | None = None,
+        **claims: Any,
+    ) -> tuple[str, int]:
+        """Sign an access token for ``sub``; return it with its lifetime in seconds.
+        ``claims`` adds members (``sid``, ``ver``, ``roles``...)."""
+        lifetime = int(ttl or self.policy.access_ttl)
+        body = {
+            "iss": self.policy.issuer,
+            "sub": sub,
+            "aud": self.policy.audience,
+            "exp": int(now) + lifetime,
+            "iat": int(now),
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client_id,
+            **claims,
+            "scope": " ".join(scope),
+        }
+        return encode(body, self._keyring.keyset, typ=ACCESS_TOKEN_TYPE), lifetime
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a token this server signed, checked at the injected clock's time;
+        InvalidToken (with its code) otherwise."""
+        return decode(
+            token,
+            self._keyring.keyset,
+            algorithms=self._keyring.view.algorithms,
+            policy=self.claims_policy,
+            now=self._clock.now(),
+        )
+
+    async def decode_fresh(self, token: str) -> dict[str, Any]:
+        """:meth:`decode`, re-reading the keys once (at most each second) when the token
+        names a key this instance has not loaded: another instance may have imported or
+        activated it."""
+        try:
+            return self.decode(token)
+        except UnknownKey:
+            if not await self._keyring.refresh_if_older_than(1.0):
+                raise
+            return self.decode(token)

@@ -54,9 +54,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from authgate.wiring import Services, new_master_key
 from authgate.settings import Settings
 from authgate.storage.sql import migrate, open_storage
+from authgate.wiring import Services, new_master_key
 
 POSTGRES_URL = (
     os.environ.get("AUTHGATE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"

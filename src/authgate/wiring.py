@@ -137,15 +137,17 @@ class Services:
             clock=clock,
             sleep=sleep,
         )
+        lifetime = settings.access_ttl + settings.leeway
+        revocations = Revocations(storage, clock=clock, token_lifetime=lifetime)
         accounts = Accounts(
             storage,
             hasher=hasher,
             throttle=throttle,
             audit=audit,
+            revocations=revocations,
             clock=clock,
             registration_open=settings.registration == "open",
         )
-        lifetime = settings.access_ttl + settings.leeway
         static = None
         if settings.hs256_secret is not None:
             static = Key.from_secret(settings.hs256_secret.reveal(), alg=settings.signing_alg)
@@ -159,7 +161,6 @@ class Services:
             static_key=static,
         )
         await keyring.load()
-        revocations = Revocations(storage, clock=clock, token_lifetime=lifetime)
         tokens = AccessTokens(keyring, policy=settings.token_policy(), clock=clock)
         sessions = Sessions(
             storage,

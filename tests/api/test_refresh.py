@@ -204,6 +204,22 @@ def test_grace_window_shared_chain_a_second_replay_is_reuse(server: LiveServer) 
     assert_problem(refresh(server, second["refresh_token"]), 401, "invalid_grant")
 
 
+def test_grace_window_shared_chain_one_replay_per_family(server: LiveServer) -> None:
+    """One replay per family, not per token: a thief who replays each rotated token a
+    second after its owner rotates it gets the first one shared, then is reuse."""
+    first = server.register(new_email())
+    sid = claims_of(first["access_token"])["sid"]
+    second = ok_refresh(server, first["refresh_token"])  # the owner rotates
+    server.clock.advance(1)
+    shared = ok_refresh(server, first["refresh_token"])  # the thief's one replay
+    assert shared["refresh_token"] == second["refresh_token"]
+    third = ok_refresh(server, second["refresh_token"])  # the owner rotates again
+    server.clock.advance(1)
+    assert_problem(refresh(server, second["refresh_token"]), 401, "invalid_grant")
+    assert session_revoked(server, sid)
+    assert_problem(refresh(server, third["refresh_token"]), 401, "invalid_grant")
+
+
 def test_grace_window_shared_chain_replay_from_another_client_is_refused(
     server: LiveServer,
 ) -> None:

@@ -143,19 +143,21 @@ async def test_concurrent_refreshes_without_grace_revoke_the_family(tmp_path: Pa
 
 
 @pytest.mark.anyio
-async def test_concurrent_refreshes_of_successive_heads(tmp_path: Path) -> None:
-    """Rounds of two concurrent refreshes (a rotation and its one replay), each on the head
-    the last round produced: the family stays one chain."""
+async def test_concurrent_refresh_pairs_spend_the_familys_one_replay_then_reuse(
+    tmp_path: Path,
+) -> None:
+    """The grace window allows one replay per family, not one per token: a first pair of
+    concurrent refreshes (a rotation and its replay) shares one successor; the next pair,
+    on that successor, is a rotation and a reuse, and the family ends. Never a fork."""
     with running_server(tmp_path) as live:
         body = live.register(new_email())
         sid = claims_of(body["access_token"])["sid"]
-        token = body["refresh_token"]
-        for _ in range(3):
-            live.clock.advance(live.settings.refresh_grace + 1)  # a fresh window per round
-            responses = await refresh_all(live, token, n=2)
-            assert {r.status_code for r in responses} == {200}
-            successors = {r.json()["refresh_token"] for r in responses}
-            assert len(successors) == 1
-            (token,) = successors
-        rows = assert_no_fork(live, sid)
-        assert len(rows) == 4
+        first = await refresh_all(live, body["refresh_token"], n=2)
+        assert [r.status_code for r in first] == [200, 200]
+        (successor,) = {r.json()["refresh_token"] for r in first}
+        assert session_revoked_at(live, sid) is None
+        live.clock.advance(1)
+        second = await refresh_all(live, successor, n=2)
+        assert sorted(r.status_code for r in second) == [200, 401]
+        assert session_revoked_at(live, sid) is not None
+        assert len(assert_no_fork(live, sid)) == 3

@@ -15,7 +15,7 @@ async def _setup(storage: Storage) -> None:
     await storage.put_role(RoleRecord("editor", ("posts:write", "posts:read"), T0))
     await storage.put_role(RoleRecord("reader", ("posts:read", "feed:read"), T0))
     await storage.create_user(user("u1", roles=("editor", "reader", "ghost")))
-    await storage.create_session(session("s1", "u1"), refresh("t1", "s1"))
+    await storage.create_session(session("s1", "u1"), refresh("t1", "s1"), password_hash=None)
 
 
 async def test_permissions_for_is_the_sorted_union(storage: Storage) -> None:

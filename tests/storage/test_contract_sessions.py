@@ -23,14 +23,14 @@ async def alice(storage: Storage) -> str:
 async def test_create_session_round_trip(storage: Storage, alice: str) -> None:
     s = dataclasses.replace(session("s1", alice), scope=None, ip=None, user_agent=None)
     first = refresh("t1", "s1")
-    await storage.create_session(s, first)
+    await storage.create_session(s, first, password_hash=None)
     assert await storage.get_session("s1") == s
     assert await storage.get_refresh(first.digest) == first
     assert await storage.get_session("nope") is None
     assert await storage.get_refresh(digest("nope")) is None
 
     full = session("s2", alice)
-    await storage.create_session(full, refresh("t2", "s2"))
+    await storage.create_session(full, refresh("t2", "s2"), password_hash=None)
     assert await storage.get_session("s2") == full
 
 
@@ -40,47 +40,100 @@ async def test_create_session_reads_the_live_user_in_the_same_transaction(
     await storage.put_role(RoleRecord("editor", ("posts:write",), T0))
     await storage.create_user(user("u1", roles=("editor",)))
     assert await storage.set_roles("u1", ["editor"]) == 1
-    live = await storage.create_session(session("s1", "u1"), refresh("t1", "s1"))
+    live = await storage.create_session(
+        session("s1", "u1"), refresh("t1", "s1"), password_hash=None
+    )
     assert live is not None
     assert (live.user.id, live.user.ver, live.user.roles) == ("u1", 1, ("editor",))
     assert live.permissions == ("posts:write",)
     # A disabled or deleted user gets no session, and nothing is written.
     assert await storage.set_disabled("u1", True) == 2
-    assert await storage.create_session(session("s2", "u1"), refresh("t2", "s2")) is None
+    assert (
+        await storage.create_session(session("s2", "u1"), refresh("t2", "s2"), password_hash=None)
+        is None
+    )
     assert await storage.get_session("s2") is None
     assert await storage.get_refresh(digest("t2")) is None
-    assert await storage.create_session(session("s3", "ghost"), refresh("t3", "s3")) is None
+    assert (
+        await storage.create_session(
+            session("s3", "ghost"), refresh("t3", "s3"), password_hash=None
+        )
+        is None
+    )
     assert await storage.get_session("s3") is None
 
 
-async def test_claim_replay_is_a_compare_and_set(storage: Storage, alice: str) -> None:
+async def test_claim_replay_is_a_compare_and_set_once_per_family(
+    storage: Storage, alice: str
+) -> None:
     first = refresh("t1", "s1")
-    await storage.create_session(session("s1", alice), first)
-    assert await storage.claim_replay(first.digest, now=T0 + 1) is False  # not rotated yet
-    assert await storage.rotate_refresh(
-        first.digest, refresh("t2", "s1", parent=first.digest), now=T0 + 1
-    )
-    assert await storage.claim_replay(first.digest, now=T0 + 2) is True
-    assert await storage.claim_replay(first.digest, now=T0 + 3) is False
-    got = await storage.get_refresh(first.digest)
+    await storage.create_session(session("s1", alice), first, password_hash=None)
+    await storage.create_session(session("s2", alice), refresh("x1", "s2"), password_hash=None)
+    assert await storage.claim_replay("s1", now=T0 + 2) is True
+    assert await storage.claim_replay("s1", now=T0 + 3) is False
+    got = await storage.get_session("s1")
     assert got is not None
     assert got.replayed_at == T0 + 2
-    assert await storage.claim_replay(digest("unknown"), now=T0) is False
+    assert await storage.claim_replay("s2", now=T0 + 4) is True  # another family's own
+    assert await storage.claim_replay("unknown", now=T0) is False
+
+
+async def test_create_session_refuses_a_password_hash_that_changed(
+    storage: Storage, alice: str
+) -> None:
+    """A login checks the password, then opens the session: if the password changed in
+    between, nothing opens, and the change revoked whatever was open."""
+    checked = (await storage.get_user(alice)).password_hash  # type: ignore[union-attr]
+    live = await storage.create_session(
+        session("s1", alice), refresh("t1", "s1"), password_hash=checked
+    )
+    assert live is not None
+    assert await storage.change_password(alice, "new-hash", keep_sid=None, now=T0 + 1) == ["s1"]
+    assert (
+        await storage.create_session(
+            session("s2", alice), refresh("t2", "s2"), password_hash=checked
+        )
+        is None
+    )
+    assert await storage.get_session("s2") is None
+    revoked = await storage.get_session("s1")
+    assert revoked is not None
+    assert revoked.revoked_at == T0 + 1
+    assert await storage.change_password("ghost", "x", keep_sid=None, now=T0) is None
+
+
+async def test_change_password_keeps_one_session_and_rehash_is_a_compare_and_set(
+    storage: Storage, alice: str
+) -> None:
+    for sid in ("keep", "a", "b"):
+        await storage.create_session(
+            session(sid, alice), refresh(f"t-{sid}", sid), password_hash=None
+        )
+    assert await storage.change_password(alice, "h2", keep_sid="keep", now=T0 + 1) == ["a", "b"]
+    kept = await storage.get_session("keep")
+    assert kept is not None
+    assert kept.revoked_at is None
+    # A rehash from a stale read never undoes the change.
+    assert await storage.rehash_password(alice, old_hash="h1", new_hash="h1-rehashed") is False
+    assert await storage.rehash_password(alice, old_hash="h2", new_hash="h2-rehashed") is True
+    got = await storage.get_user(alice)
+    assert got is not None
+    assert got.password_hash == "h2-rehashed"
 
 
 async def test_duplicate_sid_is_a_conflict(storage: Storage, alice: str) -> None:
-    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"), password_hash=None)
     with pytest.raises(Conflict) as info:
-        await storage.create_session(session("s1", alice), refresh("t2", "s1"))
+        await storage.create_session(session("s1", alice), refresh("t2", "s1"), password_hash=None)
     assert info.value.code == "conflict"
     assert await storage.get_refresh(digest("t2")) is None
 
 
 async def test_create_session_is_one_transaction(storage: Storage, alice: str) -> None:
-    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"), password_hash=None)
     # The first token's digest is taken: the new session must not be stored either.
     with pytest.raises(Conflict) as info:
-        await storage.create_session(session("s2", alice), refresh("t1", "s2"))
+        await storage.create_session(session("s2", alice), refresh("t1", "s2"), password_hash=None)
     assert info.value.code == "conflict"
     assert await storage.get_session("s2") is None
     got = await storage.get_refresh(digest("t1"))
@@ -92,9 +145,13 @@ async def test_list_sessions_newest_first_and_only_the_users(storage: Storage, a
     await storage.create_user(user("bob"))
     for i, sid in enumerate(["s-old", "s-mid", "s-new"]):
         await storage.create_session(
-            session(sid, alice, created_at=T0 + i), refresh(f"t-{sid}", sid, created_at=T0 + i)
+            session(sid, alice, created_at=T0 + i),
+            refresh(f"t-{sid}", sid, created_at=T0 + i),
+            password_hash=None,
         )
-    await storage.create_session(session("s-bob", "bob"), refresh("t-bob", "s-bob"))
+    await storage.create_session(
+        session("s-bob", "bob"), refresh("t-bob", "s-bob"), password_hash=None
+    )
 
     listed = await storage.list_sessions(alice, live_at=None)
     assert [s.sid for s in listed] == ["s-new", "s-mid", "s-old"]
@@ -106,12 +163,16 @@ async def test_list_sessions_newest_first_and_only_the_users(storage: Storage, a
 async def test_list_sessions_live_at_drops_revoked_and_expired(
     storage: Storage, alice: str
 ) -> None:
-    await storage.create_session(session("live", alice, created_at=T0), refresh("a", "live"))
     await storage.create_session(
-        session("revoked", alice, created_at=T0 + 1), refresh("b", "revoked")
+        session("live", alice, created_at=T0), refresh("a", "live"), password_hash=None
     )
     await storage.create_session(
-        session("expiring", alice, created_at=T0 + 2, expires_at=T0 + DAY), refresh("c", "expiring")
+        session("revoked", alice, created_at=T0 + 1), refresh("b", "revoked"), password_hash=None
+    )
+    await storage.create_session(
+        session("expiring", alice, created_at=T0 + 2, expires_at=T0 + DAY),
+        refresh("c", "expiring"),
+        password_hash=None,
     )
     assert await storage.revoke_session("revoked", now=T0 + 10)
 
@@ -128,7 +189,7 @@ async def test_list_sessions_live_at_drops_revoked_and_expired(
 
 async def test_rotate_refresh_wins_once(storage: Storage, alice: str) -> None:
     first = refresh("t1", "s1")
-    await storage.create_session(session("s1", alice), first)
+    await storage.create_session(session("s1", alice), first, password_hash=None)
     second = refresh("t2", "s1", created_at=T0 + 5, parent=first.digest)
 
     assert await storage.rotate_refresh(first.digest, second, now=T0 + 5) is True
@@ -162,7 +223,7 @@ async def test_rotate_refresh_wins_once(storage: Storage, alice: str) -> None:
 
 
 async def test_rotate_unknown_digest_is_false(storage: Storage, alice: str) -> None:
-    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"), password_hash=None)
     successor = refresh("t2", "s1", parent=digest("ghost"))
     assert await storage.rotate_refresh(digest("ghost"), successor, now=T0 + 1) is False
     assert await storage.get_refresh(successor.digest) is None
@@ -173,7 +234,7 @@ async def test_rotate_unknown_digest_is_false(storage: Storage, alice: str) -> N
 
 async def test_rotate_refresh_refuses_a_revoked_session(storage: Storage, alice: str) -> None:
     first = refresh("t1", "s1")
-    await storage.create_session(session("s1", alice), first)
+    await storage.create_session(session("s1", alice), first, password_hash=None)
     assert await storage.revoke_session("s1", now=T0 + 1) is True
 
     successor = refresh("t2", "s1", parent=first.digest)
@@ -187,7 +248,7 @@ async def test_rotate_refresh_refuses_a_revoked_session(storage: Storage, alice:
 
 
 async def test_revoke_session(storage: Storage, alice: str) -> None:
-    await storage.create_session(session("s1", alice), refresh("t1", "s1"))
+    await storage.create_session(session("s1", alice), refresh("t1", "s1"), password_hash=None)
     assert await storage.revoke_session("s1", now=T0 + 3) is True
     assert await storage.revoke_session("s1", now=T0 + 4) is False  # already revoked
     s1 = await storage.get_session("s1")
@@ -201,13 +262,21 @@ async def test_revoke_user_sessions_keeps_one_and_skips_dead_ones(
 ) -> None:
     await storage.create_user(user("bob"))
     for sid in ["s1", "s2", "s3", "keep"]:
-        await storage.create_session(session(sid, alice), refresh(f"t-{sid}", sid))
+        await storage.create_session(
+            session(sid, alice), refresh(f"t-{sid}", sid), password_hash=None
+        )
     await storage.create_session(
-        session("expired", alice, expires_at=T0 + 10), refresh("t-exp", "expired")
+        session("expired", alice, expires_at=T0 + 10),
+        refresh("t-exp", "expired"),
+        password_hash=None,
     )
-    await storage.create_session(session("gone", alice), refresh("t-gone", "gone"))
+    await storage.create_session(
+        session("gone", alice), refresh("t-gone", "gone"), password_hash=None
+    )
     await storage.revoke_session("gone", now=T0 + 1)
-    await storage.create_session(session("bob-s", "bob"), refresh("t-bob", "bob-s"))
+    await storage.create_session(
+        session("bob-s", "bob"), refresh("t-bob", "bob-s"), password_hash=None
+    )
 
     revoked = await storage.revoke_user_sessions(alice, now=T0 + 20, keep="keep")
 
@@ -231,12 +300,20 @@ async def test_revoke_user_sessions_keeps_one_and_skips_dead_ones(
 
 
 async def test_purge_sessions(storage: Storage, alice: str) -> None:
-    await storage.create_session(session("live", alice), refresh("t-live", "live"))
     await storage.create_session(
-        session("expired", alice, expires_at=T0 + 100), refresh("t-expired", "expired")
+        session("live", alice), refresh("t-live", "live"), password_hash=None
     )
-    await storage.create_session(session("revoked-early", alice), refresh("t-re", "revoked-early"))
-    await storage.create_session(session("revoked-late", alice), refresh("t-rl", "revoked-late"))
+    await storage.create_session(
+        session("expired", alice, expires_at=T0 + 100),
+        refresh("t-expired", "expired"),
+        password_hash=None,
+    )
+    await storage.create_session(
+        session("revoked-early", alice), refresh("t-re", "revoked-early"), password_hash=None
+    )
+    await storage.create_session(
+        session("revoked-late", alice), refresh("t-rl", "revoked-late"), password_hash=None
+    )
     await storage.revoke_session("revoked-early", now=T0 + 50)
     await storage.revoke_session("revoked-late", now=T0 + 500)
     token = refresh("t-live2", "live", parent=digest("t-live"))
@@ -256,7 +333,7 @@ async def test_purge_sessions(storage: Storage, alice: str) -> None:
 
 async def test_purge_sessions_boundary_is_strict(storage: Storage, alice: str) -> None:
     await storage.create_session(
-        session("edge", alice, expires_at=T0 + 100), refresh("t-edge", "edge")
+        session("edge", alice, expires_at=T0 + 100), refresh("t-edge", "edge"), password_hash=None
     )
     assert await storage.purge_sessions(before=T0 + 100) == 0
     assert await storage.purge_sessions(before=T0 + 100.5) == 1

@@ -202,7 +202,7 @@ async def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
 
 async def _family(store: SqlStorage) -> str:
     await store.create_user(user("alice"))
-    await store.create_session(session("s1", "alice"), refresh("t0", "s1"))
+    await store.create_session(session("s1", "alice"), refresh("t0", "s1"), password_hash=None)
     return digest("t0")
 
 
@@ -316,15 +316,24 @@ async def test_20_concurrent_assertion_uses_from_two_engines_have_one_winner(
 async def test_unknown_user_for_a_session_gets_none_and_writes_nothing(
     sql_storage: SqlStorage,
 ) -> None:
-    assert await sql_storage.create_session(session("s1", "ghost"), refresh("t1", "s1")) is None
+    assert (
+        await sql_storage.create_session(
+            session("s1", "ghost"), refresh("t1", "s1"), password_hash=None
+        )
+        is None
+    )
     assert await sql_storage.get_session("s1") is None
     assert await sql_storage.get_refresh(digest("t1")) is None
 
 
 async def test_a_conflict_rolls_back_the_whole_transaction(sql_storage: SqlStorage) -> None:
     await sql_storage.create_user(user("alice"))
-    await sql_storage.create_session(session("s1", "alice"), refresh("t1", "s1"))
-    await sql_storage.create_session(session("s2", "alice"), refresh("t2", "s2"))
+    await sql_storage.create_session(
+        session("s1", "alice"), refresh("t1", "s1"), password_hash=None
+    )
+    await sql_storage.create_session(
+        session("s2", "alice"), refresh("t2", "s2"), password_hash=None
+    )
     # The successor's digest exists: the claim on t1 must be undone too.
     with pytest.raises(Conflict) as info:
         await sql_storage.rotate_refresh(digest("t1"), refresh("t2", "s1"), now=T0 + 1)

@@ -267,7 +267,7 @@ async def test_a_deadlocked_rotation_runs_again_and_wins(
         await observer.execute("SET deadlock_timeout = '60s'")
 
     await store.create_user(user("alice"))
-    await store.create_session(session("s1", "alice"), refresh("t0", "s1"))
+    await store.create_session(session("s1", "alice"), refresh("t0", "s1"), password_hash=None)
     parent = digest("t0")
     other = await _connect(database_url)
     try:
@@ -315,7 +315,7 @@ async def test_50_serializable_rotations_retry_and_have_one_winner(
     other = await _connect(database_url)
     try:
         await store.create_user(user("alice"))
-        await store.create_session(session("s1", "alice"), refresh("t0", "s1"))
+        await store.create_session(session("s1", "alice"), refresh("t0", "s1"), password_hash=None)
         parent = digest("t0")
         # Hold the session so the first claimant waits after locking the token, while
         # the others queue on the token: then they overlap for certain.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import unicodedata
@@ -21,6 +22,7 @@ from authgate.errors import (
 from authgate.passwords import PasswordHasher, check_new_password
 from authgate.service.audit import Audit
 from authgate.service.limits import LoginThrottle
+from authgate.service.revocation import Revocations
 from authgate.storage.base import RoleRecord, UserRecord, UserStore
 
 ADMIN_PERMISSION = "authgate:admin"
@@ -88,12 +90,14 @@ class Accounts:
         hasher: PasswordHasher,
         throttle: LoginThrottle,
         audit: Audit,
+        revocations: Revocations,
         clock: Clock,
         registration_open: bool = True,
     ) -> None:
         self._users = users
         self._hasher = hasher
         self._throttle = throttle
+        self._revocations = revocations
         self._audit = audit
         self._clock = clock
         self.registration_open = registration_open
@@ -150,8 +154,13 @@ class Accounts:
 
         user = await self._throttle.attempt(account, ip, check)
         if self._hasher.needs_rehash(user.password_hash):
-            await self._users.update_user(user.id, password_hash=await self._hasher.hash(password))
+            new_hash = await self._hasher.hash(password)
+            if await self._users.rehash_password(
+                user.id, old_hash=user.password_hash, new_hash=new_hash
+            ):
+                user = dataclasses.replace(user, password_hash=new_hash)
         await self._audit.record("login_ok", user_id=user.id, ip=ip)
+        # The hash that was checked: a session opens only while it is still the stored one.
         return user
 
     async def get(self, user_id: str) -> UserRecord:
@@ -185,18 +194,38 @@ class Accounts:
         await self._throttle.attempt(user.email, ip, check)
 
     async def change_password(
-        self, user: UserRecord, current_password: str, new_password: str, *, ip: str | None
+        self,
+        user: UserRecord,
+        current_password: str,
+        new_password: str,
+        *,
+        ip: str | None,
+        keep_sid: str | None,
     ) -> None:
-        """Check the current password (:meth:`verify_password`), then store the new one
-        (the caller ends the other sessions)."""
+        """Check the current password (:meth:`verify_password`), then store the new one and
+        end every other session (:meth:`set_password`)."""
         await self.verify_password(user, current_password, ip=ip)
-        await self.set_password(user, new_password)
+        await self.set_password(user, new_password, keep_sid=keep_sid)
 
-    async def set_password(self, user: UserRecord, new_password: str) -> None:
-        """Store a new password hash (the caller ends the other sessions)."""
+    async def set_password(
+        self, user: UserRecord, new_password: str, *, keep_sid: str | None
+    ) -> None:
+        """Store a new password hash and end every session of the user but ``keep_sid``,
+        in one transaction (a login racing the change never keeps a session opened with
+        the old password); each ended session dies at every guard through the feed."""
         check_new_password(new_password)
-        await self._users.update_user(user.id, password_hash=await self._hasher.hash(new_password))
+        new_hash = await self._hasher.hash(new_password)
+        ended = await self._users.change_password(
+            user.id, new_hash, keep_sid=keep_sid, now=self._clock.now()
+        )
+        if ended is None:
+            raise NotFound("no such user")
+        for sid in ended:
+            await self._revocations.revoke_sid(sid)
         await self._audit.record("password_changed", user_id=user.id)
+        await self._audit.record(
+            "sessions_revoked", user_id=user.id, count=len(ended), reason="password_changed"
+        )
 
     async def bump_version(self, user_id: str) -> int | None:
         """Increment the user's privilege version (every token issued before dies); the new

@@ -71,12 +71,12 @@ class Directory:
             await self._sessions.end_all(user_id, reason="user_disabled")
 
     async def delete_user(self, user_id: str) -> None:
-        """Delete a user; every session ends and every token dies."""
-        if await self._users.get_user(user_id) is None:
+        """Delete a user; every session goes with it, and a version floor above any token
+        it could ever have had makes every guard drop them."""
+        ver = await self._users.delete_user(user_id)
+        if ver is None:
             raise NotFound("no such user")
-        await self._sessions.end_all(user_id, reason="user_deleted")
-        if not await self._users.delete_user(user_id):
-            raise NotFound("no such user")
+        await self._publish({user_id: ver + 1})
         await self._audit.record("user_deleted", user_id=user_id)
 
     async def put_role(self, name: str, permissions: Iterable[str]) -> RoleRecord:

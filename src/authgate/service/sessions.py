@@ -186,7 +186,7 @@ class Sessions:
         first = RefreshRecord(
             digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
         )
-        live = await self._store.create_session(session, first)
+        live = await self._store.create_session(session, first, password_hash=user.password_hash)
         if live is None:
             raise InvalidCredentials("the account was disabled or deleted during the login")
         permissions = self._narrow(live.permissions, scope)
@@ -280,12 +280,12 @@ class Sessions:
         grace = self.policy.refresh_grace
         if grace <= 0 or record.rotated_at is None or now - record.rotated_at > grace:
             return False
-        if record.successor != successor_digest or record.replayed_at is not None:
+        if record.successor != successor_digest:
             return False
         head = await self._store.get_refresh(successor_digest)
         if head is None or head.rotated_at is not None:
             return False
-        return await self._store.claim_replay(record.digest, now=now)
+        return await self._store.claim_replay(record.sid, now=now)
 
     async def _reuse_detected(self, session: SessionRecord, ip: str | None) -> None:
         if await self._store.revoke_session(session.sid, now=self._clock.now()):

@@ -60,6 +60,7 @@ class SessionRecord:
     user_agent: str | None = None
     scope: str | None = None
     revoked_at: float | None = None
+    replayed_at: float | None = None  # when the grace window's one replay was used
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,6 @@ class RefreshRecord:
     parent: str | None = None
     rotated_at: float | None = None
     successor: str | None = None
-    replayed_at: float | None = None  # when the grace window's one replay was used
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,14 +225,21 @@ class UserStore(Protocol):
         """Users ordered by id, strictly after ``after``."""
         ...
 
-    async def update_user(
-        self,
-        user_id: str,
-        *,
-        password_hash: str | None = None,
-        name: str | None = None,
-    ) -> bool:
-        """Change the given fields (never privileges); False if there is no such user."""
+    async def update_user(self, user_id: str, *, name: str | None = None) -> bool:
+        """Change the given fields (never privileges nor credentials); False if there is no
+        such user."""
+        ...
+
+    async def change_password(
+        self, user_id: str, password_hash: str, *, keep_sid: str | None, now: float
+    ) -> list[str] | None:
+        """In one transaction: store the new hash and revoke every live session of the user
+        but ``keep_sid``; the revoked sids, or None if there is no such user."""
+        ...
+
+    async def rehash_password(self, user_id: str, *, old_hash: str, new_hash: str) -> bool:
+        """Replace ``old_hash`` by ``new_hash`` (the same password under new parameters),
+        only if ``old_hash`` is still the stored one (a compare-and-set)."""
         ...
 
     async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
@@ -250,8 +257,9 @@ class UserStore(Protocol):
         or None if there is no such user."""
         ...
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete a user with its roles, sessions and refresh tokens."""
+    async def delete_user(self, user_id: str) -> int | None:
+        """Delete a user with its roles, sessions and refresh tokens; the ``ver`` it had,
+        or None if there was no such user."""
         ...
 
     async def put_role(self, role: RoleRecord) -> dict[str, int]:
@@ -284,10 +292,14 @@ class UserStore(Protocol):
 class SessionStore(Protocol):
     """Sessions (refresh families) and their refresh tokens, stored as digests."""
 
-    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> LiveUser | None:
-        """In one transaction: read the session's user with its permissions (one statement)
-        and, if the user exists and is not disabled, insert the session and its first
-        refresh token. The user as read, or None (and nothing written)."""
+    async def create_session(
+        self, session: SessionRecord, first: RefreshRecord, *, password_hash: str | None
+    ) -> LiveUser | None:
+        """In one transaction: read the user with its permissions (one statement, holding
+        the user's row against concurrent changes) and, if the user exists, is not
+        disabled and (with ``password_hash``) still has the password hash that was checked,
+        insert the session and its first refresh token. The user as read, or None (and
+        nothing written)."""
         ...
 
     async def get_session(self, sid: str) -> SessionRecord | None:
@@ -320,9 +332,9 @@ class SessionStore(Protocol):
         change nothing and return False. Two concurrent callers never both win."""
         ...
 
-    async def claim_replay(self, digest: str, *, now: float) -> bool:
-        """Atomic compare-and-set: mark the grace window's one replay of a rotated token as
-        used; False if it was already used (or the token is unknown)."""
+    async def claim_replay(self, sid: str, *, now: float) -> bool:
+        """Atomic compare-and-set: mark the family's one grace-window replay as used; False
+        if it was already used (or the session is unknown)."""
         ...
 
     async def revoke_session(self, sid: str, *, now: float) -> bool:

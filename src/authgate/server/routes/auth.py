@@ -182,9 +182,12 @@ async def change_password(
     """Change the password; every other session ends, this one goes on. The current
     password is checked through the login throttle (429 while locked)."""
     await svc.accounts.change_password(
-        ctx.user, body.current_password, body.new_password, ip=client_ip(request)
+        ctx.user,
+        body.current_password,
+        body.new_password,
+        ip=client_ip(request),
+        keep_sid=ctx.sid,
     )
-    await svc.sessions.end_all(ctx.user.id, keep=ctx.sid, reason="password_changed")
     return Response(status_code=204)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Final
 
 from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
@@ -38,6 +39,7 @@ _TOKEN_WITH_SESSION: Final = (
         sessions.c.user_agent,
         sessions.c.scope,
         sessions.c.revoked_at,
+        sessions.c.replayed_at,
     )
     .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
     .where(refresh_tokens.c.digest == bindparam("digest"))
@@ -47,15 +49,22 @@ _TOKEN_WITH_SESSION: Final = (
 class SqlSessions(SqlBase):
     """SessionStore: sessions and refresh tokens; rotation is one compare-and-set."""
 
-    async def create_session(self, session: SessionRecord, first: RefreshRecord) -> LiveUser | None:
-        """In one transaction: read the user with its permissions (one statement) and, if
-        it exists and is not disabled, insert the session and its first refresh token.
-        The user as read, or None (nothing written). Conflict if the sid or digest exists."""
+    async def create_session(
+        self, session: SessionRecord, first: RefreshRecord, *, password_hash: str | None
+    ) -> LiveUser | None:
+        """In one transaction: read the user with its permissions (one statement, holding
+        the user's row) and, if it exists, is not disabled and (with ``password_hash``)
+        still has that hash, insert the session and its first refresh token. The user as
+        read, or None (nothing written). Conflict if the sid or digest exists."""
 
         async def _body(conn: AsyncConnection) -> LiveUser | None:
-            user, permissions = await user_and_permissions(conn, session.user_id)
+            user, permissions = await user_and_permissions(conn, session.user_id, hold=True)
             if user is None or user.disabled:
                 return None
+            if password_hash is not None and not hmac.compare_digest(
+                user.password_hash, password_hash
+            ):
+                return None  # the password changed since it was checked
             await conn.execute(sessions.insert().values(values_of(session, sessions)))
             await conn.execute(refresh_tokens.insert().values(values_of(first, refresh_tokens)))
             return LiveUser(user=user, permissions=permissions)
@@ -148,16 +157,12 @@ class SqlSessions(SqlBase):
 
         return await self._transaction(_body)
 
-    async def claim_replay(self, digest: str, *, now: float) -> bool:
-        """Mark the grace window's one replay of a rotated token as used (a compare-and-set
-        on ``replayed_at IS NULL``); False if it was already used or the token is unknown."""
+    async def claim_replay(self, sid: str, *, now: float) -> bool:
+        """Mark the family's one grace-window replay as used (a compare-and-set on
+        ``replayed_at IS NULL``); False if it was already used or the session is unknown."""
         return await self._changed_one(
-            update(refresh_tokens)
-            .where(
-                refresh_tokens.c.digest == digest,
-                refresh_tokens.c.rotated_at.is_not(None),
-                refresh_tokens.c.replayed_at.is_(None),
-            )
+            update(sessions)
+            .where(sessions.c.sid == sid, sessions.c.replayed_at.is_(None))
             .values(replayed_at=now)
         )
 

@@ -81,6 +81,7 @@ sessions = Table(
     Column("user_agent", Text, nullable=True),
     Column("scope", Text, nullable=True),
     Column("revoked_at", Float, nullable=True),
+    Column("replayed_at", Float, nullable=True),  # the family's one grace-window replay
 )
 
 refresh_tokens = Table(
@@ -98,7 +99,6 @@ refresh_tokens = Table(
     Column("idle_expires_at", Float, nullable=False),
     Column("parent", String(64), nullable=True),
     Column("rotated_at", Float, nullable=True),
-    Column("replayed_at", Float, nullable=True),  # the one grace-window replay, when used
     Column("successor", String(64), nullable=True),
 )
 

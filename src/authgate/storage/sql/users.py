@@ -10,8 +10,15 @@ from sqlalchemy import ColumnElement, Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import RoleRecord, UserRecord
-from authgate.storage.sql._base import SqlBase, dumps, names, record_of, values_of
-from authgate.storage.sql.tables import roles, user_roles, users
+from authgate.storage.sql._base import (
+    SqlBase,
+    dumps,
+    mark_revoked,
+    names,
+    record_of,
+    values_of,
+)
+from authgate.storage.sql.tables import roles, sessions, user_roles, users
 
 # A user with each of its roles and their permissions: one statement (the hot path).
 _USER_WITH_ROLES: Final = (
@@ -32,12 +39,19 @@ def user_record(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
     return record_of(UserRecord, row, disabled=bool(row.disabled), roles=tuple(role_names))
 
 
+# The same, holding the user's row (PostgreSQL: FOR SHARE) until the transaction ends: a
+# concurrent password change, disable or delete waits for it, or it waits for them.
+_USER_WITH_ROLES_HELD: Final = _USER_WITH_ROLES.with_for_update(read=True, of=users)
+
+
 async def user_and_permissions(
-    conn: AsyncConnection, user_id: str
+    conn: AsyncConnection, user_id: str, *, hold: bool = False
 ) -> tuple[UserRecord | None, tuple[str, ...]]:
     """The user with its roles, and the union of their permissions, sorted: one statement,
-    so that both come from the same snapshot."""
-    rows = (await conn.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
+    so that both come from the same snapshot. With ``hold``, the user's row stays locked
+    against writers until the transaction ends."""
+    query = _USER_WITH_ROLES_HELD if hold else _USER_WITH_ROLES
+    rows = (await conn.execute(query, {"user_id": user_id})).all()
     if not rows:
         return None, ()
     role_names = [row.role_name for row in rows if row.role_name is not None]
@@ -49,9 +63,15 @@ async def user_and_permissions(
 
 
 async def _insert_roles(conn: AsyncConnection, user_id: str, role_names: Sequence[str]) -> None:
-    rows = [{"user_id": user_id, "role": name} for name in names(role_names)]
-    if rows:
-        await conn.execute(user_roles.insert(), rows)
+    """Grant the roles, holding the rows of those that exist (PostgreSQL: FOR SHARE) until
+    the transaction ends: an edit of a role's permissions then either waits for this grant
+    and sees the new holder, or runs first; it never misses a holder it should move."""
+    wanted = names(role_names)
+    if not wanted:
+        return
+    held = select(roles.c.name).where(roles.c.name.in_(wanted)).with_for_update(read=True)
+    await conn.execute(held)
+    await conn.execute(user_roles.insert(), [{"user_id": user_id, "role": n} for n in wanted])
 
 
 async def _roles_of(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -135,18 +155,11 @@ class SqlUsers(SqlBase):
             found = await _roles_of(conn, [row.id for row in rows])
         return [user_record(row, found[row.id]) for row in rows]
 
-    async def update_user(
-        self,
-        user_id: str,
-        *,
-        password_hash: str | None = None,
-        name: str | None = None,
-    ) -> bool:
+    async def update_user(self, user_id: str, *, name: str | None = None) -> bool:
         """Change the given (non-None) fields; False if there is no such user. Privileges
-        change only through the methods that also increment ``ver``."""
+        change only through the methods that also increment ``ver``, and the password only
+        through :meth:`change_password` and :meth:`rehash_password`."""
         values: dict[str, Any] = {}
-        if password_hash is not None:
-            values["password_hash"] = password_hash
         if name is not None:
             values["name"] = name
         if values:
@@ -159,6 +172,40 @@ class SqlUsers(SqlBase):
             return (await conn.execute(query)).first() is not None
 
         return await self._transaction(_exists)
+
+    async def change_password(
+        self, user_id: str, password_hash: str, *, keep_sid: str | None, now: float
+    ) -> list[str] | None:
+        """Store the new hash and revoke every live session but ``keep_sid``, in one
+        transaction: a login checked against the old hash either committed its session
+        before (and it is revoked here) or finds the new hash (and opens nothing). The
+        revoked sids, sorted, or None if there is no such user."""
+        found = (
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_hash=password_hash)
+            .returning(users.c.id)
+        )
+        conditions = [sessions.c.user_id == user_id, sessions.c.expires_at > now]
+        if keep_sid is not None:
+            conditions.append(sessions.c.sid != keep_sid)
+        revoke = mark_revoked(sessions, *conditions, now=now).returning(sessions.c.sid)
+
+        async def _body(conn: AsyncConnection) -> list[str] | None:
+            if (await conn.execute(found)).first() is None:
+                return None
+            return sorted((await conn.execute(revoke)).scalars())
+
+        return await self._transaction(_body)
+
+    async def rehash_password(self, user_id: str, *, old_hash: str, new_hash: str) -> bool:
+        """Replace ``old_hash`` by ``new_hash`` only if it is still the stored one: a rehash
+        never undoes a password change that landed meanwhile."""
+        return await self._changed_one(
+            update(users)
+            .where(users.c.id == user_id, users.c.password_hash == old_hash)
+            .values(password_hash=new_hash)
+        )
 
     async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
         """Disable or enable a user and increment its ``ver``; the new ``ver`` or None."""
@@ -181,8 +228,8 @@ class SqlUsers(SqlBase):
         """Replace the user's roles and increment its ``ver``; the new ``ver`` or None."""
 
         async def _body(conn: AsyncConnection) -> int | None:
-            # Lock the user first (the increment takes the row lock): two concurrent
-            # replacements must not both delete the old roles and then both insert theirs.
+            # The increment takes the user's row lock: two concurrent replacements must not
+            # both delete the old roles and then both insert theirs.
             ver = (await _bump(conn, users.c.id == user_id)).get(user_id)
             if ver is None:
                 return None
@@ -192,10 +239,17 @@ class SqlUsers(SqlBase):
 
         return await self._transaction(_body)
 
-    async def delete_user(self, user_id: str) -> bool:
+    async def delete_user(self, user_id: str) -> int | None:
         """Delete a user; its roles, sessions and refresh tokens go with it (ON DELETE
-        CASCADE). False if there is no such user."""
-        return await self._changed_one(delete(users).where(users.c.id == user_id))
+        CASCADE). The ``ver`` it had at that moment (any token of it carries at most that),
+        or None if there was no such user."""
+        stmt = delete(users).where(users.c.id == user_id).returning(users.c.ver)
+
+        async def _body(conn: AsyncConnection) -> int | None:
+            ver = (await conn.execute(stmt)).scalar_one_or_none()
+            return None if ver is None else int(ver)
+
+        return await self._transaction(_body)
 
     async def put_role(self, role: RoleRecord) -> dict[str, int]:
         """Create a role, or replace the permissions of an existing one (its

@@ -3,7 +3,7 @@
 ``users.ver`` replaces ``users.epoch``: every change to a user's privileges (roles, a role's
 permissions, disabling, logging out everywhere) increments it in the same transaction, and
 every access token carries the version it was issued under. ``revocations.ver`` carries it to
-the guards. ``refresh_tokens.replayed_at`` records the one replay the grace window allows.
+the guards. ``sessions.replayed_at`` records the one replay the grace window allows a family.
 Access tokens issued before this migration carry no version and are refused from then on.
 
 Revision ID: 0004
@@ -32,11 +32,11 @@ def upgrade() -> None:
     op.add_column("users", sa.Column("ver", sa.Integer(), nullable=False, server_default="0"))
     _drop_column("users", "epoch")
     op.add_column("revocations", sa.Column("ver", sa.Integer(), nullable=True))
-    op.add_column("refresh_tokens", sa.Column("replayed_at", sa.Float(), nullable=True))
+    op.add_column("sessions", sa.Column("replayed_at", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
-    _drop_column("refresh_tokens", "replayed_at")
+    _drop_column("sessions", "replayed_at")
     _drop_column("revocations", "ver")
     op.add_column("users", sa.Column("epoch", sa.Float(), nullable=False, server_default="0"))
     _drop_column("users", "ver")

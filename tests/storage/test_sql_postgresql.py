@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from authgate.errors import StorageError, StorageUnavailable
-from authgate.storage.base import KeyRecord
+from authgate.storage.base import KeyRecord, RoleRecord
 from authgate.storage.sql import SqlStorage, migrate, open_storage
 from authgate.storage.sql.engine import make_engine
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_MIGRATE_LOCK
@@ -374,3 +374,65 @@ async def test_serializable_writes_of_every_kind_do_not_surface_errors(
         assert [e.id for e in events] == sorted(e.id for e in events)
     finally:
         await store.close()
+
+
+# -- privilege races that READ COMMITTED would let through -------------------------------
+
+
+async def test_stale_privileges_a_role_edit_waits_for_a_grant_in_flight(
+    database_url: str, store: SqlStorage, observer: Any
+) -> None:
+    """A grant of role R in flight (another transaction holds R's row FOR SHARE, as
+    ``set_roles`` does) makes an edit of R's permissions wait; once the grant commits, the
+    edit sees the new holder and moves its ``ver``. Without the hold the edit would read
+    its holders before the grant commits, and a login between the two commits would be
+    stamped with R's old permissions and the user's current ``ver``."""
+    await store.put_role(RoleRecord("r", ("posts:delete",), T0))
+    await store.create_user(user("u1"))
+    other = await _connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT name FROM roles WHERE name = 'r' FOR SHARE")
+        await other.execute("UPDATE users SET ver = ver + 1 WHERE id = 'u1'")
+        await other.execute("INSERT INTO user_roles (user_id, role) VALUES ('u1', 'r')")
+        edit = asyncio.create_task(store.put_role(RoleRecord("r", ("posts:read",), T0)))
+        other_pid = other.get_server_pid()
+
+        async def edit_waits() -> bool:
+            return len(await _blocked_by(observer, other_pid)) == 1
+
+        await _until(edit_waits)
+        assert not edit.done()
+        await tx.commit()
+        assert await asyncio.wait_for(edit, WAIT_S) == {"u1": 2}
+    finally:
+        await other.close()
+
+
+async def test_stale_credential_session_insert_waits_for_a_password_change_in_flight(
+    database_url: str, store: SqlStorage, observer: Any
+) -> None:
+    """A password change in flight holds the user's row: a login's session, checked
+    against the old hash, waits for it, then finds the new hash and opens nothing."""
+    await store.create_user(user("u1"))
+    checked = (await store.get_user("u1")).password_hash  # type: ignore[union-attr]
+    other = await _connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("UPDATE users SET password_hash = 'new' WHERE id = 'u1'")
+        opening = asyncio.create_task(
+            store.create_session(session("s1", "u1"), refresh("t1", "s1"), password_hash=checked)
+        )
+        other_pid = other.get_server_pid()
+
+        async def opening_waits() -> bool:
+            return len(await _blocked_by(observer, other_pid)) == 1
+
+        await _until(opening_waits)
+        await tx.commit()
+        assert await asyncio.wait_for(opening, WAIT_S) is None
+    finally:
+        await other.close()
+    assert await store.get_session("s1") is None

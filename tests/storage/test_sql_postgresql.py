@@ -379,35 +379,40 @@ async def test_serializable_writes_of_every_kind_do_not_surface_errors(
 # -- privilege races that READ COMMITTED would let through -------------------------------
 
 
-async def test_stale_privileges_a_role_edit_waits_for_a_grant_in_flight(
+async def test_stale_privileges_a_grant_waits_for_a_role_edit_in_flight(
     database_url: str, store: SqlStorage, observer: Any
 ) -> None:
-    """A grant of role R in flight (another transaction holds R's row FOR SHARE, as
-    ``set_roles`` does) makes an edit of R's permissions wait; once the grant commits, the
-    edit sees the new holder and moves its ``ver``. Without the hold the edit would read
-    its holders before the grant commits, and a login between the two commits would be
-    stamped with R's old permissions and the user's current ``ver``."""
+    """An edit of role R's permissions in flight (another transaction holds R's row and has
+    moved the ``ver`` of R's holders, as ``put_role`` does) makes a grant of R wait. Without
+    that, the grant commits first: a login between the two commits reads R's old
+    permissions with the user's new ``ver``, and the edit, which never saw this holder,
+    leaves that token alive."""
     await store.put_role(RoleRecord("r", ("posts:delete",), T0))
     await store.create_user(user("u1"))
     other = await _connect(database_url)
     try:
         tx = other.transaction()
         await tx.start()
-        await other.execute("SELECT name FROM roles WHERE name = 'r' FOR SHARE")
-        await other.execute("UPDATE users SET ver = ver + 1 WHERE id = 'u1'")
-        await other.execute("INSERT INTO user_roles (user_id, role) VALUES ('u1', 'r')")
-        edit = asyncio.create_task(store.put_role(RoleRecord("r", ("posts:read",), T0)))
+        await other.execute("UPDATE roles SET permissions = '[\"posts:read\"]' WHERE name = 'r'")
+        await other.execute(
+            "UPDATE users SET ver = ver + 1"
+            " WHERE id IN (SELECT user_id FROM user_roles WHERE role = 'r')"
+        )
+        grant = asyncio.create_task(store.set_roles("u1", ["r"]))
         other_pid = other.get_server_pid()
 
-        async def edit_waits() -> bool:
+        async def grant_waits() -> bool:
             return len(await _blocked_by(observer, other_pid)) == 1
 
-        await _until(edit_waits)
-        assert not edit.done()
+        await _until(grant_waits)
+        assert not grant.done()
         await tx.commit()
-        assert await asyncio.wait_for(edit, WAIT_S) == {"u1": 2}
+        assert await asyncio.wait_for(grant, WAIT_S) == 1
     finally:
         await other.close()
+    live = await store.create_session(session("s1", "u1"), refresh("t1", "s1"), password_hash=None)
+    assert live is not None
+    assert live.permissions == ("posts:read",)
 
 
 async def test_stale_credential_session_insert_waits_for_a_password_change_in_flight(

@@ -3,6 +3,7 @@
 Every primitive comes from pyca/cryptography; parsing and policy are ours.
 """
 
+from authgate.jose._json import loads_object
 from authgate.jose.jws import MAX_TOKEN_SIZE, Header, sign, verify
 from authgate.jose.jwt import DEFAULT_REQUIRED, ClaimsPolicy, decode, encode
 from authgate.jose.keys import ALGORITHMS, Algorithm, Key, KeySet
@@ -18,6 +19,7 @@ __all__ = [
     "KeySet",
     "decode",
     "encode",
+    "loads_object",
     "sign",
     "verify",
 ]

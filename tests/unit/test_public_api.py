@@ -27,6 +27,8 @@ PUBLIC_MODULES = [
     "authgate.jose",
     "authgate.errors",
     "authgate.clock",
+    "authgate.bearer",
+    "authgate.guard",
 ]
 
 

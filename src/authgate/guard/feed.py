@@ -31,6 +31,12 @@ from authgate.guard._http import FetchError, get_json
 _log = logging.getLogger("authgate.guard")
 
 KINDS = ("jti", "sid", "user")
+REVOKED_BECAUSE = {
+    "jti": "token was revoked",
+    "sid": "token's session has ended",
+    "user": "token's user was revoked (an older privilege version, or issued before the epoch)",
+}
+"""Why a token is refused, by the kind that :meth:`RevocationState.reason` answers."""
 _MAX_VALUE = 512
 _ABSENT: Any = object()
 
@@ -298,4 +304,4 @@ class FeedFollower:
                 await asyncio.sleep(self.interval)
 
 
-__all__ = ["KINDS", "Event", "FeedFollower", "RevocationState"]
+__all__ = ["KINDS", "REVOKED_BECAUSE", "Event", "FeedFollower", "RevocationState"]

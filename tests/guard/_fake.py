@@ -154,7 +154,7 @@ def fake_guard(fake: FakeIssuer, clock: FixedClock, **options: Any) -> Guard:
 
 def run_on(guard: Guard, make: Callable[[], Any]) -> Any:
     """Run a coroutine on the guard's own loop and wait for it."""
-    return guard._submit(make()).result(10)
+    return guard._runtime.submit(make()).result(10)
 
 
 def local_set(*keys: Key) -> KeySet:

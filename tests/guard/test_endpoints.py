@@ -172,13 +172,14 @@ def test_untrusted_endpoint_no_code_path_can_send_elsewhere(
     # its credentials or without, before a connection is made.
     with guard_on(issuer) as guard:
         auth = httpx.BasicAuth(*CLIENT)
+        client = guard._runtime.client
         for url in (f"{foreign.url}/feed", f"http://u:p@{issuer.url[7:]}/feed"):
             with pytest.raises(FetchError) as info:
-                run_on(guard, lambda url=url: guard._client().get(url, auth=auth))
+                run_on(guard, lambda url=url: client().get(url, auth=auth))
             assert info.value.condition == "endpoint_not_allowed"
             assert info.value.permanent
         assert foreign.seen == []
-        assert run_on(guard, lambda: guard._client().get(f"{issuer.url}/jwks.json")).is_success
+        assert run_on(guard, lambda: client().get(f"{issuer.url}/jwks.json")).is_success
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_untrusted_endpoint_allowlist_and_metadata_url_accepted_forms() -> None:
         metadata_url="https://meta.example.com:8443/.well-known/oauth-authorization-server",
         allowed_origins=("https://KEYS.example.com/", "https://meta.example.com:8443"),
     )
-    policy = guard._endpoints
+    policy = guard.options.endpoints
     assert policy is not None
     assert policy.refusal("https://keys.example.com:443/jwks.json") is None
     assert policy.refusal("https://auth.example.com/other") is None

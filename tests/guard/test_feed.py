@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import math
 import tracemalloc
@@ -270,3 +272,47 @@ async def test_a_malformed_page_is_a_failed_poll(page: dict[str, Any]) -> None:
             await feed.sync()
     assert len(feed.state) == 0
     assert feed.synced_at == -math.inf  # no answer counted: staleness grows, fail closed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("held", [10.0, 0.0])
+async def test_clock_bypass_long_poll_timing_reads_the_injected_clock(held: float) -> None:
+    # Whether the server long-polls is judged on the follower's clock: a poll it held for
+    # `wait` s on that clock is followed at once; an answer at once waits `interval` (600 s
+    # here, which this test never waits for).
+    clock = FixedClock(NOW)
+    count = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal count
+        count += 1
+        await asyncio.sleep(0)  # a poll yields, as a real one does
+        clock.advance(held)
+        return httpx.Response(200, json={"cursor": 0, "events": []})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        feed = FeedFollower(
+            "https://auth.test/feed",
+            http=lambda: client,
+            client_id="c",
+            client_secret="s",
+            clock=clock,
+            wait=10.0,
+            interval=600.0,
+        )
+        task = asyncio.ensure_future(feed.run())
+        try:
+            for _ in range(500):  # loop turns, not time
+                await asyncio.sleep(0)
+                if count >= 5:
+                    break
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if held:
+        assert count >= 5  # back to back
+        assert feed.synced_at >= NOW + 4 * held
+    else:
+        assert count == 1  # then it waits its interval
+        assert feed.synced_at == NOW

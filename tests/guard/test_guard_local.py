@@ -3,7 +3,9 @@ verified-token cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import inspect
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +28,7 @@ from authgate.errors import (
     TokenNotYetValid,
     UnknownKey,
 )
-from authgate.guard import Guard, Principal
+from authgate.guard import Guard, GuardOptions, Principal
 from authgate.jose import Key, KeySet, encode
 
 NOW = 1_700_000_000.0
@@ -128,6 +130,57 @@ def test_contradictory_configurations_are_refused(options: dict[str, Any], why: 
     with pytest.raises(ConfigurationError, match=why) as info:
         Guard(**options)
     assert info.value.code == "invalid_configuration"
+    with pytest.raises(ConfigurationError, match=why):
+        GuardOptions(**options)
+
+
+def test_options_every_guard_keyword_is_an_option(hs: Key) -> None:
+    # Guard keeps its keyword signature and builds its GuardOptions from it, option for
+    # option: a keyword added to one and not the other fails here.
+    params = inspect.signature(Guard).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    fields = {f.name: f for f in dataclasses.fields(GuardOptions) if f.init}
+    assert set(params) - {"metrics"} == set(fields)
+    for name, field in fields.items():
+        if field.default is not dataclasses.MISSING:
+            assert params[name].default == field.default, name
+    clock = FixedClock(NOW)
+    given: dict[str, Any] = {
+        "keys": hs,
+        "audience": AUD,
+        "issuer": ISS,
+        "revocation": "off",
+        "algorithms": ["HS256"],
+        "leeway": 5.0,
+        "max_lifetime": 600.0,
+        "clock": clock,
+        "cache_size": 7,
+        "cookie": "at",
+        "realm": "api",
+        "fail_closed_after": None,
+    }
+    guard = Guard(**given)
+    assert guard.options == GuardOptions(**given)
+    for name, value in given.items():
+        assert getattr(guard.options, name) == value, name
+    assert guard.options.local_keys is not None
+    assert [k.kid for k in guard.options.local_keys] == ["hs"]
+    assert guard.algorithms == guard.options.allowed_algorithms == {"HS256"}
+    assert Guard(keys=hs, audience=AUD, revocation="off").options.clock is not None
+
+
+def test_options_are_frozen(hs: Key) -> None:
+    options = Guard(keys=hs, audience=AUD, revocation="off").options
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.audience = "other"  # type: ignore[misc]
+
+
+def test_secret_leak_options_repr_hides_the_client_secret() -> None:
+    options = GuardOptions(
+        issuer=ISS, audience=AUD, client_id="cli", client_secret="s3cret-value-42"
+    )
+    assert "s3cret-value-42" not in repr(options)
+    assert "cli" in repr(options)
 
 
 def test_revocation_is_never_skipped_silently(hs: Key) -> None:

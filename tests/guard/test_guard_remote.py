@@ -17,6 +17,7 @@ from authgate.errors import (
     AlgorithmNotAllowed,
     AuthgateError,
     ConfigurationError,
+    InvalidAudience,
     InvalidToken,
     TokenRevoked,
     UnknownKey,
@@ -212,7 +213,7 @@ def test_fail_closed_after_the_feed_is_stale(
         assert err.context["condition"] == "revocation_unavailable"
         assert err.context["staleness"] == pytest.approx(30.001)
     with caplog.at_level(logging.ERROR, logger="authgate.guard"):
-        guard._log_staleness(clock.now())
+        guard._runtime.log_staleness(clock.now())
     assert "refusing every token" in caplog.text
     # The server answers again: tokens pass again at once.
     fake.down = False
@@ -287,6 +288,47 @@ def test_the_same_flood_through_verify_sync(fake: FakeIssuer, clock: FixedClock,
             with pytest.raises(UnknownKey):
                 g.verify_sync(forged_kid(key, uuid.uuid4().hex))
         assert fake.requests["/jwks.json"] == 2
+
+
+def test_fast_path_io_verify_cached_answers_from_memory_only(
+    fake: FakeIssuer, clock: FixedClock, key: Key
+) -> None:
+    # verify_cached never starts the guard and never fetches: None says only I/O can decide.
+    g = fake_guard(fake, clock, revocation="off")
+    t = token(key)
+    assert g.verify_cached(t) is None  # not started
+    assert sum(fake.requests.values()) == 0
+    with g:
+        fetches = fake.requests["/jwks.json"]
+        first, again = g.verify_cached(t), g.verify_cached(t)
+        assert first is not None
+        assert again is first  # the cache
+        assert g.cache_stats() == (1, 1, 1)
+        with pytest.raises(InvalidAudience):
+            g.verify_cached(token(key, aud="other"))
+        unknown = forged_kid(key, "not-yet")
+        with pytest.raises(UnknownKey):  # within the start's cooldown: no fetch can help
+            g.verify_cached(unknown)
+        clock.advance(30)
+        assert g.verify_cached(unknown) is None  # a fetch may bring it: verify() decides
+        assert fake.requests["/jwks.json"] == fetches
+        with pytest.raises(UnknownKey):
+            g.verify_sync(unknown)
+        assert fake.requests["/jwks.json"] == fetches + 1
+    assert g.verify_cached(t) is None  # closed
+
+
+def test_fast_path_io_verify_cached_checks_revocation_in_memory(
+    guard: Guard, fake: FakeIssuer, key: Key
+) -> None:
+    t = token(key, jti="fast")
+    principal = guard.verify_cached(t)
+    assert principal is not None
+    assert principal.jti == "fast"
+    fake.revoke("jti", "fast", expires_at=NOW + 600)
+    run_on(guard, lambda: guard.feed.sync())  # type: ignore[union-attr]
+    with pytest.raises(TokenRevoked):
+        guard.verify_cached(t)
 
 
 def test_a_key_that_leaves_the_jwks_takes_its_cached_tokens_along(

@@ -17,8 +17,7 @@ from authgate.errors import (
     TokenExpired,
     TokenRevoked,
 )
-from authgate.guard import Principal, Requirement, challenge
-from authgate.guard.principal import bearer_from_header
+from authgate.guard import Principal, Requirement, challenge, parse_bearer
 
 NOW = 1_700_000_000
 
@@ -226,33 +225,33 @@ def test_a_challenge_never_carries_the_reason() -> None:
     ],
 )
 def test_bearer_token_from_the_authorization_header(values: list[str], token: str) -> None:
-    assert bearer_from_header(values) == token
+    assert parse_bearer(values) == token
 
 
 @pytest.mark.parametrize("values", [[], ["Basic dXNlcjpwdw=="], ["Token abc"], ["Bearerabc"]])
 def test_no_bearer_token_is_authentication_required(values: list[str]) -> None:
     with pytest.raises(AuthenticationRequired) as info:
-        bearer_from_header(values)
+        parse_bearer(values)
     assert info.value.code == "authentication_required"
 
 
 @pytest.mark.parametrize("values", [["Bearer"], ["Bearer "], ["Bearer   "]])
 def test_an_empty_bearer_token_is_invalid(values: list[str]) -> None:
     with pytest.raises(InvalidToken) as info:
-        bearer_from_header(values)
+        parse_bearer(values)
     assert type(info.value) is InvalidToken
     assert info.value.code == "invalid_token"
 
 
 def test_a_repeated_authorization_header_is_an_invalid_request() -> None:
     with pytest.raises(InvalidRequest) as info:
-        bearer_from_header(["Bearer a", "Bearer b"])
+        parse_bearer(["Bearer a", "Bearer b"])
     assert info.value.code == "invalid_request"
 
 
 def test_the_cookie_is_used_only_without_an_authorization_header() -> None:
-    assert bearer_from_header([], cookie="from-cookie") == "from-cookie"
-    assert bearer_from_header(["Bearer from-header"], cookie="from-cookie") == "from-header"
+    assert parse_bearer([], cookie="from-cookie") == "from-cookie"
+    assert parse_bearer(["Bearer from-header"], cookie="from-cookie") == "from-header"
 
 
 def test_errors_used_here_are_authgate_errors() -> None:

@@ -33,6 +33,7 @@ PUBLIC_MODULES = [
     "authgate.jsonbody",
     "authgate.guard",
     "authgate.server",
+    "authgate.bearer",
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from authgate.errors import MalformedToken
-from authgate.jose._json import loads_object
+from authgate.jose import loads_object
 
 MAX_BODY = 4 * 1024 * 1024
 

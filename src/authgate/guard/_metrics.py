@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -13,13 +13,31 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from authgate.guard.guard import Guard
+    from authgate.guard.feed import FeedFollower, RevocationState
+    from authgate.guard.jwks import JWKSCache
+
+
+class Observed(Protocol):
+    """What the collector reads of a guard."""
+
+    revoked: RevocationState | None
+
+    @property
+    def revocation_staleness(self) -> float | None: ...
+
+    @property
+    def feed(self) -> FeedFollower | None: ...
+
+    @property
+    def jwks(self) -> JWKSCache | None: ...
+
+    def cache_stats(self) -> tuple[int, int, int]: ...
 
 
 class GuardCollector(Collector):
     """Staleness of the revocation feed, revoked entries, the token cache, JWKS fetches."""
 
-    def __init__(self, guard: Guard) -> None:
+    def __init__(self, guard: Observed) -> None:
         self._guard = guard
 
     def collect(self) -> Iterator[Metric]:
@@ -74,11 +92,11 @@ class GuardCollector(Collector):
             )
 
 
-def register(guard: Guard, registry: CollectorRegistry) -> GuardCollector:
+def register(guard: Observed, registry: CollectorRegistry) -> GuardCollector:
     """Register the guard's metrics in ``registry``."""
     collector = GuardCollector(guard)
     registry.register(collector)
     return collector
 
 
-__all__ = ["GuardCollector", "register"]
+__all__ = ["GuardCollector", "Observed", "register"]

@@ -24,50 +24,37 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authgate.errors import (
-    AlgorithmNotAllowed,
-    AuthenticationRequired,
-    InsufficientScope,
-    InvalidRequest,
-    InvalidToken,
-    UnknownKey,
-)
+from authgate.bearer import parse_bearer
+from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
 from authgate.guard.guard import Guard
-from authgate.guard.principal import Principal, Requirement, challenge
+from authgate.guard.principal import Principal, Requirement
+from authgate.guard.responses import REFUSALS, challenge
 
-_REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
 SCOPE_KEY = "authgate.principal"
 """``scope[SCOPE_KEY]`` is ``(guard, principal)``: which guard verified the request, so that
 a second guard (another audience) never takes a principal it did not verify."""
 
 
 def token_from_scope(scope: Scope, cookie: str | None) -> str | None:
-    """The bearer token of an ASGI scope, or None when it carries none. InvalidRequest
-    for a repeated Authorization header, InvalidToken for an empty token."""
-    found: bytes | None = None
+    """The bearer token of an ASGI scope, or None when it carries none (no Authorization
+    header and no cookie, or another scheme). Raises what
+    :func:`authgate.bearer.parse_bearer` raises for a repeated header or an empty token."""
+    values: list[str] = []
     cookies: list[bytes] | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            if found is not None:
-                raise InvalidRequest("the Authorization header is repeated")
-            found = value
+            values.append(value.decode("latin-1"))
         elif name == b"cookie" and cookie is not None:
             cookies = [value] if cookies is None else [*cookies, value]
-    if found is None:
+    if not values:
         if cookie is None or cookies is None:
             return None
         token = cookie_parser(b"; ".join(cookies).decode("latin-1")).get(cookie)
         return token or None
-    if found[:7] == b"Bearer ":  # the usual spelling: no case folding, no split
-        raw = found[7:].strip()
-    else:
-        scheme, _, raw = found.strip().partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        raw = raw.strip()
-    if not raw:
-        raise InvalidToken("empty bearer token")
-    return raw.decode("latin-1")
+    try:
+        return parse_bearer(values)
+    except AuthenticationRequired:
+        return None
 
 
 def credentials(principal: Principal) -> AuthCredentials:
@@ -77,22 +64,10 @@ def credentials(principal: Principal) -> AuthCredentials:
 
 async def send_challenge(send: Send, exc: Exception, realm: str | None) -> None:
     """Answer a refusal per RFC 6750 over raw ASGI."""
-    assert isinstance(exc, _REFUSALS)
+    assert isinstance(exc, REFUSALS)
     ch = challenge(exc, realm=realm)
-    body = ch.body
-    await send(
-        {
-            "type": "http.response.start",
-            "status": ch.status,
-            "headers": [
-                (b"www-authenticate", ch.www_authenticate.encode("latin-1")),
-                (b"content-type", b"application/json"),
-                (b"cache-control", b"no-store"),
-                (b"content-length", str(len(body)).encode("ascii")),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.start", "status": ch.status, "headers": ch.raw_headers})
+    await send({"type": "http.response.body", "body": ch.body})
 
 
 class GuardMiddleware:
@@ -112,13 +87,9 @@ class GuardMiddleware:
                     scope["user"] = UnauthenticatedUser()
                     scope["auth"] = AuthCredentials()
                 else:
-                    if guard._live:  # the hot path: no coroutine, no key refetch
-                        try:
-                            principal = guard._authenticate(token)
-                        except (UnknownKey, AlgorithmNotAllowed):
-                            principal = await guard.verify(token)
-                    else:
-                        principal = await guard.verify(token)
+                    found = guard.verify_cached(token)  # the hot path: no coroutine
+                    # None: only I/O can decide (start the guard, or fetch a key).
+                    principal = found if found is not None else await guard.verify(token)
                     scope["user"] = principal
                     scope["auth"] = credentials(principal)
                     scope[SCOPE_KEY] = (guard, principal)
@@ -180,7 +151,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_Endpoint], _E
                     scope["auth"] = credentials(principal)
                     scope[SCOPE_KEY] = (guard, principal)
                 requirement.check(principal)
-            except _REFUSALS as exc:
+            except REFUSALS as exc:
                 ch = challenge(exc, realm=guard.realm)
                 return Response(ch.body, status_code=ch.status, headers=ch.headers)
             if is_async:

@@ -18,11 +18,12 @@ from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-u
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped,unused-ignore]
 from django.utils.module_loading import import_string  # type: ignore[import-untyped,unused-ignore]
 
-from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.bearer import parse_bearer
+from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
 from authgate.guard.guard import Guard
-from authgate.guard.principal import Principal, Requirement, bearer_from_header, challenge
+from authgate.guard.principal import Principal, Requirement
+from authgate.guard.responses import REFUSALS, challenge
 
-_REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
 _View = Callable[..., Any]
 
 
@@ -41,10 +42,7 @@ def configured_guard() -> Guard:
 def refusal(exc: Exception, realm: str | None) -> HttpResponse:
     """An RFC 6750 refusal as a Django response."""
     ch = challenge(exc, realm=realm)  # type: ignore[arg-type]
-    response = HttpResponse(ch.body, status=ch.status, content_type="application/json")
-    response["WWW-Authenticate"] = ch.www_authenticate
-    response["Cache-Control"] = "no-store"
-    return response
+    return HttpResponse(ch.body, status=ch.status, headers=ch.headers)
 
 
 def request_token(request: HttpRequest, cookie: str | None) -> str:
@@ -52,7 +50,7 @@ def request_token(request: HttpRequest, cookie: str | None) -> str:
     header = request.META.get("HTTP_AUTHORIZATION")
     values = [header] if isinstance(header, str) else []
     value = request.COOKIES.get(cookie) if cookie and not values else None
-    return bearer_from_header(values, cookie=value or None)
+    return parse_bearer(values, cookie=value or None)
 
 
 def _seen(request: HttpRequest, guard: Guard) -> Principal | None:
@@ -105,7 +103,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]
                         principal = await guard.verify(request_token(request, guard.cookie))
                         _remember(request, guard, principal)
                     requirement.check(principal)
-                except _REFUSALS as exc:
+                except REFUSALS as exc:
                     return refusal(exc, guard.realm)
                 return await view(request, *args, **kwargs)
 
@@ -119,7 +117,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]
                     principal = guard.verify_sync(request_token(request, guard.cookie))
                     _remember(request, guard, principal)
                 requirement.check(principal)
-            except _REFUSALS as exc:
+            except REFUSALS as exc:
                 return refusal(exc, guard.realm)
             return view(request, *args, **kwargs)
 

@@ -11,17 +11,11 @@ from fastapi import HTTPException, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
-from authgate.errors import (
-    AlgorithmNotAllowed,
-    AuthenticationRequired,
-    InsufficientScope,
-    InvalidRequest,
-    InvalidToken,
-    UnknownKey,
-)
+from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
 from authgate.guard.asgi import SCOPE_KEY, token_from_scope
 from authgate.guard.guard import Guard
-from authgate.guard.principal import Principal, Requirement, challenge
+from authgate.guard.principal import Principal, Requirement
+from authgate.guard.responses import challenge
 
 SCHEME_NAME = "authgate"
 
@@ -29,11 +23,7 @@ SCHEME_NAME = "authgate"
 def http_error(exc: Exception, realm: "str | None") -> HTTPException:
     """An RFC 6750 refusal as FastAPI's HTTPException (``detail`` is the error code)."""
     ch = challenge(exc, realm=realm)  # type: ignore[arg-type]
-    return HTTPException(
-        ch.status,
-        detail=ch.error,
-        headers={"WWW-Authenticate": ch.www_authenticate, "Cache-Control": "no-store"},
-    )
+    return HTTPException(ch.status, detail=ch.error, headers=ch.headers)
 
 
 class GuardDependency(SecurityBase):
@@ -59,13 +49,9 @@ class GuardDependency(SecurityBase):
                 token = token_from_scope(scope, guard.cookie)
                 if token is None:
                     raise AuthenticationRequired("no bearer token")
-                if guard._live:  # the hot path: no coroutine, no key refetch
-                    try:
-                        principal = guard._authenticate(token)
-                    except (UnknownKey, AlgorithmNotAllowed):
-                        principal = await guard.verify(token)
-                else:
-                    principal = await guard.verify(token)
+                found = guard.verify_cached(token)  # the hot path: no coroutine
+                # None: only I/O can decide (start the guard, or fetch a key).
+                principal = found if found is not None else await guard.verify(token)
             except (AuthenticationRequired, InvalidRequest, InvalidToken) as exc:
                 raise http_error(exc, guard.realm) from None
             scope[SCOPE_KEY] = (guard, principal)

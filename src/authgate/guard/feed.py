@@ -17,7 +17,6 @@ import heapq
 import logging
 import math
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,12 @@ from authgate.guard._http import FetchError, get_json
 _log = logging.getLogger("authgate.guard")
 
 KINDS = ("jti", "sid", "user")
+REVOKED_BECAUSE = {
+    "jti": "token was revoked",
+    "sid": "token's session has ended",
+    "user": "token's user was revoked (an older privilege version, or issued before the epoch)",
+}
+"""Why a token is refused, by the kind that :meth:`RevocationState.reason` answers."""
 _MAX_VALUE = 512
 _ABSENT: Any = object()
 
@@ -282,7 +287,7 @@ class FeedFollower:
         ``interval`` when the server answers at once, backoff after failures."""
         backoff = self.interval
         while True:
-            started = time.monotonic()
+            started = self._clock.now()
             try:
                 count = await self.sync(wait=self.wait)
             except FetchError as exc:
@@ -294,8 +299,9 @@ class FeedFollower:
             backoff = self.interval
             if count:
                 continue
-            if time.monotonic() - started < min(self.wait / 2, 1.0) or self.wait <= 0:
+            # Judged on the injected clock: an answer that took no time on it did not long-poll.
+            if self._clock.now() - started < min(self.wait / 2, 1.0) or self.wait <= 0:
                 await asyncio.sleep(self.interval)
 
 
-__all__ = ["KINDS", "Event", "FeedFollower", "RevocationState"]
+__all__ = ["KINDS", "REVOKED_BECAUSE", "Event", "FeedFollower", "RevocationState"]

@@ -15,30 +15,26 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.bearer import parse_bearer
+from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
 from authgate.guard.guard import Guard
-from authgate.guard.principal import Principal, Requirement, bearer_from_header, challenge
+from authgate.guard.principal import Principal, Requirement
+from authgate.guard.responses import REFUSALS, challenge
 
-_REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
 _View = Callable[..., Any]
 
 
 def refusal(exc: Exception, realm: str | None) -> Response:
     """An RFC 6750 refusal as a Flask response."""
     ch = challenge(exc, realm=realm)  # type: ignore[arg-type]
-    return Response(
-        ch.body,
-        status=ch.status,
-        mimetype="application/json",
-        headers={"WWW-Authenticate": ch.www_authenticate, "Cache-Control": "no-store"},
-    )
+    return Response(ch.body, status=ch.status, headers=ch.headers)
 
 
 def request_token(cookie: str | None) -> str:
     """The bearer token of the current request (AuthenticationRequired without one)."""
     values = request.headers.getlist("Authorization")
     value = request.cookies.get(cookie) if cookie and not values else None
-    return bearer_from_header(values, cookie=value or None)
+    return parse_bearer(values, cookie=value or None)
 
 
 def principal_of_request(guard: Guard) -> Principal:
@@ -65,7 +61,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]
     def check() -> Response | None:
         try:
             requirement.check(principal_of_request(guard))
-        except _REFUSALS as exc:
+        except REFUSALS as exc:
             return refusal(exc, guard.realm)
         return None
 

@@ -1,5 +1,4 @@
-"""Who a verified access token speaks for, what a route demands of it, and the RFC 6750
-challenges that answer a refusal."""
+"""Who a verified access token speaks for, and what a route demands of it."""
 
 from __future__ import annotations
 
@@ -8,14 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from authgate.errors import (
-    AuthenticationRequired,
-    AuthgateError,
-    InsufficientScope,
-    InvalidClaims,
-    InvalidRequest,
-    InvalidToken,
-)
+from authgate.errors import InsufficientScope, InvalidClaims
 
 _ABSENT: Any = object()
 
@@ -150,72 +142,4 @@ class Requirement:
             raise InsufficientScope("the token lacks a needed permission or role", scope=self.scope)
 
 
-# --- RFC 6750 ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """A refusal as HTTP: status, ``WWW-Authenticate`` and a small JSON body."""
-
-    status: int
-    www_authenticate: str
-    error: str
-
-    @property
-    def body(self) -> bytes:
-        """``{"error": "..."}``; never the reason."""
-        return b'{"error":"' + self.error.encode("ascii") + b'"}'
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The response headers."""
-        return {
-            "WWW-Authenticate": self.www_authenticate,
-            "Cache-Control": "no-store",
-            "Content-Type": "application/json",
-        }
-
-
-def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
-    """The RFC 6750 section 3 answer to a refusal: 401 ``Bearer`` without a token, 401
-    ``error="invalid_token"`` for a bad one, 403 ``error="insufficient_scope"`` with the
-    needed ``scope``, 400 ``error="invalid_request"`` for a malformed request."""
-    params = [f'realm="{realm}"'] if realm else []
-    if isinstance(exc, InsufficientScope):
-        status, error = 403, "insufficient_scope"
-        params.append('error="insufficient_scope"')
-        scope = " ".join(exc.context.get("scope", ()))
-        if scope:
-            params.append(f'scope="{scope}"')
-    elif isinstance(exc, InvalidRequest):
-        status, error = 400, "invalid_request"
-        params.append('error="invalid_request"')
-    elif isinstance(exc, InvalidToken):
-        status, error = 401, "invalid_token"
-        params.append('error="invalid_token"')
-    else:  # AuthenticationRequired, and anything unexpected: no token was accepted
-        status, error = 401, "authentication_required"
-    value = "Bearer " + ", ".join(params) if params else "Bearer"
-    return Challenge(status, value, error)
-
-
-def bearer_from_header(values: list[str], *, cookie: str | None = None) -> str:
-    """The token of ``Authorization: Bearer``, or of the configured cookie when there is no
-    Authorization header. AuthenticationRequired when there is none; InvalidRequest for a
-    repeated header; InvalidToken for an empty one."""
-    if len(values) > 1:
-        raise InvalidRequest("the Authorization header is repeated")
-    if not values:
-        if cookie:
-            return cookie
-        raise AuthenticationRequired("no bearer token")
-    scheme, _, rest = values[0].strip().partition(" ")
-    if scheme.lower() != "bearer":
-        raise AuthenticationRequired("Authorization is not Bearer")
-    token = rest.strip()
-    if not token:
-        raise InvalidToken("empty bearer token")
-    return token
-
-
-__all__ = ["Challenge", "Principal", "Requirement", "bearer_from_header", "challenge"]
+__all__ = ["Principal", "Requirement"]

@@ -1,0 +1,76 @@
+"""The guard's answers to a refusal (RFC 6750 section 3), in one place: every adapter turns
+the :class:`Challenge` of :func:`challenge` into its framework's response, and none builds a
+status, a header or a body of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authgate.errors import (
+    AuthenticationRequired,
+    AuthgateError,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+)
+
+REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
+"""The errors a protected route answers with a challenge (anything else is a bug: a 500)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A refusal as HTTP: status, ``WWW-Authenticate`` and a small JSON body."""
+
+    status: int
+    www_authenticate: str
+    error: str
+
+    @property
+    def body(self) -> bytes:
+        """``{"error": "..."}``; never the reason."""
+        return b'{"error":"' + self.error.encode("ascii") + b'"}'
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers."""
+        return {
+            "WWW-Authenticate": self.www_authenticate,
+            "Cache-Control": "no-store",
+            "Content-Type": "application/json",
+        }
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers for raw ASGI, with the body's length."""
+        return [
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()),
+            (b"content-length", str(len(self.body)).encode("ascii")),
+        ]
+
+
+def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
+    """The RFC 6750 section 3 answer to a refusal: 401 ``Bearer`` without a token, 401
+    ``error="invalid_token"`` for a bad one (the revocation feed or the keys unavailable
+    included: no token is accepted then), 403 ``error="insufficient_scope"`` with the
+    needed ``scope``, 400 ``error="invalid_request"`` for a malformed request."""
+    params = [f'realm="{realm}"'] if realm else []
+    if isinstance(exc, InsufficientScope):
+        status, error = 403, "insufficient_scope"
+        params.append('error="insufficient_scope"')
+        scope = " ".join(exc.context.get("scope", ()))
+        if scope:
+            params.append(f'scope="{scope}"')
+    elif isinstance(exc, InvalidRequest):
+        status, error = 400, "invalid_request"
+        params.append('error="invalid_request"')
+    elif isinstance(exc, InvalidToken):
+        status, error = 401, "invalid_token"
+        params.append('error="invalid_token"')
+    else:  # AuthenticationRequired, and anything unexpected: no token was accepted
+        status, error = 401, "authentication_required"
+    value = "Bearer " + ", ".join(params) if params else "Bearer"
+    return Challenge(status, value, error)
+
+
+__all__ = ["REFUSALS", "Challenge", "challenge"]

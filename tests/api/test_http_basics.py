@@ -247,3 +247,13 @@ def test_cors_only_for_configured_origins(make_server: ServerFactory) -> None:
 def test_no_cors_by_default(shared: LiveServer) -> None:
     r = shared.http.get("/healthz", headers={"Origin": "https://app.example.com"})
     assert r.headers.get("access-control-allow-origin") is None
+
+
+def test_parser_differential_repeated_authorization_header_is_refused(server: LiveServer) -> None:
+    """The server used to read the first of two Authorization headers while the guard
+    refused them: one strict parser now serves both, and the request is refused."""
+    token = server.register(new_email())["access_token"]
+    headers = httpx.Headers([("authorization", f"Bearer {token}"), ("authorization", "Bearer x")])
+    r = server.http.get("/auth/me", headers=headers)
+    assert_problem(r, 400, "invalid_request")
+    assert server.http.get("/auth/me", headers=bearer(token)).status_code == 200

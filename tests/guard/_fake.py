@@ -42,6 +42,8 @@ class FakeIssuer:
         self.authorizations: list[str | None] = []
         self.jwks_gate: asyncio.Event | None = None
         self.clamp_cursor = False
+        self.page_limit: int | None = None  # at most this many events a page, as a server does
+        self.later_pages_delay = 0.0  # seconds before answering a page after a cursor
         self.transport = httpx.MockTransport(self.handle)
 
     def publish(self, *keys: Key) -> None:
@@ -89,7 +91,10 @@ class FakeIssuer:
             params = dict(request.url.params)
             self.feed_params.append(params)
             after = int(params["after"]) if "after" in params else None
+            if after is not None and self.later_pages_delay:
+                await asyncio.sleep(self.later_pages_delay)
             events = [e for e in self.events if after is None or e["id"] > after]
+            events = events[: self.page_limit] if self.page_limit is not None else events
             latest = self.events[-1]["id"] if self.events else 0
             cursor = events[-1]["id"] if events else (after if after is not None else latest)
             if self.clamp_cursor:

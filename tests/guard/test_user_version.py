@@ -185,3 +185,30 @@ def test_stale_privileges_end_to_end_over_http(key: Key) -> None:
             answer = http.get("/posts", headers=bearer(old))
             assert answer.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
             assert http.get("/posts", headers=bearer(new)).status_code == 200
+
+
+def test_stale_revocations_a_started_guard_holds_every_page_of_the_feed(
+    fake: FakeIssuer, key: Key
+) -> None:
+    """The feed answers at most a page of events; a guard used to be ready after the first
+    page, and accepted a token revoked by a later one until its next poll."""
+    fake.page_limit = 100
+    fake.later_pages_delay = 0.3  # so that the pages after the first are still on the way
+    for i in range(250):
+        fake.revoke("jti", f"j{i}", expires_at=NOW + 600)
+    clock = FixedClock(NOW)
+    with fake_guard(fake, clock, feed_wait=0, feed_interval=60) as g:
+        assert by(g, token(key, jti="j249")) == "jti"  # on the third page
+        assert by(g, token(key, jti="j0")) == "jti"
+        assert by(g, token(key, jti="live")) is None
+
+
+def test_stale_revocations_an_event_outlives_its_tokens_by_the_guards_leeway() -> None:
+    """A guard with leeway accepts a token until exp + leeway: it keeps each event that
+    much longer than the server says, or a revoked token would come back after exp."""
+    state = RevocationState(leeway=30)
+    state.apply([Event(1, "jti", "j", NOW + 10, None, None)], now=NOW)
+    state.purge(NOW + 20)
+    assert state.reason(jti="j", sid=None, sub="u", iat=NOW) == "jti"
+    state.purge(NOW + 41)
+    assert state.reason(jti="j", sid=None, sub="u", iat=NOW) is None

@@ -90,6 +90,9 @@ class Event:
         return cls(ev_id, kind, value, float(expires_at), _float_or_none(not_before), ver)
 
 
+_MAX_RESYNC_PAGES = 10_000  # a bound on a resync loop against a misbehaving server
+
+
 class RevocationState:
     """Revoked jtis and sids, and user versions and epochs, each kept until it expires.
 
@@ -101,9 +104,12 @@ class RevocationState:
     Written by one thread (the follower), read by any: readers only do dict lookups.
     """
 
-    __slots__ = ("_heap", "_user_expires", "jti", "sid", "user", "user_ver")
+    __slots__ = ("_heap", "_leeway", "_user_expires", "jti", "sid", "user", "user_ver")
 
-    def __init__(self) -> None:
+    def __init__(self, *, leeway: float = 0.0) -> None:
+        # A verifier with leeway accepts a token until exp + leeway: every event is kept
+        # that much longer than the server says, or a revoked token would come back.
+        self._leeway = leeway
         self.jti: dict[str, float] = {}  # jti -> expires_at
         self.sid: dict[str, float] = {}  # sid -> expires_at
         self.user_ver: dict[str, int] = {}  # sub -> ver (tokens with a lower ver are dead)
@@ -124,7 +130,8 @@ class RevocationState:
         many were recorded."""
         count = 0
         for ev in events:
-            if ev.expires_at <= now:
+            expires_at = ev.expires_at + self._leeway
+            if expires_at <= now:
                 continue
             if ev.kind == "jti":
                 table = self.jti
@@ -140,9 +147,9 @@ class RevocationState:
                     epoch = max(self.user.get(ev.value, -math.inf), ev.not_before)
                     self.user[ev.value] = epoch
             previous = table.get(ev.value)
-            if previous is None or ev.expires_at > previous:
-                table[ev.value] = ev.expires_at
-                heapq.heappush(self._heap, (ev.expires_at, ev.kind, ev.value))
+            if previous is None or expires_at > previous:
+                table[ev.value] = expires_at
+                heapq.heappush(self._heap, (expires_at, ev.kind, ev.value))
             count += 1
         return count
 
@@ -265,12 +272,22 @@ class FeedFollower:
         return len(events)
 
     async def _resync(self) -> int:
-        answer = await get_json(self._http(), self.url, auth=self._auth, timeout=10.0)
-        page_cursor, events = self._parse(answer.data)
-        self.state.apply(events, now=self._clock.now())
-        self.cursor = page_cursor
+        """Read every live event again, page after page, until a page comes back empty."""
+        params: dict[str, Any] = {}
+        total = 0
+        for _ in range(_MAX_RESYNC_PAGES):
+            answer = await get_json(
+                self._http(), self.url, params=params, auth=self._auth, timeout=10.0
+            )
+            page_cursor, events = self._parse(answer.data)
+            self.state.apply(events, now=self._clock.now())
+            self.cursor = page_cursor
+            total += len(events)
+            if not events:
+                break
+            params = {"after": page_cursor}
         self.synced_at = self._clock.now()
-        return len(events)
+        return total
 
     @staticmethod
     def _parse(data: Mapping[str, Any]) -> tuple[int, list[Event]]:

@@ -52,7 +52,9 @@ class GuardRuntime:
         self._on_keys_removed = on_keys_removed
         self.metadata: dict[str, Any] | None = None
         self.jwks: JWKSCache | None = None
-        self.revoked = RevocationState() if options.revocation == "feed" else None
+        self.revoked = (
+            RevocationState(leeway=options.leeway) if options.revocation == "feed" else None
+        )
         self.feed: FeedFollower | None = None
         self._http: httpx.AsyncClient | None = None
         self._runner: BackgroundLoop | None = None
@@ -298,8 +300,11 @@ class GuardRuntime:
             raise FetchError("the JWKS could not be fetched")
 
     async def _first_sync(self) -> None:
+        """Read the feed page after page until a page is empty: the guard is ready only
+        once it holds every live event, not the first page of them."""
         assert self.feed is not None
-        await self.feed.sync()
+        while await self.feed.sync() > 0:
+            pass
 
     async def _run(self) -> None:
         assert self._ready is not None

@@ -27,10 +27,10 @@ Each round runs every measurement once, one after the other (so a change in mach
 all of them); there are several rounds after a short warm-up, and the table shows medians over
 the rounds. The client runs on the same machine and takes CPU from the server: the
 ``client cores`` column shows how much. On PostgreSQL, the database's own processes are not
-the server's: their CPU counts as other processes'. With several worker counts (``--workers 1,2``) each
-runs in turn on a database of its own, and a last table sets their rates side by side.
-A missed target is reported as MISS; the exit status is 0 all the same: performance is
-reported here, not asserted.
+the server's: their CPU counts as other processes'. With several worker counts
+(``--workers 1,2``) each runs in turn on a database of its own, and a last table sets their
+rates side by side. A missed target is reported as MISS; the exit status is 0 all the same:
+performance is reported here, not asserted.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ one private_key_jwt client (ES256), and drives the server with ``httpx.AsyncClie
 * ``client_credentials`` with ``private_key_jwt``: every grant carries a fresh ES256
   assertion (signed in this process, outside the server's CPU count), verified by the server
   with a single-use ``jti`` written to the database.
-* ``POST /oauth2/introspect`` (Basic auth) of a live client_credentials token: requests/s and
-  per server CPU-second.
+* ``POST /oauth2/introspect`` (Basic auth, by a client with the ``authgate:introspect``
+  scope) of a live client_credentials token: requests/s and per server CPU-second.
 
 Each round runs every measurement once, one after the other; there are several rounds after a
 warm-up, and the table shows medians over the rounds. The load generator runs on the same
@@ -67,23 +67,28 @@ class Clients:
     """The bench's service clients."""
 
     basic: list[dict[str, str]]  # Authorization headers, one client per connection
+    introspector: dict[str, str]  # the Authorization header of the introspecting client
     jwt_id: str
     jwt_key: Key
 
 
 def set_up(server: Server, count: int) -> Clients:
-    """A role, ``count`` client_secret_basic clients and one private_key_jwt client."""
-    server.cli("roles", "add", "bench", "--permission", PERMISSION)
-    headers = []
-    for i in range(count):
-        out = json.loads(server.cli("clients", "add", f"bench-{i}", "--scope", PERMISSION))
+    """A role, ``count`` client_secret_basic clients, one that may introspect, and one
+    private_key_jwt client."""
+
+    def basic_client(name: str, scope: str) -> dict[str, str]:
+        out = json.loads(server.cli("clients", "add", name, "--scope", scope))
         raw = f"{out['client_id']}:{out['client_secret']}".encode()
-        headers.append({"authorization": "Basic " + base64.b64encode(raw).decode()})
+        return {"authorization": "Basic " + base64.b64encode(raw).decode()}
+
+    server.cli("roles", "add", "bench", "--permission", PERMISSION)
+    headers = [basic_client(f"bench-{i}", PERMISSION) for i in range(count)]
+    introspector = basic_client("bench-introspector", "authgate:introspect")
     key = Key.generate("ES256")
     jwk_file = server.directory / "bench-client.jwk.json"
     jwk_file.write_text(json.dumps(key.public().to_jwk()))
     add = ("clients", "add", "bench-jwt", "--scope", PERMISSION, "--jwk", str(jwk_file))
-    return Clients(headers, json.loads(server.cli(*add))["client_id"], key)
+    return Clients(headers, introspector, json.loads(server.cli(*add))["client_id"], key)
 
 
 async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Window]:
@@ -121,7 +126,7 @@ async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Windo
 
         async def introspect(i: int) -> None:
             answer = await conns[i].post(
-                "/oauth2/introspect", data={"token": live[i]}, headers=clients.basic[i]
+                "/oauth2/introspect", data={"token": live[i]}, headers=clients.introspector
             )
             got = expect(answer).json()
             if got.get("active") is not True:

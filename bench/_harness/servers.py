@@ -7,6 +7,8 @@ first: a new config, master key and signing key), on a free loopback port, with 
 database in that folder or the ``database_url`` given, and ``--workers N``. It waits until
 ``GET /healthz`` answers 200 and yields a :class:`Server`. The server's output goes to
 ``server.log`` in that folder; its tail is shown if the server fails to start.
+
+``Prober`` runs ``probe.py`` (``GET /healthz`` at a fixed rate) in a process of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -231,8 +234,7 @@ def serve(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Probe:
+class Probe(NamedTuple):
     """One ``GET /healthz`` of the prober."""
 
     start: float  # time.monotonic() when it was sent

@@ -754,10 +754,10 @@ def main() -> None:
         server.cli("roles", "add", "reader", "--permission", PERMISSION)
         for i in range(USERS):
             email = f"bench-{i}@example.com"
-            add = ("users", "add", email, "--role", "reader", "--password-stdin")
-            server.cli(*add, stdin=PASSWORD + "\n")
-        add = ("clients", "add", "bench-guard", "--scope", "authgate:revocations")
-        out = json.loads(server.cli(*add))
+            add_user = ("users", "add", email, "--role", "reader", "--password-stdin")
+            server.cli(*add_user, stdin=PASSWORD + "\n")
+        add_client = ("clients", "add", "bench-guard", "--scope", "authgate:revocations")
+        out = json.loads(server.cli(*add_client))
         client = (out["client_id"], out["client_secret"])
         es_tokens = asyncio.run(mint_es256(server.base_url, DISTINCT + 1))
         hs_secret = secrets.token_urlsafe(32)  # text, as the Node guides keep it

@@ -37,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from _harness.load import Unexpected, Window, closed_loop, expect, http_clients
+from _harness.load import Unexpected, Window, closed_loop, expect, http_clients, measure_rounds
 from _harness.procs import CpuMeter
 from _harness.report import Column, Table, Target, machine_lines, say
 from _harness.servers import Server, serve
@@ -96,7 +96,6 @@ async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Windo
     clients = set_up(server, args.concurrency)
     endpoint = f"{server.base_url}{TOKEN_URL}"
     meter = CpuMeter(server=server.cpu_seconds, client=time.process_time)
-    rounds: Rounds[str, Window] = Rounds()
     live: list[str] = []
     async with http_clients(server.base_url, args.concurrency) as conns:
 
@@ -145,17 +144,15 @@ async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Windo
             w["introspect"] = await closed_loop(introspect, **each)
             return w
 
-        await one_round(args.warmup)
-        for r in range(args.rounds):
-            w = await one_round(args.duration)
-            rounds.record(w)
-            say(
-                f"round {r + 1}: "
-                + ", ".join(
-                    f"{name} {w[name].rate:.0f}/s ({per_server_cpu(w[name]):.0f}/CPU-s)"
-                    for name in MEASURES
-                )
+        def progress(n: int, w: dict[str, Window]) -> str:
+            return f"round {n}: " + ", ".join(
+                f"{name} {w[name].rate:.0f}/s ({per_server_cpu(w[name]):.0f}/CPU-s)"
+                for name in MEASURES
             )
+
+        rounds = await measure_rounds(
+            one_round, progress, rounds=args.rounds, duration=args.duration, warmup=args.warmup
+        )
     return rounds
 
 

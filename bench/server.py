@@ -39,11 +39,21 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import httpx
 from _harness.db import database, fresh_database, is_postgresql, shown
-from _harness.load import Unexpected, Window, closed_loop, expect, http_clients, thread_loop
+from _harness.load import (
+    Step,
+    Unexpected,
+    Window,
+    closed_loop,
+    expect,
+    http_clients,
+    measure_rounds,
+    thread_loop,
+)
 from _harness.procs import CpuMeter
 from _harness.report import Column, Table, Target, fmt, load_after, machine_lines, say, usable_cores
 from _harness.servers import Server, serve
@@ -98,7 +108,6 @@ async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Windo
     meter = CpuMeter(
         server=server.cpu_seconds, loop=server.loop_cpu_seconds, client=time.process_time
     )
-    rounds: Rounds[str, Window] = Rounds()
     async with http_clients(server.base_url, concurrency) as clients:
         accounts = await set_up(clients)
         async with database(server.database_url) as db:
@@ -149,27 +158,33 @@ async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Windo
             # Logins and bare verifies alternate in ~1 s slices, so that a change in the
             # machine's load hits both sides of the ratio alike.
             slices = max(1, round(duration / LOGIN_SLICE))
-            each = {"workers": concurrency, "duration": duration, "meter": meter}
-            part = {"duration": duration / slices, "meter": meter}
+            piece = duration / slices
+
+            def loop(step: Step, seconds: float) -> Awaitable[Window]:
+                return closed_loop(step, workers=concurrency, duration=seconds, meter=meter)
+
             for _ in range(slices):
-                w["login"] += await closed_loop(login, workers=concurrency, **part)
-                w["verify"] += await asyncio.to_thread(thread_loop, verify, threads=threads, **part)
-            w["refresh"] = await closed_loop(refresh, **each)
+                w["login"] += await loop(login, piece)
+                w["verify"] += await asyncio.to_thread(
+                    thread_loop, verify, threads=threads, duration=piece, meter=meter
+                )
+            w["refresh"] = await loop(refresh, duration)
             await fresh_me_tokens()
-            w["me"] = await closed_loop(me, **each)
-            w["healthz"] = await closed_loop(healthz, **each)
+            w["me"] = await loop(me, duration)
+            w["healthz"] = await loop(healthz, duration)
             return w
 
-        await one_round(args.warmup)
-        for r in range(args.rounds):
-            w = await one_round(args.duration)
-            rounds.record(w)
-            say(
-                f"  round {r + 1}/{args.rounds}: login {w['login'].rate:.1f}/s, "
+        def progress(n: int, w: dict[str, Window]) -> str:
+            return (
+                f"  round {n}/{args.rounds}: login {w['login'].rate:.1f}/s, "
                 f"verify {w['verify'].rate:.1f}/s, refresh {w['refresh'].rate:.0f}/s "
                 f"({per_server_cpu(w['refresh']):.0f}/CPU-s), "
                 f"me {w['me'].rate:.0f}/s, healthz {w['healthz'].rate:.0f}/s"
             )
+
+        rounds = await measure_rounds(
+            one_round, progress, rounds=args.rounds, duration=args.duration, warmup=args.warmup
+        )
     if server.process.poll() is not None:
         raise Unexpected(f"the server died during the run:\n{server.log_tail()}")
     return rounds

@@ -41,7 +41,7 @@ from typing import Any
 
 import jwt as pyjwt
 from _harness.report import Column, Table, Target, load_after, machine_lines, say
-from _harness.stats import Fn, same, time_interleaved
+from _harness.stats import Fn, time_interleaved
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -303,9 +303,9 @@ def breakdown_callables(case: Case) -> dict[str, Fn]:
 def row(case: Case, claims: dict[str, Any], op: str, *, repeats: int, target_s: float) -> list[str]:
     """Measure one row; its cells, the last one ``ok`` or ``MISS (the baselines missed)``."""
     res = time_interleaved(row_callables(case, claims, op), repeats=repeats, target_s=target_s)
-    prim_ratio = res.ratio("authgate", "primitive", same)
-    py_ratio = res.ratio("pyjwt", "authgate", same)
-    jr_ratio = res.ratio("joserfc", "authgate", same)
+    prim_ratio = res.ratio("authgate", "primitive", float)
+    py_ratio = res.ratio("pyjwt", "authgate", float)
+    jr_ratio = res.ratio("joserfc", "authgate", float)
     prim = PRIMITIVE_TARGET[case.alg] if op == "verify" else None
     py = PYJWT_HS256_VERIFY_TARGET if (case.alg, op) == ("HS256", "verify") else FASTER
     why = [
@@ -320,14 +320,14 @@ def row(case: Case, claims: dict[str, Any], op: str, *, repeats: int, target_s: 
     return [
         case.alg,
         op,
-        f"{res.median('authgate', same):.2f}",
-        f"{res.median('primitive', same):.2f}",
+        f"{res.median('authgate', float):.2f}",
+        f"{res.median('primitive', float):.2f}",
         f"{prim_ratio:.2f}x",
         "-" if prim is None else str(prim),
-        f"{res.median('pyjwt', same):.2f}",
+        f"{res.median('pyjwt', float):.2f}",
         f"{py_ratio:.2f}x",
         str(py),
-        f"{res.median('joserfc', same):.2f}",
+        f"{res.median('joserfc', float):.2f}",
         f"{jr_ratio:.2f}x",
         str(FASTER),
         "ok" if not why else "MISS (" + ", ".join(why) + ")",
@@ -338,7 +338,7 @@ def breakdown(case: Case, *, repeats: int, target_s: float) -> None:
     """Print the pieces of HS256 verify, against the whole decode."""
     say(f"HS256 verify breakdown (µs/op, median of {repeats} repeats):")
     timings = time_interleaved(breakdown_callables(case), repeats=repeats, target_s=target_s)
-    parts = {name: timings.median(name, same) for name in timings.samples}
+    parts = {name: timings.median(name, float) for name in timings.samples}
     total = parts["decode (total)"]
     accounted = (
         parts["parse: jws.split + payload JSON"]

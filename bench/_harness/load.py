@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from .procs import CpuMeter, Usage
-from .stats import percentile
+from .stats import K, Rounds, T, percentile
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,25 @@ async def open_loop(
         if not arrive(max(0.0, time.monotonic() - t)):
             break
     await asyncio.sleep(max(0.0, end - time.monotonic()))
+
+
+async def measure_rounds(
+    one_round: Callable[[float], Awaitable[dict[K, T]]],
+    progress: Callable[[int, dict[K, T]], str],
+    *,
+    rounds: int,
+    duration: float,
+    warmup: float,
+) -> Rounds[K, T]:
+    """``one_round(warmup)``, discarded, then ``rounds`` rounds of ``one_round(duration)``
+    (a sample per row); after each, the line ``progress(n, samples)`` is printed."""
+    await one_round(warmup)
+    out: Rounds[K, T] = Rounds()
+    for n in range(1, rounds + 1):
+        samples = await one_round(duration)
+        out.record(samples)
+        print(progress(n, samples), flush=True)
+    return out
 
 
 # --- HTTP clients ----------------------------------------------------------------------------

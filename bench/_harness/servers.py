@@ -240,7 +240,7 @@ class Probe(NamedTuple):
     start: float  # time.monotonic() when it was sent
     latency: float  # seconds
     status: int  # 0 for a transport error or a timeout
-    index: int  # which URL
+    instance: int  # which URL (its index)
 
 
 class Prober:

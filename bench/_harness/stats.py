@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+Key = Callable[[T], float]  # what a sample is measured by (``float`` for plain numbers)
 
 
 def median(values: Iterable[float]) -> float:
@@ -56,41 +57,23 @@ class Rounds(Generic[K, T]):
         for row, sample in samples.items():
             self.add(row, sample)
 
-    def values(self, row: K, key: Callable[[T], float]) -> list[float]:
+    def values(self, row: K, key: Key[T]) -> list[float]:
         """``key`` of each round's sample of ``row``."""
         return [key(s) for s in self.samples[row]]
 
-    def median(self, row: K, key: Callable[[T], float]) -> float:
+    def median(self, row: K, key: Key[T]) -> float:
         """The median over the rounds of ``key`` of ``row``."""
         return median(self.values(row, key))
 
-    def ratios(
-        self,
-        num: K,
-        den: K,
-        key: Callable[[T], float],
-        den_key: Callable[[T], float] | None = None,
-    ) -> list[float]:
+    def ratios(self, num: K, den: K, key: Key[T], den_key: Key[T] | None = None) -> list[float]:
         """Per-round ratios ``key(num) / den_key(den)`` (``den_key`` defaults to ``key``) of
         two rows measured in the same round."""
-        dkey = den_key or key
         pairs = zip(self.samples[num], self.samples[den], strict=True)
-        return [key(n) / dkey(d) for n, d in pairs]
+        return [key(n) / (den_key or key)(d) for n, d in pairs]
 
-    def ratio(
-        self,
-        num: K,
-        den: K,
-        key: Callable[[T], float],
-        den_key: Callable[[T], float] | None = None,
-    ) -> float:
+    def ratio(self, num: K, den: K, key: Key[T], den_key: Key[T] | None = None) -> float:
         """The median of the per-round ratios."""
         return median(self.ratios(num, den, key, den_key))
-
-
-def same(value: float) -> float:
-    """The identity, as a ``key`` for rounds of plain numbers."""
-    return value
 
 
 # --- timeit-style loops, for code that runs in this process ----------------------------------

@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/guard.py [--quick] [--duration S] [--rounds R]``
 Needs ``wrk`` (Debian: ``apt-get install wrk``), ``taskset``, Node 20+ and
 ``npm ci --prefix bench/node`` (express and jsonwebtoken, from its lockfile).
 
-It starts a real ``authgate serve`` (see ``_serve.py``; audience ``api``, access tokens of
+It starts a real ``authgate serve`` (see ``_harness/servers.py``; audience ``api``, access tokens of
 one hour), creates a role with ``posts:read``, users with that role and a service client with
 ``authgate:revocations`` through the CLI, then mints 10,001 distinct ES256 access tokens
 through the server (``/auth/refresh`` chains) and as many HS256 tokens signed locally with
@@ -57,27 +57,28 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import gc
 import json
 import os
-import platform
 import random
-import re
-import resource
 import secrets
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+# Light modules only (the standard library): the app servers import this file too.
+from _harness.procs import CpuMeter, pin, process_cpu_seconds, waited_cpu_seconds
+from _harness.report import Column, Table, machine_lines, say, verdict
+from _harness.stats import Rounds, median, percentile, spread
+from _harness.wrk import WrkResult, missing_tools, wrk
 
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE / "node"
@@ -332,20 +333,6 @@ def variants() -> list[Variant]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def pin(pid: int, core: int) -> None:
-    """Pin every thread of ``pid`` to ``core``."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(tid), {core})
-
-
 @dataclass(frozen=True, slots=True)
 class Running:
     port: int
@@ -355,145 +342,44 @@ class Running:
 @contextlib.contextmanager
 def app_server(variant: Variant, env: dict[str, str], log: Path) -> Iterator[Running]:
     """Start one app server pinned to the app core; stop it afterwards."""
+    from _harness.servers import child, free_port, listening
+
     port = free_port()
     command = ["taskset", "-c", str(APP_CORE), *[c.format(port=port) for c in variant.command]]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{variant.key} exited: see {log}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{variant.key} did not listen: see {log}")
-            time.sleep(0.05)
-        yield Running(port, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    ready = listening("127.0.0.1", port)
+    with child(command, name=variant.key, ready=ready, log=log, env=env) as process:
+        yield Running(port, process.pid)
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
-    rate: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    requests: int
-    others: float = 0.0  # cores other processes of the machine used during the run
-    per_cpu: float = 0.0  # requests per CPU-second of the app server process
+class Run:
+    """One wrk run of one row, and the CPU around it."""
+
+    wrk: WrkResult
+    per_cpu: float  # requests per CPU-second of the app server process
+    others: float  # cores that other processes of the machine used meanwhile
 
 
-def busy_seconds() -> float:
-    """CPU seconds every process of the machine has spent busy so far (/proc/stat)."""
-    with open("/proc/stat") as fh:
-        fields = [int(v) for v in fh.readline().split()[1:9]]
-    return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
-
-
-def measured(pids: list[int], run: Any) -> Result:
-    """Run ``run()`` (a wrk call) and charge the CPU that our processes did not use to the
+def measured(app_pid: int, server_pid: int, load: Callable[[], WrkResult]) -> Run:
+    """Run ``load()`` (a wrk call) and charge the CPU that our processes did not use to the
     others: the app server, the authgate server, wrk itself and this process."""
-    from _serve import process_cpu_seconds
-
-    def ours() -> float:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        waited = children.ru_utime + children.ru_stime + me.ru_utime + me.ru_stime
-        return waited + sum(process_cpu_seconds(pid) for pid in pids)
-
-    app0 = process_cpu_seconds(pids[0])
-    busy0, ours0, t0 = busy_seconds(), ours(), time.monotonic()
-    result: Result = run()
-    elapsed = time.monotonic() - t0
-    others = max(0.0, (busy_seconds() - busy0) - (ours() - ours0)) / elapsed
-    app_cpu = process_cpu_seconds(pids[0]) - app0
-    per_cpu = result.requests / app_cpu if app_cpu > 0 else float("nan")
-    return Result(
-        result.rate,
-        result.p50_ms,
-        result.p99_ms,
-        result.errors,
-        result.requests,
-        others,
-        per_cpu,
+    meter = CpuMeter(
+        app=lambda: process_cpu_seconds(app_pid),
+        server=lambda: process_cpu_seconds(server_pid),
+        ours=waited_cpu_seconds,
     )
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
-    assert match, text
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def wrk(
-    port: int,
-    *,
-    duration: float,
-    connections: int,
-    token: str | None,
-    lua: Path | None,
-    tokens_file: Path | None,
-) -> Result:
-    command = [
-        "taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{connections}",
-        f"-d{max(1, round(duration))}s", "--latency", "--timeout", "5s",
-    ]  # fmt: skip
-    if token is not None:
-        command += ["-H", f"Authorization: Bearer {token}"]
-    if lua is not None:
-        command += ["-s", str(lua)]
-    command.append(f"http://127.0.0.1:{port}/posts")
-    if tokens_file is not None:
-        command += ["--", str(tokens_file)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = int(bad.group(1)) if bad else 0
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    before = meter.read()
+    result = load()
+    usage = meter.read() - before
+    app = usage.cpu["app"]
+    return Run(
+        result,
+        per_cpu=result.requests / app if app > 0 else float("nan"),
+        others=usage.others("app", "server", "ours") / usage.wall,
     )
-    if socket_errors:
-        errors += sum(int(x) for x in socket_errors.groups())
-    return Result(rate, p50, p99, errors, requests)
 
 
 # --- set-up: the server, the CLI, the tokens -----------------------------------------------
-
-
-def cli(server: Any, *args: str, stdin: str | None = None) -> str:
-    """``python -m authgate ARGS`` against the server's folder (config and database)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    env["AUTHGATE_DATABASE_URL"] = f"sqlite:///{server.database_path}"
-    env["AUTHGATE_ISSUER"] = server.base_url
-    env["AUTHGATE_AUDIENCE"] = AUDIENCE
-    proc = subprocess.run(
-        [sys.executable, "-m", "authgate", *args],
-        cwd=server.directory,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"authgate {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
 
 
 async def mint_es256(base_url: str, count: int) -> list[str]:
@@ -644,46 +530,42 @@ def memory(base_url: str, client: tuple[str, str], tokens: list[str]) -> Memory:
 # --- the report ------------------------------------------------------------------------------
 
 
-Runs = dict[tuple[str, str], list[Result]]
+Runs = Rounds[tuple[str, str], Run]  # (variant key, mode): one run per round
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def per_cpu(run: Run) -> float:
+    return run.per_cpu
 
 
-def row_summary(runs: list[Result]) -> Result:
-    """The run with the median rate (its own latencies), and the median requests per
-    CPU-second; errors of every run count; the others' CPU is the mean over the rounds."""
-    mid = sorted(runs, key=lambda r: r.rate)[(len(runs) - 1) // 2]
-    errors = sum(r.errors for r in runs)
-    others = sum(r.others for r in runs) / len(runs)
-    per_cpu = median([r.per_cpu for r in runs])
-    return Result(mid.rate, mid.p50_ms, mid.p99_ms, errors, mid.requests, others, per_cpu)
+def row_cells(runs: Runs, v: Variant, mode: str) -> list[str]:
+    """A row of the table: the run with the median rate (its own latencies), the median
+    requests per CPU-second, and against the framework's row (a) the median of the
+    per-round ratios and their spread; the errors of every run count."""
+    samples = runs.samples[(v.key, mode)]
+    mid = sorted(samples, key=lambda r: r.wrk.rate)[(len(samples) - 1) // 2].wrk
+    errors = sum(r.wrk.errors for r in samples)
+    ratio = wide = ""
+    if v.row != "a":
+        rs = runs.ratios((v.key, mode), (f"{v.framework}/no auth", mode), per_cpu)
+        ratio, wide = f"{median(rs):.2f}", f"{spread(rs):.0%}"
+    cells = [v.framework, v.row, v.label, mode, f"{mid.rate:.0f}"]
+    cells += [f"{runs.median((v.key, mode), per_cpu):.0f}", f"{mid.p50_ms:.2f}"]
+    cells += [f"{mid.p99_ms:.2f}", ratio, wide]
+    return cells + ([f"INVALID: {errors} errors"] if errors else [])
 
 
-def ratios(runs: Runs, num: str, den: str, mode: str) -> list[float]:
-    """Per-round ratios of requests per app-server CPU-second, of two rows measured in the
-    same round: what one core can serve, whatever else the machine did meanwhile."""
-    return [
-        n.per_cpu / d.per_cpu for n, d in zip(runs[(num, mode)], runs[(den, mode)], strict=True)
-    ]
-
-
-def spread(values: list[float]) -> float:
-    """The interquartile range as a fraction of the median."""
-    if len(values) < 4:
-        return float("nan")
-    q = statistics.quantiles(values, n=4)
-    return (q[2] - q[0]) / median(values)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISS"
+TABLE = Table(
+    Column("server", left=True),
+    Column("", left=True),
+    Column("auth", left=True),
+    Column("tokens", left=True),
+    "req/s",
+    "req/cpu-s",
+    "p50 ms",
+    "p99 ms",
+    "b/a",
+    "spread",
+)
 
 
 def report(
@@ -693,90 +575,60 @@ def report(
     prop: tuple[list[float], list[float]],
     mem: Memory,
 ) -> None:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     node_version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
-    summary = {key: row_summary(r) for key, r in runs.items()}
-    others = [r.others for rs in runs.values() for r in rs]
-    print()
-    print(
-        f"authgate guard bench: {platform.python_implementation()} {platform.python_version()}, "
-        f"{cpu}, {os.cpu_count()} cores; app server on core {APP_CORE}, wrk (1 thread, "
+    others = [r.others for rs in runs.samples.values() for r in rs]
+    say()
+    for line in machine_lines("uvicorn", "uvloop", "fastapi", "starlette", "pyjwt"):
+        say(line)
+    say(
+        f"Node {node_version.strip()}, express {version_of_node('express')}, jsonwebtoken "
+        f"{version_of_node('jsonwebtoken')}; app server on core {APP_CORE}, wrk (1 thread, "
         f"{args.connections} connections) and authgate serve on core {LOAD_CORE}"
     )
-    print(
-        f"uvicorn {version('uvicorn')} (uvloop {version('uvloop')}, httptools), "
-        f"FastAPI {version('fastapi')}, Starlette {version('starlette')}, "
-        f"PyJWT {version('pyjwt')}; Node {node_version.strip()}, "
-        f"express {version_of_node('express')}, jsonwebtoken {version_of_node('jsonwebtoken')}"
-    )
-    print(
+    say(
         f"{args.rounds} rounds of {args.duration:g} s per row, in a shuffled order each round, "
         f"after a warm-up. req/s and latencies: the round with the median rate; req/cpu-s: "
         f"requests per CPU-second of the app server (median); b/a and every ratio below: "
         f"the median of the per-round ratios of req/cpu-s (spread: their interquartile "
         f"range / median)"
     )
-    print(
-        f"other processes on this machine used {statistics.mean(others):.2f} cores on average "
+    say(
+        f"other processes on this machine used {sum(others) / len(others):.2f} cores on average "
         f"during the runs (max {max(others):.2f})"
     )
-    header = (
-        f"{'server':<16}{'':3}{'auth':<36}{'tokens':<7}"
-        f"{'req/s':>8}{'req/cpu-s':>10}{'p50 ms':>8}{'p99 ms':>8}{'b/a':>7}{'spread':>8}"
-    )
-    print()
-    print(header)
-    print("-" * len(header))
+    rows: list[list[str] | None] = []
     for mode in ("hot", "10k"):
-        for v in all_variants:
-            res = summary[(v.key, mode)]
-            base = f"{v.framework}/no auth"
-            if v.row != "a":
-                rs = ratios(runs, v.key, base, mode)
-                ratio, wide = f"{median(rs):.2f}", f"{spread(rs):.0%}"
-            else:
-                ratio, wide = "", ""
-            bad = f"  INVALID: {res.errors} errors" if res.errors else ""
-            print(
-                f"{v.framework:<16}{v.row:<3}{v.label:<36}{mode:<7}{res.rate:>8.0f}"
-                f"{res.per_cpu:>10.0f}{res.p50_ms:>8.2f}{res.p99_ms:>8.2f}{ratio:>7}{wide:>8}{bad}"
-            )
-        print()
+        rows += [row_cells(runs, v, mode) for v in all_variants] + [None]
+    say()
+    say(TABLE.render(rows))
 
     def key(framework: str, label: str) -> str:
         return f"{framework}/{label}"
 
-    def ratio(framework: str, num: str, den: str, mode: str) -> float:
-        return median(ratios(runs, key(framework, num), key(framework, den), mode))
-
     def cross(num: tuple[str, str], den: tuple[str, str], mode: str) -> float:
-        return median(ratios(runs, key(*num), key(*den), mode))
+        return runs.ratio((key(*num), mode), (key(*den), mode), per_cpu)
+
+    def ratio(framework: str, num: str, den: str, mode: str) -> float:
+        return cross((framework, num), (framework, den), mode)
 
     es, hs = "authgate guard, ES256 (JWKS + feed)", "authgate guard, HS256 (local key)"
-    print("targets")
+    say("targets")
     for fw in ("FastAPI", "Starlette"):
         labels = [es, hs]
         if fw == "FastAPI":
             labels += ["authgate guard, ES256, decorator", "authgate guard, HS256, decorator"]
         for label in labels:
             hot = ratio(fw, label, "no auth", "hot")
-            print(f"  {fw} {label}, hot token: b/a = {hot:.2f} (>= 0.90) {verdict(hot >= 0.90)}")
+            say(f"  {fw} {label}, hot token: b/a = {hot:.2f} (>= 0.90) {verdict(hot >= 0.90)}")
         for label in [es, *(["authgate guard, ES256, decorator"] if fw == "FastAPI" else [])]:
             ten = ratio(fw, label, "no auth", "10k")
-            print(
-                f"  {fw} {label}, 10,000 tokens: b/a = {ten:.2f} (>= 0.75) {verdict(ten >= 0.75)}"
-            )
+            say(f"  {fw} {label}, 10,000 tokens: b/a = {ten:.2f} (>= 0.75) {verdict(ten >= 0.75)}")
         if fw == "FastAPI":
             for mode in ("hot", "10k"):
                 floor = ratio(fw, "no auth, one empty dependency", "no auth", mode)
                 b_es = ratio(fw, es, "no auth, one empty dependency", mode)
                 b_hs = ratio(fw, hs, "no auth, one empty dependency", mode)
-                print(
+                say(
                     f"    control ({mode}): one empty FastAPI dependency alone: a'/a = "
                     f"{floor:.2f}; the guard's dependency against it: b/a' = {b_es:.2f} (ES256), "
                     f"{b_hs:.2f} (HS256)"
@@ -785,27 +637,27 @@ def report(
         for alg, b_label in (("ES256", es), ("HS256", hs)):
             for mode in ("hot", "10k"):
                 bc = ratio(fw, b_label, f"PyJWT {c_word}, {alg}", mode)
-                print(f"  {fw} {alg} {mode}: b/c = {bc:.2f} (>= 1) {verdict(bc >= 1.0)}")
+                say(f"  {fw} {alg} {mode}: b/c = {bc:.2f} (>= 1) {verdict(bc >= 1.0)}")
     star_hs = ("Starlette", hs)
     vs_express = cross(star_hs, ("Node express", "jsonwebtoken, HS256"), "hot")
     vs_bare = cross(star_hs, ("Node node:http", "jsonwebtoken, HS256"), "hot")
-    print(
+    say(
         f"  Starlette guard (HS256, hot) / express+jsonwebtoken = {vs_express:.2f} (>= 2) "
         f"{verdict(vs_express >= 2)}"
     )
-    print(
+    say(
         f"  Starlette guard (HS256, hot) / node:http+jsonwebtoken = {vs_bare:.2f} (>= 1) "
         f"{verdict(vs_bare >= 1)}"
     )
     ko_express = cross(star_hs, ("Node express", "jsonwebtoken, HS256, KeyObject"), "hot")
     ko_bare = cross(star_hs, ("Node node:http", "jsonwebtoken, HS256, KeyObject"), "hot")
-    print(
+    say(
         f"    (against jsonwebtoken's fast form, a KeyObject made once: express {ko_express:.2f}, "
         f"node:http {ko_bare:.2f})"
     )
     es_express = cross(("Starlette", es), ("Node express", "jsonwebtoken, ES256"), "hot")
     es_bare = cross(("Starlette", es), ("Node node:http", "jsonwebtoken, ES256"), "hot")
-    print(
+    say(
         f"  Starlette guard (ES256, hot) / express+jsonwebtoken (ES256) = {es_express:.2f}, "
         f"/ node:http+jsonwebtoken (ES256) = {es_bare:.2f}"
     )
@@ -817,43 +669,43 @@ def report(
         ("Node express", "no auth", None, "jsonwebtoken, HS256, KeyObject"),
         ("Node node:http", "no auth", None, "jsonwebtoken, HS256, KeyObject"),
     ):
-        a = median([r.per_cpu for r in runs[(key(fw, a_label), "hot")]])
+        a = runs.median((key(fw, a_label), "hot"), per_cpu)
         parts = []
         if b_label is not None:
-            b = median([r.per_cpu for r in runs[(key(fw, b_label), "hot")]])
+            b = runs.median((key(fw, b_label), "hot"), per_cpu)
             parts.append(f"guard {1e6 / b - 1e6 / a:+.0f} us")
-        c = median([r.per_cpu for r in runs[(key(fw, c_label), "hot")]])
+        c = runs.median((key(fw, c_label), "hot"), per_cpu)
         parts.append(f"{c_label.replace(', HS256', '')} {1e6 / c - 1e6 / a:+.0f} us")
-        print(f"  CPU added per request, {fw}, HS256 hot token: " + ", ".join(parts))
+        say(f"  CPU added per request, {fw}, HS256 hot token: " + ", ".join(parts))
 
     req, ans = prop
-    print()
-    print(
+    say()
+    say(
         f"revocation propagation over {len(req)} revocations (RFC 7009 revoke -> the guard "
         f"refuses the token; long-poll feed):"
     )
-    print(
-        f"  from the revoke request: p50 {pct(req, 0.5) * 1000:.1f} ms, "
-        f"p99 {pct(req, 0.99) * 1000:.1f} ms, max {max(req) * 1000:.1f} ms"
+    say(
+        f"  from the revoke request: p50 {percentile(req, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(req, 0.99) * 1000:.1f} ms, max {max(req) * 1000:.1f} ms"
     )
-    print(
-        f"  from its answer:         p50 {pct(ans, 0.5) * 1000:.1f} ms, "
-        f"p99 {pct(ans, 0.99) * 1000:.1f} ms, max {max(ans) * 1000:.1f} ms"
+    say(
+        f"  from its answer:         p50 {percentile(ans, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(ans, 0.99) * 1000:.1f} ms, max {max(ans) * 1000:.1f} ms"
     )
     mib = 1024 * 1024
-    print()
-    print("guard memory (tracemalloc):")
-    print(
+    say()
+    say("guard memory (tracemalloc):")
+    say(
         f"  {mem.revocation_entries:,} revocation entries: {mem.revocation_bytes / mib:.1f} MiB "
         f"({mem.revocation_bytes / mem.revocation_entries:.0f} B/entry; "
         f"estimate {mem.revocation_estimate / mib:.1f} MiB)"
     )
-    print(
+    say(
         f"  token cache, {mem.cache_entries:,} ES256 user tokens: {mem.cache_bytes / mib:.1f} MiB "
         f"({mem.cache_bytes / mem.cache_entries:.0f} B/entry; "
         f"estimate {mem.cache_estimate / mib:.1f} MiB)"
     )
-    print(f"  total: {(mem.revocation_bytes + mem.cache_bytes) / mib:.1f} MiB")
+    say(f"  total: {(mem.revocation_bytes + mem.cache_bytes) / mib:.1f} MiB")
 
 
 def version_of_node(package: str) -> str:
@@ -865,7 +717,7 @@ def version_of_node(package: str) -> str:
 
 
 def check_tools() -> None:
-    missing = [t for t in ("wrk", "taskset", "node") if shutil.which(t) is None]
+    missing = missing_tools("wrk", "taskset", "node")
     if missing:
         sys.exit(f"missing tools: {missing} (apt-get install wrk util-linux nodejs)")
     for package in ("express", "jsonwebtoken"):
@@ -891,24 +743,21 @@ def main() -> None:
     if args.quick:
         args.duration, args.warmup, args.revocations, args.rounds = 1.0, 1.0, 50, 2
     check_tools()
-    sys.path.insert(0, str(HERE))
-    from _serve import serve
+    from _harness.servers import clean_env, serve
 
     from authgate.jose import KeySet
 
     work = Path(tempfile.mkdtemp(prefix="authgate-guard-bench-"))
     env_server = {"AUTHGATE_AUDIENCE": AUDIENCE, "AUTHGATE_ACCESS_TTL": "1h"}
-    print("starting authgate serve and minting tokens ...", flush=True)
+    say("starting authgate serve and minting tokens ...")
     with serve(env=env_server) as server:
-        cli(server, "roles", "add", "reader", "--permission", PERMISSION)
+        server.cli("roles", "add", "reader", "--permission", PERMISSION)
         for i in range(USERS):
-            cli(
-                server, "users", "add", f"bench-{i}@example.com", "--role", "reader",
-                "--password-stdin", stdin=PASSWORD + "\n",
-            )  # fmt: skip
-        out = json.loads(
-            cli(server, "clients", "add", "bench-guard", "--scope", "authgate:revocations")
-        )
+            email = f"bench-{i}@example.com"
+            add_user = ("users", "add", email, "--role", "reader", "--password-stdin")
+            server.cli(*add_user, stdin=PASSWORD + "\n")
+        add_client = ("clients", "add", "bench-guard", "--scope", "authgate:revocations")
+        out = json.loads(server.cli(*add_client))
         client = (out["client_id"], out["client_secret"])
         es_tokens = asyncio.run(mint_es256(server.base_url, DISTINCT + 1))
         hs_secret = secrets.token_urlsafe(32)  # text, as the Node guides keep it
@@ -928,38 +777,38 @@ def main() -> None:
         lua = work / "rotate.lua"
         lua.write_text(ROTATE_LUA)
         hot = {"es": es_tokens[0], "hs": hs_tokens[0]}
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")},
-            "BENCH_ISSUER": server.base_url,
-            "BENCH_AUDIENCE": AUDIENCE,
-            "BENCH_CLIENT_ID": client[0],
-            "BENCH_CLIENT_SECRET": client[1],
-            "BENCH_HS_SECRET_TEXT": hs_secret,
-            "BENCH_ES_PEM": public.to_pem().decode(),
-        }
+        env = clean_env(
+            {
+                "BENCH_ISSUER": server.base_url,
+                "BENCH_AUDIENCE": AUDIENCE,
+                "BENCH_CLIENT_ID": client[0],
+                "BENCH_CLIENT_SECRET": client[1],
+                "BENCH_HS_SECRET_TEXT": hs_secret,
+                "BENCH_ES_PEM": public.to_pem().decode(),
+            }
+        )
         all_variants = variants()
-        rounds: dict[tuple[str, str], list[Result]] = {}
-        print(f"  starting {len(all_variants)} app servers ...", flush=True)
+        runs: Runs = Rounds()
+        say(f"  starting {len(all_variants)} app servers ...")
         with contextlib.ExitStack() as stack:
             running = {
                 v.key: stack.enter_context(app_server(v, env, work / "apps.log"))
                 for v in all_variants
             }
 
-            def load(v: Variant, mode: str, seconds: float) -> Result:
-                kwargs: dict[str, Any] = (
-                    {"token": hot[v.tokens], "lua": None, "tokens_file": None}
-                    if mode == "hot"
-                    else {"token": None, "lua": lua, "tokens_file": files[v.tokens]}
-                )
+            def load(v: Variant, mode: str, seconds: float) -> WrkResult:
+                hot_token = mode == "hot"
                 return wrk(
-                    running[v.key].port,
+                    f"http://127.0.0.1:{running[v.key].port}/posts",
                     duration=seconds,
                     connections=args.connections,
-                    **kwargs,
+                    core=LOAD_CORE,
+                    headers={"Authorization": f"Bearer {hot[v.tokens]}"} if hot_token else None,
+                    script=None if hot_token else lua,
+                    script_args=() if hot_token else (str(files[v.tokens]),),
                 )
 
-            print("  warm-up ...", flush=True)
+            say("  warm-up ...")
             for v in all_variants:
                 load(v, "hot", args.warmup)
                 # A guard's cache fills as the rotation walks the 10,000 tokens: at the
@@ -968,18 +817,17 @@ def main() -> None:
             order = [(v, mode) for v in all_variants for mode in ("hot", "10k")]
             shuffle = random.Random(20240611)
             for n in range(args.rounds):
-                print(f"  round {n + 1} of {args.rounds} ...", flush=True)
+                say(f"  round {n + 1} of {args.rounds} ...")
                 shuffle.shuffle(order)
                 for v, mode in order:
-                    pids = [running[v.key].pid, server.pid]
-                    res = measured(pids, lambda v=v, mode=mode: load(v, mode, args.duration))
-                    rounds.setdefault((v.key, mode), []).append(res)
+                    timed = functools.partial(load, v, mode, args.duration)
+                    runs.add((v.key, mode), measured(running[v.key].pid, server.pid, timed))
         os.sched_setaffinity(0, set(range(os.cpu_count() or 2)))
-        print("  revocation propagation ...", flush=True)
+        say("  revocation propagation ...")
         prop = propagation(server.base_url, client, args.revocations)
-        print("  memory ...", flush=True)
+        say("  memory ...")
         mem = memory(server.base_url, client, es_tokens[1 : DISTINCT + 1])
-    report(rounds, all_variants, args, prop, mem)
+    report(runs, all_variants, args, prop, mem)
     shutil.rmtree(work, ignore_errors=True)
 
 

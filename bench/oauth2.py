@@ -2,23 +2,23 @@
 
 Run: ``.venv/bin/python bench/oauth2.py [--quick] [--duration S] [--concurrency C]``
 
-It starts ``python -m authgate serve`` in a fresh temporary folder (see ``_serve.py``),
-creates a role and C service clients with the CLI (``authgate roles add`` and
-``authgate clients add``, the operator's way), one per concurrent connection, plus one
-private_key_jwt client (ES256), and drives the server with ``httpx.AsyncClient`` (HTTP/1.1
-keep-alive, one connection per client) from C concurrent clients:
+It starts ``python -m authgate serve`` in a fresh temporary folder (see
+``_harness/servers.py``), creates a role and C service clients with the CLI (``authgate roles
+add`` and ``authgate clients add``, the operator's way), one per concurrent connection, plus
+one private_key_jwt client (ES256), and drives the server with ``httpx.AsyncClient``
+(HTTP/1.1 keep-alive, one connection per client) from C concurrent clients:
 
 * ``client_credentials`` with ``client_secret_basic``: grants/s, and grants per CPU-second
-  of the server process tree (utime + stime from ``/proc/<pid>/stat`` over the window),
-  against Keycloak's published sizing figure of 120 client-credentials grants per second per
-  vCPU. Target: >= 4x, that is >= 480 per server CPU-second. The server remembers a verified
+  of the server process tree (utime + stime from ``/proc`` over the window), against
+  Keycloak's published sizing figure of 120 client-credentials grants per second per vCPU.
+  Target: >= 4x, that is >= 480 per server CPU-second. The server remembers a verified
   secret for a few minutes (an HMAC under a per-process key), so the steady state measured
   here pays one argon2id verify per client per five minutes; the warm-up round pays them.
 * ``client_credentials`` with ``private_key_jwt``: every grant carries a fresh ES256
   assertion (signed in this process, outside the server's CPU count), verified by the server
   with a single-use ``jti`` written to the database.
-* ``POST /oauth2/introspect`` (Basic auth) of a live client_credentials token: requests/s and
-  per server CPU-second.
+* ``POST /oauth2/introspect`` (Basic auth, by a client with the ``authgate:introspect``
+  scope) of a live client_credentials token: requests/s and per server CPU-second.
 
 Each round runs every measurement once, one after the other; there are several rounds after a
 warm-up, and the table shows medians over the rounds. The load generator runs on the same
@@ -32,275 +32,173 @@ import argparse
 import asyncio
 import base64
 import json
-import math
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from importlib.metadata import version
+from dataclasses import dataclass
 
-import httpx
-from _serve import Server, serve
+from _harness.load import Unexpected, Window, closed_loop, expect, http_clients, measure_rounds
+from _harness.procs import CpuMeter
+from _harness.report import Column, Table, Target, machine_lines, say
+from _harness.servers import Server, serve
+from _harness.stats import Rounds
 
 from authgate.jose import Key, encode
 
 KEYCLOAK_GRANTS_PER_VCPU = 120.0
-TARGET = 4.0
+TARGET = Target(">=", 4.0)
 PERMISSION = "bench:read"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-# --- measuring ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Window:
-    """What one or more measurement slices counted (slices add up)."""
-
-    count: int = 0
-    elapsed: float = 0.0
-    server_cpu: float = 0.0
-    client_cpu: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.elapsed if self.elapsed else float("nan")
-
-    @property
-    def per_server_cpu_second(self) -> float:
-        return self.count / self.server_cpu if self.server_cpu > 0 else float("inf")
-
-    def percentile(self, q: float) -> float:
-        """Nearest-rank percentile of the latencies, in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-        return ordered[index] * 1000.0
-
-
-Step = Callable[[httpx.AsyncClient, int], Awaitable[None]]
-
-
-async def drive(
-    conns: list[httpx.AsyncClient], step: Step, duration: float, server: Server
-) -> Window:
-    """Run ``step`` in a loop on every connection (one task each) for ``duration`` seconds;
-    the window ends when the last request started before the deadline is answered."""
-    latencies: list[list[float]] = [[] for _ in conns]
-    clock = time.perf_counter
-
-    async def worker(i: int) -> None:
-        own = latencies[i]
-        while clock() < deadline:
-            t0 = clock()
-            await step(conns[i], i)
-            own.append(clock() - t0)
-
-    cpu0, client0, wall0 = server.cpu_seconds(), time.process_time(), clock()
-    deadline = wall0 + duration
-    await asyncio.gather(*(worker(i) for i in range(len(conns))))
-    wall1, cpu1, client1 = clock(), server.cpu_seconds(), time.process_time()
-    flat = [x for own in latencies for x in own]
-    return Window(len(flat), wall1 - wall0, cpu1 - cpu0, client1 - client0, flat)
-
-
-class Unexpected(RuntimeError):
-    """The server answered something a benchmark step did not expect."""
-
-
-def _expect(response: httpx.Response, status: int = 200) -> httpx.Response:
-    if response.status_code != status:
-        raise Unexpected(f"{response.request.url.path}: {response.status_code} {response.text}")
-    return response
-
-
-# --- set-up through the CLI ------------------------------------------------------------------
-
-
-def cli(server: Server, *args: str) -> str:
-    """Run ``python -m authgate ARGS`` against the server's folder (its config and database)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    env["AUTHGATE_DATABASE_URL"] = f"sqlite:///{server.database_path}"
-    env["AUTHGATE_ISSUER"] = server.base_url
-    proc = subprocess.run(
-        [sys.executable, "-m", "authgate", *args],
-        cwd=server.directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"authgate {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
-
-
-@dataclass
-class Clients:
-    """The bench's service clients."""
-
-    basic: list[dict[str, str]]  # Authorization headers, one client per connection
-    jwt_id: str
-    jwt_key: Key
-
-
-def set_up(server: Server, count: int) -> Clients:
-    cli(server, "roles", "add", "bench", "--permission", PERMISSION)
-    headers = []
-    for i in range(count):
-        out = json.loads(cli(server, "clients", "add", f"bench-{i}", "--scope", PERMISSION))
-        raw = f"{out['client_id']}:{out['client_secret']}".encode()
-        headers.append({"authorization": "Basic " + base64.b64encode(raw).decode()})
-    key = Key.generate("ES256")
-    jwk_file = server.directory / "bench-client.jwk.json"
-    jwk_file.write_text(json.dumps(key.public().to_jwk()))
-    out = json.loads(
-        cli(server, "clients", "add", "bench-jwt", "--scope", PERMISSION, "--jwk", str(jwk_file))
-    )
-    return Clients(headers, out["client_id"], key)
-
-
-# --- the run -----------------------------------------------------------------------------
-
-MEASURES = ("basic", "jwt", "introspect")
-LABELS = {
+TOKEN_URL = "/oauth2/token"
+GRANT = {"grant_type": "client_credentials"}
+MEASURES = {
     "basic": "client_credentials, client_secret_basic",
     "jwt": "client_credentials, private_key_jwt ES256",
     "introspect": "POST /oauth2/introspect (Basic)",
 }
 
 
-def _med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+def per_server_cpu(w: Window) -> float:
+    return w.per_cpu_second("server")
 
 
-def render(rounds: dict[str, list[Window]], concurrency: int, workers: int) -> str:
-    lines = [
-        "",
-        f"{'measure':<44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'srv CPU-s':>9} {'per srv CPU-s':>13} {'client CPU-s':>12}",
-    ]
-    for name in MEASURES:
-        ws = rounds[name]
-        lines.append(
-            f"{LABELS[name]:<44} {_med([w.rate for w in ws]):>8.0f} "
-            f"{_med([w.percentile(0.5) for w in ws]):>8.2f} "
-            f"{_med([w.percentile(0.99) for w in ws]):>8.2f} "
-            f"{_med([w.server_cpu for w in ws]):>9.2f} "
-            f"{_med([w.per_server_cpu_second for w in ws]):>13.0f} "
-            f"{_med([w.client_cpu for w in ws]):>12.2f}"
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The bench's service clients."""
+
+    basic: list[dict[str, str]]  # Authorization headers, one client per connection
+    introspector: dict[str, str]  # the Authorization header of the introspecting client
+    jwt_id: str
+    jwt_key: Key
+
+
+def set_up(server: Server, count: int) -> Clients:
+    """A role, ``count`` client_secret_basic clients, one that may introspect, and one
+    private_key_jwt client."""
+
+    def basic_client(name: str, scope: str) -> dict[str, str]:
+        out = json.loads(server.cli("clients", "add", name, "--scope", scope))
+        raw = f"{out['client_id']}:{out['client_secret']}".encode()
+        return {"authorization": "Basic " + base64.b64encode(raw).decode()}
+
+    server.cli("roles", "add", "bench", "--permission", PERMISSION)
+    headers = [basic_client(f"bench-{i}", PERMISSION) for i in range(count)]
+    introspector = basic_client("bench-introspector", "authgate:introspect")
+    key = Key.generate("ES256")
+    jwk_file = server.directory / "bench-client.jwk.json"
+    jwk_file.write_text(json.dumps(key.public().to_jwk()))
+    add = ("clients", "add", "bench-jwt", "--scope", PERMISSION, "--jwk", str(jwk_file))
+    return Clients(headers, introspector, json.loads(server.cli(*add))["client_id"], key)
+
+
+async def measure(server: Server, args: argparse.Namespace) -> Rounds[str, Window]:
+    """The warm-up round, then ``args.rounds`` rounds of every measure."""
+    clients = set_up(server, args.concurrency)
+    endpoint = f"{server.base_url}{TOKEN_URL}"
+    meter = CpuMeter(server=server.cpu_seconds, client=time.process_time)
+    live: list[str] = []
+    async with http_clients(server.base_url, args.concurrency) as conns:
+
+        async def basic(i: int) -> None:
+            got = expect(await conns[i].post(TOKEN_URL, data=GRANT, headers=clients.basic[i]))
+            if got.json()["scope"] != PERMISSION:
+                raise Unexpected(f"granted {got.json()['scope']!r}")
+
+        def assertion() -> str:
+            now = int(time.time())
+            claims = {
+                "iss": clients.jwt_id,
+                "sub": clients.jwt_id,
+                "aud": endpoint,
+                "iat": now,
+                "exp": now + 60,
+                "jti": uuid.uuid4().hex,
+            }
+            return encode(claims, clients.jwt_key)
+
+        async def jwt(i: int) -> None:
+            data = GRANT | {
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion(),
+            }
+            expect(await conns[i].post(TOKEN_URL, data=data))
+
+        async def introspect(i: int) -> None:
+            answer = await conns[i].post(
+                "/oauth2/introspect", data={"token": live[i]}, headers=clients.introspector
+            )
+            got = expect(answer).json()
+            if got.get("active") is not True:
+                raise Unexpected(f"introspection answered {got}")
+
+        async def fresh_tokens() -> None:
+            live.clear()
+            for i, conn in enumerate(conns):
+                got = await conn.post(TOKEN_URL, data=GRANT, headers=clients.basic[i])
+                live.append(expect(got).json()["access_token"])
+
+        async def one_round(duration: float) -> dict[str, Window]:
+            each = {"workers": args.concurrency, "duration": duration, "meter": meter}
+            w = {"basic": await closed_loop(basic, **each), "jwt": await closed_loop(jwt, **each)}
+            await fresh_tokens()
+            w["introspect"] = await closed_loop(introspect, **each)
+            return w
+
+        def progress(n: int, w: dict[str, Window]) -> str:
+            return f"round {n}: " + ", ".join(
+                f"{name} {w[name].rate:.0f}/s ({per_server_cpu(w[name]):.0f}/CPU-s)"
+                for name in MEASURES
+            )
+
+        rounds = await measure_rounds(
+            one_round, progress, rounds=args.rounds, duration=args.duration, warmup=args.warmup
         )
-    per_cpu = _med([w.per_server_cpu_second for w in rounds["basic"]])
-    target = TARGET * KEYCLOAK_GRANTS_PER_VCPU
-    ratio = per_cpu / KEYCLOAK_GRANTS_PER_VCPU
-    verdict = "OK" if per_cpu >= target else "MISS"
-    lines += [
-        "",
-        f"client_credentials (Basic) per server CPU-second: {per_cpu:.0f} = {ratio:.1f}x "
-        f"Keycloak's {KEYCLOAK_GRANTS_PER_VCPU:.0f}/vCPU; target >= {TARGET:g}x "
-        f"({target:.0f}): {verdict}",
-        f"C = {concurrency} concurrent clients (one connection and one service client each), "
-        f"server workers = {workers}",
-    ]
-    return "\n".join(lines)
+    return rounds
+
+
+def render(rounds: Rounds[str, Window], concurrency: int, workers: int) -> str:
+    columns = ["req/s", "p50 ms", "p99 ms", "srv CPU-s", "per srv CPU-s", "client CPU-s"]
+    table = Table(Column("measure", left=True), *columns)
+    rows = []
+    for name, label in MEASURES.items():
+        med = rounds.median
+        rows.append(
+            [
+                label,
+                f"{med(name, lambda w: w.rate):.0f}",
+                f"{med(name, lambda w: w.ms(0.5)):.2f}",
+                f"{med(name, lambda w: w.ms(0.99)):.2f}",
+                f"{med(name, lambda w: w.cpu('server')):.2f}",
+                f"{med(name, per_server_cpu):.0f}",
+                f"{med(name, lambda w: w.cpu('client')):.2f}",
+            ]
+        )
+    per_cpu = rounds.median("basic", per_server_cpu)
+    ratio, target, ok = TARGET.cells(per_cpu / KEYCLOAK_GRANTS_PER_VCPU)
+    return "\n".join(
+        [
+            "",
+            table.render(rows),
+            "",
+            f"client_credentials (Basic) per server CPU-second: {per_cpu:.0f} = {ratio} "
+            f"Keycloak's {KEYCLOAK_GRANTS_PER_VCPU:.0f}/vCPU; target {target} "
+            f"({TARGET.bound * KEYCLOAK_GRANTS_PER_VCPU:.0f}): {ok}",
+            f"C = {concurrency} concurrent clients (one connection and one service client "
+            f"each), server workers = {workers}",
+        ]
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
-    print(
-        f"authgate {version('authgate')}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}; {args.rounds} rounds of "
-        f"{args.duration:g} s per measure (+ a {args.warmup:g} s warm-up round)",
-        flush=True,
+    for line in machine_lines("authgate", "httpx", "uvicorn"):
+        say(line)
+    say(
+        f"{args.rounds} rounds of {args.duration:g} s per measure "
+        f"(+ a {args.warmup:g} s warm-up round)"
     )
-    server_args = ("--workers", str(args.workers)) if args.workers > 1 else ()
-    rounds: dict[str, list[Window]] = {name: [] for name in MEASURES}
-    with serve(args=server_args) as server:
-        clients = set_up(server, args.concurrency)
-        token_url = "/oauth2/token"
-        endpoint = f"{server.base_url}{token_url}"
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        conns = [
-            httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=60.0)
-            for _ in range(args.concurrency)
-        ]
-        form = {"grant_type": "client_credentials"}
-        try:
-
-            async def basic(conn: httpx.AsyncClient, i: int) -> None:
-                got = _expect(await conn.post(token_url, data=form, headers=clients.basic[i]))
-                if got.json()["scope"] != PERMISSION:
-                    raise Unexpected(f"granted {got.json()['scope']!r}")
-
-            def assertion() -> str:
-                now = int(time.time())
-                claims = {
-                    "iss": clients.jwt_id,
-                    "sub": clients.jwt_id,
-                    "aud": endpoint,
-                    "iat": now,
-                    "exp": now + 60,
-                    "jti": uuid.uuid4().hex,
-                }
-                return encode(claims, clients.jwt_key)
-
-            async def jwt(conn: httpx.AsyncClient, i: int) -> None:
-                data = form | {
-                    "client_assertion_type": ASSERTION_TYPE,
-                    "client_assertion": assertion(),
-                }
-                _expect(await conn.post(token_url, data=data))
-
-            live: list[str] = []
-
-            async def introspect(conn: httpx.AsyncClient, i: int) -> None:
-                got = _expect(
-                    await conn.post(
-                        "/oauth2/introspect", data={"token": live[i]}, headers=clients.basic[i]
-                    )
-                ).json()
-                if got.get("active") is not True:
-                    raise Unexpected(f"introspection answered {got}")
-
-            async def fresh_tokens() -> None:
-                live.clear()
-                for i, conn in enumerate(conns):
-                    got = await conn.post(token_url, data=form, headers=clients.basic[i])
-                    live.append(_expect(got).json()["access_token"])
-
-            async def one_round(duration: float) -> dict[str, Window]:
-                w = {
-                    "basic": await drive(conns, basic, duration, server),
-                    "jwt": await drive(conns, jwt, duration, server),
-                }
-                await fresh_tokens()
-                w["introspect"] = await drive(conns, introspect, duration, server)
-                return w
-
-            await one_round(args.warmup)
-            for r in range(args.rounds):
-                w = await one_round(args.duration)
-                for name in MEASURES:
-                    rounds[name].append(w[name])
-                print(
-                    f"round {r + 1}: "
-                    + ", ".join(
-                        f"{name} {w[name].rate:.0f}/s ({w[name].per_server_cpu_second:.0f}/CPU-s)"
-                        for name in MEASURES
-                    ),
-                    flush=True,
-                )
-        finally:
-            for conn in conns:
-                await conn.aclose()
-    print(render(rounds, args.concurrency, args.workers))
+    with serve(workers=args.workers) as server:
+        rounds = await measure(server, args)
+    say(render(rounds, args.concurrency, args.workers))
     return 0
 
 

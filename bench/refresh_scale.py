@@ -4,14 +4,14 @@ Run: ``.venv/bin/python bench/refresh_scale.py [--sizes 10000,100000,1000000]
 [--backends sqlite,postgresql] [--samples 600] [--budget 300]``
 
 For each backend it builds a fresh database (SQLite: a file in a temporary folder;
-PostgreSQL: ``CREATE DATABASE ag_bench_<random>`` on the server of
+PostgreSQL: a schema ``ag_bench_<random>``, selected with ``?search_path=``, on the server of
 ``AUTHGATE_TEST_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``,
-dropped afterwards), migrates it, and opens authgate's own services on it (the store, the
-keyring, ``Sessions``: the code ``POST /auth/refresh`` runs, without the HTTP layer). Then,
-for each size, it grows the tables to that many sessions by bulk inserts straight into the
-tables (one user per 100 sessions; each session has two refresh tokens, a rotated parent and
-its live successor: ``refresh_tokens`` holds twice the sessions), and measures, on 20 real
-sessions made with ``Sessions.start``:
+dropped afterwards; see ``_harness/db.py``), migrates it, and opens authgate's own services
+on it (the store, the keyring, ``Sessions``: the code ``POST /auth/refresh`` runs, without
+the HTTP layer). Then, for each size, it grows the tables to that many sessions by bulk
+inserts straight into the tables (one user per 100 sessions; each session has two refresh
+tokens, a rotated parent and its live successor: ``refresh_tokens`` holds twice the
+sessions), and measures, on 20 real sessions made with ``Sessions.start``:
 
 * ``refresh``: ``Sessions.refresh`` (read the token with its session and user, the
   compare-and-set rotation, a new access token), each chain rotating its own token;
@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import platform
 import secrets
 import sqlite3
 import sys
@@ -51,6 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _harness.db import DEFAULT_POSTGRES_URL, pg_connect, postgres_schema
+from _harness.report import Column, Table, machine_lines, say
+from _harness.stats import percentile
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -58,9 +61,7 @@ from authgate.settings import Settings
 from authgate.storage.sql import migrate, open_storage
 from authgate.wiring import Services, new_master_key
 
-POSTGRES_URL = (
-    os.environ.get("AUTHGATE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
 SESSIONS_PER_USER = 100
 LIVE_CHAINS = 20
 SLICES = 6
@@ -85,11 +86,9 @@ class Row:
     skipped: str = ""
 
 
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank), in milliseconds."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-    return ordered[index] * 1000
+def ms(values: list[float], q: float) -> float:
+    """The q-th percentile (``q`` in 0..100, nearest rank), in milliseconds."""
+    return percentile(values, q / 100) * 1000
 
 
 # --- bulk data ------------------------------------------------------------------------------
@@ -106,7 +105,7 @@ def _batches(start: int, stop: int, now: float) -> Iterator[tuple[list[tuple[Any
             user = f"usr_bench_{i // SESSIONS_PER_USER}"
             if i % SESSIONS_PER_USER == 0:
                 users.append(
-                    (user, f"bench{i // SESSIONS_PER_USER}@example.com", DUMMY_HASH, now, now)
+                    (user, f"bench{i // SESSIONS_PER_USER}@example.com", DUMMY_HASH, now, 0)
                 )
             sid = f"sid_bench_{i}"
             sessions.append((sid, user, now, now, now + 90 * DAY))
@@ -116,7 +115,7 @@ def _batches(start: int, stop: int, now: float) -> Iterator[tuple[list[tuple[Any
         yield users, sessions, tokens
 
 
-_USER_COLS = ("id", "email", "password_hash", "created_at", "epoch")
+_USER_COLS = ("id", "email", "password_hash", "created_at", "ver")
 _SESSION_COLS = ("sid", "user_id", "created_at", "last_used_at", "expires_at")
 _TOKEN_COLS = (
     "digest",
@@ -137,7 +136,7 @@ def grow_sqlite(path: Path, start: int, stop: int, now: float) -> None:
         conn.execute("BEGIN IMMEDIATE")
         for users, sessions, tokens in _batches(start, stop, now):
             conn.executemany(
-                "INSERT INTO users (id, email, password_hash, created_at, epoch, disabled) "
+                "INSERT INTO users (id, email, password_hash, created_at, ver, disabled) "
                 "VALUES (?, ?, ?, ?, ?, 0)",
                 users,
             )
@@ -157,11 +156,9 @@ def grow_sqlite(path: Path, start: int, stop: int, now: float) -> None:
         conn.close()
 
 
-async def grow_postgresql(dsn: str, start: int, stop: int, now: float) -> None:
+async def grow_postgresql(url: str, start: int, stop: int, now: float) -> None:
     """COPY sessions start..stop-1 in, then VACUUM (ANALYZE) and CHECKPOINT."""
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
+    conn = await pg_connect(url)
     try:
         for users, sessions, tokens in _batches(start, stop, now):
             async with conn.transaction():
@@ -223,10 +220,8 @@ def _scans_sqlite(path: Path, statements: list[tuple[str, Any]]) -> list[str]:
     return scans
 
 
-async def _scans_postgresql(dsn: str, statements: list[tuple[str, Any]]) -> list[str]:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
+async def _scans_postgresql(url: str, statements: list[tuple[str, Any]]) -> list[str]:
+    conn = await pg_connect(url)
     scans = []
     try:
         # A seq scan of a small table is the planner's right choice; with seq scans priced
@@ -287,7 +282,7 @@ class Target:
             path = Path(make_url(self.url).database or "")
             await asyncio.to_thread(grow_sqlite, path, self.have, size, now)
         else:
-            await grow_postgresql(_dsn(self.url), self.have, size, now)
+            await grow_postgresql(self.url, self.have, size, now)
         self.have = size
         return time.monotonic() - started
 
@@ -316,7 +311,7 @@ class Target:
             path = Path(make_url(self.url).database or "")
             scans = _scans_sqlite(path, self.capture.statements)
         else:
-            scans = await _scans_postgresql(_dsn(self.url), self.capture.statements)
+            scans = await _scans_postgresql(self.url, self.capture.statements)
         return "index" if not scans else "; ".join(sorted(set(scans)))
 
 
@@ -357,44 +352,48 @@ async def run_backend(
     return rows
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(_dsn(POSTGRES_URL), timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 # --- output -------------------------------------------------------------------------------
 
-HEADER = (
-    f"{'backend':<11} {'sessions':>10} {'tokens':>10} {'insert s':>9} "
-    f"{'refresh p50':>12} {'p99':>8} {'ref p50':>8} {'ratio':>6} "
-    f"{'access p50':>11} {'p99':>8}  plan"
+TABLE = Table(
+    Column("backend", 11, left=True),
+    Column("sessions", 10),
+    Column("tokens", 10),
+    Column("insert s", 9),
+    Column("refresh p50", 12),
+    Column("p99", 8),
+    Column("ref p50", 8),
+    Column("ratio", 6),
+    Column("access p50", 11),
+    Column("p99", 8),
+    Column("plan", left=True),
+    gap=" ",
 )
 
 
 def _ratio(row: Row) -> float:
-    return pct(row.refresh, 50) / pct(row.reference, 50)
+    return ms(row.refresh, 50) / ms(row.reference, 50)
+
+
+def _cells(row: Row) -> list[str]:
+    if row.skipped:
+        return [row.backend, f"{row.sessions:,}", "", "", f"skipped: {row.skipped}"]
+    return [
+        row.backend,
+        f"{row.sessions:,}",
+        f"{row.tokens:,}",
+        f"{row.insert_s:.1f}",
+        f"{ms(row.refresh, 50):.2f}ms",
+        f"{ms(row.refresh, 99):.2f}ms",
+        f"{ms(row.reference, 50):.2f}ms",
+        f"{_ratio(row):.2f}",
+        f"{ms(row.access, 50):.2f}ms",
+        f"{ms(row.access, 99):.2f}ms",
+        row.plan,
+    ]
 
 
 def _print_row(row: Row) -> None:
-    if row.skipped:
-        print(f"{row.backend:<11} {row.sessions:>10,} {'':>10} {'':>9} skipped: {row.skipped}")
-        return
-    print(
-        f"{row.backend:<11} {row.sessions:>10,} {row.tokens:>10,} {row.insert_s:>9.1f} "
-        f"{pct(row.refresh, 50):>10.2f}ms {pct(row.refresh, 99):>6.2f}ms "
-        f"{pct(row.reference, 50):>6.2f}ms {_ratio(row):>6.2f} "
-        f"{pct(row.access, 50):>9.2f}ms {pct(row.access, 99):>6.2f}ms  {row.plan}",
-        flush=True,
-    )
+    say(TABLE.row(_cells(row)))
 
 
 def _flatness(rows: list[Row]) -> None:
@@ -406,7 +405,7 @@ def _flatness(rows: list[Row]) -> None:
         ratio = _ratio(large)
         indexed = all(r.plan == "index" for r in measured)
         verdict = "flat" if ratio < 1.5 and indexed else "GROWS"
-        print(
+        say(
             f"{backend}: refresh p50 at {large.sessions:,} sessions is x{ratio:.2f} the p50 at "
             f"{measured[0].sessions:,} measured alongside; "
             f"{'every statement uses an index' if indexed else 'some statement scans'}: {verdict}"
@@ -420,20 +419,10 @@ async def _sqlite(sizes: list[int], samples: int, deadline: float) -> list[Row]:
 
 
 async def _postgresql(sizes: list[int], samples: int, deadline: float) -> list[Row]:
-    names = ["ag_bench_" + secrets.token_hex(5) for _ in range(2)]
-    created = []
-    try:
-        for name in names:
-            await _admin(f"CREATE DATABASE {name}")
-            created.append(name)
-        base = make_url(POSTGRES_URL)
-        urls = tuple(
-            base.set(database=name).render_as_string(hide_password=False) for name in names
-        )
-        return await run_backend("postgresql", (urls[0], urls[1]), sizes, samples, deadline)
-    finally:
-        for name in created:
-            await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    async with contextlib.AsyncExitStack() as stack:
+        reference = await stack.enter_async_context(postgres_schema(POSTGRES_URL))
+        grown = await stack.enter_async_context(postgres_schema(POSTGRES_URL))
+        return await run_backend("postgresql", (reference, grown), sizes, samples, deadline)
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -444,13 +433,14 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"unknown backends: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     deadline = time.monotonic() + args.budget
-    print(
-        f"authgate refresh latency vs table size; python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; {args.samples} samples per size over {LIVE_CHAINS} chains, "
-        f"in {SLICES} slices alternating with a reference database of {sizes[0]:,} sessions "
-        "(ref p50; ratio = refresh p50 / ref p50)"
+    for line in machine_lines("sqlalchemy", "aiosqlite", "asyncpg"):
+        say(line)
+    say(
+        f"authgate refresh latency vs table size; {args.samples} samples per size over "
+        f"{LIVE_CHAINS} chains, in {SLICES} slices alternating with a reference database of "
+        f"{sizes[0]:,} sessions (ref p50; ratio = refresh p50 / ref p50)"
     )
-    print(HEADER, flush=True)
+    say(TABLE.head())
     rows: list[Row] = []
     for index, backend in enumerate(backends):
         # Each backend gets its share of what is left of the budget.
@@ -462,11 +452,9 @@ async def main_async(args: argparse.Namespace) -> int:
             else:
                 rows += await _postgresql(sizes, args.samples, backend_deadline)
         except OSError as exc:  # PostgreSQL unreachable: report, go on
-            print(f"{backend}: skipped ({type(exc).__name__}: {exc})")
-    print()
-    print(HEADER)
-    for row in rows:
-        _print_row(row)
+            say(f"{backend}: skipped ({type(exc).__name__}: {exc})")
+    say()
+    say(TABLE.render(_cells(row) for row in rows))
     _flatness(rows)
     return 0
 

@@ -5,14 +5,14 @@ Run: ``.venv/bin/python bench/soak.py [--minutes M] [--burst-seconds S] [--targe
 Two targets, one after the other:
 
 * ``sqlite``: one instance on a fresh SQLite file;
-* ``pg``: two instances on one fresh PostgreSQL database (``CREATE DATABASE ag_soak_<random>``
-  through ``--pg-url``, dropped at the end), sharing one master key and one issuer; the load
-  goes round-robin across them (every request to the next instance, so a token issued by one
-  is used at the other).
+* ``pg``: two instances on one fresh PostgreSQL schema (``ag_bench_<random>`` on the server of
+  ``--pg-url``, selected with ``?search_path=``, dropped at the end), sharing one master key
+  and one issuer; the load goes round-robin across them (every request to the next instance,
+  so a token issued by one is used at the other).
 
 Each server is ``python -m authgate serve`` (one uvicorn worker, the default argon2id
 parameters m=19 MiB t=2 p=1, ``AUTHGATE_HASH_CONCURRENCY`` 2 and ``AUTHGATE_HASH_QUEUE`` 64:
-the defaults), started by ``_serve.py``. Per target:
+the defaults), started by ``_harness/servers.py``. Per target:
 
 1. set-up: an admin (``authgate roles add`` / ``users add`` on the command line), ``--users``
    accounts registered through the API (each registration opens a session);
@@ -34,12 +34,12 @@ reads (``/admin/users``, ``/admin/audit``, ``/admin/sessions?user=``, ``/admin/k
 expensive by design (argon2id), so their share is small, as in real traffic. An access token
 older than 400 s is refreshed before use (the TTL is 600 s).
 
-A separate process (``_soak_probe.py``) sends ``GET /healthz`` to each instance every 20 ms
+A separate process (``_harness/probe.py``) sends ``GET /healthz`` to each instance every 20 ms
 on its own keep-alive connection, so that its figures are the server's, not this process's.
 Resident memory (``VmRSS`` of ``/proc/<pid>/status``) of each server is sampled each second.
 
 The load generator is one asyncio process (uvloop when installed) with a small HTTP/1.1
-keep-alive client (``_soak_http.py``, on httptools): httpx costs a few CPU-milliseconds per
+keep-alive client (``_harness/fastclient.py``, on httptools): httpx costs a few CPU-milliseconds per
 request with hundreds in flight, which on a 2-core machine would make the generator, not the
 servers, the bottleneck of the burst. The ``client`` column shows what it costs.
 
@@ -75,35 +75,33 @@ import base64
 import contextlib
 import hashlib
 import json
-import math
-import os
-import platform
 import random
 import secrets
 import shutil
 import signal
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from _serve import Server, process_cpu_seconds, serve
-from _soak_http import Client, Response
+from _harness.db import DEFAULT_POSTGRES_URL, database, fresh_database, postgres_problem, shown
+from _harness.fastclient import Client, Response
+from _harness.load import closed_loop, open_loop
+from _harness.procs import CpuMeter, RssSampler, Usage, rss_kib
+from _harness.report import Column, Table, fmt, load_after, machine_lines, say, usable_cores
+from _harness.servers import Probe, Prober, Server, serve
+from _harness.stats import percentile
 
 from authgate.wiring import new_master_key
 
 PASSWORD = "soak: a long enough passphrase 31"  # throwaway bench accounts
 ADMIN_EMAIL = "soak-admin@example.com"
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MIX: tuple[tuple[str, float], ...] = (
     ("me", 0.55),
     ("refresh", 0.28),
@@ -124,10 +122,6 @@ HEALTHZ_P99_LIMIT_MS = 50.0
 RSS_GROWTH_LIMIT = 0.10
 RAMP_LEVELS = (1, 2, 4, 8, 16, 32, 64, 128)
 RAMP_GAIN = 1.05
-HERE = Path(__file__).resolve().parent
-
-
-# --- small helpers -----------------------------------------------------------------------
 
 
 def digest(token: str) -> str:
@@ -140,53 +134,6 @@ def claims_of(jwt: str) -> dict[str, Any]:
     part = jwt.split(".")[1]
     payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     return payload
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-def fmt(value: float, digits: int = 1) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def table(header: list[str], rows: list[list[str]], left: frozenset[int] = frozenset({0})) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(cells)
-        ).rstrip()
-
-    return "\n".join([line(header), "-" * len(line(header)), *(line(r) for r in rows)])
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def system_busy_seconds() -> float:
-    """CPU seconds every process of the machine has spent busy so far (/proc/stat)."""
-    with open("/proc/stat") as fh:
-        values = [int(v) for v in fh.readline().split()[1:9]]
-    busy = values[0] + values[1] + values[2] + values[5] + values[6] + values[7]
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int | None:
-    """VmRSS of a process, in KiB; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 # --- what the load generator holds ---------------------------------------------------------
@@ -259,15 +206,6 @@ class OpStats:
         return sum(self.statuses.values())
 
 
-@dataclass(slots=True)
-class Cpu:
-    wall: float
-    server: float
-    client: float
-    prober: float
-    system: float
-
-
 @dataclass
 class Phase:
     """One stretch of load: what was sent, what came back, and the clocks at its edges."""
@@ -285,8 +223,7 @@ class Phase:
     lags: list[float] = field(default_factory=list)  # dispatch time - scheduled arrival
     ops: dict[str, OpStats] = field(default_factory=dict)
     five_xx: Counter[str] = field(default_factory=Counter)
-    cpu_before: Cpu | None = None
-    cpu_after: Cpu | None = None
+    usage: Usage | None = None  # server, client (this process) and prober CPU
 
     def op(self, name: str) -> OpStats:
         stats = self.ops.get(name)
@@ -545,47 +482,39 @@ class Driver:
     # -- load shapes --------------------------------------------------------------------
 
     async def closed_loop(self, phase: Phase, concurrency: int, duration: float) -> None:
-        deadline = time.monotonic() + duration
+        async def step(_: int) -> bool:
+            if not self.budget_left():
+                phase.budget_stop = True
+                return False
+            self.sent += 1
+            phase.dispatched += 1
+            await self.guarded(phase)
+            return True
 
-        async def worker() -> None:
-            while time.monotonic() < deadline:
-                if not self.budget_left():
-                    phase.budget_stop = True
-                    return
-                self.sent += 1
-                phase.dispatched += 1
-                await self.guarded(phase)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await closed_loop(step, workers=concurrency, duration=duration)
 
     async def open_loop(self, phase: Phase, rate: float, duration: float) -> None:
         """Poisson arrivals at ``rate``/s for ``duration`` s; requests still in flight at the
         end go on (they count in this phase) while the next phase starts."""
-        start = time.monotonic()
-        end = start + duration
-        t = start
-        while True:
-            t += self.rng.expovariate(rate)
-            if t >= end:
-                break
+
+        def arrive(lag: float) -> bool:
             if not self.budget_left():
                 phase.budget_stop = True
-                break
-            await asyncio.sleep(max(0.0, t - time.monotonic()))
-            lag = max(0.0, time.monotonic() - t)
+                return False
             phase.lags.append(lag)
             if lag > MAX_LAG:  # this process could not keep up: the arrival is lost
                 phase.late += 1
-                continue
-            if self.inflight >= self.max_inflight:
+            elif self.inflight >= self.max_inflight:
                 phase.not_sent += 1
-                continue
-            self.sent += 1
-            phase.dispatched += 1
-            task = asyncio.create_task(self.guarded(phase))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        await asyncio.sleep(max(0.0, end - time.monotonic()))
+            else:
+                self.sent += 1
+                phase.dispatched += 1
+                task = asyncio.create_task(self.guarded(phase))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            return True
+
+        await open_loop(arrive, rate=rate, duration=duration, rng=self.rng)
 
     async def drain(self, timeout: float) -> int:
         """Wait for the requests in flight; cancel what is left after ``timeout``."""
@@ -606,103 +535,7 @@ class Driver:
 class Target:
     name: str
     servers: list[Server]
-    db_kind: str  # "sqlite" or "pg"
-    db_url: str  # the SQLite file path, or the PostgreSQL URL
-
-
-class Sampler:
-    """VmRSS of each server, every second, in the background."""
-
-    def __init__(self, servers: list[Server]) -> None:
-        self.servers = servers
-        self.samples: list[tuple[float, int, int]] = []  # (t, server index, KiB)
-        self._task: asyncio.Task[None] | None = None
-
-    def sample(self) -> None:
-        now = time.monotonic()
-        for i, server in enumerate(self.servers):
-            value = rss_kib(server.pid)
-            if value is not None:
-                self.samples.append((now, i, value))
-
-    async def _run(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(1.0)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.sample()
-
-    def window(self, index: int, t0: float, t1: float) -> list[int]:
-        return [kib for t, i, kib in self.samples if i == index and t0 <= t <= t1]
-
-
-class Prober:
-    """The /healthz prober process (``_soak_probe.py``)."""
-
-    def __init__(self, urls: list[str], directory: Path) -> None:
-        self.path = directory / "healthz.txt"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "_soak_probe.py"),
-                str(self.path),
-                str(PROBE_INTERVAL),
-                str(PROBE_TIMEOUT),
-                *urls,
-            ],
-            stdin=subprocess.PIPE,
-        )
-
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process.pid)
-
-    def stop(self) -> list[tuple[float, float, int, int]]:
-        """Stop it; its samples: (start, latency s, status, instance)."""
-        if self.process.poll() is None:
-            with contextlib.suppress(OSError):
-                assert self.process.stdin is not None
-                self.process.stdin.close()
-            try:
-                self.process.wait(timeout=PROBE_TIMEOUT + 10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        out: list[tuple[float, float, int, int]] = []
-        with contextlib.suppress(OSError):
-            for line in self.path.read_text().splitlines():
-                parts = line.split()
-                if len(parts) == 4:
-                    out.append((float(parts[0]), float(parts[1]), int(parts[2]), int(parts[3])))
-        return out
-
-
-def cli(server: Server, env: dict[str, str], *args: str, stdin: str | None = None) -> None:
-    """Run ``python -m authgate ARGS`` against a server's configuration."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    child_env.update(env)
-    child_env["AUTHGATE_DATABASE_URL"] = env.get(
-        "AUTHGATE_DATABASE_URL", f"sqlite:///{server.database_path}"
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "authgate", *args],
-        cwd=server.directory,
-        env=child_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"authgate {' '.join(args)} failed: {done.stderr.strip()}")
+    database_url: str
 
 
 async def set_up(driver: Driver, users: int, phase: Phase) -> None:
@@ -742,33 +575,17 @@ async def set_up(driver: Driver, users: int, phase: Phase) -> None:
     driver.min_pool = max(1, users // 2)
 
 
-def cpu_now(servers: list[Server], prober: Prober) -> Cpu:
-    return Cpu(
-        wall=time.monotonic(),
-        server=sum(s.cpu_seconds() for s in servers),
-        client=time.process_time(),
-        prober=prober.cpu_seconds(),
-        system=system_busy_seconds(),
-    )
-
-
-async def run_phase(
-    driver: Driver,
-    phase: Phase,
-    servers: list[Server],
-    prober: Prober,
-    body: Callable[[], Awaitable[None]],
-) -> Phase:
-    phase.cpu_before = cpu_now(servers, prober)
+async def run_phase(phase: Phase, meter: CpuMeter, body: Callable[[], Awaitable[None]]) -> Phase:
+    before = meter.read()
     phase.start = time.monotonic()
     await body()
     phase.end = time.monotonic()
-    phase.cpu_after = cpu_now(servers, prober)
+    phase.usage = meter.read() - before
     return phase
 
 
 async def measure_capacity(
-    driver: Driver, servers: list[Server], prober: Prober, step: float, confirm: int
+    driver: Driver, meter: CpuMeter, step: float, confirm: int
 ) -> tuple[float, list[Phase]]:
     """A closed-loop ramp; then ``confirm`` more windows at the best level. The capacity is
     the median of the best step and its confirmations: on a shared machine one step can
@@ -777,18 +594,13 @@ async def measure_capacity(
 
     async def window(name: str, level: int) -> float:
         phase = Phase(name, None, step, concurrency=level)
-        await run_phase(
-            driver, phase, servers, prober, lambda: driver.closed_loop(phase, level, step)
-        )
+        await run_phase(phase, meter, lambda: driver.closed_loop(phase, level, step))
         steps.append(phase)
         rate = phase.ok / phase.elapsed
         p99 = percentile([x for s in phase.ops.values() for x in s.latencies], 0.99)
-        a, b = phase.cpu_before, phase.cpu_after
-        srv = (b.server - a.server) if a and b else float("nan")
         say(
             f"  {name:>12}: {rate:8.1f} ok/s, {phase.answered - phase.ok} other answers, "
-            f"p99 {fmt(p99 * 1000)} ms, {fmt(phase.ok / srv if srv > 0 else float('nan'))} "
-            f"ok per server CPU-second"
+            f"p99 {fmt(p99 * 1000)} ms, {ok_per_server_cpu(phase)} ok per server CPU-second"
         )
         return rate
 
@@ -817,45 +629,54 @@ async def measure_capacity(
 # --- reporting ---------------------------------------------------------------------------------
 
 
-def cpu_cells(phase: Phase, cores: int) -> list[str]:
-    a, b = phase.cpu_before, phase.cpu_after
-    if a is None or b is None:
+def cpu_cells(phase: Phase) -> list[str]:
+    """Cores (CPU time / wall time) of the servers, this process, the prober and the rest."""
+    u = phase.usage
+    if u is None:
         return ["-"] * 4
-    wall = max(1e-9, b.wall - a.wall)
-    server = (b.server - a.server) / wall
-    client = (b.client - a.client) / wall
-    prober = (b.prober - a.prober) / wall
-    others = max(0.0, (b.system - a.system) / wall - server - client - prober)
-    return [f"{server:.2f}", f"{client:.2f}", f"{prober:.2f}", f"{others:.2f}"]
+    ours = ("server", "client", "prober")
+    return [f"{u.cores(name):.2f}" for name in ours] + [f"{u.others(*ours) / u.wall:.2f}"]
 
 
 def ok_per_server_cpu(phase: Phase) -> str:
-    a, b = phase.cpu_before, phase.cpu_after
-    if a is None or b is None or b.server <= a.server:
+    if phase.usage is None or phase.usage.cpu["server"] <= 0:
         return "-"
-    return fmt(phase.ok / (b.server - a.server))
+    return fmt(phase.ok / phase.usage.cpu["server"])
 
 
-def phase_table(phases: list[Phase], cores: int) -> str:
-    header = [
-        "phase",
-        "secs",
-        "offered/s",
-        "sent",
-        "over cap",
-        "late",
-        "answered/s",
-        "ok/s",
-        "ok %",
-        "shed 503",
-        "other non-ok",
-        "lag p99 ms",
-        "ok/srv CPU-s",
-        "srv cores",
-        "client",
-        "prober",
-        "others",
-    ]
+PHASES = Table(
+    Column("phase", left=True),
+    "secs",
+    "offered/s",
+    "sent",
+    "over cap",
+    "late",
+    "answered/s",
+    "ok/s",
+    "ok %",
+    "shed 503",
+    "other non-ok",
+    "lag p99 ms",
+    "ok/srv CPU-s",
+    "srv cores",
+    "client",
+    "prober",
+    "others",
+)
+OPERATIONS = Table(
+    Column("operation", left=True),
+    "answers",
+    "ok",
+    "ok/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "max ms",
+    Column("by status", left=True),
+)
+
+
+def phase_table(phases: list[Phase]) -> str:
     rows = []
     for p in phases:
         shed = sum(s.statuses["503 shed"] for s in p.ops.values())
@@ -876,24 +697,13 @@ def phase_table(phases: list[Phase], cores: int) -> str:
                 str(p.answered - p.ok - shed),
                 fmt(percentile(p.lags, 0.99) * 1000, 1) if p.lags else "-",
                 ok_per_server_cpu(p),
-                *cpu_cells(p, cores),
+                *cpu_cells(p),
             ]
         )
-    return table(header, rows)
+    return PHASES.render(rows)
 
 
 def op_table(phase: Phase) -> str:
-    header = [
-        "operation",
-        "answers",
-        "ok",
-        "ok/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "max ms",
-        "by status",
-    ]
     rows = []
     for name in sorted(phase.ops, key=lambda n: (-phase.ops[n].count, n)):
         s = phase.ops[name]
@@ -911,15 +721,10 @@ def op_table(phase: Phase) -> str:
                 ", ".join(f"{k}: {v}" for k, v in sorted(s.statuses.items())),
             ]
         )
-    return table(header, rows, left=frozenset({0, 8}))
+    return OPERATIONS.render(rows)
 
 
 # --- database checks ---------------------------------------------------------------------------
-
-
-def chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 @dataclass
@@ -932,107 +737,28 @@ class DbFacts:
     tokens: int
 
 
-def sqlite_facts(path: str, digests: list[str], heads: list[str], sids: list[str]) -> DbFacts:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        present: set[str] = set()
-        for part in chunks(digests):
-            marks = ",".join("?" * len(part))
-            q = f"SELECT digest FROM refresh_tokens WHERE digest IN ({marks})"
-            present.update(row[0] for row in conn.execute(q, part))
-        live: set[str] = set()
-        for part in chunks(heads):
-            marks = ",".join("?" * len(part))
-            q = (
-                "SELECT digest FROM refresh_tokens WHERE rotated_at IS NULL "
-                f"AND digest IN ({marks})"
-            )
-            live.update(row[0] for row in conn.execute(q, part))
-        multi = [
-            (str(sid), int(n))
-            for sid, n in conn.execute(
-                "SELECT sid, COUNT(*) FROM refresh_tokens WHERE rotated_at IS NULL "
-                "GROUP BY sid HAVING COUNT(*) > 1"
-            )
-        ]
-        revoked: set[str] = set()
-        for part in chunks(sids):
-            marks = ",".join("?" * len(part))
-            q = f"SELECT sid FROM sessions WHERE revoked_at IS NOT NULL AND sid IN ({marks})"
-            revoked.update(row[0] for row in conn.execute(q, part))
-        sessions = conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
-        tokens = conn.execute("SELECT COUNT(*) FROM refresh_tokens").fetchone()[0]
-        return DbFacts(present, live, multi, revoked, sessions, tokens)
-    finally:
-        conn.close()
-
-
-async def pg_facts(url: str, digests: list[str], heads: list[str], sids: list[str]) -> DbFacts:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        present = {
-            r[0]
-            for r in await conn.fetch(
-                "SELECT digest FROM refresh_tokens WHERE digest = ANY($1::text[])", digests
-            )
-        }
-        live = {
-            r[0]
-            for r in await conn.fetch(
-                "SELECT digest FROM refresh_tokens WHERE rotated_at IS NULL "
-                "AND digest = ANY($1::text[])",
-                heads,
-            )
-        }
-        multi = [
-            (str(r[0]), int(r[1]))
-            for r in await conn.fetch(
-                "SELECT sid, COUNT(*) FROM refresh_tokens WHERE rotated_at IS NULL "
-                "GROUP BY sid HAVING COUNT(*) > 1"
-            )
-        ]
-        revoked = {
-            r[0]
-            for r in await conn.fetch(
-                "SELECT sid FROM sessions WHERE revoked_at IS NOT NULL AND sid = ANY($1::text[])",
-                sids,
-            )
-        }
-        sessions = await conn.fetchval("SELECT COUNT(*) FROM sessions")
-        tokens = await conn.fetchval("SELECT COUNT(*) FROM refresh_tokens")
-        return DbFacts(present, live, multi, revoked, int(sessions), int(tokens))
-    finally:
-        await conn.close()
-
-
-def pg_database_url(admin_url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def pg_create(admin_url: str) -> str:
-    import asyncpg
-
-    name = f"ag_soak_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name
-
-
-async def pg_drop(admin_url: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+async def db_facts(url: str, digests: list[str], heads: list[str], sids: list[str]) -> DbFacts:
+    """What the database holds of the tokens and sessions the client knows."""
+    live_heads = "SELECT sid, COUNT(*) FROM refresh_tokens WHERE rotated_at IS NULL GROUP BY sid"
+    async with database(url) as db:
+        return DbFacts(
+            present=await db.column(
+                "SELECT digest FROM refresh_tokens WHERE digest IN :values", values=digests
+            ),
+            heads_live=await db.column(
+                "SELECT digest FROM refresh_tokens WHERE rotated_at IS NULL AND digest IN :values",
+                values=heads,
+            ),
+            multi_heads=[
+                (str(sid), int(n)) for sid, n in await db.rows(live_heads + " HAVING COUNT(*) > 1")
+            ],
+            revoked=await db.column(
+                "SELECT sid FROM sessions WHERE revoked_at IS NOT NULL AND sid IN :values",
+                values=sids,
+            ),
+            sessions=int(await db.value("SELECT COUNT(*) FROM sessions")),
+            tokens=int(await db.value("SELECT COUNT(*) FROM refresh_tokens")),
+        )
 
 
 def log_problems(servers: list[Server]) -> tuple[int, int, list[str]]:
@@ -1070,7 +796,6 @@ class Verdict:
 
 
 async def soak_target(target: Target, args: argparse.Namespace, verdict: Verdict) -> None:
-    cores = len(os.sched_getaffinity(0))
     servers = target.servers
     clients = [Client(s.base_url, timeout=CLIENT_TIMEOUT) for s in servers]
     rng = random.Random(args.seed)
@@ -1078,21 +803,27 @@ async def soak_target(target: Target, args: argparse.Namespace, verdict: Verdict
         clients, rng=rng, max_inflight=args.max_inflight, max_requests=args.max_requests
     )
     workdir = Path(tempfile.mkdtemp(prefix="authgate-soak-"))
-    prober = Prober([s.base_url for s in servers], workdir)
-    sampler = Sampler(servers)
+    urls = [s.base_url for s in servers]
+    prober = Prober(urls, workdir, interval=PROBE_INTERVAL, timeout=PROBE_TIMEOUT)
+    meter = CpuMeter(
+        server=lambda: sum(s.cpu_seconds() for s in servers),
+        client=time.process_time,
+        prober=prober.cpu_seconds,
+    )
+    sampler = RssSampler([s.pid for s in servers])
     sampler.start()
     phases: list[Phase] = []
-    probes: list[tuple[float, float, int, int]] = []
+    probes: list[Probe] = []
     try:
         t0 = time.monotonic()
         setup = Phase("set-up", None, 0.0)
-        await run_phase(driver, setup, servers, prober, lambda: set_up(driver, args.users, setup))
+        await run_phase(setup, meter, lambda: set_up(driver, args.users, setup))
         say(
             f"  set-up: {args.users} users registered and an admin in {time.monotonic() - t0:.1f} s"
         )
 
         capacity, ramp = await measure_capacity(
-            driver, servers, prober, args.ramp_step_seconds, args.confirm_steps
+            driver, meter, args.ramp_step_seconds, args.confirm_steps
         )
         phases.extend(ramp)
         if capacity <= 0:
@@ -1126,28 +857,18 @@ async def soak_target(target: Target, args: argparse.Namespace, verdict: Verdict
             finally:
                 reporter.cancel()
 
-        await run_phase(driver, steady, servers, prober, steady_body)
+        await run_phase(steady, meter, steady_body)
         phases.append(steady)
         say(f"  steady done: {steady.ok / steady.elapsed:.1f} ok/s")
 
         burst = Phase("burst", burst_rate, args.burst_seconds)
-        await run_phase(
-            driver,
-            burst,
-            servers,
-            prober,
-            lambda: driver.open_loop(burst, burst_rate, burst.planned),
-        )
+        await run_phase(burst, meter, lambda: driver.open_loop(burst, burst_rate, burst.planned))
         phases.append(burst)
         say(f"  burst done: {burst.ok / burst.elapsed:.1f} ok/s, in flight {driver.inflight}")
 
         recovery = Phase("recovery", steady_rate, args.recovery_seconds)
         await run_phase(
-            driver,
-            recovery,
-            servers,
-            prober,
-            lambda: driver.open_loop(recovery, steady_rate, recovery.planned),
+            recovery, meter, lambda: driver.open_loop(recovery, steady_rate, recovery.planned)
         )
         phases.append(recovery)
         left = await driver.drain(CLIENT_TIMEOUT + 5)
@@ -1161,17 +882,12 @@ async def soak_target(target: Target, args: argparse.Namespace, verdict: Verdict
         heads = [digest(s.refresh) for s in driver.pool.items if not s.busy]
         if driver.admin is not None and not driver.admin_relogin and not driver.admin.busy:
             heads.append(digest(driver.admin.refresh))
-        if target.db_kind == "sqlite":
-            facts = await asyncio.to_thread(
-                sqlite_facts, target.db_url, digests, heads, driver.logged_out
-            )
-        else:
-            facts = await pg_facts(target.db_url, digests, heads, driver.logged_out)
+        facts = await db_facts(target.database_url, digests, heads, driver.logged_out)
 
         # --- report ------------------------------------------------------------------
         say()
-        say(f"  phases ({cores} cores; cores columns are CPU time / wall time):")
-        for line in phase_table([setup, *phases], cores).splitlines():
+        say(f"  phases ({usable_cores()} cores; cores columns are CPU time / wall time):")
+        for line in phase_table([setup, *phases]).splitlines():
             say("    " + line)
         for p in (steady, burst, recovery):
             say()
@@ -1221,7 +937,7 @@ async def soak_target(target: Target, args: argparse.Namespace, verdict: Verdict
             base_w = sampler.window(i, warm_end - 5.0, warm_end + 0.5)
             steady_w = sampler.window(i, steady.end - 5.0, steady.end + 0.5)
             after_w = sampler.window(i, steady.start + warmup, float("inf"))
-            final_w = [kib for t, j, kib in sampler.samples if j == i][-3:]
+            final_w = sampler.last(i, 3)
             if not base_w or not steady_w or not final_w:
                 mem_ok = False
                 mem_parts.append(f"instance {i + 1}: too few samples")
@@ -1330,84 +1046,30 @@ async def soak_target(target: Target, args: argparse.Namespace, verdict: Verdict
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def server_env(master_key: str, issuer: str, database_url: str | None) -> dict[str, str]:
-    env = {"AUTHGATE_MASTER_KEY": master_key, "AUTHGATE_ISSUER": issuer}
-    if database_url is not None:
-        env["AUTHGATE_DATABASE_URL"] = database_url
-    return env
-
-
 def planned_seconds(args: argparse.Namespace) -> float:
     ramp = args.ramp_step_seconds * (len(RAMP_LEVELS) + args.confirm_steps)
     return 180.0 + ramp + args.minutes * 60 + args.burst_seconds + args.recovery_seconds + 60
 
 
-async def run_sqlite(args: argparse.Namespace, verdict: Verdict) -> None:
-    master_key = new_master_key()
-    # The issuer is set per server by _serve (its own URL); the admin is made on the CLI.
-    with serve(env={"AUTHGATE_MASTER_KEY": master_key}) as server:
-        env = {"AUTHGATE_MASTER_KEY": master_key}
-        cli(server, env, "roles", "add", "admin", "--permission", "authgate:admin")
-        cli(
-            server,
-            env,
-            "users",
-            "add",
-            ADMIN_EMAIL,
-            "--role",
-            "admin",
-            "--password-stdin",
-            stdin=PASSWORD + "\n",
-        )
-        say(f"  server {server.base_url}, pid {server.pid}, database {server.database_path}")
-        target = Target("sqlite", [server], "sqlite", str(server.database_path))
-        await soak_target(target, args, verdict)
-
-
-async def run_pg(args: argparse.Namespace, verdict: Verdict) -> None:
-    name = await pg_create(args.pg_url)
-    url = pg_database_url(args.pg_url, name)
-    say(f"  database {name} created")
-    try:
-        master_key = new_master_key()
-        issuer = "http://127.0.0.1:1"  # one issuer for both instances (tokens cross over)
-        env = server_env(master_key, issuer, url)
+async def run_target(name: str, args: argparse.Namespace, verdict: Verdict) -> None:
+    """``sqlite``: one instance on its own SQLite file; ``pg``: two instances on one fresh
+    PostgreSQL schema, with one master key and one issuer (tokens cross over)."""
+    env = {"AUTHGATE_MASTER_KEY": new_master_key()}
+    if name == "pg":  # otherwise the issuer is each server's own URL
+        env["AUTHGATE_ISSUER"] = "http://127.0.0.1:1"
+    async with fresh_database(args.pg_url if name == "pg" else None) as url:
         with contextlib.ExitStack() as stack:
-            first = stack.enter_context(serve(env=env))  # migrates before the second starts
-            second = stack.enter_context(serve(env=env))
-            cli(first, env, "roles", "add", "admin", "--permission", "authgate:admin")
-            cli(
-                first,
-                env,
-                "users",
-                "add",
-                ADMIN_EMAIL,
-                "--role",
-                "admin",
-                "--password-stdin",
-                stdin=PASSWORD + "\n",
-            )
-            for s in (first, second):
-                say(f"  server {s.base_url}, pid {s.pid}")
-            target = Target("pg", [first, second], "pg", url)
-            await soak_target(target, args, verdict)
-    finally:
-        with contextlib.suppress(Exception):
-            await pg_drop(args.pg_url, name)
-            say(f"  database {name} dropped")
-
-
-async def pg_reachable(url: str) -> str | None:
-    try:
-        import asyncpg
-    except ImportError:
-        return "asyncpg is not installed"
-    try:
-        conn = await asyncpg.connect(url, timeout=5)
-        await conn.close()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+            # One after the other: the first migrates the database before the second starts.
+            servers = [
+                stack.enter_context(serve(env=env, database_url=url))
+                for _ in range(2 if name == "pg" else 1)
+            ]
+            servers[0].cli("roles", "add", "admin", "--permission", "authgate:admin")
+            add_admin = ("users", "add", ADMIN_EMAIL, "--role", "admin", "--password-stdin")
+            servers[0].cli(*add_admin, stdin=PASSWORD + "\n")
+            for s in servers:
+                say(f"  server {s.base_url}, pid {s.pid}, database {shown(s.database_url)}")
+            await soak_target(Target(name, servers, servers[0].database_url), args, verdict)
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -1417,20 +1079,9 @@ async def main_async(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, me.cancel)
 
-    load_before = os.getloadavg()
-    cores = len(os.sched_getaffinity(0))
     say(f"authgate soak, {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    say(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores ({cores} usable); python "
-        f"{platform.python_version()}; httptools {version('httptools')}, "
-        f"uvicorn {version('uvicorn')}, argon2-cffi {version('argon2-cffi')}"
-    )
-    say("load average before: {:.2f} {:.2f} {:.2f}".format(*load_before))
-    if load_before[0] > 0.5 * cores:
-        say(
-            f"WARNING: load average {load_before[0]:.2f} on {cores} cores: other processes "
-            "take CPU from the servers, the load generator and the prober"
-        )
+    for line in machine_lines("httptools", "uvicorn", "argon2-cffi"):
+        say(line)
     say(
         "servers: authgate serve, 1 uvicorn worker each, argon2id defaults (m=19 MiB t=2 p=1), "
         "hash concurrency 2, hash queue 64; mix: " + ", ".join(f"{op} {w:.0%}" for op, w in MIX)
@@ -1454,17 +1105,17 @@ async def main_async(args: argparse.Namespace) -> int:
         verdict = Verdict(name)
         verdicts.append(verdict)
         if name == "pg":
-            why = await pg_reachable(args.pg_url)
+            why = await postgres_problem(args.pg_url)
             if why is not None:
-                verdict.check(False, f"SKIPPED: PostgreSQL at {args.pg_url} unreachable: {why}")
+                where = shown(args.pg_url)
+                verdict.check(False, f"SKIPPED: PostgreSQL at {where} unreachable: {why}")
                 say(f"  skipped: {why}")
                 continue
-        runner = run_sqlite if name == "sqlite" else run_pg
         deadline = planned_seconds(args) * 1.25 + 300
         started = time.monotonic()
         try:
             async with asyncio.timeout(deadline):
-                await runner(args, verdict)
+                await run_target(name, args, verdict)
         except TimeoutError:
             verdict.check(False, f"ABORTED: the target ran past its hard limit of {deadline:.0f} s")
         except asyncio.CancelledError:
@@ -1483,7 +1134,7 @@ async def main_async(args: argparse.Namespace) -> int:
             say(f"{'PASS' if ok else 'FAIL'}  [{v.target}] {text}")
         for ok, text in v.extra:
             say(f"{'PASS' if ok else 'FAIL'}  [{v.target}] (extra) {text}")
-    say("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    say(load_after())
     return 0
 
 
@@ -1499,7 +1150,7 @@ def main() -> int:
     parser.add_argument("--steady-fraction", type=float, default=0.7)
     parser.add_argument("--burst-factor", type=float, default=3.0)
     parser.add_argument("--targets", default="sqlite,pg", help="sqlite, pg or both")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--pg-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--max-inflight", type=int, default=256)
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="per target")

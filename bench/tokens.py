@@ -28,23 +28,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gc
-import itertools
 import json
 import operator
 import os
-import platform
-import statistics
 import sys
 import time
 import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 import jwt as pyjwt
+from _harness.report import Column, Table, Target, load_after, machine_lines, say
+from _harness.stats import Fn, time_interleaved
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -61,70 +58,31 @@ AUDIENCE = "https://api.example.com"
 REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
 ALGS = ("HS256", "RS256", "ES256", "EdDSA")
 # authgate / primitive ceiling for verify, per algorithm.
-PRIMITIVE_TARGET = {"HS256": 5.0, "RS256": 1.6, "ES256": 1.2, "EdDSA": 1.2}
-# PyJWT / authgate floor for HS256 verify; every other row only needs to be faster (> 1).
-PYJWT_HS256_VERIFY_TARGET = 4.0
-
-Fn = Callable[[], object]
-
-
-# --- timing ---------------------------------------------------------------------------------
-
-
-def _loop(fn: Fn, number: int) -> int:
-    """Run ``fn`` ``number`` times with the collector off; return the elapsed nanoseconds."""
-    it = itertools.repeat(None, number)
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for _ in it:
-            fn()
-        return time.perf_counter_ns() - start
-    finally:
-        if gc_was_on:
-            gc.enable()
-
-
-def _calibrate(fn: Fn, target_s: float) -> int:
-    """A loop count for which one repeat of ``fn`` lasts about ``target_s`` seconds."""
-    number = 1
-    while True:
-        elapsed = _loop(fn, number)
-        if elapsed >= 2_000_000 or number >= 1 << 24:  # 2 ms: long enough to extrapolate
-            break
-        number *= 4 if elapsed < 500_000 else 2
-    per_op = elapsed / number
-    return max(1, round(target_s * 1e9 / per_op))
-
-
-@dataclass
-class Timings:
-    """Per-callable samples (µs/op), one per round; rounds interleave the callables."""
-
-    samples: dict[str, list[float]]
-
-    def median(self, name: str) -> float:
-        """Median µs/op of ``name``."""
-        return statistics.median(self.samples[name])
-
-    def ratio(self, num: str, den: str) -> float:
-        """Median over rounds of ``num / den``: paired, so load that hits a round cancels."""
-        pairs = zip(self.samples[num], self.samples[den], strict=True)
-        return statistics.median(a / b for a, b in pairs)
-
-
-def measure_group(fns: dict[str, Fn], *, repeats: int, target_s: float) -> Timings:
-    """Time each callable ``repeats`` times, one repeat of each in turn (a round)."""
-    numbers = {name: _calibrate(fn, target_s) for name, fn in fns.items()}
-    for name, fn in fns.items():  # warm-up: one full repeat each, discarded
-        _loop(fn, numbers[name])
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        gc.collect()
-        for name, fn in fns.items():
-            samples[name].append(_loop(fn, numbers[name]) / numbers[name] / 1000.0)
-    return Timings(samples)
+PRIMITIVE_TARGET = {
+    "HS256": Target("<=", 5.0),
+    "RS256": Target("<=", 1.6),
+    "ES256": Target("<=", 1.2),
+    "EdDSA": Target("<=", 1.2),
+}
+# PyJWT / authgate floor for HS256 verify; every other row only needs to be faster.
+PYJWT_HS256_VERIFY_TARGET = Target(">=", 4.0)
+FASTER = Target(">", 1.0)
+TABLE = Table(
+    Column("alg", 6, left=True),
+    Column("op", 7, left=True),
+    Column("authgate", 9),
+    Column("primitive", 9),
+    Column("ag/prim", 7),
+    Column("target", 7),
+    Column("PyJWT", 9),
+    Column("PyJWT/ag", 8),
+    Column("target", 6),
+    Column("joserfc", 9),
+    Column("jrfc/ag", 7),
+    Column("target", 6),
+    Column("status", left=True),
+    gap=" ",
+)
 
 
 def _b64url(segment: str) -> bytes:
@@ -342,19 +300,54 @@ def breakdown_callables(case: Case) -> dict[str, Fn]:
 # --- report ---------------------------------------------------------------------------------
 
 
-def _loadavg() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return 0.0
+def row(case: Case, claims: dict[str, Any], op: str, *, repeats: int, target_s: float) -> list[str]:
+    """Measure one row; its cells, the last one ``ok`` or ``MISS (the baselines missed)``."""
+    res = time_interleaved(row_callables(case, claims, op), repeats=repeats, target_s=target_s)
+    prim_ratio = res.ratio("authgate", "primitive", float)
+    py_ratio = res.ratio("pyjwt", "authgate", float)
+    jr_ratio = res.ratio("joserfc", "authgate", float)
+    prim = PRIMITIVE_TARGET[case.alg] if op == "verify" else None
+    py = PYJWT_HS256_VERIFY_TARGET if (case.alg, op) == ("HS256", "verify") else FASTER
+    why = [
+        name
+        for name, target, ratio in (
+            ("primitive", prim, prim_ratio),
+            ("PyJWT", py, py_ratio),
+            ("joserfc", FASTER, jr_ratio),
+        )
+        if target is not None and not target.met(ratio)
+    ]
+    return [
+        case.alg,
+        op,
+        f"{res.median('authgate', float):.2f}",
+        f"{res.median('primitive', float):.2f}",
+        f"{prim_ratio:.2f}x",
+        "-" if prim is None else str(prim),
+        f"{res.median('pyjwt', float):.2f}",
+        f"{py_ratio:.2f}x",
+        str(py),
+        f"{res.median('joserfc', float):.2f}",
+        f"{jr_ratio:.2f}x",
+        str(FASTER),
+        "ok" if not why else "MISS (" + ", ".join(why) + ")",
+    ]
 
 
-def _fmt_us(value: float) -> str:
-    return f"{value:9.2f}"
-
-
-def _fmt_ratio(value: float) -> str:
-    return f"{value:6.2f}x"
+def breakdown(case: Case, *, repeats: int, target_s: float) -> None:
+    """Print the pieces of HS256 verify, against the whole decode."""
+    say(f"HS256 verify breakdown (µs/op, median of {repeats} repeats):")
+    timings = time_interleaved(breakdown_callables(case), repeats=repeats, target_s=target_s)
+    parts = {name: timings.median(name, float) for name in timings.samples}
+    total = parts["decode (total)"]
+    accounted = (
+        parts["parse: jws.split + payload JSON"]
+        + parts["key.verify (HMAC via Key)"]
+        + parts["check_claims"]
+    )
+    parts["rest (allowlist, key choice, glue)"] = total - accounted
+    for name, value in parts.items():
+        say(f"  {name:<34} {value:9.2f}  {100.0 * value / total:5.1f}% of decode")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,99 +361,44 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=SecurityWarning)
 
     started = time.perf_counter()
-    load_before = _loadavg()
-    now = int(time.time())
-    claims = access_token_claims(now)
+    load_before = os.getloadavg()[0]
+    claims = access_token_claims(int(time.time()))
     cases = [make_case(alg, claims) for alg in ALGS]
     setup_s = time.perf_counter() - started
 
-    print(
+    say(
         f"authgate JWT sign/verify: µs per operation, median of {repeats} interleaved repeats;"
         " ratios are medians of per-round ratios"
+        + (" (--quick: figures are noisy)" if args.quick else "")
     )
-    print(
-        f"python {platform.python_version()} · cryptography {version('cryptography')} · "
-        f"PyJWT {version('PyJWT')} · joserfc {version('joserfc')} · "
-        f"{os.cpu_count()} CPUs · {platform.machine()}"
-        + (" · --quick (figures are noisy)" if args.quick else "")
-    )
-    print(f"token: {len(cases[0].token)} bytes (HS256), typ at+jwt, kid, {len(claims)} claims")
-    print()
-    header = (
-        f"{'alg':<6} {'op':<7} {'authgate':>9} {'primitive':>9} {'ag/prim':>7} {'target':>7}"
-        f" {'PyJWT':>9} {'PyJWT/ag':>8} {'target':>6} {'joserfc':>9} {'jrfc/ag':>7} {'target':>6}"
-        "  status"
-    )
-    print(header)
-    print("-" * len(header))
+    for line in machine_lines("cryptography", "PyJWT", "joserfc"):
+        say(line)
+    say(f"token: {len(cases[0].token)} bytes (HS256), typ at+jwt, kid, {len(claims)} claims")
+    say()
+    say(TABLE.head())
     misses = 0
     for case in cases:
         for op in ("sign", "verify"):
-            fns = row_callables(case, claims, op)
-            res = measure_group(fns, repeats=repeats, target_s=target_s)
-            ag = res.median("authgate")
-            prim_ratio = res.ratio("authgate", "primitive")
-            py_ratio = res.ratio("pyjwt", "authgate")
-            jr_ratio = res.ratio("joserfc", "authgate")
-            why: list[str] = []
-            if op == "verify":
-                prim_target = PRIMITIVE_TARGET[case.alg]
-                prim_t = f"<={prim_target:.1f}x"
-                if prim_ratio > prim_target:
-                    why.append("primitive")
-            else:
-                prim_t = "-"
-            py_target = PYJWT_HS256_VERIFY_TARGET if (case.alg, op) == ("HS256", "verify") else 1.0
-            py_t = f">={py_target:.0f}x" if py_target > 1.0 else ">1x"
-            if py_ratio < py_target or py_ratio <= 1.0:
-                why.append("PyJWT")
-            if jr_ratio <= 1.0:
-                why.append("joserfc")
-            status = "OK" if not why else "MISS (" + ", ".join(why) + ")"
-            misses += bool(why)
-            print(
-                f"{case.alg:<6} {op:<7} {_fmt_us(ag)} {_fmt_us(res.median('primitive'))}"
-                f" {_fmt_ratio(prim_ratio)} {prim_t:>7}"
-                f" {_fmt_us(res.median('pyjwt'))} {_fmt_ratio(py_ratio):>8} {py_t:>6}"
-                f" {_fmt_us(res.median('joserfc'))} {_fmt_ratio(jr_ratio)} {'>1x':>6}"
-                f"  {status}"
-            )
-            sys.stdout.flush()
-    print()
-    print(
+            cells = row(case, claims, op, repeats=repeats, target_s=target_s)
+            misses += cells[-1] != "ok"
+            say(TABLE.row(cells))
+    say()
+    say(
         "ag/prim = authgate / bare pyca call on the same signing input (lower is better);\n"
         "PyJWT/ag and jrfc/ag = how many times slower the other library is (higher is better).\n"
         "sign rows: primitive = HMAC compute / RSA PKCS#1 v1.5 / ECDSA (DER out) / Ed25519 sign."
     )
-
-    print()
-    print("HS256 verify breakdown (µs/op, median of", repeats, "repeats):")
-    hs = next(c for c in cases if c.alg == "HS256")
-    timings = measure_group(breakdown_callables(hs), repeats=repeats, target_s=target_s)
-    parts = {name: timings.median(name) for name in timings.samples}
-    total = parts["decode (total)"]
-    for name, value in parts.items():
-        print(f"  {name:<34} {_fmt_us(value)}  {100.0 * value / total:5.1f}% of decode")
-    accounted = (
-        parts["parse: jws.split + payload JSON"]
-        + parts["key.verify (HMAC via Key)"]
-        + parts["check_claims"]
-    )
-    rest = total - accounted
-    print(
-        f"  {'rest (allowlist, key choice, glue)':<34} {_fmt_us(rest)}"
-        f"  {100.0 * rest / total:5.1f}% of decode"
-    )
-
-    elapsed = time.perf_counter() - started
-    print()
-    print(
+    say()
+    breakdown(next(c for c in cases if c.alg == "HS256"), repeats=repeats, target_s=target_s)
+    say()
+    say(
         f"{misses} row(s) missed a target · setup (key generation) {setup_s:.1f} s · "
-        f"total {elapsed:.1f} s · load average {load_before} before, {_loadavg()} after"
+        f"total {time.perf_counter() - started:.1f} s"
     )
+    say(load_after())
     # This run itself adds about 1 to the load average; more than that means other work.
-    if max(load_before, _loadavg() - 1.0) > 0.5 * (os.cpu_count() or 1):
-        print("note: the machine was busy with other work; rerun on a quiet one to compare.")
+    if max(load_before, os.getloadavg()[0] - 1.0) > 0.5 * (os.cpu_count() or 1):
+        say("note: the machine was busy with other work; rerun on a quiet one to compare.")
     return 0
 
 

@@ -1,7 +1,7 @@
-"""The /healthz prober of ``bench/soak.py``: a separate process, so that a busy load generator
-cannot delay (or hide) what the server's event loop does.
+"""A /healthz prober: a separate process, so that a busy load generator cannot delay (or hide)
+what the server's event loop does. It imports nothing but the standard library.
 
-Run: ``python bench/_soak_probe.py OUTFILE INTERVAL_S TIMEOUT_S URL [URL...]``
+Run: ``python bench/_harness/probe.py OUTFILE INTERVAL_S TIMEOUT_S URL [URL...]``
 
 One thread per URL keeps one keep-alive connection (``http.client``) and sends
 ``GET /healthz`` every INTERVAL_S seconds (fixed rate: a late probe is not followed by a

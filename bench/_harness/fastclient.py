@@ -1,14 +1,15 @@
-"""A small HTTP/1.1 keep-alive client for ``bench/soak.py``, on asyncio and httptools.
+"""A small HTTP/1.1 keep-alive client on asyncio and httptools, for open-loop load.
 
-The soak's load generator shares two cores with the servers it loads; httpx spends a few
-milliseconds of CPU per request when hundreds are in flight (its pool bookkeeping grows with
-the number of connections), which would make the generator, not the server, the bottleneck of
-a 3x burst. This client does only what the soak needs: one request per connection at a time,
-``Content-Length`` bodies (JSON), idle connections reused last-in first-out, a per-request
-timeout that covers connecting, sending and the whole answer, and one retry on a fresh
-connection when a reused idle one turns out closed before any byte of an answer came (the
-server closes idle keep-alive connections after 5 s; a request written into such a
-connection was never read by the server, so sending it again is safe).
+A load generator that shares the cores with the servers it loads must cost little: httpx
+spends a few milliseconds of CPU per request when hundreds are in flight (its pool
+bookkeeping grows with the number of connections), which would make the generator, not the
+server, the bottleneck of a burst. This client does only what such a load needs: one request
+per connection at a time, ``Content-Length`` bodies (JSON), idle connections reused
+last-in first-out, a per-request timeout that covers connecting, sending and the whole
+answer, and one retry on a fresh connection when a reused idle one turns out closed before
+any byte of an answer came (the server closes idle keep-alive connections after 5 s; a
+request written into such a connection was never read by the server, so sending it again is
+safe).
 """
 
 from __future__ import annotations

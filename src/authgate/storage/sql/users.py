@@ -39,9 +39,15 @@ def user_record(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
     return record_of(UserRecord, row, disabled=bool(row.disabled), roles=tuple(role_names))
 
 
-# The same, holding the user's row (PostgreSQL: FOR SHARE) until the transaction ends: a
-# concurrent password change, disable or delete waits for it, or it waits for them.
-_USER_WITH_ROLES_HELD: Final = _USER_WITH_ROLES.with_for_update(read=True, of=users)
+# The user's row, held (PostgreSQL: FOR SHARE) until the transaction ends: a concurrent
+# privilege or password change, or a delete, waits for this transaction, or it waits for
+# them. Taken in a statement of its own, BEFORE the joined read: a locking read that had to
+# wait re-reads only the locked row (PostgreSQL's EvalPlanQual), so a joined FOR SHARE could
+# pair the new ``ver`` with the roles of its old snapshot. The next statement takes a new
+# snapshot, after the wait, and sees every committed change at once.
+_HOLD_USER: Final = (
+    select(users.c.id).where(users.c.id == bindparam("user_id")).with_for_update(read=True)
+)
 
 
 async def user_and_permissions(
@@ -50,8 +56,9 @@ async def user_and_permissions(
     """The user with its roles, and the union of their permissions, sorted: one statement,
     so that both come from the same snapshot. With ``hold``, the user's row stays locked
     against writers until the transaction ends."""
-    query = _USER_WITH_ROLES_HELD if hold else _USER_WITH_ROLES
-    rows = (await conn.execute(query, {"user_id": user_id})).all()
+    if hold:
+        await conn.execute(_HOLD_USER, {"user_id": user_id})
+    rows = (await conn.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
     if not rows:
         return None, ()
     role_names = [row.role_name for row in rows if row.role_name is not None]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Final
@@ -150,15 +150,8 @@ class PasswordHasher:
         retry_after: int = 1,
     ) -> None:
         self.params = params or Argon2Params()
-        p = self.params
-        self._argon = _Argon2(
-            time_cost=p.time_cost,
-            memory_cost=p.memory_cost,
-            parallelism=p.parallelism,
-            hash_len=p.hash_len,
-            salt_len=p.salt_len,
-            type=Type.ID,
-        )
+        # Each field of Argon2Params is the argon2-cffi keyword of the same name.
+        self._argon = _Argon2(**asdict(self.params), type=Type.ID)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
         self._slots = max_concurrency + max_queue
         self._in_flight = 0

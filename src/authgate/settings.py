@@ -167,15 +167,8 @@ class Settings:
 
     def token_policy(self) -> TokenPolicy:
         """Lifetimes and identity of the tokens the server issues."""
-        return TokenPolicy(
-            issuer=self.issuer,
-            audience=self.audience,
-            access_ttl=self.access_ttl,
-            refresh_idle_ttl=self.refresh_idle_ttl,
-            refresh_max_ttl=self.refresh_max_ttl,
-            refresh_grace=self.refresh_grace,
-            leeway=self.leeway,
-        )
+        # Each field of TokenPolicy is the setting of the same name.
+        return TokenPolicy(**{f.name: getattr(self, f.name) for f in fields(TokenPolicy)})
 
     def login_throttle_policy(self) -> ThrottlePolicy:
         """The throttle of password checks (per account and per IP)."""

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import httpx
@@ -80,39 +81,28 @@ def keyset_from_jwks(
     return KeySet(unique)
 
 
+@dataclass(eq=False, repr=False)
 class JWKSCache:
     """A remote JWKS. ``state`` is read from any thread; everything else runs on the
     guard's loop."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        http: Callable[[], httpx.AsyncClient],
-        clock: Clock,
-        allowed: frozenset[str],
-        cooldown: float = 30.0,
-        max_age: float = 3600.0,
-        stale_for: float = 3600.0,
-        retry: float = 5.0,
-        on_change: Callable[[KeySet | None, KeySet | None], None] | None = None,
-    ) -> None:
-        self.url = url
-        self._http = http
-        self._clock = clock
-        self._allowed = allowed
-        self.cooldown = cooldown
-        self.max_age = max_age
-        self.stale_for = stale_for
-        self._retry = retry
-        self._on_change = on_change
-        self.state: _KeyState = (None, frozenset())
-        self.fetched_at = -math.inf  # the last good answer (clock time)
-        self.ttl = 0.0
-        self.last_attempt = -math.inf  # the start of the last fetch, good or not
-        self.fetches = 0
-        self.failures = 0
-        self._inflight: asyncio.Future[bool] | None = None
+    url: str
+    _: KW_ONLY
+    http: Callable[[], httpx.AsyncClient]
+    clock: Clock
+    allowed: frozenset[str]
+    cooldown: float = 30.0
+    max_age: float = 3600.0
+    stale_for: float = 3600.0
+    retry: float = 5.0
+    on_change: Callable[[KeySet | None, KeySet | None], None] | None = None
+    state: _KeyState = field(init=False, default=(None, frozenset()))
+    fetched_at: float = field(init=False, default=-math.inf)  # the last good answer (clock time)
+    ttl: float = field(init=False, default=0.0)
+    last_attempt: float = field(init=False, default=-math.inf)  # a fetch's start, good or not
+    fetches: int = field(init=False, default=0)
+    failures: int = field(init=False, default=0)
+    _inflight: asyncio.Future[bool] | None = field(init=False, default=None)
 
     # --- reads (any thread) ---------------------------------------------------------------
 
@@ -145,7 +135,7 @@ class JWKSCache:
     async def refetch_for(self, kid: str) -> bool:
         """An unknown ``kid`` was seen: refetch unless the cooldown forbids it (or join the
         fetch in flight). True if ``kid`` is known afterwards."""
-        if self._inflight is None and not self.may_refetch(self._clock.now()):
+        if self._inflight is None and not self.may_refetch(self.clock.now()):
             return False
         await self.refresh()
         keys = self.keys
@@ -154,14 +144,14 @@ class JWKSCache:
     async def maintain(self) -> None:
         """Refresh a stale set (with a pause between failed tries); drop a set that stayed
         stale past ``stale_for``."""
-        now = self._clock.now()
+        now = self.clock.now()
         if (
             now >= self.fetched_at + self.ttl
-            and now - self.last_attempt >= min(self._retry, self.cooldown)
+            and now - self.last_attempt >= min(self.retry, self.cooldown)
             and self._inflight is None
         ):
             await self.refresh()
-        now = self._clock.now()
+        now = self.clock.now()
         if self.keys is not None and now >= self.fetched_at + self.ttl + self.stale_for:
             _log.error(
                 "dropping the JWKS of %s: no good answer for %.0f s",
@@ -177,18 +167,18 @@ class JWKSCache:
             self._inflight = None
 
     async def _fetch_once(self) -> bool:
-        self.last_attempt = self._clock.now()
+        self.last_attempt = self.clock.now()
         self.fetches += 1
         try:
-            answer = await get_json(self._http(), self.url, timeout=10.0)
-            keys = keyset_from_jwks(answer.data, allowed=self._allowed)
+            answer = await get_json(self.http(), self.url, timeout=10.0)
+            keys = keyset_from_jwks(answer.data, allowed=self.allowed)
         except (FetchError, InvalidKey) as exc:
             self.failures += 1
             _log.warning("JWKS fetch from %s failed: %s", self.url, exc)
             return False
         age = cache_age(answer.headers.get("cache-control"), default=DEFAULT_AGE)
         self.ttl = min(max(age, self.cooldown), self.max_age)
-        self.fetched_at = self._clock.now()
+        self.fetched_at = self.clock.now()
         self._set(keys)
         return True
 
@@ -196,8 +186,8 @@ class JWKSCache:
         old = self.keys
         algorithms = frozenset(k.alg for k in keys) if keys is not None else frozenset()
         self.state = (keys, algorithms)
-        if self._on_change is not None:
-            self._on_change(old, keys)
+        if self.on_change is not None:
+            self.on_change(old, keys)
 
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "DEFAULT_AGE", "JWKSCache", "cache_age", "keyset_from_jwks"]

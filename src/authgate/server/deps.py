@@ -21,6 +21,8 @@ from authgate.service.accounts import ADMIN_PERMISSION
 from authgate.service.sessions import AccessContext
 from authgate.wiring import Services
 
+# Every response that carries a token or a secret (RFC 6749 section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login")
 basic_scheme = HTTPBasic(auto_error=False, description="A service client's id and secret")
 

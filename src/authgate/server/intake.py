@@ -49,6 +49,21 @@ def host_name(value: str) -> str | None:
     return name or None
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A receive that answers ``body`` (already read in full) once, then ``receive``'s own
+    messages (``http.disconnect``, when the client leaves)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class AllowedHostsMiddleware:
     """Refuses (400 ``invalid_host``) a request whose Host is not an allowed name, so that
     nothing the app builds can ever come from a forged Host."""
@@ -117,13 +132,4 @@ class StrictJSONMiddleware:
             except InvalidJSON as exc:
                 await _refuse(scope, receive, send, exc)
                 return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)

@@ -18,41 +18,32 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.logins = Counter(
-            "authgate_logins_total", "Login attempts by result.", ["result"], registry=r
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=r)
+
+        self.logins = counter("authgate_logins_total", "Login attempts by result.", "result")
+        self.refreshes = counter(
+            "authgate_refreshes_total", "Refresh attempts by result.", "result"
         )
-        self.refreshes = Counter(
-            "authgate_refreshes_total", "Refresh attempts by result.", ["result"], registry=r
+        self.reuse = counter(
+            "authgate_refresh_reuse_detected_total", "Refresh-token reuse detections."
         )
-        self.reuse = Counter(
-            "authgate_refresh_reuse_detected_total", "Refresh-token reuse detections.", registry=r
+        self.revocations = counter(
+            "authgate_revocations_total", "Revocation events written, by kind.", "kind"
         )
-        self.revocations = Counter(
-            "authgate_revocations_total",
-            "Revocation events written, by kind.",
-            ["kind"],
-            registry=r,
+        self.grants = counter(
+            "authgate_oauth2_grants_total", "Tokens issued at /oauth2/token.", "grant_type"
         )
-        self.grants = Counter(
-            "authgate_oauth2_grants_total",
-            "Tokens issued at /oauth2/token.",
-            ["grant_type"],
-            registry=r,
-        )
-        self.redis_fallbacks = Counter(
+        self.redis_fallbacks = counter(
             "authgate_redis_fallbacks_total",
             "Operations that fell back from Redis to the database or to polling.",
-            ["part"],
-            registry=r,
+            "part",
         )
-        self.shed = Counter(
-            "authgate_requests_shed_total",
-            "Requests answered 503 by the in-flight limit.",
-            registry=r,
+        self.shed = counter(
+            "authgate_requests_shed_total", "Requests answered 503 by the in-flight limit."
         )
-        self.registrations = Counter(
-            "authgate_registrations_total", "Accounts registered.", registry=r
-        )
+        self.registrations = counter("authgate_registrations_total", "Accounts registered.")
         self.hash_in_flight = Gauge(
             "authgate_password_hashes_in_flight", "argon2 hashes running or queued.", registry=r
         )

@@ -10,6 +10,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.errors import AuthgateError, BodyTooLarge, InvalidToken, Overloaded, RequestTimeout
+from authgate.server.intake import replay_body
 from authgate.server.metrics import Metrics
 from authgate.server.problems import problem_parts
 
@@ -166,14 +167,6 @@ class HardeningMiddleware:
         if counted:
             self.in_flight += 1
         status = 500
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # http.disconnect, when the client leaves
 
         async def secured_send(message: Message) -> None:
             nonlocal status
@@ -183,7 +176,7 @@ class HardeningMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay, secured_send)
+            await self.app(scope, replay_body(body, receive), secured_send)
         finally:
             if counted:
                 self.in_flight -= 1

@@ -198,30 +198,27 @@ _TITLES = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses for these statuses, as application/problem+json Problems."""
+def _error_responses(
+    statuses: tuple[int, ...], *, media_type: str, schema: str
+) -> dict[int | str, dict[str, Any]]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
     return {
         status: {
             "description": _TITLES.get(status, "Error"),
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-            },
+            "content": {media_type: {"schema": ref}},
         }
         for status in statuses
     }
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these statuses, as application/problem+json Problems."""
+    return _error_responses(statuses, media_type="application/problem+json", schema="Problem")
 
 
 def oauth_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses for these statuses, as RFC 6749 error bodies."""
-    return {
-        status: {
-            "description": _TITLES.get(status, "Error"),
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}
-            },
-        }
-        for status in statuses
-    }
+    return _error_responses(statuses, media_type="application/json", schema="OAuthError")
 
 
 # What any /auth or /admin route may answer besides its own errors.

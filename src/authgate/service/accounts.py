@@ -7,6 +7,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import KW_ONLY, dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -80,27 +81,18 @@ def new_user_id() -> str:
     return "usr_" + secrets.token_urlsafe(16)
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class Accounts:
     """The account use-cases."""
 
-    def __init__(
-        self,
-        users: UserStore,
-        *,
-        hasher: PasswordHasher,
-        throttle: LoginThrottle,
-        audit: Audit,
-        revocations: Revocations,
-        clock: Clock,
-        registration_open: bool = True,
-    ) -> None:
-        self._users = users
-        self._hasher = hasher
-        self._throttle = throttle
-        self._revocations = revocations
-        self._audit = audit
-        self._clock = clock
-        self.registration_open = registration_open
+    users: UserStore
+    _: KW_ONLY
+    hasher: PasswordHasher
+    throttle: LoginThrottle
+    audit: Audit
+    revocations: Revocations
+    clock: Clock
+    registration_open: bool = True
 
     async def create_user(
         self,
@@ -117,22 +109,22 @@ class Accounts:
         normalized = normalize_email(email)
         check_new_password(password)
         for role in roles:
-            if await self._users.get_role(check_role_name(role)) is None:
+            if await self.users.get_role(check_role_name(role)) is None:
                 raise NotFound(f"no role {role!r}", role=role)
-        password_hash = await self._hasher.hash(password)
+        password_hash = await self.hasher.hash(password)
         user = UserRecord(
             id=new_user_id(),
             email=normalized,
             password_hash=password_hash,
-            created_at=self._clock.now(),
+            created_at=self.clock.now(),
             name=name,
             roles=tuple(sorted(set(roles))),
         )
         try:
-            await self._users.create_user(user)
+            await self.users.create_user(user)
         except Conflict as exc:
             raise EmailTaken("an account with this email exists") from exc
-        await self._audit.record("user_created", user_id=user.id, roles=list(user.roles))
+        await self.audit.record("user_created", user_id=user.id, roles=list(user.roles))
         return user
 
     async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
@@ -145,41 +137,41 @@ class Accounts:
         account = normalized or "\x00invalid"
 
         async def check() -> UserRecord:
-            user = await self._users.get_user_by_email(normalized) if normalized else None
-            ok = await self._hasher.verify(user.password_hash if user else None, password)
+            user = await self.users.get_user_by_email(normalized) if normalized else None
+            ok = await self.hasher.verify(user.password_hash if user else None, password)
             if not ok or user is None or user.disabled:
-                await self._audit.record("login_failed", user_id=user.id if user else None, ip=ip)
+                await self.audit.record("login_failed", user_id=user.id if user else None, ip=ip)
                 raise InvalidCredentials("invalid email or password")
             return user
 
-        user = await self._throttle.attempt(account, ip, check)
-        if self._hasher.needs_rehash(user.password_hash):
-            new_hash = await self._hasher.hash(password)
-            if await self._users.rehash_password(
+        user = await self.throttle.attempt(account, ip, check)
+        if self.hasher.needs_rehash(user.password_hash):
+            new_hash = await self.hasher.hash(password)
+            if await self.users.rehash_password(
                 user.id, old_hash=user.password_hash, new_hash=new_hash
             ):
                 user = dataclasses.replace(user, password_hash=new_hash)
-        await self._audit.record("login_ok", user_id=user.id, ip=ip)
+        await self.audit.record("login_ok", user_id=user.id, ip=ip)
         # The hash that was checked: a session opens only while it is still the stored one.
         return user
 
     async def get(self, user_id: str) -> UserRecord:
         """A user by id; NotFound if none."""
-        user = await self._users.get_user(user_id)
+        user = await self.users.get_user(user_id)
         if user is None:
             raise NotFound("no such user")
         return user
 
     async def by_email(self, email: str) -> UserRecord:
         """A user by email; NotFound if none."""
-        user = await self._users.get_user_by_email(lookup_email(email))
+        user = await self.users.get_user_by_email(lookup_email(email))
         if user is None:
             raise NotFound("no such user")
         return user
 
     async def list_users(self, *, after: str | None = None, limit: int = 50) -> list[UserRecord]:
         """A page of users ordered by id."""
-        return await self._users.list_users(after=after, limit=limit)
+        return await self.users.list_users(after=after, limit=limit)
 
     async def verify_password(self, user: UserRecord, password: str, *, ip: str | None) -> None:
         """Check a signed-in user's current password (for sensitive changes) through the
@@ -187,11 +179,11 @@ class Accounts:
         InvalidCredentials if it is wrong, Throttled while locked."""
 
         async def check() -> None:
-            if not await self._hasher.verify(user.password_hash, password):
-                await self._audit.record("password_check_failed", user_id=user.id, ip=ip)
+            if not await self.hasher.verify(user.password_hash, password):
+                await self.audit.record("password_check_failed", user_id=user.id, ip=ip)
                 raise InvalidCredentials("the current password is wrong")
 
-        await self._throttle.attempt(user.email, ip, check)
+        await self.throttle.attempt(user.email, ip, check)
 
     async def change_password(
         self,
@@ -214,41 +206,41 @@ class Accounts:
         in one transaction (a login racing the change never keeps a session opened with
         the old password); each ended session dies at every guard through the feed."""
         check_new_password(new_password)
-        new_hash = await self._hasher.hash(new_password)
-        ended = await self._users.change_password(
-            user.id, new_hash, keep_sid=keep_sid, now=self._clock.now()
+        new_hash = await self.hasher.hash(new_password)
+        ended = await self.users.change_password(
+            user.id, new_hash, keep_sid=keep_sid, now=self.clock.now()
         )
         if ended is None:
             raise NotFound("no such user")
         for sid in ended:
-            await self._revocations.revoke_sid(sid)
-        await self._audit.record("password_changed", user_id=user.id)
-        await self._audit.record(
+            await self.revocations.revoke_sid(sid)
+        await self.audit.record("password_changed", user_id=user.id)
+        await self.audit.record(
             "sessions_revoked", user_id=user.id, count=len(ended), reason="password_changed"
         )
 
     async def bump_version(self, user_id: str) -> int | None:
         """Increment the user's privilege version (every token issued before dies); the new
         version, or None if there is no such user."""
-        return await self._users.bump_version(user_id)
+        return await self.users.bump_version(user_id)
 
     async def permissions(self, user: UserRecord) -> tuple[str, ...]:
         """The union of the permissions of the user's roles, sorted."""
-        return await self._users.permissions_for(user.roles)
+        return await self.users.permissions_for(user.roles)
 
     # --- roles ----------------------------------------------------------------------------
 
     async def get_role(self, name: str) -> RoleRecord:
         """A role; NotFound if none."""
-        role = await self._users.get_role(name)
+        role = await self.users.get_role(name)
         if role is None:
             raise NotFound("no such role")
         return role
 
     async def list_roles(self) -> list[RoleRecord]:
         """Every role."""
-        return await self._users.list_roles()
+        return await self.users.list_roles()
 
     async def users_with_role(self, name: str) -> list[str]:
         """Ids of the users holding a role."""
-        return await self._users.users_with_role(name)
+        return await self.users.users_with_role(name)

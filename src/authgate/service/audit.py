@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.storage.base import AuditLog, audit_hash
+from authgate.storage.base import AuditLog, record_hash
 
 log = logging.getLogger("authgate.audit")
 
@@ -72,17 +72,7 @@ class Audit:
                         "the link to the previous event is broken "
                         "(an event before it was deleted, inserted or moved)",
                     )
-                expected = audit_hash(
-                    id=row.id,
-                    at=row.at,
-                    event=row.event,
-                    user_id=row.user_id,
-                    sid=row.sid,
-                    ip=row.ip,
-                    detail=row.detail,
-                    prev_hash=row.prev_hash,
-                )
-                if row.hash != expected:
+                if row.hash != record_hash(row):
                     return ChainReport(
                         checked, row.id, "the event was changed after it was written"
                     )

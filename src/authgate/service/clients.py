@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, NoReturn
 
 from authgate.clock import Clock
@@ -73,45 +73,48 @@ class ClientGrant:
         }
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class Clients:
     """The client use-cases."""
 
-    def __init__(
-        self,
-        store: ClientStore,
-        *,
-        accounts: Accounts,
-        hasher: PasswordHasher,
-        tokens: AccessTokens,
-        revocations: Revocations,
-        audit: Audit,
-        clock: Clock,
-        secret_key: bytes,
-        throttle: ClientThrottle,
-        leeway: float = 0.0,
-    ) -> None:
-        if len(secret_key) < 32:
+    store: ClientStore
+    _: KW_ONLY
+    accounts: Accounts
+    hasher: PasswordHasher
+    tokens: AccessTokens
+    revocations: Revocations
+    audit: Audit
+    clock: Clock
+    secret_key: bytes
+    throttle: ClientThrottle
+    leeway: float = 0.0
+    _dummy_digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.secret_key) < 32:
             raise ConfigurationError("the client-secret key needs at least 32 bytes")
-        self._store = store
-        self._accounts = accounts
-        self._hasher = hasher
-        self._secret_key = secret_key
-        self._throttle = throttle
-        self._tokens = tokens
-        self._revocations = revocations
-        self._audit = audit
-        self._clock = clock
-        self.issuer = tokens.policy.issuer
-        self.access_ttl = tokens.policy.access_ttl
-        self.token_endpoint = f"{self.issuer}/oauth2/token"
-        self._leeway = leeway
         # What an unknown client's secret is compared with: the same digest work.
-        self._dummy_digest = self._digest(_NO_CLIENT, "")
+        object.__setattr__(self, "_dummy_digest", self._digest(_NO_CLIENT, ""))
+
+    @property
+    def issuer(self) -> str:
+        """The token issuer."""
+        return self.tokens.policy.issuer
+
+    @property
+    def access_ttl(self) -> float:
+        """The longest access-token lifetime a client may have."""
+        return self.tokens.policy.access_ttl
+
+    @property
+    def token_endpoint(self) -> str:
+        """The token endpoint's URL (an audience a client assertion may name)."""
+        return f"{self.issuer}/oauth2/token"
 
     async def defined_permissions(self) -> frozenset[str]:
         """Every permission some role grants, and the built-in ones."""
         perms: set[str] = set(BUILTIN_SCOPES)
-        for role in await self._accounts.list_roles():
+        for role in await self.accounts.list_roles():
             perms.update(role.permissions)
         return frozenset(perms)
 
@@ -157,32 +160,32 @@ class Clients:
             client_id=client_id,
             name=name.strip(),
             scopes=wanted,
-            created_at=self._clock.now(),
+            created_at=self.clock.now(),
             secret_hash=secret_hash,
             public_jwk=public_jwk,
             access_ttl=access_ttl,
         )
         try:
-            await self._store.create_client(record)
+            await self.store.create_client(record)
         except Conflict as exc:  # a 96-bit id collision: refuse rather than overwrite
             raise InvalidRequest("client id collision; try again") from exc
-        await self._audit.record("client_created", client_id=record.client_id, scopes=list(wanted))
+        await self.audit.record("client_created", client_id=record.client_id, scopes=list(wanted))
         return record, secret
 
     async def list(self) -> list[ClientRecord]:
         """Every client."""
-        return await self._store.list_clients()
+        return await self.store.list_clients()
 
     async def get(self, client_id: str) -> ClientRecord | None:
         """A client by id."""
-        return await self._store.get_client(client_id)
+        return await self.store.get_client(client_id)
 
     async def revoke(self, client_id: str) -> bool:
         """Revoke a client: it cannot authenticate, and its access tokens die everywhere."""
-        if not await self._store.revoke_client(client_id, now=self._clock.now()):
+        if not await self.store.revoke_client(client_id, now=self.clock.now()):
             return False
-        await self._revocations.revoke_subject(client_id)
-        await self._audit.record("client_revoked", client_id=client_id)
+        await self.revocations.revoke_subject(client_id)
+        await self.audit.record("client_revoked", client_id=client_id)
         return True
 
     # --- authentication ---------------------------------------------------------------------
@@ -193,7 +196,7 @@ class Clients:
             client_id.encode("utf-8", "surrogatepass"),
             secret.encode("utf-8", "surrogatepass"),
         )
-        mac = hmac.new(self._secret_key, message, hashlib.sha256).digest()
+        mac = hmac.new(self.secret_key, message, hashlib.sha256).digest()
         return SECRET_DIGEST_PREFIX + b64encode_str(mac)
 
     async def _failed(
@@ -202,7 +205,7 @@ class Clients:
         """Audit a failed client authentication (under the limit: over it, the throttle
         answers instead) and raise InvalidClient."""
         if not over_limit:
-            await self._audit.record(
+            await self.audit.record(
                 "client_auth_failed", ip=ip, client_id=record.client_id if record else None
             )
         raise InvalidClient(reason)
@@ -219,16 +222,16 @@ class Clients:
         known_id = isinstance(client_id, str) and 0 < len(client_id) <= _MAX_CLIENT_ID
 
         async def check(over_limit: bool) -> ClientRecord:
-            record = await self._store.get_client(client_id) if known_id else None
+            record = await self.store.get_client(client_id) if known_id else None
             if record is not None and (record.revoked_at is not None or not record.secret_hash):
                 record = None
             stored = record.secret_hash if record is not None else None
             if record is not None and stored and not stored.startswith(SECRET_DIGEST_PREFIX):
                 if over_limit:  # no argon2 work over the limit: the throttle answers 429
                     raise InvalidClient("over the limit, with an argon2id secret")
-                if not await self._hasher.verify(stored, secret):
+                if not await self.hasher.verify(stored, secret):
                     await self._failed(record, ip, "wrong client secret", over_limit=over_limit)
-                await self._store.replace_client_secret(
+                await self.store.replace_client_secret(
                     client_id, old=stored, new=self._digest(client_id, secret)
                 )
                 return record
@@ -240,7 +243,7 @@ class Clients:
                 )
             return record
 
-        return await self._throttle.attempt(client_id if known_id else _NO_CLIENT, ip, check)
+        return await self.throttle.attempt(client_id if known_id else _NO_CLIENT, ip, check)
 
     async def authenticate_assertion(
         self, client_id: str | None, assertion: str, *, ip: str | None
@@ -261,7 +264,7 @@ class Clients:
         subject = claimed if claimed is not None and 0 < len(claimed) <= _MAX_CLIENT_ID else None
 
         async def check(over_limit: bool) -> ClientRecord:
-            record = await self._store.get_client(subject) if subject is not None else None
+            record = await self.store.get_client(subject) if subject is not None else None
             if record is None or record.revoked_at is not None or record.public_jwk is None:
                 await self._failed(
                     None, ip, "assertion: not a private_key_jwt client", over_limit=over_limit
@@ -279,17 +282,17 @@ class Clients:
                 await self._failed(
                     record, ip, f"assertion refused: {exc.reason}", over_limit=over_limit
                 )
-            if not await self._store.use_assertion_id(
+            if not await self.store.use_assertion_id(
                 record.client_id,
                 str(claims["jti"]),
-                expires_at=float(claims["exp"]) + self._leeway,
+                expires_at=float(claims["exp"]) + self.leeway,
             ):
                 await self._failed(
                     record, ip, "assertion jti was already used", over_limit=over_limit
                 )
             return record
 
-        return await self._throttle.attempt(subject or _NO_CLIENT, ip, check)
+        return await self.throttle.attempt(subject or _NO_CLIENT, ip, check)
 
     def _verify_assertion(self, assertion: str, record: ClientRecord) -> dict[str, Any]:
         """The signature, then the claims, of a client's assertion; InvalidClient if not."""
@@ -301,11 +304,11 @@ class Clients:
             policy = ClaimsPolicy(
                 issuer=record.client_id,
                 required=frozenset({"exp", "iss", "sub", "aud", "jti"}) - {"aud"},
-                leeway=self._leeway,
+                leeway=self.leeway,
                 max_lifetime=MAX_ASSERTION_LIFETIME,
             )
             claims = decode(
-                assertion, key, algorithms=[key.alg], policy=policy, now=self._clock.now()
+                assertion, key, algorithms=[key.alg], policy=policy, now=self.clock.now()
             )
         except (InvalidToken, InvalidKey) as exc:
             raise InvalidClient(f"{exc.code}") from exc
@@ -332,11 +335,11 @@ class Clients:
             if not wanted or not set(wanted) <= allowed:
                 raise InvalidScope("the requested scope is beyond what the client is allowed")
             granted = sorted(set(wanted))
-        token, ttl = self._tokens.issue(
+        token, ttl = self.tokens.issue(
             sub=client.client_id,
             client_id=client.client_id,
             scope=granted,
-            now=self._clock.now(),
+            now=self.clock.now(),
             ttl=client.access_ttl or self.access_ttl,
         )
         return ClientGrant(token, ttl, " ".join(granted))
@@ -344,6 +347,6 @@ class Clients:
     async def purge(self) -> int:
         """Drop expired assertion ids."""
         try:
-            return await self._store.purge_assertion_ids(now=self._clock.now())
+            return await self.store.purge_assertion_ids(now=self.clock.now())
         except AuthgateError:
             return 0

@@ -10,6 +10,7 @@ none of it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import KW_ONLY, dataclass
 
 from authgate.clock import Clock
 from authgate.errors import NotFound
@@ -20,83 +21,76 @@ from authgate.service.sessions import Sessions
 from authgate.storage.base import RoleRecord, UserStore
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class Directory:
     """Admin rules: roles, role edits, disable, enable, delete."""
 
-    def __init__(
-        self,
-        users: UserStore,
-        *,
-        sessions: Sessions,
-        revocations: Revocations,
-        audit: Audit,
-        clock: Clock,
-    ) -> None:
-        self._users = users
-        self._sessions = sessions
-        self._revocations = revocations
-        self._audit = audit
-        self._clock = clock
+    users: UserStore
+    _: KW_ONLY
+    sessions: Sessions
+    revocations: Revocations
+    audit: Audit
+    clock: Clock
 
     async def _existing_roles(self, roles: Sequence[str]) -> list[str]:
         names = sorted({check_role_name(role) for role in roles})
         for name in names:
-            if await self._users.get_role(name) is None:
+            if await self.users.get_role(name) is None:
                 raise NotFound(f"no role {name!r}", role=name)
         return names
 
     async def _publish(self, versions: dict[str, int]) -> None:
         for user_id, ver in sorted(versions.items()):
-            await self._revocations.revoke_user(user_id, ver=ver)
+            await self.revocations.revoke_user(user_id, ver=ver)
 
     async def set_roles(self, user_id: str, roles: Sequence[str]) -> None:
         """Replace the user's roles (each must exist; NotFound otherwise, or for no such
         user). Every access token issued before dies; sessions go on, so a refresh gets a
         token with the new roles."""
         names = await self._existing_roles(roles)
-        ver = await self._users.set_roles(user_id, names)
+        ver = await self.users.set_roles(user_id, names)
         if ver is None:
             raise NotFound("no such user")
         await self._publish({user_id: ver})
-        await self._audit.record("roles_changed", user_id=user_id, roles=names)
+        await self.audit.record("roles_changed", user_id=user_id, roles=names)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Disable (every session ends, every token dies) or enable a user."""
-        ver = await self._users.set_disabled(user_id, disabled)
+        ver = await self.users.set_disabled(user_id, disabled)
         if ver is None:
             raise NotFound("no such user")
         await self._publish({user_id: ver})
-        await self._audit.record("user_disabled" if disabled else "user_enabled", user_id=user_id)
+        await self.audit.record("user_disabled" if disabled else "user_enabled", user_id=user_id)
         if disabled:
-            await self._sessions.end_all(user_id, reason="user_disabled")
+            await self.sessions.end_all(user_id, reason="user_disabled")
 
     async def delete_user(self, user_id: str) -> None:
         """Delete a user; every session goes with it, and a version floor above any token
         it could ever have had makes every guard drop them."""
-        ver = await self._users.delete_user(user_id)
+        ver = await self.users.delete_user(user_id)
         if ver is None:
             raise NotFound("no such user")
         await self._publish({user_id: ver + 1})
-        await self._audit.record("user_deleted", user_id=user_id)
+        await self.audit.record("user_deleted", user_id=user_id)
 
     async def put_role(self, name: str, permissions: Iterable[str]) -> RoleRecord:
         """Create or replace a role; the tokens of its holders die (a refresh updates them)."""
-        existing = await self._users.get_role(check_role_name(name))
+        existing = await self.users.get_role(check_role_name(name))
         role = RoleRecord(
             name=name,
             permissions=check_permissions(permissions),
-            created_at=existing.created_at if existing else self._clock.now(),
+            created_at=existing.created_at if existing else self.clock.now(),
         )
-        await self._publish(await self._users.put_role(role))
-        await self._audit.record("role_saved", role=name, permissions=list(role.permissions))
+        await self._publish(await self.users.put_role(role))
+        await self.audit.record("role_saved", role=name, permissions=list(role.permissions))
         return role
 
     async def delete_role(self, name: str) -> list[str]:
         """Delete a role (NotFound if none); the tokens of its former holders die. Returns
         their ids."""
-        holders = await self._users.delete_role(name)
+        holders = await self.users.delete_role(name)
         if holders is None:
             raise NotFound("no such role")
         await self._publish(holders)
-        await self._audit.record("role_deleted", role=name)
+        await self.audit.record("role_deleted", role=name)
         return sorted(holders)

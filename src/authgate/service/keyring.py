@@ -180,6 +180,13 @@ class Keyring:
         nxt = next((r for r in records if r.state == "next"), None)
         if nxt is None:
             return False
+        await self._retire_current(records, now)
+        await self._store.update_key(nxt.kid, state="current", activated_at=now)
+        await self._store.insert_key(self._new_record("next", now))
+        return True
+
+    async def _retire_current(self, records: list[KeyRecord], now: float) -> None:
+        """The current key starts retiring: published until every token it signed expires."""
         for r in records:
             if r.state == "current":
                 await self._store.update_key(
@@ -188,9 +195,6 @@ class Keyring:
                     retired_at=now,
                     expires_at=now + self._token_lifetime,
                 )
-        await self._store.update_key(nxt.kid, state="current", activated_at=now)
-        await self._store.insert_key(self._new_record("next", now))
-        return True
 
     async def rotate(self) -> KeyringView:
         """Make the next key current now; the current one retires; a new next is made."""
@@ -208,14 +212,7 @@ class Keyring:
             now = self._clock.now()
             records = await self._store.list_keys()
             if activate:
-                for r in records:
-                    if r.state == "current":
-                        await self._store.update_key(
-                            r.kid,
-                            state="retiring",
-                            retired_at=now,
-                            expires_at=now + self._token_lifetime,
-                        )
+                await self._retire_current(records, now)
             else:
                 for r in records:
                     if r.state == "next":

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import KW_ONLY, dataclass
+from typing import ClassVar, TypeVar
 
 from authgate.clock import Clock
 from authgate.errors import InvalidClient, InvalidCredentials, Throttled
@@ -51,61 +51,53 @@ def _retry_after(state: CounterState, window: float, now: float) -> int:
     return max(1, int(state.window_start + window - now) + 1)
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class _Throttle:
     """The reserve / release primitives shared by the login and client throttles."""
 
-    def __init__(
-        self,
-        counters: Counters,
-        *,
-        policy: ThrottlePolicy,
-        clock: Clock,
-        prefixes: tuple[str, str],
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._counters = counters
-        self.policy = policy
-        self._clock = clock
-        self._prefixes = prefixes
-        self._sleep = sleep
+    prefixes: ClassVar[tuple[str, str]]  # the counters' key prefixes: (subject, IP)
+    counters: Counters
+    _: KW_ONLY
+    policy: ThrottlePolicy
+    clock: Clock
 
     def _keys(self, subject: str, ip: str | None) -> tuple[str, str | None]:
-        by_subject, by_ip = self._prefixes
+        by_subject, by_ip = self.prefixes
         return f"{by_subject}:{subject}", (f"{by_ip}:{ip}" if ip else None)
 
     async def _reserve(self, subject: str, ip: str | None, *, what: str) -> Reservation:
         """Count one attempt on the IP, then on the subject; Throttled (with nothing left
         counted) when the IP is over its limit. The subject's lock is the caller's call."""
         p = self.policy
-        now = self._clock.now()
+        now = self.clock.now()
         subject_key, ip_key = self._keys(subject, ip)
         ip_state: CounterState | None = None
         if ip_key is not None:
             # A read first, so that a flood from a locked address costs no write.
-            seen = await self._counters.peek(ip_key, now=now, window=p.window)
+            seen = await self.counters.peek(ip_key, now=now, window=p.window)
             if seen.count < p.ip_limit:
-                ip_state = await self._counters.hit(ip_key, now=now, window=p.window)
+                ip_state = await self.counters.hit(ip_key, now=now, window=p.window)
             if ip_state is None or ip_state.count > p.ip_limit:
                 if ip_state is not None:
-                    await self._counters.release(ip_key, window_start=ip_state.window_start)
+                    await self.counters.release(ip_key, window_start=ip_state.window_start)
                 raise Throttled(
                     f"too many failed {what} from this address",
                     retry_after=_retry_after(ip_state or seen, p.window, now),
                 )
         try:
-            state = await self._counters.hit(subject_key, now=now, window=p.window)
+            state = await self.counters.hit(subject_key, now=now, window=p.window)
         except Exception:  # cancelled: it stays counted, the safe side
             if ip_state is not None and ip_key is not None:
-                await self._counters.release(ip_key, window_start=ip_state.window_start)
+                await self.counters.release(ip_key, window_start=ip_state.window_start)
             raise
         return Reservation(subject_key, state, ip_key, ip_state)
 
     async def _release(self, r: Reservation, *, subject: bool = True) -> None:
         """Give a reservation back (the subject's part too unless ``subject=False``)."""
         if subject:
-            await self._counters.release(r.subject_key, window_start=r.subject.window_start)
+            await self.counters.release(r.subject_key, window_start=r.subject.window_start)
         if r.ip_key is not None and r.ip is not None:
-            await self._counters.release(r.ip_key, window_start=r.ip.window_start)
+            await self.counters.release(r.ip_key, window_start=r.ip.window_start)
 
     def _locked(self, r: Reservation) -> bool:
         # The attempt after lock_after - 1 failures is the lock_after-th: refused.
@@ -118,21 +110,14 @@ class _Throttle:
         return 0.0
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class LoginThrottle(_Throttle):
     """Throttles every password check: per account, a growing delay then a lock that
     refuses even the right password; per IP, a lock. A success clears the account."""
 
-    def __init__(
-        self,
-        counters: Counters,
-        *,
-        policy: ThrottlePolicy,
-        clock: Clock,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        super().__init__(
-            counters, policy=policy, clock=clock, prefixes=("login:acct", "login:ip"), sleep=sleep
-        )
+    prefixes = ("login:acct", "login:ip")
+    _: KW_ONLY
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def attempt(self, account: str, ip: str | None, check: Callable[[], Awaitable[T]]) -> T:
         """Run ``check`` (the password check of ``account``) as one counted attempt.
@@ -142,9 +127,9 @@ class LoginThrottle(_Throttle):
         ``delay_after``-th, waits a growing delay. A success clears the account's failures.
         """
         p = self.policy
-        now = self._clock.now()
+        now = self.clock.now()
         subject_key, _ = self._keys(account, ip)
-        seen = await self._counters.peek(subject_key, now=now, window=p.window)
+        seen = await self.counters.peek(subject_key, now=now, window=p.window)
         if seen.count >= p.lock_after - 1:  # already locked: refuse without a write
             raise Throttled(
                 "too many failed logins for this account",
@@ -162,16 +147,17 @@ class LoginThrottle(_Throttle):
         except InvalidCredentials:
             delay = self._delay(r.subject.count)
             if delay:
-                await self._sleep(delay)
+                await self.sleep(delay)
             raise
         except Exception:
             await self._release(r)  # the check did not run to a verdict: not a failure
             raise
-        await self._counters.reset(r.subject_key)
+        await self.counters.reset(r.subject_key)
         await self._release(r, subject=False)
         return result
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class ClientThrottle(_Throttle):
     """Throttles client authentication: per IP, a lock; per client id, failures over the
     limit are answered 429.
@@ -182,8 +168,7 @@ class ClientThrottle(_Throttle):
     told when the client id is over its limit, and must then do no expensive work.
     """
 
-    def __init__(self, counters: Counters, *, policy: ThrottlePolicy, clock: Clock) -> None:
-        super().__init__(counters, policy=policy, clock=clock, prefixes=("client:id", "client:ip"))
+    prefixes = ("client:id", "client:ip")
 
     async def attempt(
         self, client_id: str, ip: str | None, check: Callable[[bool], Awaitable[T]]
@@ -200,7 +185,7 @@ class ClientThrottle(_Throttle):
                 await self._release(r)  # already over: keep the count where it is
                 raise Throttled(
                     "too many failed authentications for this client",
-                    retry_after=_retry_after(r.subject, self.policy.window, self._clock.now()),
+                    retry_after=_retry_after(r.subject, self.policy.window, self.clock.now()),
                 ) from exc
             raise
         except Exception:

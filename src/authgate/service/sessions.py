@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from authgate.clock import Clock
@@ -37,7 +37,7 @@ from authgate.errors import (
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
 from authgate.service.revocation import Revocations
-from authgate.service.tokens import AccessTokens
+from authgate.service.tokens import AccessTokens, TokenPolicy
 from authgate.storage.base import RefreshRecord, SessionRecord, SessionStore, UserRecord
 
 REFRESH_PREFIX = "rt_"
@@ -94,33 +94,28 @@ class AccessContext:
         return frozenset(str(self.claims.get("scope", "")).split())
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class Sessions:
     """Issues and rotates token pairs; ends sessions."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        accounts: Accounts,
-        tokens: AccessTokens,
-        revocations: Revocations,
-        audit: Audit,
-        clock: Clock,
-        refresh_secret: bytes,
-    ) -> None:
-        self._store = store
-        self._accounts = accounts
-        self._tokens = tokens
-        self._revocations = revocations
-        self._audit = audit
-        self._clock = clock
-        self.policy = tokens.policy
-        self._secret = refresh_secret
+    store: SessionStore
+    _: KW_ONLY
+    accounts: Accounts
+    tokens: AccessTokens
+    revocations: Revocations
+    audit: Audit
+    clock: Clock
+    refresh_secret: bytes
+
+    @property
+    def policy(self) -> TokenPolicy:
+        """The lifetimes and identity of the tokens issued."""
+        return self.tokens.policy
 
     # --- issuing ----------------------------------------------------------------------------
 
     def _successor(self, token: str) -> str:
-        mac = hmac.new(self._secret, token.encode("utf-8"), hashlib.sha256).digest()
+        mac = hmac.new(self.refresh_secret, token.encode("utf-8"), hashlib.sha256).digest()
         return REFRESH_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def issue_access(
@@ -133,7 +128,7 @@ class Sessions:
         now: float,
     ) -> tuple[str, int]:
         """Sign an RFC 9068 access token of a session; return it with its lifetime."""
-        return self._tokens.issue(
+        return self.tokens.issue(
             sub=user.id,
             client_id=client_id,
             scope=permissions,
@@ -165,9 +160,9 @@ class Sessions:
         the user's roles, permissions and ``ver`` as read in the transaction that creates
         the session; InvalidCredentials (nothing written) if the user was disabled or
         deleted meanwhile."""
-        now = self._clock.now()
+        now = self.clock.now()
         if scope is not None:  # refuse a bad scope before anything is written
-            self._narrow(await self._accounts.permissions(user), scope)
+            self._narrow(await self.accounts.permissions(user), scope)
         sid = "sid_" + secrets.token_urlsafe(16)
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
         expires_at = now + self.policy.refresh_max_ttl
@@ -186,7 +181,7 @@ class Sessions:
         first = RefreshRecord(
             digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
         )
-        live = await self._store.create_session(session, first, password_hash=user.password_hash)
+        live = await self.store.create_session(session, first, password_hash=user.password_hash)
         if live is None:
             raise InvalidCredentials("the account was disabled or deleted during the login")
         permissions = self._narrow(live.permissions, scope)
@@ -214,11 +209,11 @@ class Sessions:
         ):
             raise InvalidGrant("malformed refresh token")
         digest = digest_of(refresh_token)
-        context = await self._store.refresh_context(digest)
+        context = await self.store.refresh_context(digest)
         if context is None:
             raise InvalidGrant("unknown refresh token")
         record, session, user = context.token, context.session, context.user
-        now = self._clock.now()
+        now = self.clock.now()
         if session.revoked_at is not None:
             raise InvalidGrant("session has ended")
         if (client_id or FIRST_PARTY_CLIENT) != session.client_id:
@@ -232,7 +227,7 @@ class Sessions:
         if record.rotated_at is None:
             if now >= record.idle_expires_at:
                 raise InvalidGrant("refresh token expired (idle)")
-            won = await self._store.rotate_refresh(
+            won = await self.store.rotate_refresh(
                 digest,
                 RefreshRecord(
                     digest=successor_digest,
@@ -244,7 +239,7 @@ class Sessions:
                 now=now,
             )
             if not won:
-                fresh = await self._store.get_refresh(digest)
+                fresh = await self.store.get_refresh(digest)
                 if fresh is None or fresh.rotated_at is None:
                     raise InvalidGrant("session has ended")
                 record = fresh
@@ -282,25 +277,25 @@ class Sessions:
             return False
         if record.successor != successor_digest:
             return False
-        head = await self._store.get_refresh(successor_digest)
+        head = await self.store.get_refresh(successor_digest)
         if head is None or head.rotated_at is not None:
             return False
-        return await self._store.claim_replay(record.sid, now=now)
+        return await self.store.claim_replay(record.sid, now=now)
 
     async def _reuse_detected(self, session: SessionRecord, ip: str | None) -> None:
-        if await self._store.revoke_session(session.sid, now=self._clock.now()):
-            await self._revocations.revoke_sid(session.sid)
-        await self._audit.record("refresh_reuse", user_id=session.user_id, sid=session.sid, ip=ip)
+        if await self.store.revoke_session(session.sid, now=self.clock.now()):
+            await self.revocations.revoke_sid(session.sid)
+        await self.audit.record("refresh_reuse", user_id=session.user_id, sid=session.sid, ip=ip)
 
     async def refresh_token_info(self, refresh_token: str) -> dict[str, Any] | None:
         """What introspection may say of a live refresh token (the family head), or None."""
         if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
             return None
-        record = await self._store.get_refresh(digest_of(refresh_token))
-        now = self._clock.now()
+        record = await self.store.get_refresh(digest_of(refresh_token))
+        now = self.clock.now()
         if record is None or record.rotated_at is not None or now >= record.idle_expires_at:
             return None
-        session = await self._store.get_session(record.sid)
+        session = await self.store.get_session(record.sid)
         if session is None or session.revoked_at is not None or now >= session.expires_at:
             return None
         return {
@@ -318,10 +313,10 @@ class Sessions:
         ``client_id``. False (and nothing done) for an unknown or foreign token."""
         if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
             return False
-        record = await self._store.get_refresh(digest_of(refresh_token))
+        record = await self.store.get_refresh(digest_of(refresh_token))
         if record is None:
             return False
-        session = await self._store.get_session(record.sid)
+        session = await self.store.get_session(record.sid)
         if session is None or session.client_id != client_id:
             return False
         await self.end(session.sid, reason="oauth2_revoke")
@@ -331,13 +326,13 @@ class Sessions:
         """RFC 7009 for an access token: revoke its jti until it expires, if it verifies and
         was issued to ``client_id``."""
         try:
-            claims = self._tokens.decode(token)
+            claims = self.tokens.decode(token)
         except InvalidToken:
             return False
         if claims.get("client_id") != client_id:
             return False
-        await self._revocations.revoke_jti(str(claims["jti"]), exp=float(claims["exp"]))
-        await self._audit.record("token_revoked", user_id=str(claims["sub"]), sid=claims.get("sid"))
+        await self.revocations.revoke_jti(str(claims["jti"]), exp=float(claims["exp"]))
+        await self.audit.record("token_revoked", user_id=str(claims["sub"]), sid=claims.get("sid"))
         return True
 
     # --- access tokens ----------------------------------------------------------------------
@@ -345,14 +340,14 @@ class Sessions:
     async def authenticate(self, token: str) -> AccessContext:
         """Verify an access token strictly, and refuse it at once if revoked or if its user
         is disabled or gone (TokenRevoked)."""
-        claims = await self._tokens.decode_fresh(token)
+        claims = await self.tokens.decode_fresh(token)
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")
         ver = claims.get("ver")
         if type(ver) is not int:
             raise TokenRevoked("token has no privilege version")
-        state = await self._store.access_state(sid, sub, jti, now=self._clock.now())
+        state = await self.store.access_state(sid, sub, jti, now=self.clock.now())
         user, session = state.user, state.session
         if user is None or user.disabled or ver < user.ver:
             raise TokenRevoked("token's user is gone or disabled, or its privileges changed")
@@ -366,30 +361,28 @@ class Sessions:
 
     async def end(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> None:
         """End one session (NotFound if it is not the user's); its tokens die everywhere."""
-        session = await self._store.get_session(sid)
+        session = await self.store.get_session(sid)
         if session is None or (user_id is not None and session.user_id != user_id):
             raise NotFound("no such session")
-        if await self._store.revoke_session(sid, now=self._clock.now()):
-            await self._revocations.revoke_sid(sid)
-        await self._audit.record("session_revoked", user_id=session.user_id, sid=sid, reason=reason)
+        if await self.store.revoke_session(sid, now=self.clock.now()):
+            await self.revocations.revoke_sid(sid)
+        await self.audit.record("session_revoked", user_id=session.user_id, sid=sid, reason=reason)
 
     async def end_all(self, user_id: str, *, keep: str | None = None, reason: str) -> list[str]:
         """End every session of a user but ``keep``. Without ``keep``, the user's ``ver``
         also moves, so every access token issued before dies."""
-        now = self._clock.now()
-        sids = await self._store.revoke_user_sessions(user_id, now=now, keep=keep)
+        now = self.clock.now()
+        sids = await self.store.revoke_user_sessions(user_id, now=now, keep=keep)
         if keep is None:
-            ver = await self._accounts.bump_version(user_id)
+            ver = await self.accounts.bump_version(user_id)
             if ver is not None:
-                await self._revocations.revoke_user(user_id, ver=ver)
+                await self.revocations.revoke_user(user_id, ver=ver)
         else:
             for sid in sids:
-                await self._revocations.revoke_sid(sid)
-        await self._audit.record(
-            "sessions_revoked", user_id=user_id, count=len(sids), reason=reason
-        )
+                await self.revocations.revoke_sid(sid)
+        await self.audit.record("sessions_revoked", user_id=user_id, count=len(sids), reason=reason)
         return sids
 
     async def list(self, user_id: str) -> list[SessionRecord]:
         """The user's live sessions, newest first."""
-        return await self._store.list_sessions(user_id, live_at=self._clock.now())
+        return await self.store.list_sessions(user_id, live_at=self.clock.now())

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 RevocationKind = Literal["jti", "sid", "user"]
@@ -150,6 +150,13 @@ def audit_hash(
         allow_nan=False,
     )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def record_hash(record: AuditRecord) -> str:
+    """The hash ``record`` must carry: ``audit_hash`` of its fields and its ``prev_hash``."""
+    chained = asdict(record)
+    del chained["hash"]
+    return audit_hash(**chained)
 
 
 @dataclass(frozen=True, slots=True)

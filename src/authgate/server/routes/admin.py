@@ -50,32 +50,15 @@ async def _user(
 
 
 def _role(role: RoleRecord) -> RoleOut:
-    return RoleOut(name=role.name, permissions=list(role.permissions), created_at=role.created_at)
+    return RoleOut.model_validate(role, from_attributes=True)
 
 
 def _session(s: SessionRecord) -> AdminSessionOut:
-    return AdminSessionOut(
-        sid=s.sid,
-        user_id=s.user_id,
-        client_id=s.client_id,
-        created_at=s.created_at,
-        last_used_at=s.last_used_at,
-        expires_at=s.expires_at,
-        ip=s.ip,
-        user_agent=s.user_agent,
-    )
+    return AdminSessionOut.model_validate(s, from_attributes=True)
 
 
 def _key(k: KeyRecord) -> KeyOut:
-    return KeyOut(
-        kid=k.kid,
-        alg=k.alg,
-        state=k.state,
-        created_at=k.created_at,
-        activated_at=k.activated_at,
-        retired_at=k.retired_at,
-        expires_at=k.expires_at,
-    )
+    return KeyOut.model_validate(k, from_attributes=True)
 
 
 @router.get("/users", response_model=UserPage)

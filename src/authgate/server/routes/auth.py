@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from authgate.errors import InsufficientScope, InvalidClient, InvalidCredentials, InvalidRequest
 from authgate.jsonbody import loads_body
 from authgate.server.deps import (
+    NO_STORE,
     Authenticated,
     Svc,
     admin,
@@ -40,7 +41,6 @@ from authgate.storage.base import UserRecord
 from authgate.wiring import Services
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 async def user_out(svc: Services, user: UserRecord) -> UserOut:

@@ -20,7 +20,7 @@ from authgate.errors import (
     InvalidRequest,
     UnsupportedGrantType,
 )
-from authgate.server.deps import basic_credentials, client_ip, metrics, services
+from authgate.server.deps import NO_STORE, basic_credentials, client_ip, metrics, services
 from authgate.server.problems import error_response
 from authgate.server.schemas import oauth_error_responses, problem_responses
 from authgate.service.clients import ASSERTION_TYPE
@@ -29,7 +29,6 @@ from authgate.storage.base import ClientRecord
 from authgate.wiring import Services
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FORM = "application/x-www-form-urlencoded"
 _MAX_PARAM = 8192
 
@@ -77,6 +76,25 @@ async def _form(request: Request) -> FormData:
 def _param(form: FormData, name: str) -> str | None:
     value = form.get(name)
     return value if isinstance(value, str) and value != "" else None
+
+
+def _required(form: FormData, name: str) -> str:
+    value = _param(form, name)
+    if value is None:
+        raise InvalidRequest(f"{name} is required")
+    return value
+
+
+def _token_body(hint: dict[str, Any]) -> dict[str, Any]:
+    """The form of /revoke and /introspect: ``token``, its type hint, client authentication."""
+    return _form_body(
+        {
+            "token": {"type": "string", "maxLength": _MAX_PARAM},
+            "token_type_hint": hint,
+            **_CLIENT_FIELDS,
+        },
+        ["token"],
+    )
 
 
 async def authenticate_client(
@@ -135,10 +153,8 @@ async def token(request: Request) -> Response:
     svc = services(request)
     try:
         form = await _form(request)
-        grant_type = _param(form, "grant_type")
+        grant_type = _required(form, "grant_type")
         scope = _param(form, "scope")
-        if grant_type is None:
-            raise InvalidRequest("grant_type is required")
         if grant_type == "client_credentials":
             caller = await authenticate_client(request, form, svc, allow_public=False)
             assert caller.record is not None
@@ -147,9 +163,7 @@ async def token(request: Request) -> Response:
             return JSONResponse(grant.response(), headers=NO_STORE)
         if grant_type == "refresh_token":
             caller = await authenticate_client(request, form, svc, allow_public=True)
-            refresh = _param(form, "refresh_token")
-            if refresh is None:
-                raise InvalidRequest("refresh_token is required")
+            refresh = _required(form, "refresh_token")
             pair = await svc.sessions.refresh(
                 refresh, ip=client_ip(request), client_id=caller.client_id, scope=scope
             )
@@ -162,14 +176,7 @@ async def token(request: Request) -> Response:
 
 @router.post(
     "/revoke",
-    openapi_extra=_form_body(
-        {
-            "token": {"type": "string", "maxLength": _MAX_PARAM},
-            "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
-            **_CLIENT_FIELDS,
-        },
-        ["token"],
-    ),
+    openapi_extra=_token_body({"type": "string", "enum": ["access_token", "refresh_token"]}),
     response_class=Response,
     responses=_OAUTH_ERRORS | {200: {"description": "Revoked, or unknown", "content": {}}},
 )
@@ -180,9 +187,7 @@ async def revoke(request: Request) -> Response:
     try:
         form = await _form(request)
         caller = await authenticate_client(request, form, svc, allow_public=True)
-        value = _param(form, "token")
-        if value is None:
-            raise InvalidRequest("token is required")
+        value = _required(form, "token")
         # RFC 7009 2.1: the hint is only a hint; both kinds are tried, refresh first.
         await svc.introspection.revoke(value, client_id=caller.client_id)
     except AuthgateError as exc:
@@ -192,14 +197,7 @@ async def revoke(request: Request) -> Response:
 
 @router.post(
     "/introspect",
-    openapi_extra=_form_body(
-        {
-            "token": {"type": "string", "maxLength": _MAX_PARAM},
-            "token_type_hint": {"type": "string"},
-            **_CLIENT_FIELDS,
-        },
-        ["token"],
-    ),
+    openapi_extra=_token_body({"type": "string"}),
     responses=_OAUTH_ERRORS,
 )
 async def introspect(request: Request) -> Response:
@@ -209,9 +207,7 @@ async def introspect(request: Request) -> Response:
     try:
         form = await _form(request)
         caller = await authenticate_client(request, form, svc, allow_public=False)
-        value = _param(form, "token")
-        if value is None:
-            raise InvalidRequest("token is required")
+        value = _required(form, "token")
         if caller.record is None:  # allow_public=False: never the public client
             raise InvalidClient("introspection needs client authentication")
         body = await svc.introspection.introspect(value, caller=caller.record)

@@ -1,21 +1,12 @@
-"""Service clients and their seen client-assertion ids.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2025-01-02 00:00:00
-"""
+"""Service clients and their seen client-assertion ids."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,14 +1,8 @@
-"""Chain the audit log: each event stores its predecessor's hash and its own.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2025-01-03 00:00:00
-"""
+"""Chain the audit log: each event stores its predecessor's hash and its own."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,8 +11,6 @@ from authgate.storage.base import audit_hash
 
 revision: str = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -5,23 +5,15 @@ permissions, disabling, logging out everywhere) increments it in the same transa
 every access token carries the version it was issued under. ``revocations.ver`` carries it to
 the guards. ``sessions.replayed_at`` records the one replay the grace window allows a family.
 Access tokens issued before this migration carry no version and are refused from then on.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-07 00:00:00
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 # Plain ALTER TABLE, never a batch "copy and move" on SQLite: dropping the old users table

@@ -172,13 +172,8 @@ class Settings:
 
     def login_throttle_policy(self) -> ThrottlePolicy:
         """The throttle of password checks (per account and per IP)."""
-        return ThrottlePolicy(
-            window=self.throttle_window,
-            delay_after=self.throttle_delay_after,
-            lock_after=self.throttle_lock_after,
-            ip_limit=self.throttle_ip_limit,
-            base_delay=self.throttle_base_delay,
-        )
+        names = ("window", "delay_after", "lock_after", "ip_limit", "base_delay")
+        return ThrottlePolicy(**{name: getattr(self, f"throttle_{name}") for name in names})
 
     def client_throttle_policy(self) -> ThrottlePolicy:
         """The throttle of client authentication (per client id and per IP)."""

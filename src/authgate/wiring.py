@@ -162,23 +162,23 @@ class Services:
         )
         await keyring.load()
         tokens = AccessTokens(keyring, policy=settings.token_policy(), clock=clock)
+        # What both token issuers (user sessions and service clients) are built on.
+        issuing: dict[str, Any] = {
+            "accounts": accounts,
+            "tokens": tokens,
+            "revocations": revocations,
+            "audit": audit,
+            "clock": clock,
+        }
         sessions = Sessions(
             storage,
-            accounts=accounts,
-            tokens=tokens,
-            revocations=revocations,
-            audit=audit,
-            clock=clock,
+            **issuing,
             refresh_secret=derive(master, b"authgate refresh-token successor v1"),
         )
         clients = Clients(
             storage,
-            accounts=accounts,
+            **issuing,
             hasher=hasher,
-            tokens=tokens,
-            revocations=revocations,
-            audit=audit,
-            clock=clock,
             secret_key=derive(master, b"authgate client-secret digest v1"),
             throttle=ClientThrottle(
                 counters,

@@ -190,15 +190,11 @@ def keys() -> None:
     """Signing-key lifecycle."""
 
 
+_KEY_FIELDS = ("kid", "alg", "state", "created_at", "activated_at", "expires_at")
+
+
 def _key_line(record: Any) -> None:
-    json_line(
-        kid=record.kid,
-        alg=record.alg,
-        state=record.state,
-        created_at=record.created_at,
-        activated_at=record.activated_at,
-        expires_at=record.expires_at,
-    )
+    json_line(**{name: getattr(record, name) for name in _KEY_FIELDS})
 
 
 @keys.command("list")

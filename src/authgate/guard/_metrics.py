@@ -34,6 +34,16 @@ class Observed(Protocol):
     def cache_stats(self) -> tuple[int, int, int]: ...
 
 
+# The guard's counters: name, help text, and the part of the guard and its attribute that
+# count them (a part that is off, a feed or JWKS the guard does not use, has none).
+_COUNTERS = (
+    ("authgate_guard_feed_polls", "Revocation feed polls.", "feed", "polls"),
+    ("authgate_guard_feed_failures", "Revocation feed polls that failed.", "feed", "failures"),
+    ("authgate_guard_jwks_fetches", "JWKS fetches.", "jwks", "fetches"),
+    ("authgate_guard_jwks_fetch_failures", "JWKS fetches that failed.", "jwks", "failures"),
+)
+
+
 class GuardCollector(Collector):
     """Staleness of the revocation feed, revoked entries, the token cache, JWKS fetches."""
 
@@ -60,36 +70,23 @@ class GuardCollector(Collector):
             entries.add_metric(["sid"], len(g.revoked.sid))
             entries.add_metric(["user"], g.revoked.users)
             yield entries
-        if g.feed is not None:
-            yield CounterMetricFamily(
-                "authgate_guard_feed_polls", "Revocation feed polls.", value=g.feed.polls
-            )
-            yield CounterMetricFamily(
-                "authgate_guard_feed_failures",
-                "Revocation feed polls that failed.",
-                value=g.feed.failures,
-            )
         info = g.cache_stats()
         yield GaugeMetricFamily(
             "authgate_guard_token_cache_entries", "Verified tokens cached.", value=info[0]
         )
+        hits, misses = info[1], info[2]
         yield CounterMetricFamily(
-            "authgate_guard_token_cache_hits", "Verifications served by the cache.", value=info[1]
+            "authgate_guard_token_cache_hits", "Verifications served by the cache.", value=hits
         )
         yield CounterMetricFamily(
             "authgate_guard_token_cache_misses",
             "Verifications that ran the token core.",
-            value=info[2],
+            value=misses,
         )
-        if g.jwks is not None:
-            yield CounterMetricFamily(
-                "authgate_guard_jwks_fetches", "JWKS fetches.", value=g.jwks.fetches
-            )
-            yield CounterMetricFamily(
-                "authgate_guard_jwks_fetch_failures",
-                "JWKS fetches that failed.",
-                value=g.jwks.failures,
-            )
+        for name, documentation, part, attribute in _COUNTERS:
+            counted = getattr(g, part)
+            if counted is not None:
+                yield CounterMetricFamily(name, documentation, value=getattr(counted, attribute))
 
 
 def register(guard: Observed, registry: CollectorRegistry) -> GuardCollector:

@@ -84,13 +84,10 @@ class Principal:
 
     @property
     def display_name(self) -> str:
-        """The subject (Starlette's BaseUser protocol)."""
+        """The subject (Starlette's BaseUser protocol, which asks for both names)."""
         return self.sub
 
-    @property
-    def identity(self) -> str:
-        """The subject (Starlette's BaseUser protocol)."""
-        return self.sub
+    identity = display_name
 
     def has(self, *permissions: str) -> bool:
         """True if the token grants every one of ``permissions``."""

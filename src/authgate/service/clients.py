@@ -39,7 +39,7 @@ from authgate.service.audit import Audit
 from authgate.service.introspection import INTROSPECT_SCOPE
 from authgate.service.limits import ClientThrottle
 from authgate.service.revocation import Revocations
-from authgate.service.tokens import AccessTokens
+from authgate.service.tokens import AccessTokens, token_response
 from authgate.storage.base import ClientRecord, ClientStore
 
 REVOCATIONS_SCOPE = "authgate:revocations"
@@ -65,12 +65,9 @@ class ClientGrant:
 
     def response(self) -> dict[str, Any]:
         """The RFC 6749 section 5.1 body (no refresh token)."""
-        return {
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "scope": self.scope,
-        }
+        return token_response(
+            access_token=self.access_token, expires_in=self.expires_in, scope=self.scope
+        )
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 from authgate.clock import Clock
 from authgate.storage.base import RevocationEvent, RevocationStore
@@ -29,6 +29,7 @@ class FeedPage:
     events: tuple[RevocationEvent, ...]
 
 
+@dataclass(eq=False)
 class Revocations:
     """Writes revocation events; an event expires once no token it could kill is alive.
 
@@ -37,20 +38,14 @@ class Revocations:
     lifetime: its expiry is stamped with this process's clock, and the verifiers that drop
     it read their own, so the margin absorbs the clocks' disagreement."""
 
-    def __init__(
-        self,
-        store: RevocationStore,
-        *,
-        clock: Clock,
-        token_lifetime: float,
-        poll_interval: float = 1.0,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._lifetime = token_lifetime
-        self.poll_interval = poll_interval
-        self._changed = asyncio.Event()
-        self.publishers: list[Callable[[], Awaitable[None]]] = []
+    store: RevocationStore
+    _: KW_ONLY
+    clock: Clock
+    token_lifetime: float
+    poll_interval: float = 1.0
+    # Other instances' long polls are woken through these (the Redis fan-out).
+    publishers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def notify(self) -> None:
         """Wake every long-poll waiting here (an event was written, here or elsewhere)."""
@@ -58,7 +53,7 @@ class Revocations:
         self._changed = asyncio.Event()
 
     async def _add(self, *args: object, **kwargs: object) -> RevocationEvent:
-        event = await self._store.add_revocation(*args, **kwargs)  # type: ignore[arg-type]
+        event = await self.store.add_revocation(*args, **kwargs)  # type: ignore[arg-type]
         self.notify()
         for publish in self.publishers:  # other instances' long polls (Redis fan-out)
             await publish()
@@ -66,19 +61,19 @@ class Revocations:
 
     async def revoke_jti(self, jti: str, *, exp: float) -> RevocationEvent:
         """Kill one access token until it expires."""
-        now = self._clock.now()
-        until = max(exp, now) + self._lifetime  # exp + leeway, and the clock margin
+        now = self.clock.now()
+        until = max(exp, now) + self.token_lifetime  # exp + leeway, and the clock margin
         return await self._add("jti", jti, now=now, expires_at=until)
 
     async def revoke_sid(self, sid: str) -> RevocationEvent:
         """Kill every access token of a session."""
-        now = self._clock.now()
-        return await self._add("sid", sid, now=now, expires_at=now + 2 * self._lifetime)
+        now = self.clock.now()
+        return await self._add("sid", sid, now=now, expires_at=now + 2 * self.token_lifetime)
 
     async def revoke_user(self, user_id: str, *, ver: int) -> RevocationEvent:
         """Kill every access token of a user whose ``ver`` claim is lower than ``ver``."""
-        now = self._clock.now()
-        until = now + 2 * self._lifetime
+        now = self.clock.now()
+        until = now + 2 * self.token_lifetime
         return await self._add("user", user_id, now=now, expires_at=until, ver=ver)
 
     async def revoke_subject(self, subject: str) -> RevocationEvent:
@@ -89,17 +84,17 @@ class Revocations:
 
     async def is_revoked(self, kind: str, value: str) -> bool:
         """True while a live event of this kind and value exists."""
-        return await self._store.is_revoked(kind, value, now=self._clock.now())  # type: ignore[arg-type]
+        return await self.store.is_revoked(kind, value, now=self.clock.now())  # type: ignore[arg-type]
 
     async def feed(self, after: int | None, *, limit: int = 1000) -> FeedPage:
         """Live events after the cursor, in order, with the next cursor."""
-        events = await self._store.revocations_after(after, now=self._clock.now(), limit=limit)
+        events = await self.store.revocations_after(after, now=self.clock.now(), limit=limit)
         if events:
             cursor = events[-1].id
         else:
             # Never echo a cursor beyond the newest id: after a restore or a fresh database
             # a follower then sees its cursor go back, and reads everything again.
-            latest = await self._store.latest_revocation_id()
+            latest = await self.store.latest_revocation_id()
             cursor = latest if after is None else min(after, latest)
         return FeedPage(cursor=cursor, events=tuple(events))
 
@@ -133,4 +128,4 @@ class Revocations:
 
     async def purge(self) -> int:
         """Drop expired events."""
-        return await self._store.purge_revocations(now=self._clock.now())
+        return await self.store.purge_revocations(now=self.clock.now())

@@ -37,7 +37,7 @@ from authgate.errors import (
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
 from authgate.service.revocation import Revocations
-from authgate.service.tokens import AccessTokens, TokenPolicy
+from authgate.service.tokens import AccessTokens, TokenPolicy, token_response
 from authgate.storage.base import RefreshRecord, SessionRecord, SessionStore, UserRecord
 
 REFRESH_PREFIX = "rt_"
@@ -64,14 +64,13 @@ class TokenPair:
 
     def response(self) -> dict[str, Any]:
         """The API's token response."""
-        return {
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
-            "refresh_expires_in": self.refresh_expires_in,
-            "scope": self.scope,
-        }
+        return token_response(
+            access_token=self.access_token,
+            expires_in=self.expires_in,
+            scope=self.scope,
+            refresh_token=self.refresh_token,
+            refresh_expires_in=self.refresh_expires_in,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,3 +91,17 @@ class AccessTokens:
             if not await self._keyring.refresh_if_older_than(1.0):
                 raise
             return self.decode(token)
+
+
+def token_response(
+    *, access_token: str, expires_in: int, scope: str, **more: Any
+) -> dict[str, Any]:
+    """An RFC 6749 section 5.1 token response: the access token, then ``more`` (a refresh
+    token and its lifetime, for a session)."""
+    return {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        **more,
+        "scope": scope,
+    }

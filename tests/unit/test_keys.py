@@ -1004,3 +1004,20 @@ def test_unknown_kid(keys: dict[str, Key]) -> None:
         with pytest.raises(UnknownKey) as excinfo:
             verify(token, target, algorithms=["ES256"])
         _refused(excinfo, UnknownKey, "unknown_key")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"kty": "EC", "crv": "P-256", "kty": "oct", "k": "c2VjcmV0"}',  # a duplicate member
+        b"\xef\xbb\xbf" + b'{"kty": "EC"}',  # a BOM
+        '{"keys": [' * 40 + "]" * 40 + "}",  # nested past the cap
+    ],
+)
+def test_parser_differential_jwk_json_is_read_strictly(document: str | bytes) -> None:
+    """A JWK or JWKS is read by the codec's strict parser, not json.loads (which lets the
+    last duplicate member win)."""
+    with pytest.raises(InvalidKey, match="strict JSON"):
+        Key.from_jwk(document)
+    with pytest.raises(InvalidKey, match="strict JSON"):
+        KeySet.from_jwks(document)

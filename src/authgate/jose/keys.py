@@ -8,7 +8,6 @@ publishes, selected by ``kid``. Every primitive is pyca/cryptography's.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -21,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from authgate.errors import InvalidKey, InvalidSignature, UnsupportedAlgorithm
+from authgate.errors import InvalidKey, InvalidSignature, MalformedToken, UnsupportedAlgorithm
+from authgate.jose import _json
 from authgate.jose._b64 import b64decode, b64encode_str
 from authgate.jose._json import dumps
 
@@ -131,8 +131,8 @@ def _looks_like_public_key(secret: bytes) -> str | None:
             return "a base64 DER key or certificate"
     if stripped.startswith(b"{"):
         try:
-            parsed = json.loads(stripped)
-        except ValueError:
+            parsed = _json_object(stripped)
+        except InvalidKey:
             parsed = None
         if isinstance(parsed, dict) and ("kty" in parsed or "keys" in parsed):
             return "a JWK"
@@ -166,6 +166,16 @@ def _load_pkcs1_der(data: bytes) -> object:
     body = base64.encodebytes(data)
     pem = b"-----BEGIN RSA PUBLIC KEY-----\n" + body + b"-----END RSA PUBLIC KEY-----\n"
     return serialization.load_pem_public_key(pem)
+
+
+def _json_object(data: str | bytes, *, what: str = "JSON") -> Any:
+    """A JWK or JWKS document, read by the codec's strict parser (no duplicate members,
+    UTF-8 only, capped nesting); InvalidKey if it is not one strict JSON object."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    try:
+        return _json.loads_object(raw)
+    except MalformedToken as exc:
+        raise InvalidKey(f"{what} is not one strict JSON object: {exc.reason}") from exc
 
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
@@ -303,10 +313,7 @@ class Key:
         must agree. EC and OKP keys imply theirs from ``crv``; RSA and oct keys must say.
         """
         if isinstance(jwk, str | bytes):
-            try:
-                jwk = json.loads(jwk)
-            except ValueError as exc:
-                raise InvalidKey("JWK is not valid JSON") from exc
+            jwk = _json_object(jwk, what="JWK")
         if not isinstance(jwk, Mapping):
             raise InvalidKey("JWK must be a JSON object")
         kty = jwk.get("kty")
@@ -576,10 +583,7 @@ class KeySet:
     def from_jwks(cls, jwks: Mapping[str, Any] | str | bytes) -> KeySet:
         """Load a JWKS document (``{"keys": [...]}``); each key must imply its algorithm."""
         if isinstance(jwks, str | bytes):
-            try:
-                jwks = json.loads(jwks)
-            except ValueError as exc:
-                raise InvalidKey("JWKS is not valid JSON") from exc
+            jwks = _json_object(jwks, what="JWKS")
         if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
             raise InvalidKey("JWKS must be an object with a 'keys' array")
         return cls(Key.from_jwk(k) for k in jwks["keys"])

@@ -300,12 +300,13 @@ def test_internal_scope_disclosure_admin_permission_is_not_advertised(
     server.make_admin()
 
     async def roles() -> None:
-        await server.services.accounts.put_role("editor", ["posts:read", "posts:write"])
-        await server.services.accounts.put_role("ops", ["authgate:console", "metrics:read"])
+        await server.services.directory.put_role("editor", ["posts:read", "posts:write"])
+        await server.services.directory.put_role("ops", ["authgate:console", "metrics:read"])
 
     server.call(roles())
     doc = server.http.get("/.well-known/oauth-authorization-server").json()
     assert doc["scopes_supported"] == [
+        "authgate:introspect",
         "authgate:revocations",
         "metrics:read",
         "posts:read",

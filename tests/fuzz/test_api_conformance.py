@@ -339,7 +339,7 @@ def _revoke(w: World) -> list[Request]:
 @builds("POST /oauth2/introspect")
 def _introspect(w: World) -> list[Request]:
     _, tokens = w.user()
-    client_id, secret = w.client([])
+    client_id, secret = w.client(["authgate:introspect"])
     live = {"token": tokens["access_token"]}
     dead = {"token": "not-a-token"}
     return [

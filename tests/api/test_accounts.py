@@ -10,11 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from _support.http import assert_problem, bearer, new_email
+from _support.live import PASSWORD
+from _support.tokens import header_of
 from authgate.jose import ClaimsPolicy, KeySet, decode
 from authgate.service.core import new_master_key
 
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, header_of, new_email
+from .server import LiveServer
 
 TOKEN_FIELDS = {
     "access_token",

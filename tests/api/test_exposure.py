@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+from _support.http import assert_problem, bearer
 from authgate.errors import ConfigurationError
 from authgate.service.core import new_master_key
 from authgate.settings import Settings
 
 from .conftest import ServerFactory
-from .server import LiveServer, assert_problem, bearer
+from .server import LiveServer
 
 PRODUCTION = {"AUTHGATE_ENV": "production", "AUTHGATE_ISSUER": "https://auth.example.com"}
 DOC_PATHS = ("/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect")

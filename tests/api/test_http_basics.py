@@ -8,8 +8,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from _support.http import assert_problem, bearer, new_email
+from _support.live import PASSWORD
+
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, new_email
+from .server import LiveServer
 
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 

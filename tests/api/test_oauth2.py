@@ -9,9 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from _support.http import assert_problem, bearer, new_email
+from _support.tokens import claims_of, header_of
 from authgate.jose import ClaimsPolicy, Key, KeySet, decode, encode
 
-from .server import LiveServer, assert_problem, bearer, claims_of, header_of, new_email
+from .server import LiveServer
 
 FEED_SCOPE = "authgate:revocations"
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 
+from _support.http import assert_problem, bearer, new_email
+from _support.live import PASSWORD
 from authgate.storage.base import ClientRecord
 
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, new_email
+from .server import LiveServer
 
 GROWING = [0.25, 0.5, 1.0, 2.0, 4.0]
 CC = {"grant_type": "client_credentials"}

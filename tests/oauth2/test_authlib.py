@@ -19,9 +19,11 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc.jwk import ECKey
 
+from _support.http import bearer
+from _support.tokens import claims_of, header_of
 from authgate.jose import Key
 
-from .harness import AUDIENCE, FIRST_PARTY, LiveServer, bearer, claims_of, header_of
+from .harness import AUDIENCE, FIRST_PARTY, LiveServer
 
 pytestmark = pytest.mark.anyio
 

@@ -15,9 +15,11 @@ import httpx
 import jwt
 import pytest
 
+from _support.http import basic
+from _support.tokens import claims_of, header_of
 from authgate.jose import Key, encode
 
-from .harness import AUDIENCE, LiveServer, basic, claims_of, header_of
+from .harness import AUDIENCE, LiveServer
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = HERE / "remote_jwks.mjs"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from api.server import PASSWORD, LiveServer, assert_problem, bearer, new_email, running_server
+from _support.http import assert_problem, bearer, new_email
+from _support.live import PASSWORD
+from api.server import LiveServer, running_server
 from authgate.errors import InvalidRequest, PredictablePassword
 from authgate.passwords import check_new_password, common_passwords, predictability
 from authgate.service.accounts import lookup_email, normalize_email

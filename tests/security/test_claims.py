@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import AUD, DROP, ISS, NOW, b64, claims, forge, header_for, jbytes, unb64
 from authgate.clock import FixedClock
 from authgate.errors import (
     ConfigurationError,
@@ -30,25 +31,7 @@ from authgate.errors import (
 )
 from authgate.jose import DEFAULT_REQUIRED, ClaimsPolicy, Key, KeySet, decode, encode
 
-from ._helpers import (
-    AT_POLICY,
-    AUD,
-    CODES,
-    DROP,
-    FAMILY_ALGS,
-    ISS,
-    NOW,
-    POLICY,
-    b64,
-    claims,
-    decode_as,
-    forge,
-    header_for,
-    jbytes,
-    key_for,
-    refused,
-    unb64,
-)
+from ._helpers import AT_POLICY, CODES, FAMILY_ALGS, POLICY, decode_as, key_for, refused
 
 REQUIRED = ("exp", "iat", "iss", "aud", "sub", "jti")
 

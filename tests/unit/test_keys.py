@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 
+from _support.tokens import forge
 from authgate.errors import (
     AlgorithmNotAllowed,
     InvalidKey,
@@ -40,6 +41,22 @@ RFC7638_THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 def _refused(excinfo: pytest.ExceptionInfo[Any], cls: type, code: str) -> None:
     assert type(excinfo.value) is cls, repr(excinfo.value)
     assert excinfo.value.code == code
+
+
+def _pkcs8(private: Any) -> bytes:
+    """An unencrypted PKCS#8 PEM of a pyca private key."""
+    pem: bytes = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem
+
+
+def _pem_refused(pem: bytes | str, *algs: str) -> None:
+    """``Key.from_pem`` refuses ``pem`` for each of ``algs``, with invalid_key."""
+    for alg in algs:
+        with pytest.raises(InvalidKey) as excinfo:
+            Key.from_pem(pem, alg=alg)
+        _refused(excinfo, InvalidKey, "invalid_key")
 
 
 @pytest.fixture(scope="module")
@@ -333,13 +350,7 @@ def test_jwk_rsa_too_small() -> None:
     with pytest.raises(InvalidKey) as excinfo:
         Key.from_jwk(jwk)
     _refused(excinfo, InvalidKey, "invalid_key")
-    pem = small.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    for alg in ("RS256", "PS256"):
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg=alg)
-        _refused(excinfo, InvalidKey, "invalid_key")
+    _pem_refused(_pkcs8(small), "RS256", "PS256")
 
 
 @pytest.mark.parametrize(
@@ -373,19 +384,13 @@ def test_okp_other_than_ed25519_refused(private: Any) -> None:
             Key.from_jwk({**jwk, "alg": "EdDSA"})
         _refused(excinfo, InvalidKey, "invalid_key")
     pems = [
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        _pkcs8(private),
         private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     ]
     for pem in pems:
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg="EdDSA")
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _pem_refused(pem, "EdDSA")
 
 
 @pytest.mark.parametrize(
@@ -468,9 +473,7 @@ def test_pem_pkcs1_rsa(rsa_private: rsa.RSAPrivateKey) -> None:
     public = Key.from_pem(public_pem, alg="RS256")
     assert private.kid == public.kid
     public.verify(b"data", private.sign(b"data"))
-    assert private.to_pem(private=True) == rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    assert private.to_pem(private=True) == _pkcs8(rsa_private)
 
 
 @pytest.mark.parametrize(
@@ -525,28 +528,16 @@ def test_pem_encrypted(rsa_private: rsa.RSAPrivateKey) -> None:
 def test_pem_key_type_wrong_for_alg(alg: str, make: Any) -> None:
     private = make()
     for pem in (
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        _pkcs8(private),
         private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     ):
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg=alg)
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _pem_refused(pem, alg)
 
 
 def test_pem_rsa_key_for_ec_alg_refused(rsa_private: rsa.RSAPrivateKey) -> None:
-    pem = rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    for alg in ("ES256", "EdDSA"):
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg=alg)
-        _refused(excinfo, InvalidKey, "invalid_key")
+    _pem_refused(_pkcs8(rsa_private), "ES256", "EdDSA")
 
 
 @pytest.mark.parametrize(
@@ -688,9 +679,7 @@ def test_thumbprint_is_stable(keys: dict[str, Key], alg: str) -> None:
 
 
 def test_thumbprint_ignores_alg_but_not_material(rsa_private: rsa.RSAPrivateKey) -> None:
-    pem = rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = _pkcs8(rsa_private)
     kids = {Key.from_pem(pem, alg=alg).kid for alg in ("RS256", "RS512", "PS256")}
     assert len(kids) == 1
     assert Key.from_secret(b"a" * 32).kid != Key.from_secret(b"b" * 32).kid
@@ -786,9 +775,7 @@ def test_key_is_frozen(keys: dict[str, Key]) -> None:
 
 
 def test_key_bound_to_other_alg_refused_on_verify(rsa_private: rsa.RSAPrivateKey) -> None:
-    pem = rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = _pkcs8(rsa_private)
     rs256 = Key.from_pem(pem, alg="RS256")
     ps256 = Key.from_pem(pem, alg="PS256")
     assert rs256.kid == ps256.kid
@@ -966,24 +953,15 @@ def test_keyset_verify_picks_key_by_kid(keys: dict[str, Key]) -> None:
         assert header["kid"] == key.kid
         assert payload == b"hi"
     # A's signature under B's kid: the kid picks B, and B refuses it.
-    forged = _compact({"alg": "ES256", "kid": b.kid}, b"hi", a)
+    forged = forge(a, header={"alg": "ES256", "kid": b.kid}, payload=b"hi")
     with pytest.raises(InvalidSignature) as excinfo:
         verify(forged, ks, algorithms=["ES256"])
     _refused(excinfo, InvalidSignature, "invalid_signature")
 
 
-def _compact(header: dict[str, str], payload: bytes, key: Key) -> str:
-    signing_input = (
-        b64encode_str(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + b64encode_str(payload)
-    )
-    return signing_input + "." + b64encode_str(key.sign(signing_input.encode()))
-
-
 def test_no_kid_token_with_one_key(keys: dict[str, Key]) -> None:
     key = keys["ES256"]
-    token = _compact({"alg": "ES256"}, b"hi", key)
+    token = forge(key, header={"alg": "ES256"}, payload=b"hi")
     assert verify(token, KeySet([key]), algorithms=["ES256"]) == ({"alg": "ES256"}, b"hi")
     assert verify(token, key, algorithms=["ES256"]) == ({"alg": "ES256"}, b"hi")
     assert verify(token, KeySet([key.public()]), algorithms=["ES256"])[1] == b"hi"
@@ -991,7 +969,7 @@ def test_no_kid_token_with_one_key(keys: dict[str, Key]) -> None:
 
 def test_no_kid_token_with_several_keys(keys: dict[str, Key]) -> None:
     key = keys["ES256"]
-    token = _compact({"alg": "ES256"}, b"hi", key)
+    token = forge(key, header={"alg": "ES256"}, payload=b"hi")
     with pytest.raises(UnknownKey) as excinfo:
         verify(token, KeySet([key, keys["EdDSA"]]), algorithms=["ES256"])
     _refused(excinfo, UnknownKey, "unknown_key")
@@ -999,7 +977,7 @@ def test_no_kid_token_with_several_keys(keys: dict[str, Key]) -> None:
 
 def test_unknown_kid(keys: dict[str, Key]) -> None:
     key = keys["ES256"]
-    token = _compact({"alg": "ES256", "kid": "not-there"}, b"hi", key)
+    token = forge(key, header={"alg": "ES256", "kid": "not-there"}, payload=b"hi")
     for target in (KeySet([key]), KeySet([key, keys["EdDSA"]]), key):
         with pytest.raises(UnknownKey) as excinfo:
             verify(token, target, algorithms=["ES256"])

@@ -1,5 +1,5 @@
-"""Helpers for talking to a running authgate: headers, unique accounts and the RFC 9457
-problem every /auth and /admin refusal must be."""
+"""Helpers for talking to a running authgate: headers, accounts through the API, and the
+RFC 9457 problem every /auth and /admin refusal must be."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import uuid
 from typing import Any
 
 import httpx
+
+PASSWORD = "correct horse battery staple 42"
+ADMIN_PERMISSION = "authgate:admin"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -37,3 +40,17 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert isinstance(body["title"], str)
     assert body["type"] == "about:blank"
     return body
+
+
+def register(client: httpx.Client, email: str, password: str = PASSWORD, **extra: Any) -> Any:
+    """Register an account through the API; return the token response."""
+    r = client.post("/auth/register", json={"email": email, "password": password, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def login(client: httpx.Client, email: str, password: str = PASSWORD) -> Any:
+    """Log in through the API; return the token response (client_id ``authgate``)."""
+    r = client.post("/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()

@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from _support.http import ADMIN_PERMISSION, PASSWORD, login, register
 from authgate.clock import Clock
 from authgate.errors import NotFound
 from authgate.server.app import create_app
@@ -27,8 +28,6 @@ from authgate.settings import Settings
 T = TypeVar("T")
 
 STARTUP_TIMEOUT = 30.0
-PASSWORD = "correct horse battery staple 42"
-ADMIN_PERMISSION = "authgate:admin"
 # Cheap argon2 for speed (the hash is still argon2id); one test checks that the defaults
 # are used when these are absent.
 FAST_ARGON2 = {"AUTHGATE_ARGON2_MEMORY_KIB": "1024", "AUTHGATE_ARGON2_TIME_COST": "1"}
@@ -36,6 +35,14 @@ FAST_ARGON2 = {"AUTHGATE_ARGON2_MEMORY_KIB": "1024", "AUTHGATE_ARGON2_TIME_COST"
 
 async def no_sleep(seconds: float) -> None:
     """An injected sleep that returns at once: throttling delays cost no wall time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def bound_socket() -> socket.socket:
@@ -167,16 +174,12 @@ class AuthgateServer(ThreadedServer):
 
     def register(self, email: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
         """Register an account through the API; return the token response."""
-        r = self.http.post("/auth/register", json={"email": email, "password": password, **extra})
-        assert r.status_code == 201, r.text
-        body: dict[str, Any] = r.json()
+        body: dict[str, Any] = register(self.http, email, password, **extra)
         return body
 
     def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
         """Log in through the API; return the token response (client_id ``authgate``)."""
-        r = self.http.post("/auth/login", json={"email": email, "password": password})
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
+        body: dict[str, Any] = login(self.http, email, password)
         return body
 
     def make_admin(self, email: str = "admin@example.com", password: str = PASSWORD) -> str:

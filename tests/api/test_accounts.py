@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 from _support.tokens import header_of
 from authgate.jose import ClaimsPolicy, KeySet, decode
 from authgate.service.core import new_master_key

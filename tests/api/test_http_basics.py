@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 
 from .conftest import ServerFactory
 from .server import LiveServer

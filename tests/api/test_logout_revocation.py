@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 from _support.tokens import claims_of
 
 from .server import LiveServer

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 from _support.tokens import claims_of
 
 from .conftest import ServerFactory

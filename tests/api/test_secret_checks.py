@@ -15,8 +15,7 @@ from typing import Any
 
 import httpx
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 from authgate.storage.base import ClientRecord
 
 from .conftest import ServerFactory

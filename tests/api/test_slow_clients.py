@@ -21,8 +21,9 @@ import httpx
 import pytest
 import uvicorn
 
+from _support.http import PASSWORD, new_email
 from api._raw import SlowClient, connect, open_slow, request_head
-from scaleout._cluster import PASSWORD, Instance, cluster, new_email
+from scaleout._cluster import Instance, cluster
 
 MAX_IN_FLIGHT = 8
 HEADER_TIMEOUT = 2.0

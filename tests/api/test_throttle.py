@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from _support.http import assert_problem, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, new_email
 
 from .conftest import ServerFactory
 from .server import LiveServer

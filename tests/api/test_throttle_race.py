@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
-from scaleout._cluster import REDIS_URL, fresh_database, require_redis
+from _support.http import PASSWORD, assert_problem, bearer, new_email
+from _support.services import require_redis
+from scaleout._cluster import REDIS_URL, fresh_database
 
 from .server import LiveServer, running_server
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,15 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _support.live import FAST_ARGON2, free_port
+from _support.services import clean_environ
+
 AUTHGATE = [sys.executable, "-m", "authgate"]
-FAST_HASH = {"AUTHGATE_ARGON2_MEMORY_KIB": "1024", "AUTHGATE_ARGON2_TIME_COST": "1"}
 
 
 def run(
     cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    full_env.update(FAST_HASH)
+    full_env = clean_environ()
+    full_env.update(FAST_ARGON2)
     full_env.update(env or {})
     return subprocess.run(
         [*AUTHGATE, *args],
@@ -36,12 +36,6 @@ def run(
         timeout=60,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -205,8 +199,8 @@ def tls_server(home: Path) -> Iterator[tuple[str, Path]]:
     assert certs.returncode == 0, certs.stderr
     port = free_port()
     log = (home / "serve.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    env.update(FAST_HASH)
+    env = clean_environ()
+    env.update(FAST_ARGON2)
     proc = subprocess.Popen(
         [
             *AUTHGATE,

@@ -24,6 +24,7 @@ from typing import Literal
 import httpx
 import pytest
 
+from _support.services import clean_environ
 from authgate import logs
 from authgate.service.core import new_master_key
 
@@ -61,7 +62,7 @@ def _read_until(fd: int, text: bytearray, *, stop: str | None, timeout: float) -
 def _serve_output(home: Path, *, tty: bool, fmt: str | None) -> str:
     """Everything ``authgate serve`` writes to stderr from start to SIGTERM, with stderr a
     pty (``tty``) or a pipe; it answers a few requests meanwhile."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env = clean_environ()
     env.update(
         {
             "AUTHGATE_MASTER_KEY": new_master_key(),

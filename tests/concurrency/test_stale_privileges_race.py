@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from _support.http import login
 from authgate.clock import FixedClock
 from authgate.guard import Guard
 from guard._support import auth_server
-from scaleout._cluster import ISSUER, cluster, login
+from scaleout._cluster import ISSUER, cluster
 
 from ._privilege_race import NO_THROTTLE, REAL_ARGON2, Tally, run_races, setup_lanes
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _support.http import bearer
-from _support.live import ADMIN_PERMISSION, FAST_ARGON2, AuthgateServer
+from _support.http import ADMIN_PERMISSION, bearer
+from _support.live import FAST_ARGON2, AuthgateServer
 from authgate.clock import FixedClock
 from authgate.server.app import create_app
 from authgate.service.core import new_master_key

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from _support.live import free_port
+from _support.services import clean_environ
 from authgate.service.core import new_master_key
 
 MASTER_KEY = new_master_key()
@@ -23,14 +23,8 @@ NEW_PASSWORD = "hygiene new passphrase 43"
 ADMIN_PASSWORD = "hygiene admin passphrase 44"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env = clean_environ()
     env.update(
         {
             "AUTHGATE_MASTER_KEY": MASTER_KEY,
@@ -93,7 +87,7 @@ def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> 
     )
     cli_output = "".join(r.stderr for r in [*setup, client]) + "".join(r.stdout for r in setup)
 
-    port = _free_port()
+    port = free_port()
     log_path = home / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from _support.http import bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, bearer, new_email
 from authgate.jose import Key
 
 from .harness import LiveServer, running_server

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from _support.http import basic, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, basic, bearer, new_email
 from authgate.jose import Key, encode
 
 from .conftest import make_client

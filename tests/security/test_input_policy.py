@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _support.http import assert_problem, bearer, new_email
-from _support.live import PASSWORD
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 from api.server import LiveServer, running_server
 from authgate.errors import InvalidRequest, PredictablePassword
 from authgate.passwords import check_new_password, common_passwords, predictability

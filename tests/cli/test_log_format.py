@@ -15,7 +15,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Literal
 import httpx
 import pytest
 
+from _support.cli import AUTHGATE
 from _support.services import clean_environ
 from authgate import logs
 from authgate.service.core import new_master_key
@@ -81,7 +81,7 @@ def _serve_output(home: Path, *, tty: bool, fmt: str | None) -> str:
     text = bytearray()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "authgate", "serve", "--port", str(port)],
+            [*AUTHGATE, "serve", "--port", str(port)],
             cwd=home,
             env=env,
             stdin=subprocess.DEVNULL,

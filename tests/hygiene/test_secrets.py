@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from _support.cli import AUTHGATE, add_role, add_user, run_cli
 from _support.live import free_port
 from _support.services import clean_environ
 from authgate.service.core import new_master_key
@@ -40,41 +40,14 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "authgate", *args],
-        cwd=home,
-        env=_env(home),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(home, *args, env=_env(home), stdin=stdin)
 
 
 def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> None:
     home = tmp_path
     setup = [
-        _cli(
-            home,
-            "roles",
-            "add",
-            "admin",
-            "--permission",
-            "authgate:admin",
-            "--permission",
-            "posts:read",
-        ),
-        _cli(
-            home,
-            "users",
-            "add",
-            "admin@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-            stdin=ADMIN_PASSWORD + "\n",
-        ),
+        _cli(home, *add_role("admin", "authgate:admin", "posts:read")),
+        _cli(home, *add_user("admin@example.com", "admin"), stdin=ADMIN_PASSWORD + "\n"),
     ]
     client = _cli(
         home, "clients", "add", "svc", "--scope", "authgate:revocations", "--scope", "posts:read"
@@ -91,7 +64,7 @@ def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> 
     log_path = home / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "authgate", "serve", "--port", str(port)],
+            [*AUTHGATE, "serve", "--port", str(port)],
             cwd=home,
             env=_env(home),
             stdout=log,

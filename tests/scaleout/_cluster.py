@@ -19,7 +19,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from _support.cli import AUTHGATE, add_role, add_user, run_cli
 from _support.http import ADMIN_PERMISSION, PASSWORD, new_email
 from _support.live import free_port
 from _support.services import (
@@ -157,15 +157,7 @@ class Instance:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "authgate",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    *self.args,
-                ],
+                [*AUTHGATE, "serve", "--port", str(self.port), *self.args],
                 cwd=self.directory,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -315,24 +307,15 @@ class Cluster:
 
     def cli(self, *args: str, stdin: str | None = None, **extra: str) -> str:
         """Run ``python -m authgate ARGS`` against this cluster's database; its stdout."""
-        done = subprocess.run(
-            [sys.executable, "-m", "authgate", *args],
-            cwd=self.directory,
-            env=self.env(**extra),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_cli(self.directory, *args, env=self.env(**extra), stdin=stdin)
         assert done.returncode == 0, f"authgate {' '.join(args)}: {done.stderr}"
         return done.stdout
 
     def make_admin(self, email: str | None = None) -> str:
         """Create an admin through the CLI (as an operator does); return its email."""
         email = email or new_email("admin")
-        self.cli("roles", "add", "admin", "--permission", ADMIN_PERMISSION)
-        self.cli("users", "add", email, "--role", "admin", "--password-stdin", stdin=PASSWORD)
+        self.cli(*add_role("admin", ADMIN_PERMISSION))
+        self.cli(*add_user(email, "admin"), stdin=PASSWORD)
         return email
 
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:

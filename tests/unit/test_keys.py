@@ -59,6 +59,13 @@ def _pem_refused(pem: bytes | str, *algs: str) -> None:
         _refused(excinfo, InvalidKey, "invalid_key")
 
 
+def _jwk_refused(jwk: Any, **options: Any) -> None:
+    """``Key.from_jwk`` refuses ``jwk``, with invalid_key."""
+    with pytest.raises(InvalidKey) as excinfo:
+        Key.from_jwk(jwk, **options)
+    _refused(excinfo, InvalidKey, "invalid_key")
+
+
 @pytest.fixture(scope="module")
 def keys() -> dict[str, Key]:
     return {alg: Key.generate(alg) for alg in ALL_ALGS}
@@ -196,9 +203,7 @@ def test_jwk_alg_implied_by_crv(keys: dict[str, Key]) -> None:
 def test_jwk_rsa_and_oct_must_name_alg(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk(private=True)
     del jwk["alg"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     assert Key.from_jwk(jwk, alg=alg).alg == alg
 
 
@@ -227,13 +232,9 @@ def test_jwk_rsa_inconsistent_private_refused(keys: dict[str, Key]) -> None:
     jwk = keys["RS256"].to_jwk(private=True)
     other = keys["RS384"].to_jwk(private=True)
     jwk["d"] = other["d"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     minimal = {m: jwk[m] for m in ("kty", "n", "e", "d", "alg")}
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(minimal)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(minimal)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
@@ -245,18 +246,14 @@ def test_jwk_ec_wrong_coordinate_length(
     jwk = keys[alg].to_jwk()
     raw = b64decode(jwk[member])
     jwk[member] = b64encode_str(raw[1:] if delta < 0 else b"\x00" + raw)
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
 def test_jwk_ec_wrong_private_length(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk(private=True)
     jwk["d"] = b64encode_str(b"\x00" + b64decode(jwk["d"]))
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
@@ -264,18 +261,14 @@ def test_jwk_ec_point_not_on_curve(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk()
     y = int.from_bytes(b64decode(jwk["y"]), "big")
     jwk["y"] = b64encode_str(((y + 1) % (1 << (8 * EC_SIZES[alg]))).to_bytes(EC_SIZES[alg], "big"))
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "EdDSA"])
 def test_jwk_private_not_matching_public(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk(private=True)
     jwk["d"] = Key.generate(alg).to_jwk(private=True)["d"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 def test_jwk_eddsa_wrong_lengths(keys: dict[str, Key]) -> None:
@@ -283,18 +276,14 @@ def test_jwk_eddsa_wrong_lengths(keys: dict[str, Key]) -> None:
     for member in ("x", "d"):
         bad = dict(jwk)
         bad[member] = b64encode_str(b64decode(jwk[member])[1:])
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_jwk(bad)
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _jwk_refused(bad)
 
 
 @pytest.mark.parametrize("use", ["enc", "", "SIG", 1])
 def test_jwk_use_must_be_sig(keys: dict[str, Key], use: Any) -> None:
     jwk = keys["ES256"].to_jwk()
     jwk["use"] = use
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     del jwk["use"]
     assert Key.from_jwk(jwk).alg == "ES256"
 
@@ -313,9 +302,7 @@ def test_jwk_alg_mismatch_between_argument_and_jwk(
     keys: dict[str, Key], source: str, argument: str
 ) -> None:
     jwk = keys[source].to_jwk(private=source.startswith("HS"))
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk, alg=argument)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk, alg=argument)
     assert Key.from_jwk(jwk, alg=source).alg == source
 
 
@@ -334,9 +321,7 @@ def test_jwk_alg_mismatch_between_argument_and_jwk(
 def test_jwk_kty_or_crv_wrong_for_alg(keys: dict[str, Key], source: str, argument: str) -> None:
     jwk = keys[source].to_jwk(private=source.startswith("HS"))
     del jwk["alg"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk, alg=argument)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk, alg=argument)
 
 
 def test_jwk_rsa_too_small() -> None:
@@ -347,9 +332,7 @@ def test_jwk_rsa_too_small() -> None:
         return b64encode_str(i.to_bytes((i.bit_length() + 7) // 8, "big"))
 
     jwk = {"kty": "RSA", "n": b64int(nums.n), "e": b64int(nums.e), "alg": "RS256"}
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     _pem_refused(_pkcs8(small), "RS256", "PS256")
 
 
@@ -377,12 +360,8 @@ def test_okp_other_than_ed25519_refused(private: Any) -> None:
     )
     for jwk in ({"kty": "OKP", "crv": crv, "x": x}, {"kty": "OKP", "crv": crv, "x": x, "d": d}):
         for kwargs in ({}, {"alg": "EdDSA"}):
-            with pytest.raises(InvalidKey) as excinfo:
-                Key.from_jwk(jwk, **kwargs)
-            _refused(excinfo, InvalidKey, "invalid_key")
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_jwk({**jwk, "alg": "EdDSA"})
-        _refused(excinfo, InvalidKey, "invalid_key")
+            _jwk_refused(jwk, **kwargs)
+        _jwk_refused({**jwk, "alg": "EdDSA"})
     pems = [
         _pkcs8(private),
         private.public_key().public_bytes(
@@ -429,9 +408,7 @@ def test_jwk_unknown_alg_is_unsupported() -> None:
 def test_jwk_non_canonical_base64_refused(keys: dict[str, Key]) -> None:
     jwk = keys["EdDSA"].to_jwk()
     jwk["x"] = jwk["x"] + "="
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 # --- PEM --------------------------------------------------------------------------------------
@@ -587,9 +564,7 @@ def test_hmac_secret_minimum_length(alg: str, minimum: int) -> None:
             Key.from_secret(short, alg=alg)
         _refused(excinfo, InvalidKey, "invalid_key")
         jwk = {"kty": "oct", "k": b64encode_str(short) or "AA", "alg": alg}
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_jwk(jwk)
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _jwk_refused(jwk)
 
 
 def test_hmac_secret_str_is_utf8() -> None:
@@ -699,9 +674,7 @@ def test_kid_refused(kid: Any) -> None:
 def test_jwk_kid_refused(keys: dict[str, Key], kid: Any) -> None:
     jwk = keys["EdDSA"].to_jwk()
     jwk["kid"] = kid
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 def test_kid_at_the_limit_accepted() -> None:

@@ -11,6 +11,10 @@ import httpx
 
 PASSWORD = "correct horse battery staple 42"
 ADMIN_PERMISSION = "authgate:admin"
+# The members of every token response (login, register, refresh, the refresh_token grant).
+TOKEN_FIELDS = frozenset(
+    {"access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "scope"}
+)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -10,22 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from _support.http import PASSWORD, assert_problem, bearer, new_email
+from _support.http import PASSWORD, TOKEN_FIELDS, assert_problem, bearer, new_email
 from _support.tokens import header_of
 from authgate.jose import ClaimsPolicy, KeySet, decode
 from authgate.service.core import new_master_key
 
 from .conftest import ServerFactory
 from .server import LiveServer
-
-TOKEN_FIELDS = {
-    "access_token",
-    "token_type",
-    "expires_in",
-    "refresh_token",
-    "refresh_expires_in",
-    "scope",
-}
 
 
 def assert_token_response(r: httpx.Response, status: int = 200) -> dict[str, Any]:

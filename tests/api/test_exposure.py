@@ -6,7 +6,6 @@ against a real server.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from _support.files import umask
 from _support.http import assert_problem, bearer
 from _support.services import unavailable
 from authgate.errors import ConfigurationError
@@ -320,11 +320,8 @@ def test_internal_scope_disclosure_admin_permission_is_not_advertised(
 @pytest.fixture
 def umask_022() -> Iterator[None]:
     """The usual umask, under which SQLite alone would create the files 0644."""
-    old = os.umask(0o022)
-    try:
+    with umask(0o022):
         yield
-    finally:
-        os.umask(old)
 
 
 def test_world_readable_database_server_files_are_0600(

@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -130,14 +131,20 @@ def _exercise(
             bodies[f"{name} ({response.status_code})"] = response.text
             return response
 
-        reg = call(
+        def pair(name: str, method: str, path: str, status: int, **kw: object) -> Any:
+            """``call``, which must answer ``status`` and a token pair; keeps the refresh token."""
+            response = call(name, method, path, **kw)
+            assert response.status_code == status
+            refresh.append(response.json()["refresh_token"])
+            return response.json()
+
+        pair(
             "register",
             "POST",
             "/auth/register",
+            201,
             json={"email": "u@example.com", "password": PASSWORD},
         )
-        assert reg.status_code == 201
-        refresh.append(reg.json()["refresh_token"])
         call(
             "weak register",
             "POST",
@@ -162,19 +169,12 @@ def _exercise(
             "/auth/login",
             json={"email": "u@example.com", "password": PASSWORD + "x"},
         )
-        login = call(
-            "login", "POST", "/auth/login", data={"username": "u@example.com", "password": PASSWORD}
+        form = {"username": "u@example.com", "password": PASSWORD}
+        login = pair("login", "POST", "/auth/login", 200, data=form)
+        rotated = pair(
+            "refresh", "POST", "/auth/refresh", 200, json={"refresh_token": login["refresh_token"]}
         )
-        assert login.status_code == 200
-        pair = login.json()
-        refresh.append(pair["refresh_token"])
-        rotated = call(
-            "refresh", "POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}
-        )
-        assert rotated.status_code == 200
-        refresh.append(rotated.json()["refresh_token"])
-        access = rotated.json()["access_token"]
-        auth = {"authorization": f"Bearer {access}"}
+        auth = {"authorization": f"Bearer {rotated['access_token']}"}
         call("me", "GET", "/auth/me", headers=auth)
         call("sessions", "GET", "/auth/sessions", headers=auth)
         call("bad refresh", "POST", "/auth/refresh", json={"refresh_token": refresh[-1] + "x"})
@@ -193,18 +193,17 @@ def _exercise(
             headers=auth,
             json={"current_password": "nope nope nope", "new_password": NEW_PASSWORD},
         )
-        oauth = call(
+        pair(
             "oauth2 refresh",
             "POST",
             "/oauth2/token",
+            200,
             data={
                 "grant_type": "refresh_token",
                 "refresh_token": refresh[-1],
                 "client_id": "authgate",
             },
         )
-        assert oauth.status_code == 200
-        refresh.append(oauth.json()["refresh_token"])
         # reuse of a rotated token far outside the grace window is still answered the same way
         call("reuse", "POST", "/auth/refresh", json={"refresh_token": refresh[1]})
         grant = call(
@@ -233,15 +232,9 @@ def _exercise(
             "revoke", "POST", "/oauth2/revoke", data={"token": refresh[-1], "client_id": "authgate"}
         )
         call("feed", "GET", "/auth/revocations", auth=(client_id, client_secret))
-        admin = call(
-            "admin login",
-            "POST",
-            "/auth/login",
-            json={"email": "admin@example.com", "password": ADMIN_PASSWORD},
-        )
-        assert admin.status_code == 200
-        refresh.append(admin.json()["refresh_token"])
-        admin_auth = {"authorization": f"Bearer {admin.json()['access_token']}"}
+        admin_login = {"email": "admin@example.com", "password": ADMIN_PASSWORD}
+        admin = pair("admin login", "POST", "/auth/login", 200, json=admin_login)
+        admin_auth = {"authorization": f"Bearer {admin['access_token']}"}
         call("admin users", "GET", "/admin/users", headers=admin_auth)
         call("admin clients", "GET", "/admin/clients", headers=admin_auth)
         call("admin audit", "GET", "/admin/audit", headers=admin_auth)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import Any
 
 import httpx
 import pytest
 
-from _support.http import TOKEN_FIELDS, assert_problem, bearer, new_email
+from _support.http import TOKEN_FIELDS, assert_problem, basic, bearer, new_email
 from _support.tokens import claims_of, header_of
 from authgate.jose import ClaimsPolicy, Key, KeySet, decode, encode
 
@@ -35,11 +34,6 @@ def create_client(live: LiveServer, admin: str, scopes: list[str], **extra: Any)
     assert r.headers["cache-control"] == "no-store"
     body: dict[str, Any] = r.json()
     return body
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = f"{client_id}:{secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
 def assert_oauth_error(r: httpx.Response, status: int, error: str) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from _support.cli import AUTHGATE
+from _support.live import free_port
 from _support.services import clean_environ
 from authgate import logs
 from authgate.service.core import new_master_key
@@ -31,12 +31,6 @@ from authgate.service.core import new_master_key
 READY = "Application startup complete"
 CONSOLE_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 ESCAPES = ("\x1b", "\\u001b", "\x9b", "\\u009b")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _read_until(fd: int, text: bytearray, *, stop: str | None, timeout: float) -> None:
@@ -73,7 +67,7 @@ def _serve_output(home: Path, *, tty: bool, fmt: str | None) -> str:
     )
     if fmt is not None:
         env["AUTHGATE_LOG_FORMAT"] = fmt
-    port = _free_port()
+    port = free_port()
     if tty:
         reader, writer = os.openpty()
     else:

@@ -261,7 +261,7 @@ class Settings:
                 raise ConfigurationError(f"unknown setting {key!r} in the config file", setting=key)
             raw[key] = value
         for name, value in environ.items():
-            if name.startswith("AUTHGATE_") and name not in _NOT_SETTINGS:
+            if name.startswith("AUTHGATE_"):
                 key = name[len("AUTHGATE_") :].lower()
                 if key in known or (key.endswith("_file") and key[:-5] in known):
                     raw[key] = value
@@ -453,9 +453,6 @@ def _is_ip(value: str) -> bool:
 def _url_host(url: str) -> str:
     """The lower-case host name of an http(s) URL (an IPv6 literal without brackets)."""
     return (urlsplit(url).hostname or "").lower()
-
-
-_NOT_SETTINGS: Final = frozenset({"AUTHGATE_REQUIRE_SERVICES", "AUTHGATE_TEST_POSTGRES_URL"})
 
 
 def _split_list(value: Any) -> tuple[str, ...]:

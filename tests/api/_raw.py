@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import json
 import socket
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,17 @@ class Answer:
         resp = http.client.HTTPResponse(_BytesSocket(self.data))  # type: ignore[arg-type]
         resp.begin()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+    def problem(self, status: int, code: str) -> dict[str, str]:
+        """The headers of the first response, which must be an RFC 9457 problem with this
+        status and stable code."""
+        response = self.response()
+        assert response is not None, "no answer"
+        got, headers, body = response
+        assert got == status, body
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(body)["code"] == code
+        return headers
 
 
 class _BytesSocket:

@@ -10,20 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
+from _support.http import PASSWORD, TOKEN_FIELDS, assert_problem, bearer, new_email
+from _support.tokens import header_of
 from authgate.jose import ClaimsPolicy, KeySet, decode
 from authgate.wiring import new_master_key
 
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, header_of, new_email
-
-TOKEN_FIELDS = {
-    "access_token",
-    "token_type",
-    "expires_in",
-    "refresh_token",
-    "refresh_expires_in",
-    "scope",
-}
+from .server import LiveServer
 
 
 def assert_token_response(r: httpx.Response, status: int = 200) -> dict[str, Any]:

@@ -8,11 +8,12 @@ import socket
 
 import pytest
 
+from _support.http import assert_problem
 from authgate.errors import ConfigurationError
 from authgate.settings import Settings
 
 from .conftest import ServerFactory
-from .server import LiveServer, assert_problem
+from .server import LiveServer
 
 
 def _raw(url: str, request: bytes) -> tuple[int, bytes]:

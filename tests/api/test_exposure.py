@@ -6,7 +6,6 @@ against a real server.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
@@ -17,12 +16,15 @@ from typing import Any
 
 import pytest
 
+from _support.files import umask
+from _support.http import assert_problem, bearer
+from _support.services import unavailable
 from authgate.errors import ConfigurationError
 from authgate.settings import Settings
 from authgate.wiring import new_master_key
 
 from .conftest import ServerFactory
-from .server import LiveServer, assert_problem, bearer
+from .server import LiveServer
 
 PRODUCTION = {"AUTHGATE_ENV": "production", "AUTHGATE_ISSUER": "https://auth.example.com"}
 DOC_PATHS = ("/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect")
@@ -176,9 +178,7 @@ def test_third_party_script_docs_render_in_headless_chromium(shared: LiveServer)
     console message (a CSP violation or a script error would be one)."""
     browser = _browser()
     if browser is None:
-        if os.environ.get("AUTHGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail("no Chromium (apt-get install chromium); AUTHGATE_REQUIRE_SERVICES=1")
-        pytest.skip("no Chromium on this machine")
+        unavailable("no Chromium on this machine (apt-get install chromium)")
     result = subprocess.run(
         [
             browser,
@@ -320,11 +320,8 @@ def test_internal_scope_disclosure_admin_permission_is_not_advertised(
 @pytest.fixture
 def umask_022() -> Iterator[None]:
     """The usual umask, under which SQLite alone would create the files 0644."""
-    old = os.umask(0o022)
-    try:
+    with umask(0o022):
         yield
-    finally:
-        os.umask(old)
 
 
 def test_world_readable_database_server_files_are_0600(

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from _support.http import PASSWORD, assert_problem, bearer, new_email
+
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, new_email
+from .server import LiveServer
 
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 

@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 
+from _support.http import assert_problem, bearer, new_email
+from _support.tokens import claims_of, header_of
 from authgate.errors import TokenExpired, UnknownKey
 from authgate.jose import Key, encode
 
 from .conftest import ServerFactory
-from .server import LiveServer, assert_problem, bearer, claims_of, header_of, new_email
+from .server import LiveServer
 
 
 def jwks_kids(live: LiveServer) -> set[str]:

@@ -9,7 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import PASSWORD, LiveServer, assert_problem, bearer, claims_of, new_email
+from _support.http import PASSWORD, assert_problem, bearer, new_email
+from _support.tokens import claims_of
+
+from .server import LiveServer
 
 NEW_PASSWORD = "a brand new passphrase 77"
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from typing import Any
 
 import httpx
 import pytest
 
+from _support.http import TOKEN_FIELDS, assert_problem, basic, bearer, new_email
+from _support.tokens import claims_of, header_of
 from authgate.jose import ClaimsPolicy, Key, KeySet, decode, encode
 
-from .server import LiveServer, assert_problem, bearer, claims_of, header_of, new_email
+from .server import LiveServer
 
 FEED_SCOPE = "authgate:revocations"
 
@@ -33,11 +34,6 @@ def create_client(live: LiveServer, admin: str, scopes: list[str], **extra: Any)
     assert r.headers["cache-control"] == "no-store"
     body: dict[str, Any] = r.json()
     return body
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = f"{client_id}:{secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
 def assert_oauth_error(r: httpx.Response, status: int, error: str) -> None:
@@ -224,14 +220,7 @@ def test_refresh_grant_for_the_first_party_client(server: LiveServer) -> None:
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
     body = r.json()
-    assert {
-        "access_token",
-        "token_type",
-        "expires_in",
-        "refresh_token",
-        "refresh_expires_in",
-        "scope",
-    } <= set(body)
+    assert set(body) >= TOKEN_FIELDS
     assert claims_of(body["access_token"])["sid"] == claims_of(user["access_token"])["sid"]
     # The rotated token, replayed outside the grace window: invalid_grant and the family dies.
     server.clock.advance(server.settings.refresh_grace + 1)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from _support.http import PASSWORD, assert_problem, bearer, new_email
+from _support.tokens import claims_of
+
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, claims_of, new_email
+from .server import LiveServer
 
 
 def test_healthz(shared: LiveServer) -> None:

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from _support.http import assert_problem, bearer, new_email
+from _support.tokens import claims_of
+
 from .conftest import ServerFactory
-from .server import LiveServer, assert_problem, bearer, claims_of, new_email
+from .server import LiveServer
 
 
 def refresh(live: LiveServer, token: str) -> Any:

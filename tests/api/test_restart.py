@@ -7,6 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _support.http import assert_problem, bearer
+from _support.tokens import claims_of
 from authgate.clock import FixedClock
 from authgate.errors import ConfigurationError
 from authgate.server.app import create_app
@@ -14,7 +16,7 @@ from authgate.settings import Settings
 from authgate.wiring import new_master_key
 
 from .conftest import ServerFactory
-from .server import START, LiveServer, SleepRecorder, assert_problem, base_env, bearer, claims_of
+from .server import START, LiveServer, SleepRecorder, base_env
 
 
 def test_restart_keeps_users_sessions_and_keys(make_server: ServerFactory, tmp_path: Path) -> None:

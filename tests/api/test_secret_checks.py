@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
+from _support.http import PASSWORD, assert_problem, bearer, new_email
 from authgate.storage.base import ClientRecord
 
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, bearer, new_email
+from .server import LiveServer
 
 GROWING = [0.25, 0.5, 1.0, 2.0, 4.0]
 CC = {"grant_type": "client_credentials"}

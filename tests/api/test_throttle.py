@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 
+from _support.http import PASSWORD, assert_problem, new_email
+
 from .conftest import ServerFactory
-from .server import PASSWORD, LiveServer, assert_problem, new_email
+from .server import LiveServer
 
 WRONG = "not the password 99"
 GROWING = [0.25, 0.5, 1.0, 2.0, 4.0]

@@ -22,9 +22,11 @@ import httpx
 import pytest
 import redis
 
-from scaleout._cluster import REDIS_URL, fresh_database, require_redis
+from _support.http import PASSWORD, assert_problem, bearer, new_email
+from _support.services import require_redis
+from scaleout._cluster import REDIS_URL, fresh_database
 
-from .server import PASSWORD, LiveServer, assert_problem, bearer, new_email, running_server
+from .server import LiveServer, running_server
 
 BACKENDS: Final = ["sqlite", "postgresql", "redis"]
 PARALLEL: Final = 40

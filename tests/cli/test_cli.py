@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,32 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-AUTHGATE = [sys.executable, "-m", "authgate"]
-FAST_HASH = {"AUTHGATE_ARGON2_MEMORY_KIB": "1024", "AUTHGATE_ARGON2_TIME_COST": "1"}
+from _support.cli import AUTHGATE, add_role, add_user, run_cli
+from _support.live import FAST_ARGON2, free_port
+from _support.services import clean_environ
 
 
 def run(
     cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    full_env.update(FAST_HASH)
-    full_env.update(env or {})
-    return subprocess.run(
-        [*AUTHGATE, *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return run_cli(cwd, *args, env={**clean_environ(), **FAST_ARGON2, **(env or {})}, stdin=stdin)
 
 
 @pytest.fixture
@@ -78,31 +58,13 @@ def test_init_refuses_an_unignored_key_in_a_git_work_tree(tmp_path: Path) -> Non
 
 
 def test_users_and_roles(home: Path) -> None:
-    added = run(
-        home,
-        "roles",
-        "add",
-        "admin",
-        "--permission",
-        "authgate:admin",
-        "--permission",
-        "posts:read",
-    )
+    added = run(home, *add_role("admin", "authgate:admin", "posts:read"))
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout) == {
         "name": "admin",
         "permissions": ["authgate:admin", "posts:read"],
     }
-    user = run(
-        home,
-        "users",
-        "add",
-        "Root@Example.com",
-        "--role",
-        "admin",
-        "--password-stdin",
-        stdin="a long passphrase\n",
-    )
+    user = run(home, *add_user("Root@Example.com", "admin"), stdin="a long passphrase\n")
     assert user.returncode == 0, user.stderr
     assert json.loads(user.stdout)["email"] == "root@example.com"
     listed = [json.loads(line) for line in run(home, "users", "list").stdout.splitlines()]
@@ -176,27 +138,21 @@ def test_wrong_master_key_refuses_to_start(home: Path) -> None:
 
 
 def test_production_refusals(tmp_path: Path) -> None:
-    plain = run(
-        tmp_path,
-        "serve",
-        env={"AUTHGATE_ENV": "production", "AUTHGATE_ISSUER": "http://auth.example.com"},
-    )
-    assert plain.returncode == 1
-    assert "plain-http" in plain.stderr
-    nokey = run(
-        tmp_path,
-        "serve",
-        env={"AUTHGATE_ENV": "production", "AUTHGATE_ISSUER": "https://auth.example.com"},
-    )
-    assert nokey.returncode == 1
-    assert "needs AUTHGATE_MASTER_KEY" in nokey.stderr
-    weak = run(
-        tmp_path,
-        "serve",
-        env={"AUTHGATE_SIGNING_ALG": "HS256", "AUTHGATE_HS256_SECRET": "secret" * 3},
-    )
-    assert weak.returncode == 1
-    assert "AUTHGATE_HS256_SECRET is weak" in weak.stderr
+    production = {"AUTHGATE_ENV": "production"}
+    for env, reason in (
+        ({**production, "AUTHGATE_ISSUER": "http://auth.example.com"}, "plain-http"),
+        (
+            {**production, "AUTHGATE_ISSUER": "https://auth.example.com"},
+            "needs AUTHGATE_MASTER_KEY",
+        ),
+        (
+            {"AUTHGATE_SIGNING_ALG": "HS256", "AUTHGATE_HS256_SECRET": "secret" * 3},
+            "AUTHGATE_HS256_SECRET is weak",
+        ),
+    ):
+        refused = run(tmp_path, "serve", env=env)
+        assert refused.returncode == 1, (reason, refused.stderr)
+        assert reason in refused.stderr
 
 
 @pytest.fixture
@@ -205,8 +161,8 @@ def tls_server(home: Path) -> Iterator[tuple[str, Path]]:
     assert certs.returncode == 0, certs.stderr
     port = free_port()
     log = (home / "serve.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    env.update(FAST_HASH)
+    env = clean_environ()
+    env.update(FAST_ARGON2)
     proc = subprocess.Popen(
         [
             *AUTHGATE,

@@ -13,9 +13,7 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,18 +22,15 @@ from typing import Literal
 import httpx
 import pytest
 
+from _support.cli import AUTHGATE
+from _support.live import free_port
+from _support.services import clean_environ
 from authgate import logs
 from authgate.wiring import new_master_key
 
 READY = "Application startup complete"
 CONSOLE_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 ESCAPES = ("\x1b", "\\u001b", "\x9b", "\\u009b")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _read_until(fd: int, text: bytearray, *, stop: str | None, timeout: float) -> None:
@@ -61,7 +56,7 @@ def _read_until(fd: int, text: bytearray, *, stop: str | None, timeout: float) -
 def _serve_output(home: Path, *, tty: bool, fmt: str | None) -> str:
     """Everything ``authgate serve`` writes to stderr from start to SIGTERM, with stderr a
     pty (``tty``) or a pipe; it answers a few requests meanwhile."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env = clean_environ()
     env.update(
         {
             "AUTHGATE_MASTER_KEY": new_master_key(),
@@ -72,7 +67,7 @@ def _serve_output(home: Path, *, tty: bool, fmt: str | None) -> str:
     )
     if fmt is not None:
         env["AUTHGATE_LOG_FORMAT"] = fmt
-    port = _free_port()
+    port = free_port()
     if tty:
         reader, writer = os.openpty()
     else:
@@ -80,7 +75,7 @@ def _serve_output(home: Path, *, tty: bool, fmt: str | None) -> str:
     text = bytearray()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "authgate", "serve", "--port", str(port)],
+            [*AUTHGATE, "serve", "--port", str(port)],
             cwd=home,
             env=env,
             stdin=subprocess.DEVNULL,

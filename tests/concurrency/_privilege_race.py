@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from _support.http import bearer
+from _support.tokens import claims_of
 from authgate.errors import InvalidToken
 from authgate.guard import Guard
 
@@ -64,10 +66,6 @@ class Tally:
         )
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json() if response.content else {}
@@ -93,7 +91,7 @@ class Lane:
 async def setup_lanes(http: httpx.AsyncClient, admin: str, lanes: int) -> list[Lane]:
     """The role, and one user per lane holding it."""
     r = await http.post(
-        "/admin/roles", json={"name": ROLE, "permissions": [PERMISSION]}, headers=_bearer(admin)
+        "/admin/roles", json={"name": ROLE, "permissions": [PERMISSION]}, headers=bearer(admin)
     )
     assert r.status_code in (201, 409), r.text
     out = []
@@ -103,7 +101,7 @@ async def setup_lanes(http: httpx.AsyncClient, admin: str, lanes: int) -> list[L
             await http.post(
                 "/admin/users",
                 json={"email": email, "password": PASSWORD, "roles": [ROLE]},
-                headers=_bearer(admin),
+                headers=bearer(admin),
             ),
             201,
         )
@@ -142,7 +140,7 @@ async def run_races(
             await admin_http.patch(
                 f"/admin/users/{lane.user_id}",
                 json={"roles": [ROLE], "disabled": False},
-                headers=_bearer(admin),
+                headers=bearer(admin),
             )
         )
         action, change = kind.split("+")
@@ -166,7 +164,7 @@ async def run_races(
             body = {"roles": []} if change == "demote" else {"disabled": True}
             await _ok(
                 await admin_http.patch(
-                    f"/admin/users/{lane.user_id}", json=body, headers=_bearer(admin)
+                    f"/admin/users/{lane.user_id}", json=body, headers=bearer(admin)
                 )
             )
 
@@ -177,7 +175,7 @@ async def run_races(
             return
         token = got.json()["access_token"]
         tally.minted += 1
-        claims = _claims(token)
+        claims = claims_of(token)
         stale = change == "disable" or PERMISSION in str(claims.get("scope", "")).split()
         if stale:
             tally.stale += 1
@@ -186,7 +184,7 @@ async def run_races(
         await _synced(guard)
         accepted_by = 0
         for check in issuers:
-            me = await check.get("/auth/me", headers=_bearer(token))
+            me = await check.get("/auth/me", headers=bearer(token))
             if me.status_code == 200:
                 accepted_by += 1
                 assert stale or me.json()["permissions"] == []
@@ -214,12 +212,3 @@ async def run_races(
 
     await asyncio.gather(*(lane_loop(lane) for lane in lanes))
     return tally
-
-
-def _claims(token: str) -> dict[str, Any]:
-    import base64
-    import json
-
-    part = token.split(".")[1]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return data

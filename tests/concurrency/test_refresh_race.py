@@ -10,7 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.server import LiveServer, claims_of, new_email, running_server
+from _support.http import new_email
+from _support.tokens import claims_of
+from api.server import LiveServer, running_server
 
 N = 50
 

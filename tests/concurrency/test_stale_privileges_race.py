@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from _support.http import bearer, login
 from authgate.clock import FixedClock
 from authgate.guard import Guard
 from guard._support import auth_server
-from scaleout._cluster import ISSUER, cluster, login
+from scaleout._cluster import ISSUER, cluster
 
 from ._privilege_race import NO_THROTTLE, REAL_ARGON2, Tally, run_races, setup_lanes
 
@@ -36,6 +37,28 @@ def _assert_no_stale_token_accepted(tally: Tally) -> None:
     assert tally.fresh_accepted_guard == tally.fresh
 
 
+async def _race(
+    *,
+    issuers: list[httpx.AsyncClient],
+    admin_http: httpx.AsyncClient,
+    admin: str,
+    guard: Guard,
+    seed: int,
+) -> None:
+    """The lanes (set up through the first issuer), RACES races, and the verdict."""
+    lanes = await setup_lanes(issuers[0], admin, LANES)
+    tally = await run_races(
+        issuers=issuers,
+        admin_http=admin_http,
+        admin=admin,
+        guard=guard,
+        lanes=lanes,
+        races=RACES,
+        seed=seed,
+    )
+    _assert_no_stale_token_accepted(tally)
+
+
 @pytest.mark.anyio
 async def test_stale_privileges_race_sqlite(tmp_path: Path) -> None:
     clock = FixedClock(1_700_000_000.0)
@@ -52,17 +75,7 @@ async def test_stale_privileges_race_sqlite(tmp_path: Path) -> None:
             feed_wait=2.0,
         )
         async with guard, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
-            lanes = await setup_lanes(http, admin, LANES)
-            tally = await run_races(
-                issuers=[http],
-                admin_http=http,
-                admin=admin,
-                guard=guard,
-                lanes=lanes,
-                races=RACES,
-                seed=1,
-            )
-    _assert_no_stale_token_accepted(tally)
+            await _race(issuers=[http], admin_http=http, admin=admin, guard=guard, seed=1)
 
 
 class _To(httpx.AsyncBaseTransport):
@@ -92,7 +105,7 @@ async def test_stale_privileges_race_postgresql_two_instances(tmp_path: Path) ->
             made = a.post(
                 "/admin/clients",
                 json={"name": "guard", "scopes": ["authgate:revocations"]},
-                headers={"Authorization": f"Bearer {admin}"},
+                headers=bearer(admin),
             )
             assert made.status_code == 201, made.text
             client: dict[str, Any] = made.json()
@@ -110,15 +123,7 @@ async def test_stale_privileges_race_postgresql_two_instances(tmp_path: Path) ->
             httpx.AsyncClient(base_url=group["a"].url, timeout=60) as a_http,
             httpx.AsyncClient(base_url=group["b"].url, timeout=60) as b_http,
         ):
-            lanes = await setup_lanes(a_http, admin, LANES)
             # Logins and refreshes at A and B in turn; every change at B.
-            tally = await run_races(
-                issuers=[a_http, b_http],
-                admin_http=b_http,
-                admin=admin,
-                guard=guard,
-                lanes=lanes,
-                races=RACES,
-                seed=2,
+            await _race(
+                issuers=[a_http, b_http], admin_http=b_http, admin=admin, guard=guard, seed=2
             )
-    _assert_no_stale_token_accepted(tally)

@@ -21,20 +21,11 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from _support.http import assert_problem, bearer, login, new_email, register
+from _support.live import free_port
+from _support.services import unavailable
 from authgate.devcert import make_dev_cert
-from scaleout._cluster import (
-    Cluster,
-    assert_problem,
-    bearer,
-    cluster,
-    free_port,
-    fresh_database,
-    login,
-    metric,
-    new_email,
-    register,
-    unavailable,
-)
+from scaleout._cluster import Cluster, cluster, fresh_database, metric
 from scaleout._proxy import TcpProxy
 
 CONF = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "nginx.conf"

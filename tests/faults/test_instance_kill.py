@@ -18,14 +18,8 @@ from typing import Any
 
 import httpx
 
-from scaleout._cluster import (
-    Cluster,
-    cluster,
-    family_violations,
-    new_email,
-    refresh_digest,
-    register,
-)
+from _support.http import new_email, register
+from scaleout._cluster import Cluster, cluster, family_violations, refresh_digest
 
 CLIENTS = 16
 KILL_AFTER = 120  # successful rotations before the kill

@@ -20,17 +20,10 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from scaleout._cluster import (
-    Cluster,
-    assert_problem,
-    bearer,
-    cluster,
-    free_port,
-    fresh_database,
-    login,
-    new_email,
-    register,
-)
+from _support.http import assert_problem, bearer, login, new_email, register
+from _support.live import free_port
+from _support.services import postgres_dsn, postgres_url
+from scaleout._cluster import Cluster, cluster, fresh_database
 from scaleout._proxy import TcpProxy
 
 OUTAGE_ANSWER_WITHIN = 10.0  # seconds: a request in an outage is refused, not held
@@ -166,10 +159,8 @@ def test_a_stalled_database_gives_503_not_a_hang(proxied: tuple[Cluster, TcpProx
 async def _terminate_backends(database: str) -> int:
     import asyncpg
 
-    from scaleout._cluster import POSTGRES_URL, pg_dsn
-
     name = make_url(database).database
-    conn = await asyncpg.connect(pg_dsn(POSTGRES_URL), timeout=5)
+    conn = await asyncpg.connect(postgres_dsn(postgres_url()), timeout=5)
     try:
         rows = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

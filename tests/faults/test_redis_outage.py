@@ -23,18 +23,10 @@ import httpx
 import pytest
 import redis
 
-from scaleout._cluster import (
-    PASSWORD,
-    Cluster,
-    bearer,
-    cluster,
-    free_port,
-    login,
-    metric,
-    new_email,
-    register,
-    unavailable,
-)
+from _support.http import PASSWORD, bearer, login, new_email, register
+from _support.live import free_port
+from _support.services import unavailable
+from scaleout._cluster import Cluster, cluster, metric
 
 PHASE = 1.5  # seconds of load in each phase: up, down, back up
 

@@ -10,8 +10,6 @@ Content-Type is one the document names for it.
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,9 @@ from schemathesis.checks import (
     response_schema_conformance,
 )
 
+from _support.http import basic, new_email
+from _support.tokens import claims_of
+
 from ._live import LiveServer, openapi_document
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -37,21 +38,6 @@ OPERATIONS = sorted(
     for path, item in openapi_document()["paths"].items()
     for method in item
 )
-
-
-def _email() -> str:
-    return f"conf-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def _claims(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return data
-
-
-def _basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = f"{client_id}:{secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
 
 
 @dataclass
@@ -73,7 +59,7 @@ class World:
 
     def user(self) -> tuple[str, dict[str, Any]]:
         """A registered user: its email and token response."""
-        email = _email()
+        email = new_email("conf")
         return email, self.post("/auth/register", json={"email": email, "password": PASSWORD})
 
     def role(self) -> str:
@@ -113,7 +99,7 @@ def _bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 @builds("POST /auth/register")
 def _register(w: World) -> list[Request]:
-    body = {"email": _email(), "password": PASSWORD, "name": "Conformance"}
+    body = {"email": new_email("conf"), "password": PASSWORD, "name": "Conformance"}
     return [(w.case("POST /auth/register", body=body, media_type="application/json"), {}, 201)]
 
 
@@ -168,7 +154,7 @@ def _sessions(w: World) -> list[Request]:
 @builds("DELETE /auth/sessions/{sid}")
 def _end_session(w: World) -> list[Request]:
     _, tokens = w.user()
-    sid = _claims(tokens["access_token"])["sid"]
+    sid = claims_of(tokens["access_token"])["sid"]
     case = w.case("DELETE /auth/sessions/{sid}", path_parameters={"sid": sid})
     return [(case, _bearer(tokens), 204)]
 
@@ -178,7 +164,7 @@ def _revocations(w: World) -> list[Request]:
     client_id, secret = w.client(["authgate:revocations"])
     return [
         (w.case("GET /auth/revocations"), w.admin(), 200),
-        (w.case("GET /auth/revocations", query={"after": 0}), _basic(client_id, secret), 200),
+        (w.case("GET /auth/revocations", query={"after": 0}), basic(client_id, secret), 200),
     ]
 
 
@@ -189,13 +175,13 @@ def _list_users(w: World) -> list[Request]:
 
 @builds("POST /admin/users")
 def _create_user(w: World) -> list[Request]:
-    body = {"email": _email(), "password": PASSWORD, "name": "Made", "roles": []}
+    body = {"email": new_email("conf"), "password": PASSWORD, "name": "Made", "roles": []}
     return [(w.case("POST /admin/users", body=body, media_type="application/json"), w.admin(), 201)]
 
 
 def _user_id(w: World) -> str:
     _, tokens = w.user()
-    return str(_claims(tokens["access_token"])["sub"])
+    return str(claims_of(tokens["access_token"])["sub"])
 
 
 @builds("GET /admin/users/{user_id}")
@@ -265,7 +251,7 @@ def _admin_sessions(w: World) -> list[Request]:
 @builds("DELETE /admin/sessions/{sid}")
 def _admin_revoke_session(w: World) -> list[Request]:
     _, tokens = w.user()
-    sid = _claims(tokens["access_token"])["sid"]
+    sid = claims_of(tokens["access_token"])["sid"]
     case = w.case("DELETE /admin/sessions/{sid}", path_parameters={"sid": sid})
     return [(case, w.admin(), 204)]
 
@@ -319,7 +305,7 @@ def _token(w: World) -> list[Request]:
         (w.case("POST /oauth2/token", body=refresh, media_type=FORM), {}, 200),
         (
             w.case("POST /oauth2/token", body=credentials, media_type=FORM),
-            _basic(client_id, secret),
+            basic(client_id, secret),
             200,
         ),
     ]
@@ -345,12 +331,12 @@ def _introspect(w: World) -> list[Request]:
     return [
         (
             w.case("POST /oauth2/introspect", body=live, media_type=FORM),
-            _basic(client_id, secret),
+            basic(client_id, secret),
             200,
         ),
         (
             w.case("POST /oauth2/introspect", body=dead, media_type=FORM),
-            _basic(client_id, secret),
+            basic(client_id, secret),
             200,
         ),
     ]

@@ -23,6 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _support.tokens import AUD, ISS, NOW, b64
+from _support.tokens import claims as valid_claims
 from authgate.errors import (
     AlgorithmNotAllowed,
     AuthgateError,
@@ -34,9 +36,6 @@ from authgate.errors import (
 )
 from authgate.jose import ClaimsPolicy, Key, KeySet, decode, encode, sign, verify
 
-NOW = 1_700_000_000
-ISS = "https://auth.example.com"
-AUD = "api"
 POLICY = ClaimsPolicy(issuer=ISS, audience=AUD)
 ALGS = ("HS256", "RS256", "PS384", "ES256", "ES512", "EdDSA")
 SETTINGS = settings(
@@ -71,25 +70,13 @@ def trusted_set() -> KeySet:
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "iss": ISS,
-        "aud": AUD,
-        "sub": "usr_1",
-        "jti": "jti-1",
-        "iat": NOW - 10,
-        "exp": NOW + 600,
-    }
-    return {**base, **overrides}
+    return valid_claims(**{"sub": "usr_1", **overrides})
 
 
 def trusted_token(alg: str, **overrides: Any) -> str:
     token = encode(claims(**overrides), trusted_key(alg))
     SIGNED_BY_TRUSTED.add(token)
     return token
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def as_text(token: str | bytes) -> str | None:

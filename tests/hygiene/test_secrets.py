@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from _support.cli import AUTHGATE, add_role, add_user, run_cli
+from _support.live import free_port
+from _support.services import clean_environ
 from authgate.wiring import new_master_key
 
 MASTER_KEY = new_master_key()
@@ -23,14 +24,8 @@ NEW_PASSWORD = "hygiene new passphrase 43"
 ADMIN_PASSWORD = "hygiene admin passphrase 44"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env = clean_environ()
     env.update(
         {
             "AUTHGATE_MASTER_KEY": MASTER_KEY,
@@ -46,41 +41,14 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "authgate", *args],
-        cwd=home,
-        env=_env(home),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(home, *args, env=_env(home), stdin=stdin)
 
 
 def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> None:
     home = tmp_path
     setup = [
-        _cli(
-            home,
-            "roles",
-            "add",
-            "admin",
-            "--permission",
-            "authgate:admin",
-            "--permission",
-            "posts:read",
-        ),
-        _cli(
-            home,
-            "users",
-            "add",
-            "admin@example.com",
-            "--role",
-            "admin",
-            "--password-stdin",
-            stdin=ADMIN_PASSWORD + "\n",
-        ),
+        _cli(home, *add_role("admin", "authgate:admin", "posts:read")),
+        _cli(home, *add_user("admin@example.com", "admin"), stdin=ADMIN_PASSWORD + "\n"),
     ]
     client = _cli(
         home, "clients", "add", "svc", "--scope", "authgate:revocations", "--scope", "posts:read"
@@ -93,11 +61,11 @@ def test_no_secret_or_refresh_token_is_ever_logged_or_echoed(tmp_path: Path) -> 
     )
     cli_output = "".join(r.stderr for r in [*setup, client]) + "".join(r.stdout for r in setup)
 
-    port = _free_port()
+    port = free_port()
     log_path = home / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "authgate", "serve", "--port", str(port)],
+            [*AUTHGATE, "serve", "--port", str(port)],
             cwd=home,
             env=_env(home),
             stdout=log,
@@ -163,14 +131,20 @@ def _exercise(
             bodies[f"{name} ({response.status_code})"] = response.text
             return response
 
-        reg = call(
+        def pair(name: str, method: str, path: str, status: int, **kw: object) -> Any:
+            """``call``, which must answer ``status`` and a token pair; keeps the refresh token."""
+            response = call(name, method, path, **kw)
+            assert response.status_code == status
+            refresh.append(response.json()["refresh_token"])
+            return response.json()
+
+        pair(
             "register",
             "POST",
             "/auth/register",
+            201,
             json={"email": "u@example.com", "password": PASSWORD},
         )
-        assert reg.status_code == 201
-        refresh.append(reg.json()["refresh_token"])
         call(
             "weak register",
             "POST",
@@ -195,19 +169,12 @@ def _exercise(
             "/auth/login",
             json={"email": "u@example.com", "password": PASSWORD + "x"},
         )
-        login = call(
-            "login", "POST", "/auth/login", data={"username": "u@example.com", "password": PASSWORD}
+        form = {"username": "u@example.com", "password": PASSWORD}
+        login = pair("login", "POST", "/auth/login", 200, data=form)
+        rotated = pair(
+            "refresh", "POST", "/auth/refresh", 200, json={"refresh_token": login["refresh_token"]}
         )
-        assert login.status_code == 200
-        pair = login.json()
-        refresh.append(pair["refresh_token"])
-        rotated = call(
-            "refresh", "POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]}
-        )
-        assert rotated.status_code == 200
-        refresh.append(rotated.json()["refresh_token"])
-        access = rotated.json()["access_token"]
-        auth = {"authorization": f"Bearer {access}"}
+        auth = {"authorization": f"Bearer {rotated['access_token']}"}
         call("me", "GET", "/auth/me", headers=auth)
         call("sessions", "GET", "/auth/sessions", headers=auth)
         call("bad refresh", "POST", "/auth/refresh", json={"refresh_token": refresh[-1] + "x"})
@@ -226,18 +193,17 @@ def _exercise(
             headers=auth,
             json={"current_password": "nope nope nope", "new_password": NEW_PASSWORD},
         )
-        oauth = call(
+        pair(
             "oauth2 refresh",
             "POST",
             "/oauth2/token",
+            200,
             data={
                 "grant_type": "refresh_token",
                 "refresh_token": refresh[-1],
                 "client_id": "authgate",
             },
         )
-        assert oauth.status_code == 200
-        refresh.append(oauth.json()["refresh_token"])
         # reuse of a rotated token far outside the grace window is still answered the same way
         call("reuse", "POST", "/auth/refresh", json={"refresh_token": refresh[1]})
         grant = call(
@@ -266,15 +232,9 @@ def _exercise(
             "revoke", "POST", "/oauth2/revoke", data={"token": refresh[-1], "client_id": "authgate"}
         )
         call("feed", "GET", "/auth/revocations", auth=(client_id, client_secret))
-        admin = call(
-            "admin login",
-            "POST",
-            "/auth/login",
-            json={"email": "admin@example.com", "password": ADMIN_PASSWORD},
-        )
-        assert admin.status_code == 200
-        refresh.append(admin.json()["refresh_token"])
-        admin_auth = {"authorization": f"Bearer {admin.json()['access_token']}"}
+        admin_login = {"email": "admin@example.com", "password": ADMIN_PASSWORD}
+        admin = pair("admin login", "POST", "/auth/login", 200, json=admin_login)
+        admin_auth = {"authorization": f"Bearer {admin['access_token']}"}
         call("admin users", "GET", "/admin/users", headers=admin_auth)
         call("admin clients", "GET", "/admin/clients", headers=admin_auth)
         call("admin audit", "GET", "/admin/audit", headers=admin_auth)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from authgate.jose import ALGORITHMS, ClaimsPolicy, Key
+from authgate.errors import InvalidToken
+from authgate.jose import ALGORITHMS, ClaimsPolicy, Key, KeySet, decode, encode
 
 # RSA keys are slow to generate: an "other" RSA key reuses the material of a sibling alg's key.
 _RSA_SIBLING = {
@@ -58,6 +59,40 @@ class Interop:
         }
         base.update(overrides)
         return base
+
+    def signed_here(self, alg: str, **claims: Any) -> tuple[Key, dict[str, Any], str]:
+        """Our key for ``alg``, a fresh claim set (with ``claims``) and our token over it."""
+        key = self.keys[alg]
+        full = self.claims(**claims)
+        return key, full, encode(full, key)
+
+    def access_token_here(self, alg: str) -> tuple[Key, dict[str, Any], str]:
+        """Our key for ``alg``, the claims of an access token and our ``at+jwt`` over them."""
+        key = self.keys[alg]
+        full = self.claims(client_id="authgate", sid="sid-1")
+        return key, full, encode(full, key, typ="at+jwt")
+
+    def swapped_payload(self, alg: str) -> str:
+        """Our token for alice carrying the payload of our token for mallory."""
+        head, _, sig = encode(self.claims(sub="alice"), self.keys[alg]).split(".")
+        _, payload, _ = encode(self.claims(sub="mallory"), self.keys[alg]).split(".")
+        return f"{head}.{payload}.{sig}"
+
+    def decode_here(
+        self, token: str, keys: Key | KeySet, alg: str, *, access: bool = False
+    ) -> dict[str, Any]:
+        """Our ``decode`` of a peer's token at the session's instant, allowing ``alg`` only,
+        under the plain policy (or, with ``access``, the access-token one)."""
+        policy = self.access_policy if access else self.policy
+        return decode(token, keys, algorithms=[alg], policy=policy, now=self.now)
+
+    def refused_here(
+        self, token: str, keys: KeySet, alg: str, error: type[InvalidToken], code: str
+    ) -> None:
+        """Our ``decode`` refuses a peer's token with ``error`` and its stable ``code``."""
+        with pytest.raises(error) as info:
+            self.decode_here(token, keys, alg)
+        assert info.value.code == code
 
     def secret_or_public_jwk(self, alg: str) -> dict[str, str]:
         """What a verifying peer is given: the secret for HMAC, else the public JWK."""

@@ -12,7 +12,7 @@ from joserfc import jwk, jwt
 from joserfc.errors import BadSignatureError, InvalidClaimError, SecurityWarning
 
 from authgate.errors import InvalidAudience, InvalidIssuer, InvalidSignature, InvalidType
-from authgate.jose import ALGORITHMS, Key, KeySet, decode, encode
+from authgate.jose import ALGORITHMS, Key, KeySet, encode
 
 ALGS = sorted(ALGORITHMS)
 
@@ -74,6 +74,12 @@ def joserfc_keys() -> dict[str, Any]:
     }
 
 
+def signed_by_joserfc(interop: Any, alg: str, claims: dict[str, Any]) -> str:
+    """``claims`` signed by joserfc with our private key for ``alg`` (and its kid)."""
+    key = interop.keys[alg]
+    return joserfc_encode(claims, joserfc_key(key.to_jwk(private=True)), alg, kid=key.kid)
+
+
 def joserfc_key_for(keys: dict[str, Any], alg: str) -> Any:
     if alg.startswith("HS"):
         return keys["HS"]
@@ -87,9 +93,7 @@ def joserfc_key_for(keys: dict[str, Any], alg: str) -> Any:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_our_token_verifies_in_joserfc(interop: Any, alg: str) -> None:
-    key = interop.keys[alg]
-    claims = interop.claims()
-    token = encode(claims, key)
+    key, claims, token = interop.signed_here(alg)
 
     result = joserfc_decode(token, joserfc_key(interop.secret_or_public_jwk(alg)), alg, interop)
 
@@ -98,9 +102,7 @@ def test_our_token_verifies_in_joserfc(interop: Any, alg: str) -> None:
 
 
 def test_our_access_token_verifies_in_joserfc(interop: Any) -> None:
-    key = interop.keys["ES256"]
-    claims = interop.claims(client_id="authgate", sid="sid-1")
-    token = encode(claims, key, typ="at+jwt")
+    key, claims, token = interop.access_token_here("ES256")
 
     result = joserfc_decode(token, joserfc_key(key.to_jwk()), "ES256", interop)
 
@@ -110,13 +112,11 @@ def test_our_access_token_verifies_in_joserfc(interop: Any) -> None:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_joserfc_refuses_our_token_with_a_swapped_payload(interop: Any, alg: str) -> None:
-    key = interop.keys[alg]
-    head, _, sig = encode(interop.claims(sub="alice"), key).split(".")
-    _, payload, _ = encode(interop.claims(sub="mallory"), key).split(".")
+    token = interop.swapped_payload(alg)
     verifier = joserfc_key(interop.secret_or_public_jwk(alg))
 
     with pytest.raises(BadSignatureError):
-        joserfc_decode(f"{head}.{payload}.{sig}", verifier, alg, interop)
+        joserfc_decode(token, verifier, alg, interop)
 
 
 def test_joserfc_refuses_our_token_for_another_audience(interop: Any) -> None:
@@ -132,13 +132,10 @@ def test_joserfc_refuses_our_token_for_another_audience(interop: Any) -> None:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_joserfc_token_verifies_here(interop: Any, verify_set: KeySet, alg: str) -> None:
-    key = interop.keys[alg]
     claims = interop.claims()
-    token = joserfc_encode(claims, joserfc_key(key.to_jwk(private=True)), alg, kid=key.kid)
+    token = signed_by_joserfc(interop, alg, claims)
 
-    got = decode(token, verify_set, algorithms=[alg], policy=interop.policy, now=interop.now)
-
-    assert got == claims
+    assert interop.decode_here(token, verify_set, alg) == claims
 
 
 def test_joserfc_access_token_verifies_here(interop: Any, verify_set: KeySet) -> None:
@@ -147,23 +144,14 @@ def test_joserfc_access_token_verifies_here(interop: Any, verify_set: KeySet) ->
     signer = joserfc_key(key.to_jwk(private=True))
     token = joserfc_encode(claims, signer, "EdDSA", kid=key.kid, typ="application/at+jwt")
 
-    got = decode(
-        token, verify_set, algorithms=["EdDSA"], policy=interop.access_policy, now=interop.now
-    )
-
-    assert got == claims
+    assert interop.decode_here(token, verify_set, "EdDSA", access=True) == claims
 
 
 def test_joserfc_plain_jwt_is_refused_as_an_access_token(interop: Any, verify_set: KeySet) -> None:
-    key = interop.keys["ES256"]
-    token = joserfc_encode(
-        interop.claims(), joserfc_key(key.to_jwk(private=True)), "ES256", kid=key.kid
-    )
+    token = signed_by_joserfc(interop, "ES256", interop.claims())
 
     with pytest.raises(InvalidType) as info:
-        decode(
-            token, verify_set, algorithms=["ES256"], policy=interop.access_policy, now=interop.now
-        )
+        interop.decode_here(token, verify_set, "ES256", access=True)
     assert info.value.code == "invalid_type"
 
 
@@ -175,41 +163,23 @@ def test_joserfc_token_signed_with_another_key_is_refused_here(
     impostor = joserfc_key(interop.other_key(alg).to_jwk(private=True))
     token = joserfc_encode(interop.claims(), impostor, alg, kid=key.kid)
 
-    with pytest.raises(InvalidSignature) as info:
-        decode(token, verify_set, algorithms=[alg], policy=interop.policy, now=interop.now)
-    assert info.value.code == "invalid_signature"
+    interop.refused_here(token, verify_set, alg, InvalidSignature, "invalid_signature")
 
 
 def test_joserfc_token_from_another_issuer_is_refused_here(
     interop: Any, verify_set: KeySet
 ) -> None:
-    key = interop.keys["ES384"]
-    token = joserfc_encode(
-        interop.claims(iss="https://evil.example.com"),
-        joserfc_key(key.to_jwk(private=True)),
-        "ES384",
-        kid=key.kid,
-    )
+    token = signed_by_joserfc(interop, "ES384", interop.claims(iss="https://evil.example.com"))
 
-    with pytest.raises(InvalidIssuer) as info:
-        decode(token, verify_set, algorithms=["ES384"], policy=interop.policy, now=interop.now)
-    assert info.value.code == "invalid_issuer"
+    interop.refused_here(token, verify_set, "ES384", InvalidIssuer, "invalid_issuer")
 
 
 def test_joserfc_token_for_another_audience_is_refused_here(
     interop: Any, verify_set: KeySet
 ) -> None:
-    key = interop.keys["ES384"]
-    token = joserfc_encode(
-        interop.claims(aud="other-api"),
-        joserfc_key(key.to_jwk(private=True)),
-        "ES384",
-        kid=key.kid,
-    )
+    token = signed_by_joserfc(interop, "ES384", interop.claims(aud="other-api"))
 
-    with pytest.raises(InvalidAudience) as info:
-        decode(token, verify_set, algorithms=["ES384"], policy=interop.policy, now=interop.now)
-    assert info.value.code == "invalid_audience"
+    interop.refused_here(token, verify_set, "ES384", InvalidAudience, "invalid_audience")
 
 
 # --- JWKs across ------------------------------------------------------------------------------
@@ -252,6 +222,6 @@ def test_joserfc_jwk_loads_here(interop: Any, joserfc_keys: dict[str, Any], alg:
 
     # joserfc signs with its own key; ours, loaded from joserfc's JWK, verifies.
     token = joserfc_encode(claims, theirs, alg, kid=ours.kid)
-    assert decode(token, ours, algorithms=[alg], policy=interop.policy, now=interop.now) == claims
+    assert interop.decode_here(token, ours, alg) == claims
     # And the other way round.
     assert joserfc_decode(encode(claims, ours), theirs, alg, interop).claims == claims

@@ -12,7 +12,7 @@ from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_decode
 
 from authgate.errors import InvalidAudience, InvalidIssuer, InvalidSignature
-from authgate.jose import ALGORITHMS, Key, KeySet, decode, encode
+from authgate.jose import ALGORITHMS, Key, KeySet, encode
 
 ALGS = sorted(ALGORITHMS)
 REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
@@ -79,6 +79,13 @@ def native_keys() -> dict[str, Any]:
     }
 
 
+def signed_by_pyjwt(interop: Any, alg: str, claims: dict[str, Any]) -> str:
+    """``claims`` signed by PyJWT with our private key for ``alg`` (and its kid)."""
+    key = interop.keys[alg]
+    token: str = jwt.encode(claims, pyjwt_sign_key(key), algorithm=alg, headers={"kid": key.kid})
+    return token
+
+
 def native_for(native_keys: dict[str, Any], alg: str) -> Any:
     family = alg[:2]
     if family in ("HS", "RS"):
@@ -93,9 +100,7 @@ def native_for(native_keys: dict[str, Any], alg: str) -> Any:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_our_token_verifies_in_pyjwt(interop: Any, alg: str) -> None:
-    key = interop.keys[alg]
-    claims = interop.claims()
-    token = encode(claims, key)
+    key, claims, token = interop.signed_here(alg)
 
     result = pyjwt_decode(token, pyjwt_verify_key(key), alg, interop)
 
@@ -104,9 +109,7 @@ def test_our_token_verifies_in_pyjwt(interop: Any, alg: str) -> None:
 
 
 def test_our_access_token_verifies_in_pyjwt(interop: Any) -> None:
-    key = interop.keys["ES256"]
-    claims = interop.claims(client_id="authgate", sid="sid-1")
-    token = encode(claims, key, typ="at+jwt")
+    key, claims, token = interop.access_token_here("ES256")
 
     result = pyjwt_decode(token, pyjwt_verify_key(key), "ES256", interop)
 
@@ -116,12 +119,10 @@ def test_our_access_token_verifies_in_pyjwt(interop: Any) -> None:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_pyjwt_refuses_our_token_with_a_swapped_payload(interop: Any, alg: str) -> None:
-    key = interop.keys[alg]
-    head, _, sig = encode(interop.claims(sub="alice"), key).split(".")
-    _, payload, _ = encode(interop.claims(sub="mallory"), key).split(".")
+    token = interop.swapped_payload(alg)
 
     with pytest.raises(jwt.InvalidSignatureError):
-        pyjwt_decode(f"{head}.{payload}.{sig}", pyjwt_verify_key(key), alg, interop)
+        pyjwt_decode(token, pyjwt_verify_key(interop.keys[alg]), alg, interop)
 
 
 def test_pyjwt_refuses_our_token_for_another_audience(interop: Any) -> None:
@@ -137,13 +138,10 @@ def test_pyjwt_refuses_our_token_for_another_audience(interop: Any) -> None:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_pyjwt_token_verifies_here(interop: Any, verify_set: KeySet, alg: str) -> None:
-    key = interop.keys[alg]
     claims = interop.claims()
-    token = jwt.encode(claims, pyjwt_sign_key(key), algorithm=alg, headers={"kid": key.kid})
+    token = signed_by_pyjwt(interop, alg, claims)
 
-    got = decode(token, verify_set, algorithms=[alg], policy=interop.policy, now=interop.now)
-
-    assert got == claims
+    assert interop.decode_here(token, verify_set, alg) == claims
 
 
 def test_pyjwt_access_token_verifies_here(interop: Any, verify_set: KeySet) -> None:
@@ -153,11 +151,7 @@ def test_pyjwt_access_token_verifies_here(interop: Any, verify_set: KeySet) -> N
         claims, pyjwt_sign_key(key), algorithm="ES256", headers={"kid": key.kid, "typ": "at+jwt"}
     )
 
-    got = decode(
-        token, verify_set, algorithms=["ES256"], policy=interop.access_policy, now=interop.now
-    )
-
-    assert got == claims
+    assert interop.decode_here(token, verify_set, "ES256", access=True) == claims
 
 
 @pytest.mark.parametrize("alg", ALGS)
@@ -170,47 +164,26 @@ def test_pyjwt_token_signed_with_another_key_is_refused_here(
         interop.claims(), pyjwt_sign_key(impostor), algorithm=alg, headers={"kid": key.kid}
     )
 
-    with pytest.raises(InvalidSignature) as info:
-        decode(token, verify_set, algorithms=[alg], policy=interop.policy, now=interop.now)
-    assert info.value.code == "invalid_signature"
+    interop.refused_here(token, verify_set, alg, InvalidSignature, "invalid_signature")
 
 
 def test_pyjwt_token_from_another_issuer_is_refused_here(interop: Any, verify_set: KeySet) -> None:
-    key = interop.keys["ES256"]
-    token = jwt.encode(
-        interop.claims(iss="https://evil.example.com"),
-        pyjwt_sign_key(key),
-        algorithm="ES256",
-        headers={"kid": key.kid},
-    )
+    token = signed_by_pyjwt(interop, "ES256", interop.claims(iss="https://evil.example.com"))
 
-    with pytest.raises(InvalidIssuer) as info:
-        decode(token, verify_set, algorithms=["ES256"], policy=interop.policy, now=interop.now)
-    assert info.value.code == "invalid_issuer"
+    interop.refused_here(token, verify_set, "ES256", InvalidIssuer, "invalid_issuer")
 
 
 def test_pyjwt_token_for_another_audience_is_refused_here(interop: Any, verify_set: KeySet) -> None:
-    key = interop.keys["ES256"]
-    token = jwt.encode(
-        interop.claims(aud=["other-api", "another-api"]),
-        pyjwt_sign_key(key),
-        algorithm="ES256",
-        headers={"kid": key.kid},
-    )
+    token = signed_by_pyjwt(interop, "ES256", interop.claims(aud=["other-api", "another-api"]))
 
-    with pytest.raises(InvalidAudience) as info:
-        decode(token, verify_set, algorithms=["ES256"], policy=interop.policy, now=interop.now)
-    assert info.value.code == "invalid_audience"
+    interop.refused_here(token, verify_set, "ES256", InvalidAudience, "invalid_audience")
 
 
 def test_pyjwt_token_with_an_audience_list_verifies_here(interop: Any, verify_set: KeySet) -> None:
-    key = interop.keys["ES256"]
     claims = interop.claims(aud=["other-api", interop.audience])
-    token = jwt.encode(claims, pyjwt_sign_key(key), algorithm="ES256", headers={"kid": key.kid})
+    token = signed_by_pyjwt(interop, "ES256", claims)
 
-    got = decode(token, verify_set, algorithms=["ES256"], policy=interop.policy, now=interop.now)
-
-    assert got == claims
+    assert interop.decode_here(token, verify_set, "ES256") == claims
 
 
 # --- JWKs across ------------------------------------------------------------------------------
@@ -237,9 +210,7 @@ def test_our_private_jwk_signs_in_pyjwk(interop: Any, verify_set: KeySet, alg: s
 
     token = jwt.encode(claims, pyjwk.key, algorithm=alg, headers={"kid": pyjwk.key_id})
 
-    assert decode(token, verify_set, algorithms=[alg], policy=interop.policy, now=interop.now) == (
-        claims
-    )
+    assert interop.decode_here(token, verify_set, alg) == claims
 
 
 @pytest.mark.parametrize("alg", ALGS)
@@ -268,6 +239,6 @@ def test_pyjwt_jwk_loads_here(interop: Any, native_keys: dict[str, Any], alg: st
 
     # PyJWT signs with its own key object; ours, loaded from PyJWT's JWK, verifies.
     theirs = jwt.encode(claims, native, algorithm=alg, headers={"kid": ours.kid})
-    assert decode(theirs, ours, algorithms=[alg], policy=interop.policy, now=interop.now) == claims
+    assert interop.decode_here(theirs, ours, alg) == claims
     # And the other way round.
     assert pyjwt_decode(encode(claims, ours), verify_key, alg, interop)["payload"] == claims

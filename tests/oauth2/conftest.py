@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from _support.http import PASSWORD, bearer, new_email
 from authgate.jose import Key
 
-from .harness import PASSWORD, LiveServer, bearer, running_server
+from .harness import LiveServer, running_server
 
 # The permissions the suite's role defines: client scopes must be a subset of them.
 PERMISSIONS = ("posts:read", "posts:write", "reports:read")
@@ -101,11 +102,6 @@ def introspector(live: LiveServer) -> dict[str, Any]:
 def jwt_client(live: LiveServer, rsa_key: Key) -> dict[str, Any]:
     """A private_key_jwt client (RS256 public JWK registered), allowed posts:read."""
     return make_client(live, ["posts:read"], jwk=rsa_key.public().to_jwk())
-
-
-def new_email(prefix: str = "user") -> str:
-    """A unique email, for tests that share a server."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 @pytest.fixture

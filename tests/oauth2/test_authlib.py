@@ -19,9 +19,11 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc.jwk import ECKey
 
+from _support.http import bearer
+from _support.tokens import claims_of, header_of
 from authgate.jose import Key
 
-from .harness import AUDIENCE, FIRST_PARTY, LiveServer, bearer, claims_of, header_of
+from .harness import AUDIENCE, FIRST_PARTY, LiveServer
 
 pytestmark = pytest.mark.anyio
 
@@ -46,6 +48,19 @@ def recording(**kwargs: Any) -> tuple[AsyncOAuth2Client, Recorder]:
     rec = Recorder()
     client = AsyncOAuth2Client(event_hooks={"request": [rec]}, **kwargs)
     return client, rec
+
+
+def registered(client: dict[str, Any], **kwargs: Any) -> AsyncOAuth2Client:
+    """Authlib's client for a client_secret client made through POST /admin/clients."""
+    return AsyncOAuth2Client(client["client_id"], client["client_secret"], **kwargs)
+
+
+async def client_credentials(live: LiveServer, client: AsyncOAuth2Client) -> dict[str, Any]:
+    """The token response to an RFC 6749 4.4 client_credentials grant, through Authlib."""
+    token: dict[str, Any] = await client.fetch_token(
+        live.token_endpoint, grant_type="client_credentials"
+    )
+    return token
 
 
 def assert_client_token(
@@ -73,7 +88,7 @@ async def test_client_credentials_with_client_secret_basic(
     cid, secret = secret_client["client_id"], secret_client["client_secret"]
     client, rec = recording(client_id=cid, client_secret=secret, scope="posts:read")
     async with client:
-        token = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
+        token = await client_credentials(live, client)
     headers, form = rec.last
     assert (
         headers["authorization"] == "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
@@ -86,10 +101,9 @@ async def test_client_credentials_with_client_secret_basic(
 async def test_client_credentials_without_scope_gets_everything_allowed(
     live: LiveServer, secret_client: dict[str, Any]
 ) -> None:
-    cid, secret = secret_client["client_id"], secret_client["client_secret"]
-    async with AsyncOAuth2Client(cid, secret) as client:
-        token = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
-    assert_client_token(live, token, cid, "posts:read reports:read")
+    async with registered(secret_client) as client:
+        token = await client_credentials(live, client)
+    assert_client_token(live, token, secret_client["client_id"], "posts:read reports:read")
 
 
 async def test_client_credentials_with_client_secret_post(
@@ -103,7 +117,7 @@ async def test_client_credentials_with_client_secret_post(
         scope="reports:read",
     )
     async with client:
-        token = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
+        token = await client_credentials(live, client)
     headers, form = rec.last
     assert "authorization" not in headers
     assert form["client_id"] == [cid]
@@ -127,8 +141,8 @@ async def test_client_credentials_with_private_key_jwt(
     )
     client.register_client_auth_method(PrivateKeyJWT(live.token_endpoint))
     async with client:
-        first = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
-        second = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
+        first = await client_credentials(live, client)
+        second = await client_credentials(live, client)
     headers, form = rec.last
     assert "authorization" not in headers
     assert form["client_assertion_type"] == [
@@ -155,7 +169,7 @@ async def test_client_credentials_with_private_key_jwt_es256(live: LiveServer, e
         token_endpoint_auth_method=PrivateKeyJWT(live.token_endpoint, alg="ES256"),
     )
     async with client:
-        token = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
+        token = await client_credentials(live, client)
     assert_client_token(live, token, cid, "posts:write")
 
 
@@ -216,9 +230,8 @@ async def test_revoke_token_refresh_token_ends_the_family(
 async def test_revoke_token_access_token_of_a_client(
     live: LiveServer, introspector: dict[str, Any]
 ) -> None:
-    cid, secret = introspector["client_id"], introspector["client_secret"]
-    async with AsyncOAuth2Client(cid, secret) as client:
-        token = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
+    async with registered(introspector) as client:
+        token = await client_credentials(live, client)
         before = await client.introspect_token(
             live.introspection_endpoint, token=token["access_token"]
         )
@@ -240,9 +253,9 @@ async def test_introspect_token(
     """A client's access token and a user's access token, each introspected by a client
     with authgate:introspect and Basic auth (Authlib's default). A user's refresh token
     belongs to the first-party client: to any other client it is not active."""
-    cid, secret = introspector["client_id"], introspector["client_secret"]
-    async with AsyncOAuth2Client(cid, secret, scope="posts:read") as client:
-        token = await client.fetch_token(live.token_endpoint, grant_type="client_credentials")
+    cid = introspector["client_id"]
+    async with registered(introspector, scope="posts:read") as client:
+        token = await client_credentials(live, client)
         own = await client.introspect_token(
             live.introspection_endpoint, token=token["access_token"]
         )

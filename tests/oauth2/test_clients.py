@@ -8,10 +8,11 @@ import base64
 import hashlib
 from typing import Any
 
+from _support.http import assert_problem, basic, bearer, new_email
 from authgate.jose import Key
 
-from .conftest import PERMISSIONS, make_client, new_email
-from .harness import LiveServer, assert_oauth_error, assert_problem, basic, bearer
+from .conftest import PERMISSIONS, make_client
+from .harness import LiveServer, assert_oauth_error
 
 CC = {"grant_type": "client_credentials"}
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from _support.http import PASSWORD, basic, bearer, new_email
 from authgate.jose import Key, encode
 
-from .conftest import make_client, new_email
-from .harness import FIRST_PARTY, PASSWORD, LiveServer, assert_oauth_error, basic, bearer
+from .conftest import make_client
+from .harness import FIRST_PARTY, LiveServer, assert_oauth_error
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CC = {"grant_type": "client_credentials"}

@@ -15,9 +15,11 @@ import httpx
 import jwt
 import pytest
 
-from authgate.jose import Key, encode
+from _support.http import basic
+from _support.tokens import claims_of, header_of
+from authgate.jose import DEFAULT_REQUIRED, Key, encode
 
-from .harness import AUDIENCE, LiveServer, basic, claims_of, header_of
+from .harness import AUDIENCE, LiveServer
 
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = HERE / "remote_jwks.mjs"
@@ -57,22 +59,23 @@ def _jwks_uri(live: LiveServer) -> str:
     return uri
 
 
+def _verified_by_pyjwt(live: LiveServer, token: str) -> dict[str, Any]:
+    """The claims of ``token`` as PyJWT verifies them, with the key its PyJWKClient finds
+    (by kid) in the JWKS that the server's metadata names."""
+    signing_key = jwt.PyJWKClient(_jwks_uri(live)).get_signing_key_from_jwt(token)
+    assert signing_key.key_id == header_of(token)["kid"]
+    expected = {"algorithms": ["ES256"], "audience": AUDIENCE, "issuer": live.url}
+    claims: dict[str, Any] = jwt.decode(
+        token, signing_key.key, **expected, options={"require": list(DEFAULT_REQUIRED)}
+    )
+    return claims
+
+
 def test_pyjwt_pyjwkclient_verifies_client_tokens(
     live: LiveServer, secret_client: dict[str, Any], tokens: dict[str, str]
 ) -> None:
-    jwks_client = jwt.PyJWKClient(_jwks_uri(live))
     for name, scope in (("first", "posts:read reports:read"), ("second", "posts:read")):
-        token = tokens[name]
-        signing_key = jwks_client.get_signing_key_from_jwt(token)
-        assert signing_key.key_id == header_of(token)["kid"]
-        claims = jwt.decode(
-            token,
-            signing_key.key,
-            algorithms=["ES256"],
-            audience=AUDIENCE,
-            issuer=live.url,
-            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
-        )
+        claims = _verified_by_pyjwt(live, tokens[name])
         assert claims["sub"] == secret_client["client_id"]
         assert claims["client_id"] == secret_client["client_id"]
         assert claims["scope"] == scope
@@ -83,11 +86,8 @@ def test_pyjwt_pyjwkclient_verifies_client_tokens(
 def test_pyjwt_pyjwkclient_refuses_bad_signatures(
     live: LiveServer, tokens: dict[str, str], name: str
 ) -> None:
-    jwks_client = jwt.PyJWKClient(_jwks_uri(live))
-    token = tokens[name]
-    signing_key = jwks_client.get_signing_key_from_jwt(token)
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(token, signing_key.key, algorithms=["ES256"], audience=AUDIENCE, issuer=live.url)
+        _verified_by_pyjwt(live, tokens[name])
 
 
 @pytest.fixture(scope="module")

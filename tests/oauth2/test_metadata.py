@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
+from _support.http import basic
+
 from .conftest import PERMISSIONS
-from .harness import LiveServer, basic
+from .harness import LiveServer
 
 METADATA = "/.well-known/oauth-authorization-server"
 AUTH_METHODS = {"client_secret_basic", "client_secret_post", "private_key_jwt"}

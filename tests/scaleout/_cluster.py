@@ -1,11 +1,10 @@
 """Real ``authgate serve`` processes sharing one PostgreSQL database and Redis: the harness
 of tests/scaleout, tests/faults and tests/deploy.
 
-Each test module gets a fresh database (``CREATE DATABASE ag_<random>`` on the server of
-``AUTHGATE_TEST_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``),
-dropped afterwards. Redis is ``AUTHGATE_TEST_REDIS_URL`` (default
-``redis://127.0.0.1:6379/14``); the tests use unique emails, so runs never share counters.
-When a service is unreachable the tests skip, or fail with ``AUTHGATE_REQUIRE_SERVICES=1``.
+Each test module gets a fresh database (``CREATE DATABASE ag_<random>`` on the test
+PostgreSQL server of ``_support.services``), dropped afterwards. Redis is the test Redis
+(db 14 by default); the tests use unique emails, so runs never share counters. When a
+service is unreachable the tests skip, or fail with ``AUTHGATE_REQUIRE_SERVICES=1``.
 
 Other test folders import this module as ``scaleout._cluster`` (pytest puts ``tests/`` on
 ``sys.path``: its sub-folders are packages, ``tests/`` itself is not).
@@ -13,39 +12,39 @@ Other test folders import this module as ``scaleout._cluster`` (pytest puts ``te
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from _support.cli import AUTHGATE, add_role, add_user, run_cli
+from _support.http import ADMIN_PERMISSION, PASSWORD, new_email
+from _support.live import free_port
+from _support.services import (
+    clean_environ,
+    postgres_dsn,
+    postgres_url,
+    redis_url,
+    require_redis,
+    run_in_thread,
+    unavailable,
+)
 from authgate.wiring import new_master_key
 
-T = TypeVar("T")
-
-REQUIRE_SERVICES: Final = os.environ.get("AUTHGATE_REQUIRE_SERVICES") == "1"
-POSTGRES_URL: Final = (
-    os.environ.get("AUTHGATE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL: Final = os.environ.get("AUTHGATE_TEST_REDIS_URL") or "redis://127.0.0.1:6379/14"
-PASSWORD: Final = "correct horse battery staple 42"
-ADMIN_PERMISSION: Final = "authgate:admin"
+POSTGRES_URL: Final = postgres_url()
+REDIS_URL: Final = redis_url(14)
 ISSUER: Final = "http://authgate.cluster.test"
 READY_TIMEOUT: Final = 60.0
 
@@ -62,44 +61,7 @@ BASE_ENV: Final = {
 }
 
 
-def unavailable(reason: str) -> None:
-    """Skip, or fail when AUTHGATE_REQUIRE_SERVICES=1."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason}; AUTHGATE_REQUIRE_SERVICES=1 requires it", pytrace=False)
-    pytest.skip(reason)
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a loop of its own (in a thread: safe from anywhere)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def new_email(prefix: str = "user") -> str:
-    """A unique email."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def bearer(token: str) -> dict[str, str]:
-    """An Authorization header."""
-    return {"Authorization": f"Bearer {token}"}
-
-
 # --- PostgreSQL ---------------------------------------------------------------------------
-
-
-def pg_dsn(url: str) -> str:
-    """A plain libpq DSN for asyncpg (no driver suffix, no authgate options)."""
-    target = make_url(url).set(drivername="postgresql").difference_update_query(["search_path"])
-    return target.render_as_string(hide_password=False)
 
 
 def database_url(name: str, base: str = POSTGRES_URL) -> str:
@@ -124,7 +86,7 @@ def require_postgres() -> str:
     except ImportError:
         unavailable("asyncpg is not installed (pip install 'authgate[postgres]')")
     try:
-        run_async(_pg_execute(pg_dsn(POSTGRES_URL), "SELECT 1"))
+        run_in_thread(_pg_execute(postgres_dsn(POSTGRES_URL), "SELECT 1"))
     except Exception as exc:
         shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
         unavailable(f"PostgreSQL at {shown} is unreachable ({type(exc).__name__}: {exc})")
@@ -137,17 +99,18 @@ def fresh_database() -> Iterator[str]:
     FORCE: a killed instance may leave connections behind for a moment)."""
     base = require_postgres()
     name = "ag_" + secrets.token_hex(6)
-    run_async(_pg_execute(pg_dsn(base), f"CREATE DATABASE {name}"))
+    run_in_thread(_pg_execute(postgres_dsn(base), f"CREATE DATABASE {name}"))
     try:
         yield database_url(name, base)
     finally:
-        run_async(_pg_execute(pg_dsn(base), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        drop = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        run_in_thread(_pg_execute(postgres_dsn(base), drop))
 
 
 async def _pg_fetch(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
     import asyncpg
 
-    conn = await asyncpg.connect(pg_dsn(url), timeout=5)
+    conn = await asyncpg.connect(postgres_dsn(url), timeout=5)
     try:
         return [dict(r) for r in await conn.fetch(sql, *args)]
     finally:
@@ -156,24 +119,7 @@ async def _pg_fetch(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
 
 def pg_fetch(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
     """Rows of a query on the database at ``url``, as dicts."""
-    return run_async(_pg_fetch(url, sql, *args))
-
-
-# --- Redis --------------------------------------------------------------------------------
-
-
-def require_redis(url: str = REDIS_URL) -> str:
-    """The Redis URL; skip or fail if it is unreachable."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except Exception as exc:
-        unavailable(f"Redis at {url} is unreachable ({type(exc).__name__}: {exc})")
-    finally:
-        client.close()
-    return url
+    return run_in_thread(_pg_fetch(url, sql, *args))
 
 
 # --- instances ----------------------------------------------------------------------------
@@ -211,15 +157,7 @@ class Instance:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "authgate",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    *self.args,
-                ],
+                [*AUTHGATE, "serve", "--port", str(self.port), *self.args],
                 cwd=self.directory,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -308,7 +246,7 @@ def instance_env(
 ) -> dict[str, str]:
     """The environment of an instance: this one without AUTHGATE_*, then BASE_ENV, the
     database, Redis and the master key, then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env = clean_environ()
     env.update(BASE_ENV)
     env.update(
         {
@@ -369,24 +307,15 @@ class Cluster:
 
     def cli(self, *args: str, stdin: str | None = None, **extra: str) -> str:
         """Run ``python -m authgate ARGS`` against this cluster's database; its stdout."""
-        done = subprocess.run(
-            [sys.executable, "-m", "authgate", *args],
-            cwd=self.directory,
-            env=self.env(**extra),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_cli(self.directory, *args, env=self.env(**extra), stdin=stdin)
         assert done.returncode == 0, f"authgate {' '.join(args)}: {done.stderr}"
         return done.stdout
 
     def make_admin(self, email: str | None = None) -> str:
         """Create an admin through the CLI (as an operator does); return its email."""
         email = email or new_email("admin")
-        self.cli("roles", "add", "admin", "--permission", ADMIN_PERMISSION)
-        self.cli("users", "add", email, "--role", "admin", "--password-stdin", stdin=PASSWORD)
+        self.cli(*add_role("admin", ADMIN_PERMISSION))
+        self.cli(*add_user(email, "admin"), stdin=PASSWORD)
         return email
 
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -421,32 +350,7 @@ def cluster(
         yield group
 
 
-# --- HTTP helpers -------------------------------------------------------------------------
-
-
-def register(client: httpx.Client, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    """Register through the API; the token response."""
-    r = client.post("/auth/register", json={"email": email, "password": password})
-    assert r.status_code == 201, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def login(client: httpx.Client, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    """Log in through the API; the token response."""
-    r = client.post("/auth/login", json={"email": email, "password": password})
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """An RFC 9457 problem with this status and code."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
+# --- what the instances expose -----------------------------------------------------------
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")

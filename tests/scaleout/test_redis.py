@@ -4,36 +4,24 @@ and their fallbacks when Redis is unreachable."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from _support.services import redis_url, require_redis
 from authgate.storage.redis import RedisCounters, RevocationFanout, connect
 from authgate.storage.sql import migrate, open_storage
 from authgate.storage.sql.store import SqlStorage
 
-REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url(15)
 DOWN_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def _require_redis() -> None:
-    client = connect(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        if os.environ.get("AUTHGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ async def sql(tmp_path: Path) -> AsyncIterator[SqlStorage]:
 
 @pytest.mark.anyio
 async def test_counters_share_windows_across_clients(sql: SqlStorage) -> None:
-    await _require_redis()
+    require_redis(REDIS_URL)
     key = "test:" + secrets.token_hex(8)
     a, b = connect(REDIS_URL), connect(REDIS_URL)
     try:
@@ -85,7 +73,7 @@ async def test_counters_fall_back_to_the_database_when_redis_is_down(sql: SqlSto
 
 @pytest.mark.anyio
 async def test_fanout_wakes_other_instances() -> None:
-    await _require_redis()
+    require_redis(REDIS_URL)
     woken = asyncio.Event()
     a, b = connect(REDIS_URL), connect(REDIS_URL)
     listener = RevocationFanout(b, on_message=woken.set)

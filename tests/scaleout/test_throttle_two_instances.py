@@ -15,7 +15,9 @@ import httpx
 import pytest
 import redis
 
-from ._cluster import PASSWORD, REDIS_URL, Cluster, assert_problem, cluster, new_email, register
+from _support.http import PASSWORD, assert_problem, new_email, register
+
+from ._cluster import REDIS_URL, Cluster, cluster
 
 PARALLEL: Final = 40
 LOCK_AFTER: Final = 10  # the default: failures 1..9 are checked, the 10th attempt is locked

@@ -20,23 +20,18 @@ import httpx
 import pytest
 import redis
 
+from _support.http import PASSWORD, assert_problem, bearer, login, new_email, register
 from authgate.wiring import new_master_key
 
 from ._cluster import (
-    PASSWORD,
     REDIS_URL,
     Cluster,
     Instance,
-    assert_problem,
-    bearer,
     cluster,
     descendants,
     family_violations,
-    login,
     metric,
-    new_email,
     refresh_digest,
-    register,
 )
 
 CONCURRENT = 50

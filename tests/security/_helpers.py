@@ -1,16 +1,12 @@
-"""Shared builders for the security tests.
-
-Tokens are assembled by hand from raw bytes so that each test controls every byte, and
-the signing input is signed with ``key.sign`` so that the ONLY defect is the one under test.
-"""
+"""Shared keys, codes and checks for the security tests; the tokens themselves are
+assembled by hand with ``_support.tokens``."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,33 +16,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from authgate.errors import (
-    AlgorithmNotAllowed,
-    AuthgateError,
-    ConfigurationError,
-    InvalidAudience,
-    InvalidClaims,
-    InvalidHeader,
-    InvalidIssuer,
-    InvalidKey,
-    InvalidSignature,
-    InvalidToken,
-    InvalidType,
-    IssuedInFuture,
-    LifetimeTooLong,
-    MalformedToken,
-    MissingClaim,
-    TokenExpired,
-    TokenNotYetValid,
-    TokenTooLarge,
-    UnknownKey,
-    UnsupportedAlgorithm,
-)
+from _support.tokens import AUD, ISS, NOW
+
+# tests/guard takes these token builders from here.
+from _support.tokens import DROP as DROP
+from _support.tokens import b64 as b64
+from _support.tokens import claims as claims
+from _support.tokens import header_for as header_for
+from _support.tokens import jbytes as jbytes
+from _support.tokens import sign_segments as sign_segments
+from _support.tokens import unb64 as unb64
+from authgate import errors
 from authgate.jose import ClaimsPolicy, Key, KeySet, decode, verify
 
-NOW = 1_700_000_000
-ISS = "https://auth.example.com"
-AUD = "api"
 POLICY = ClaimsPolicy(issuer=ISS, audience=AUD)
 AT_POLICY = ClaimsPolicy.access_token(issuer=ISS, audience=AUD)
 
@@ -59,26 +41,26 @@ ALL_ALGS = (*HMAC_ALGS, *ASYM_ALGS)
 FAMILY_ALGS = ("HS256", "RS256", "PS256", "ES256", "EdDSA")
 
 # The stable codes, written out literally so that a renamed code fails a test.
-CODES: dict[type[AuthgateError], str] = {
-    AlgorithmNotAllowed: "algorithm_not_allowed",
-    ConfigurationError: "invalid_configuration",
-    InvalidAudience: "invalid_audience",
-    InvalidClaims: "invalid_claims",
-    InvalidHeader: "invalid_header",
-    InvalidIssuer: "invalid_issuer",
-    InvalidKey: "invalid_key",
-    InvalidSignature: "invalid_signature",
-    InvalidToken: "invalid_token",
-    InvalidType: "invalid_type",
-    IssuedInFuture: "issued_in_future",
-    LifetimeTooLong: "lifetime_too_long",
-    MalformedToken: "malformed_token",
-    MissingClaim: "missing_claim",
-    TokenExpired: "token_expired",
-    TokenNotYetValid: "token_not_yet_valid",
-    TokenTooLarge: "token_too_large",
-    UnknownKey: "unknown_key",
-    UnsupportedAlgorithm: "unsupported_algorithm",
+CODES: dict[type[errors.AuthgateError], str] = {
+    errors.AlgorithmNotAllowed: "algorithm_not_allowed",
+    errors.ConfigurationError: "invalid_configuration",
+    errors.InvalidAudience: "invalid_audience",
+    errors.InvalidClaims: "invalid_claims",
+    errors.InvalidHeader: "invalid_header",
+    errors.InvalidIssuer: "invalid_issuer",
+    errors.InvalidKey: "invalid_key",
+    errors.InvalidSignature: "invalid_signature",
+    errors.InvalidToken: "invalid_token",
+    errors.InvalidType: "invalid_type",
+    errors.IssuedInFuture: "issued_in_future",
+    errors.LifetimeTooLong: "lifetime_too_long",
+    errors.MalformedToken: "malformed_token",
+    errors.MissingClaim: "missing_claim",
+    errors.TokenExpired: "token_expired",
+    errors.TokenNotYetValid: "token_not_yet_valid",
+    errors.TokenTooLarge: "token_too_large",
+    errors.UnknownKey: "unknown_key",
+    errors.UnsupportedAlgorithm: "unsupported_algorithm",
 }
 
 # Curve orders (SEC 2), for the ECDSA range checks.
@@ -222,92 +204,18 @@ def family_of(alg: str) -> str:
     return {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}[alg[:2]]
 
 
-# --- token assembly -----------------------------------------------------------------------
-
-
-def b64(data: bytes) -> str:
-    """Canonical unpadded base64url."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(segment: str) -> bytes:
-    """Lenient base64url decoding, for taking valid tokens apart."""
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def jbytes(obj: Any) -> bytes:
-    """Compact JSON bytes (what a normal signer emits)."""
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
-
-
-def claims(**changes: Any) -> dict[str, Any]:
-    """Valid claims at NOW for POLICY; a change to ``DROP`` deletes the claim."""
-    base: dict[str, Any] = {
-        "iss": ISS,
-        "sub": "user-1",
-        "aud": AUD,
-        "exp": NOW + 600,
-        "iat": NOW - 10,
-        "jti": "jti-1",
-    }
-    for name, value in changes.items():
-        if value is DROP:
-            base.pop(name, None)
-        else:
-            base[name] = value
-    return base
-
-
-DROP = object()
-
-
-def header_for(key: Key, **changes: Any) -> dict[str, Any]:
-    """The header our signer would write for ``key`` (alg, kid, typ JWT), with changes."""
-    head: dict[str, Any] = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
-    for name, value in changes.items():
-        if value is DROP:
-            head.pop(name, None)
-        else:
-            head[name] = value
-    return head
-
-
-def sign_segments(head_seg: str, payload_seg: str, key: Key) -> str:
-    """Join two already-encoded segments and sign them with ``key``."""
-    signing_input = f"{head_seg}.{payload_seg}".encode()
-    return f"{head_seg}.{payload_seg}.{b64(key.sign(signing_input))}"
-
-
-def forge(
-    key: Key,
-    *,
-    header: Mapping[str, Any] | bytes | None = None,
-    payload: Mapping[str, Any] | bytes | None = None,
-) -> str:
-    """A token signed by ``key``. ``header``/``payload`` are dicts (compact JSON) or raw bytes."""
-    head = header_for(key) if header is None else header
-    body = claims() if payload is None else payload
-    head_raw = head if isinstance(head, bytes) else jbytes(head)
-    body_raw = body if isinstance(body, bytes) else jbytes(body)
-    return sign_segments(b64(head_raw), b64(body_raw), key)
-
-
-def resign(token: str, key: Key) -> str:
-    """Replace the signature of ``token`` with a valid one over its (possibly odd) first part."""
-    head_seg, payload_seg = token.split(".")[:2]
-    return sign_segments(head_seg, payload_seg, key)
-
-
 # --- assertions ---------------------------------------------------------------------------
 
 
 @contextmanager
-def refused(cls: type[AuthgateError]) -> Iterator[pytest.ExceptionInfo[AuthgateError]]:
+def refused(
+    cls: type[errors.AuthgateError],
+) -> Iterator[pytest.ExceptionInfo[errors.AuthgateError]]:
     """Expect exactly ``cls`` (not a parent, not a sibling) with its stable code.
 
     Anything that is not an AuthgateError propagates and fails the test.
     """
-    with pytest.raises(AuthgateError) as info:
+    with pytest.raises(errors.AuthgateError) as info:
         yield info
     assert type(info.value) is cls, f"expected {cls.__name__}, got {info.value!r}"
     assert info.value.code == CODES[cls]
@@ -347,12 +255,12 @@ Checker = Callable[..., Any]
 ENTRY_POINTS: dict[str, Checker] = {"decode": decode_as, "verify": verify_as}
 
 
-def attempt(call: Callable[[], Any]) -> tuple[Any, InvalidToken | None]:
+def attempt(call: Callable[[], Any]) -> tuple[Any, errors.InvalidToken | None]:
     """Run ``call``: ``(result, None)`` on success, ``(None, error)`` on an InvalidToken.
 
     Anything else propagates (and fails the test that uses it).
     """
     try:
         return call(), None
-    except InvalidToken as exc:
+    except errors.InvalidToken as exc:
         return None, exc

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa, x25519
 from cryptography.utils import CryptographyDeprecationWarning
 
+from _support.tokens import b64, claims, forge, header_for, unb64
 from authgate.errors import AlgorithmNotAllowed, InvalidKey
 from authgate.jose import ALGORITHMS, Key, KeySet, decode, encode, verify
 
@@ -30,13 +31,8 @@ from ._helpers import (
     POLICY,
     RSA_ALGS,
     attacker_key_for,
-    b64,
-    claims,
-    forge,
-    header_for,
     key_for,
     refused,
-    unb64,
 )
 
 PAIRS = [(k, t) for k in ALL_ALGS for t in ALL_ALGS if k != t]

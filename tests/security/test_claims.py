@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import AUD, DROP, ISS, NOW, b64, claims, forge, header_for, jbytes, unb64
 from authgate.clock import FixedClock
 from authgate.errors import (
     ConfigurationError,
@@ -30,25 +31,7 @@ from authgate.errors import (
 )
 from authgate.jose import DEFAULT_REQUIRED, ClaimsPolicy, Key, KeySet, decode, encode
 
-from ._helpers import (
-    AT_POLICY,
-    AUD,
-    CODES,
-    DROP,
-    FAMILY_ALGS,
-    ISS,
-    NOW,
-    POLICY,
-    b64,
-    claims,
-    decode_as,
-    forge,
-    header_for,
-    jbytes,
-    key_for,
-    refused,
-    unb64,
-)
+from ._helpers import AT_POLICY, CODES, FAMILY_ALGS, POLICY, decode_as, key_for, refused
 
 REQUIRED = ("exp", "iat", "iss", "aud", "sub", "jti")
 
@@ -199,24 +182,26 @@ def test_expired_tokens(exp: float) -> None:
         )
 
 
+def _bounded_by_now_plus_leeway(
+    claim: str, error: type[InvalidToken], leeway: float, accepted: tuple[float, ...]
+) -> None:
+    """``claim`` after NOW + leeway is refused with ``error``; the ``accepted`` values pass."""
+    policy = ClaimsPolicy(issuer=ISS, audience=AUD, leeway=leeway)
+    for value in (NOW + leeway + 0.001, NOW + leeway + 1, NOW + 500):
+        with refused(error):
+            decode_as(token_with(**{claim: value}), hs256(), policy=policy)
+    for value in accepted:
+        assert decode_as(token_with(**{claim: value}), hs256(), policy=policy)[claim] == value
+
+
 @pytest.mark.parametrize("leeway", LEEWAYS)
 def test_nbf_after_now_plus_leeway_is_not_yet_valid(leeway: float) -> None:
-    policy = ClaimsPolicy(issuer=ISS, audience=AUD, leeway=leeway)
-    for nbf in (NOW + leeway + 0.001, NOW + leeway + 1, NOW + 500):
-        with refused(TokenNotYetValid):
-            decode_as(token_with(nbf=nbf), hs256(), policy=policy)
-    for nbf in (NOW + leeway, NOW, NOW - 1, 0):
-        assert decode_as(token_with(nbf=nbf), hs256(), policy=policy)["nbf"] == nbf
+    _bounded_by_now_plus_leeway("nbf", TokenNotYetValid, leeway, (NOW + leeway, NOW, NOW - 1, 0))
 
 
 @pytest.mark.parametrize("leeway", LEEWAYS)
 def test_iat_after_now_plus_leeway_is_issued_in_future(leeway: float) -> None:
-    policy = ClaimsPolicy(issuer=ISS, audience=AUD, leeway=leeway)
-    for iat in (NOW + leeway + 0.001, NOW + leeway + 1, NOW + 500):
-        with refused(IssuedInFuture):
-            decode_as(token_with(iat=iat), hs256(), policy=policy)
-    for iat in (NOW + leeway, NOW, NOW - 1):
-        assert decode_as(token_with(iat=iat), hs256(), policy=policy)["iat"] == iat
+    _bounded_by_now_plus_leeway("iat", IssuedInFuture, leeway, (NOW + leeway, NOW, NOW - 1))
 
 
 @pytest.mark.parametrize("max_lifetime", [1, 600, 3600, 86400])

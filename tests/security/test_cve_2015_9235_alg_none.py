@@ -10,22 +10,11 @@ import json
 
 import pytest
 
+from _support.tokens import b64, claims, header_for, jbytes, unb64
 from authgate.errors import AlgorithmNotAllowed, MalformedToken, UnsupportedAlgorithm
 from authgate.jose import ALGORITHMS, Key, KeySet, decode, encode, verify
 
-from ._helpers import (
-    ALL_ALGS,
-    ENTRY_POINTS,
-    FAMILY_ALGS,
-    POLICY,
-    b64,
-    claims,
-    header_for,
-    jbytes,
-    key_for,
-    refused,
-    unb64,
-)
+from ._helpers import ALL_ALGS, ENTRY_POINTS, FAMILY_ALGS, POLICY, key_for, refused
 
 NONE_VARIANTS = ("none", "None", "NONE", "nOnE", "nONE", "NoNe", "none ", " none", "none\u0000")
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hmac as pyca_hmac
 
+from _support.tokens import b64, claims, unb64
 from authgate.errors import InvalidSignature
 from authgate.jose import encode, keys
 
-from ._helpers import HMAC_ALGS, b64, claims, decode_as, key_for, refused, unb64
+from ._helpers import HMAC_ALGS, decode_as, key_for, refused
 
 
 class _SpyHMAC:

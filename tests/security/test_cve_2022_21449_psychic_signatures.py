@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from _support.tokens import b64, claims, unb64
 from authgate.errors import InvalidSignature
 from authgate.jose import Key, encode
 
@@ -24,12 +25,9 @@ from ._helpers import (
     ENTRY_POINTS,
     RSA_ALGS,
     attacker_key_for,
-    b64,
-    claims,
     key_for,
     private_of,
     refused,
-    unb64,
 )
 
 _HASHES = {"ES256": "SHA256", "ES384": "SHA384", "ES512": "SHA512"}

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import NOW, b64, claims, jbytes
 from authgate.errors import InvalidKey, UnknownKey
 from authgate.jose import KeySet, decode, encode, verify
 
-from ._helpers import NOW, POLICY, b64, claims, jbytes, key_for, refused
+from ._helpers import POLICY, key_for, refused
 
 
 @pytest.mark.parametrize("func", [decode, verify], ids=["decode", "verify"])

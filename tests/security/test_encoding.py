@@ -16,21 +16,11 @@ from collections.abc import Callable
 
 import pytest
 
+from _support.tokens import b64, claims, header_for, jbytes, sign_segments, unb64
 from authgate.errors import MalformedToken
 from authgate.jose import Key, encode
 
-from ._helpers import (
-    ENTRY_POINTS,
-    b64,
-    claims,
-    decode_as,
-    header_for,
-    jbytes,
-    key_for,
-    refused,
-    sign_segments,
-    unb64,
-)
+from ._helpers import ENTRY_POINTS, decode_as, key_for, refused
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 SEGMENTS = ("header", "payload", "signature")

@@ -17,22 +17,11 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import AUD, ISS, NOW, b64, claims, header_for
 from authgate.errors import InvalidToken
 from authgate.jose import ALGORITHMS, ClaimsPolicy, Key, KeySet, decode, encode, verify
 
-from ._helpers import (
-    ALL_ALGS,
-    AUD,
-    CODES,
-    ISS,
-    NOW,
-    POLICY,
-    attempt,
-    b64,
-    claims,
-    header_for,
-    key_for,
-)
+from ._helpers import ALL_ALGS, CODES, POLICY, attempt, key_for
 
 SEED = 20240611
 B64_ALPHABET = string.ascii_letters + string.digits + "-_"

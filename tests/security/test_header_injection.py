@@ -21,26 +21,20 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from _support.tokens import DROP, b64, claims, forge, header_for, jbytes, sign_segments
 from authgate.errors import InvalidHeader, MalformedToken, UnknownKey
 from authgate.jose import ALGORITHMS, Key, KeySet, decode, verify
 
 from ._helpers import (
-    DROP,
     ENTRY_POINTS,
     FAMILY_ALGS,
     POLICY,
     attacker_key_for,
-    b64,
-    claims,
     decode_as,
-    forge,
-    header_for,
-    jbytes,
     key_for,
     private_of,
     refused,
     self_signed_cert,
-    sign_segments,
 )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from api.server import PASSWORD, LiveServer, assert_problem, bearer, new_email, running_server
+from _support.http import PASSWORD, assert_problem, bearer, new_email
+from api.server import LiveServer, running_server
 from authgate.errors import InvalidRequest, PredictablePassword, WeakPassword
 from authgate.passwords import check_new_password, common_passwords, predictability
 from authgate.service.accounts import lookup_email, normalize_email

@@ -20,6 +20,7 @@ import hmac
 
 import pytest
 
+from _support.tokens import b64, claims, jbytes
 from authgate.errors import AlgorithmNotAllowed, InvalidKey, InvalidSignature
 from authgate.jose import ALGORITHMS, Key, KeySet, decode, encode, verify
 
@@ -29,10 +30,7 @@ from ._helpers import (
     FAMILY_ENCODINGS,
     HMAC_ALGS,
     POLICY,
-    b64,
-    claims,
     family_of,
-    jbytes,
     key_for,
     public_encodings,
     refused,

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from _support.tokens import AUD, ISS, NOW, claims, forge, header_for
 from authgate.errors import (
     InvalidAudience,
     InvalidClaims,
@@ -29,19 +30,7 @@ from authgate.errors import (
 )
 from authgate.jose import ClaimsPolicy, decode, encode, sign, verify
 
-from ._helpers import (
-    AUD,
-    CODES,
-    FAMILY_ALGS,
-    ISS,
-    NOW,
-    POLICY,
-    attempt,
-    claims,
-    forge,
-    header_for,
-    key_for,
-)
+from ._helpers import CODES, FAMILY_ALGS, POLICY, attempt, key_for
 
 SETTINGS = settings(
     max_examples=200,

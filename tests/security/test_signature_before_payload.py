@@ -9,22 +9,12 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import b64, forge, header_for, jbytes, sign_segments
 from authgate.errors import InvalidSignature, MalformedToken
 from authgate.jose import KeySet
 from authgate.jose import jwt as jwt_module
 
-from ._helpers import (
-    FAMILY_ALGS,
-    attacker_key_for,
-    b64,
-    decode_as,
-    forge,
-    header_for,
-    jbytes,
-    key_for,
-    refused,
-    sign_segments,
-)
+from ._helpers import FAMILY_ALGS, attacker_key_for, decode_as, key_for, refused
 
 # Payloads the strict parser refuses (each would be MalformedToken if it were parsed), some
 # of them costly to parse: deep nesting, a 5000-digit number.

@@ -13,25 +13,11 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import NOW, b64, claims, forge, header_for, jbytes, sign_segments
 from authgate.errors import InvalidSignature, MalformedToken, TokenTooLarge
 from authgate.jose import MAX_TOKEN_SIZE, decode, encode, jws, jwt, verify
 
-from ._helpers import (
-    ENTRY_POINTS,
-    FAMILY_ALGS,
-    NOW,
-    POLICY,
-    b64,
-    claims,
-    decode_as,
-    forge,
-    header_for,
-    jbytes,
-    key_for,
-    refused,
-    sign_segments,
-    verify_as,
-)
+from ._helpers import ENTRY_POINTS, FAMILY_ALGS, POLICY, decode_as, key_for, refused, verify_as
 
 
 def parts(alg: str = "HS256") -> tuple[str, str, str]:

@@ -1,6 +1,6 @@
-"""The PostgreSQL server the storage tests use: found through AUTHGATE_TEST_POSTGRES_URL,
-probed once per session, and split into schemas of their own (``ag_<random>``), so that
-concurrent runs never collide.
+"""The PostgreSQL server the storage tests use (``_support.services``): probed once per
+session, and split into schemas of their own (``ag_<random>``), so that concurrent runs
+never collide.
 
 Creating and migrating a schema costs a few hundred milliseconds of catalog work, so the
 migrated database is one schema per test module, emptied before each test
@@ -8,40 +8,27 @@ migrated database is one schema per test module, emptied before each test
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
-import os
 import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Integer
 from sqlalchemy.engine import make_url
 
-from authgate.storage.sql import alembic_config, async_url, metadata, migrate
+from _support.services import (
+    POSTGRES_URL_ENV,
+    postgres_dsn,
+    postgres_url,
+    run_in_thread,
+    unavailable,
+)
+from authgate.storage.sql import alembic_config, metadata, migrate
 
-_T = TypeVar("_T")
-
-POSTGRES_URL_ENV: Final = "AUTHGATE_TEST_POSTGRES_URL"
-DEFAULT_POSTGRES_URL: Final = "postgresql://postgres@127.0.0.1:5432/test"
-REQUIRE_SERVICES_ENV: Final = "AUTHGATE_REQUIRE_SERVICES"
 SCHEMA_PREFIX: Final = "ag_"
-
-
-def postgres_url() -> str:
-    """The PostgreSQL server the tests use (each in a schema of its own)."""
-    return os.environ.get(POSTGRES_URL_ENV) or DEFAULT_POSTGRES_URL
-
-
-def postgres_dsn(url: str) -> str:
-    """``url`` as a plain libpq DSN for asyncpg.connect (no driver, no authgate options)."""
-    target = async_url(url).set(drivername="postgresql").difference_update_query(["search_path"])
-    return target.render_as_string(hide_password=False)
 
 
 def with_search_path(url: str, schema: str) -> str:
@@ -53,13 +40,6 @@ def with_search_path(url: str, schema: str) -> str:
 def asyncpg() -> Any:
     """The asyncpg module (an optional dependency: the 'postgres' extra)."""
     return importlib.import_module("asyncpg")
-
-
-def run_in_thread(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` on an event loop of its own, in another thread: a sync fixture may be
-    set up while a test's loop runs in this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 async def _probe(dsn: str) -> None:
@@ -92,9 +72,7 @@ def require_postgres() -> str:
     url = postgres_url()
     problem = _postgres_problem(url)
     if problem is not None:
-        if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
-            pytest.fail(f"{problem}; {REQUIRE_SERVICES_ENV}=1 requires it", pytrace=False)
-        pytest.skip(f"{problem}; set {POSTGRES_URL_ENV}")
+        unavailable(f"{problem}; set {POSTGRES_URL_ENV}")
     return url
 
 

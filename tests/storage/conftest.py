@@ -19,9 +19,10 @@ from typing import Final
 import pytest
 
 from authgate.storage.base import Storage
-from authgate.storage.sql import SqlStorage, migrate, open_storage
+from authgate.storage.sql import SqlStorage, migrate
 
 from ._postgres import migrated_schema, postgres_schema, require_postgres, reset_schema
+from ._stores import opened
 
 BACKENDS: Final = ["sqlite", "postgresql"]
 
@@ -81,11 +82,8 @@ async def database_url(
 @pytest.fixture
 async def sql_storage(database_url: str) -> AsyncIterator[SqlStorage]:
     """A SqlStorage on the fresh database, closed after the test."""
-    store = await open_storage(database_url)
-    try:
+    async with opened(database_url) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

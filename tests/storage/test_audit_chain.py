@@ -13,6 +13,8 @@ from authgate.clock import FixedClock
 from authgate.service.audit import Audit
 from authgate.storage.sql.store import SqlStorage
 
+from ._stores import at_revision
+
 pytestmark = pytest.mark.anyio
 
 
@@ -98,14 +100,9 @@ async def test_concurrent_appends_never_fork_the_chain(sql_storage: SqlStorage) 
 async def test_upgrade_to_0003_chains_the_existing_events(empty_database_url: str) -> None:
     from sqlalchemy import inspect
 
-    from authgate.storage.sql import migrate, open_storage
+    from authgate.storage.sql import migrate
 
-    from .test_sql_backend import _upgrade_to
-
-    store = await open_storage(empty_database_url)
-    try:
-        async with store.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0002")
+    async with at_revision(empty_database_url, "0002") as store:
         async with store.engine.begin() as conn:
             columns = await conn.run_sync(
                 lambda c: {col["name"] for col in inspect(c).get_columns("audit_events")}
@@ -125,5 +122,3 @@ async def test_upgrade_to_0003_chains_the_existing_events(empty_database_url: st
         await audit.record("login_ok", user_id="after")
         report = await audit.verify()
         assert (report.ok, report.checked) == (True, 4)
-    finally:
-        await store.close()

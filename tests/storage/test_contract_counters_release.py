@@ -8,12 +8,12 @@ one the hit landed in, exactly."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 
 import pytest
 
+from _support.services import redis_url, require_redis
 from authgate.storage.base import Counters, CounterState, Storage
 from authgate.storage.redis import RedisCounters, connect
 
@@ -21,7 +21,7 @@ from ._records import T0
 
 pytestmark = pytest.mark.anyio
 
-REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = redis_url(15)
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -30,14 +30,7 @@ async def counters(request: pytest.FixtureRequest, storage: Storage) -> AsyncIte
     if request.param == "database":
         yield storage
         return
-    client = connect(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
-        if os.environ.get("AUTHGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    client = connect(require_redis(REDIS_URL))
     try:
         yield RedisCounters(client, fallback=storage)
     finally:

@@ -23,6 +23,7 @@ from authgate.storage.sql import SqlStorage, alembic_config, metadata, migrate, 
 from authgate.storage.sql.tables import client_assertions, refresh_tokens
 
 from ._records import T0, digest, refresh, session, user
+from ._stores import at_revision, opened
 
 pytestmark = pytest.mark.anyio
 
@@ -38,12 +39,6 @@ def _flat(diff: list[Any]) -> list[tuple[Any, ...]]:
     for entry in diff:
         out.extend(entry if isinstance(entry, list) else [entry])
     return out
-
-
-def _upgrade_to(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
 
 
 def _revision(connection: Connection) -> str | None:
@@ -89,10 +84,7 @@ async def test_schema_comparison_checks_column_types(sql_storage: SqlStorage) ->
 
 
 async def test_upgrade_from_0001_keeps_the_data(empty_database_url: str) -> None:
-    store = await open_storage(empty_database_url)
-    try:
-        async with store.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0001")
+    async with at_revision(empty_database_url, "0001") as store:
         async with store.engine.connect() as conn:
             assert await conn.run_sync(_revision) == "0001"
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
@@ -151,31 +143,22 @@ async def test_upgrade_from_0001_keeps_the_data(empty_database_url: str) -> None
         await store.create_client(client)
         assert await store.list_clients() == [client]
         assert await store.use_assertion_id("cli_a", "j", expires_at=T0 + 1) is True
-    finally:
-        await store.close()
 
 
 async def test_migrate_is_idempotent(database_url: str) -> None:
     await migrate(database_url)
     await migrate(database_url)
-    store = await open_storage(database_url)
-    try:
-        async with store.engine.connect() as conn:
-            assert await conn.run_sync(_diff) == []
-            assert await conn.run_sync(_revision) == _head()
-    finally:
-        await store.close()
+    async with opened(database_url) as store, store.engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []
+        assert await conn.run_sync(_revision) == _head()
 
 
 async def test_concurrent_migrations_queue(empty_database_url: str) -> None:
     await asyncio.gather(*(migrate(empty_database_url) for _ in range(3)))
-    store = await open_storage(empty_database_url)
-    try:
+    async with opened(empty_database_url) as store:
         async with store.engine.connect() as conn:
             assert await conn.run_sync(_diff) == []
         await store.create_user(user("u1"))
-    finally:
-        await store.close()
 
 
 async def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
@@ -245,8 +228,7 @@ async def test_50_concurrent_rotations_on_one_store_have_one_winner(
 async def test_50_concurrent_rotations_from_two_engines_have_one_winner(
     database_url: str,
 ) -> None:
-    first, second = await open_storage(database_url), await open_storage(database_url)
-    try:
+    async with opened(database_url) as first, opened(database_url) as second:
         parent = await _family(first)
         await asyncio.gather(first.ping(), second.ping())
         stores = [first, second]
@@ -259,14 +241,10 @@ async def test_50_concurrent_rotations_from_two_engines_have_one_winner(
             )
         )
         await _assert_one_winner(second, parent, list(results))
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_writers_on_two_engines_queue_instead_of_failing(database_url: str) -> None:
-    first, second = await open_storage(database_url), await open_storage(database_url)
-    try:
+    async with opened(database_url) as first, opened(database_url) as second:
         stores = [first, second]
         await first.create_user(user("shared"))
         # set_roles reads before it writes: the case where a deferred BEGIN fails at once
@@ -282,16 +260,12 @@ async def test_writers_on_two_engines_queue_instead_of_failing(database_url: str
         shared = await second.get_user("shared")
         assert shared is not None
         assert len(shared.roles) == 1
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_20_concurrent_assertion_uses_from_two_engines_have_one_winner(
     database_url: str,
 ) -> None:
-    first, second = await open_storage(database_url), await open_storage(database_url)
-    try:
+    async with opened(database_url) as first, opened(database_url) as second:
         await asyncio.gather(first.ping(), second.ping())
         stores = [first, second]
         results = await asyncio.gather(
@@ -305,9 +279,6 @@ async def test_20_concurrent_assertion_uses_from_two_engines_have_one_winner(
             rows = (await conn.execute(select(client_assertions))).all()
         # Stored by digest: the client's jti has no length limit in the column.
         assert [tuple(r) for r in rows] == [("cli_a", _sha256("jti-1"), T0 + 60)]
-    finally:
-        await first.close()
-        await second.close()
 
 
 # -- error mapping -----------------------------------------------------------------------

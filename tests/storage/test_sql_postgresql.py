@@ -29,6 +29,7 @@ from ._postgres import (
     with_search_path,
 )
 from ._records import T0, digest, refresh, session, user
+from ._stores import closed_after, opened
 
 pytestmark = pytest.mark.anyio
 
@@ -76,11 +77,8 @@ def _key(kid: str) -> KeyRecord:
 
 @pytest.fixture
 async def observer(database_url: str) -> AsyncIterator[Any]:
-    conn = await _connect(database_url)
-    try:
+    async with closed_after(_connect(database_url)) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 # -- search_path -------------------------------------------------------------------------
@@ -105,8 +103,7 @@ async def test_tables_live_in_the_url_schema_only(
 async def test_two_schemas_of_one_database_are_independent(database_url: str) -> None:
     async with postgres_schema() as other_url:
         await migrate(other_url)
-        here, there = await open_storage(database_url), await open_storage(other_url)
-        try:
+        async with opened(database_url) as here, opened(other_url) as there:
             await here.create_user(user("alice"))
             await there.create_user(user("alice"))  # no conflict: another schema
             await there.create_user(user("bob"))
@@ -115,9 +112,6 @@ async def test_two_schemas_of_one_database_are_independent(database_url: str) ->
                 "alice",
                 "bob",
             ]
-        finally:
-            await here.close()
-            await there.close()
 
 
 async def test_migrating_into_a_missing_schema_is_a_storage_error() -> None:
@@ -131,15 +125,12 @@ async def test_migrating_into_a_missing_schema_is_a_storage_error() -> None:
 async def test_unreachable_server_is_storage_unavailable() -> None:
     pytest.importorskip("asyncpg")
     url = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
-    store = await open_storage(url)
-    try:
+    async with opened(url) as store:
         with pytest.raises(StorageUnavailable) as info:
             await store.ping()
         assert info.value.code == "storage_unavailable"
         with pytest.raises(StorageUnavailable):
             await store.create_user(user("u1"))
-    finally:
-        await store.close()
     with pytest.raises(StorageUnavailable) as info:
         await migrate(url)
     assert info.value.code == "storage_unavailable"

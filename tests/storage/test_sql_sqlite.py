@@ -25,6 +25,7 @@ from authgate.storage.sql import SqlStorage, async_url, migrate, open_storage
 from authgate.storage.sql import engine as sql_engine
 
 from ._records import T0, user
+from ._stores import opened
 
 pytestmark = pytest.mark.anyio
 
@@ -38,11 +39,8 @@ async def url(tmp_path: Path, anyio_backend: str) -> str:
 
 @pytest.fixture
 async def store(url: str) -> AsyncIterator[SqlStorage]:
-    s = await open_storage(url)
-    try:
+    async with opened(url) as s:
         yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture
@@ -216,8 +214,7 @@ async def test_reads_go_on_while_another_process_writes(url: str, store: SqlStor
 async def test_key_lock_commits_on_exit_and_rolls_back_on_error(
     url: str, store: SqlStorage
 ) -> None:
-    observer = await open_storage(url)
-    try:
+    async with opened(url) as observer:
         async with store.key_lock():
             await store.insert_key(_key("k1"))
             assert [k.kid for k in await store.list_keys()] == ["k1"]
@@ -233,8 +230,6 @@ async def test_key_lock_commits_on_exit_and_rolls_back_on_error(
         with pytest.raises(RuntimeError, match="boom"):
             await rotate_then_fail()
         assert [(k.kid, k.state) for k in await observer.list_keys()] == [("k1", "next")]
-    finally:
-        await observer.close()
 
 
 async def test_key_lock_is_reentrant_for_its_task(store: SqlStorage) -> None:
@@ -244,8 +239,7 @@ async def test_key_lock_is_reentrant_for_its_task(store: SqlStorage) -> None:
 
 
 async def test_key_lock_excludes_another_engine(url: str, short_busy_timeout: None) -> None:
-    first, second = await open_storage(url), await open_storage(url)
-    try:
+    async with opened(url) as first, opened(url) as second:
         async with first.key_lock():
             await first.insert_key(_key("k1"))
             with pytest.raises(StorageUnavailable) as info:
@@ -256,9 +250,6 @@ async def test_key_lock_excludes_another_engine(url: str, short_busy_timeout: No
             assert [k.kid for k in await second.list_keys()] == ["k1"]
             await second.insert_key(_key("k2"))
         assert [k.kid for k in await first.list_keys()] == ["k1", "k2"]
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def test_other_tasks_writes_wait_for_key_lock(store: SqlStorage) -> None:
@@ -295,8 +286,7 @@ async def test_locked_database_is_storage_unavailable(url: str, short_busy_timeo
 
 @pytest.mark.usefixtures("settle_worker_threads")
 async def test_unreachable_database_is_storage_unavailable(tmp_path: Path) -> None:
-    store = await open_storage(f"sqlite:///{tmp_path / 'missing-dir' / 'a.db'}")
-    try:
+    async with opened(f"sqlite:///{tmp_path / 'missing-dir' / 'a.db'}") as store:
         with pytest.raises(StorageUnavailable) as info:
             await store.ping()
         assert info.value.code == "storage_unavailable"
@@ -304,8 +294,6 @@ async def test_unreachable_database_is_storage_unavailable(tmp_path: Path) -> No
             await store.get_user("u1")
         with pytest.raises(StorageUnavailable):
             await store.create_user(user("u1"))
-    finally:
-        await store.close()
 
 
 @pytest.mark.usefixtures("settle_worker_threads")
@@ -316,15 +304,12 @@ async def test_migrate_unreachable_database_is_storage_unavailable(tmp_path: Pat
 
 
 async def test_unmigrated_database_is_a_storage_error(tmp_path: Path) -> None:
-    store = await open_storage(f"sqlite:///{tmp_path / 'empty.db'}")
-    try:
+    async with opened(f"sqlite:///{tmp_path / 'empty.db'}") as store:
         await store.ping()  # reachable
         with pytest.raises(StorageError) as info:
             await store.get_user("u1")
         assert type(info.value) is StorageError
         assert info.value.code == "storage_error"
-    finally:
-        await store.close()
 
 
 class _DriverError(Exception):

@@ -4,15 +4,16 @@ others can read loses those permissions (its group bits stay: they may be on pur
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from authgate.storage.sql import migrate, open_storage
+from _support.files import umask
+from authgate.storage.sql import migrate
 
 from ._records import user
+from ._stores import opened
 
 pytestmark = pytest.mark.anyio
 
@@ -20,11 +21,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def umask_022() -> Iterator[None]:
     """The usual umask, under which SQLite alone creates its files 0644."""
-    old = os.umask(0o022)
-    try:
+    with umask(0o022):
         yield
-    finally:
-        os.umask(old)
 
 
 def modes(db: Path) -> dict[str, int]:
@@ -41,12 +39,9 @@ async def write_and_read(db: Path, uid: str = "usr_mode") -> dict[str, int]:
     """Migrate, write a row and read the modes while the connection (and the WAL) is open."""
     url = f"sqlite:///{db}"
     await migrate(url)
-    storage = await open_storage(url)
-    try:
+    async with opened(url) as storage:
         await storage.create_user(user(uid))
         return modes(db)
-    finally:
-        await storage.close()
 
 
 async def test_world_readable_database_new_files_are_0600(tmp_path: Path, umask_022: None) -> None:

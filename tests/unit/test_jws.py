@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import forge
 from authgate.errors import (
     AlgorithmNotAllowed,
     InvalidHeader,
@@ -28,18 +29,17 @@ def _refused(excinfo: pytest.ExceptionInfo[Any], cls: type, code: str) -> None:
     assert excinfo.value.code == code
 
 
+def _verify_refused(cls: type, code: str, token: Any, keys: Key | KeySet, **options: Any) -> Any:
+    """``verify`` refuses ``token`` with exactly ``cls`` and its stable ``code``; the error."""
+    with pytest.raises(cls) as excinfo:
+        verify(token, keys, **options)
+    _refused(excinfo, cls, code)
+    return excinfo.value
+
+
 def _header(token: str) -> dict[str, Any]:
     obj: dict[str, Any] = json.loads(b64decode(token.split(".")[0]))
     return obj
-
-
-def _compact(header: dict[str, Any], payload: bytes, key: Key) -> str:
-    signing_input = (
-        b64encode_str(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + b64encode_str(payload)
-    )
-    return signing_input + "." + b64encode_str(key.sign(signing_input.encode()))
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +117,8 @@ def test_cty_other_than_jwt_refused(keys: dict[str, Key], cty: str) -> None:
     with pytest.raises(InvalidHeader) as excinfo:
         sign(b"x", keys["HS256"], cty=cty)
     _refused(excinfo, InvalidHeader, "invalid_header")
-    token = _compact({"alg": "HS256", "cty": cty}, b"x", keys["HS256"])
-    with pytest.raises(InvalidHeader) as excinfo:
-        verify(token, keys["HS256"], algorithms=["HS256"])
-    _refused(excinfo, InvalidHeader, "invalid_header")
+    token = forge(keys["HS256"], header={"alg": "HS256", "cty": cty}, payload=b"x")
+    _verify_refused(InvalidHeader, "invalid_header", token, keys["HS256"], algorithms=["HS256"])
 
 
 def test_sign_with_public_key_refused(keys: dict[str, Key]) -> None:
@@ -137,9 +135,9 @@ def test_sign_with_public_key_refused(keys: dict[str, Key]) -> None:
 )
 def test_bad_allowlist_refused(keys: dict[str, Key], algorithms: Any) -> None:
     token = sign(b"x", keys["HS256"])
-    with pytest.raises(UnsupportedAlgorithm) as excinfo:
-        verify(token, keys["HS256"], algorithms=algorithms)
-    _refused(excinfo, UnsupportedAlgorithm, "unsupported_algorithm")
+    _verify_refused(
+        UnsupportedAlgorithm, "unsupported_algorithm", token, keys["HS256"], algorithms=algorithms
+    )
 
 
 def test_allowlist_accepts_any_collection(keys: dict[str, Key]) -> None:
@@ -150,18 +148,22 @@ def test_allowlist_accepts_any_collection(keys: dict[str, Key]) -> None:
 
 def test_alg_outside_allowlist_refused(keys: dict[str, Key]) -> None:
     token = sign(b"x", keys["ES256"])
-    with pytest.raises(AlgorithmNotAllowed) as excinfo:
-        verify(token, keys["ES256"], algorithms=["ES384", "EdDSA"])
-    _refused(excinfo, AlgorithmNotAllowed, "algorithm_not_allowed")
+    _verify_refused(
+        AlgorithmNotAllowed,
+        "algorithm_not_allowed",
+        token,
+        keys["ES256"],
+        algorithms=["ES384", "EdDSA"],
+    )
 
 
 def test_header_alg_against_key_alg(keys: dict[str, Key]) -> None:
     # A token whose header names ES384 but which is sent to an ES256 key, same kid.
     key = keys["ES256"]
-    token = _compact({"alg": "ES384", "kid": key.kid}, b"x", keys["ES384"])
-    with pytest.raises(AlgorithmNotAllowed) as excinfo:
-        verify(token, key, algorithms=["ES256", "ES384"])
-    _refused(excinfo, AlgorithmNotAllowed, "algorithm_not_allowed")
+    token = forge(keys["ES384"], header={"alg": "ES384", "kid": key.kid}, payload=b"x")
+    _verify_refused(
+        AlgorithmNotAllowed, "algorithm_not_allowed", token, key, algorithms=["ES256", "ES384"]
+    )
 
 
 # --- keys and signatures ------------------------------------------------------------------------
@@ -170,9 +172,7 @@ def test_header_alg_against_key_alg(keys: dict[str, Key]) -> None:
 def test_kid_mismatch_with_single_key(keys: dict[str, Key]) -> None:
     token = sign(b"x", keys["ES256"])
     other = Key.generate("ES256")
-    with pytest.raises(UnknownKey) as excinfo:
-        verify(token, other, algorithms=["ES256"])
-    _refused(excinfo, UnknownKey, "unknown_key")
+    _verify_refused(UnknownKey, "unknown_key", token, other, algorithms=["ES256"])
 
 
 @pytest.mark.parametrize("alg", ALL_ALGS)
@@ -181,23 +181,29 @@ def test_tampered_token_refused(keys: dict[str, Key], alg: str) -> None:
     token = sign(b'{"sub":"alice"}', key)
     head, _payload, sig = token.split(".")
     other_payload = b64encode_str(b'{"sub":"mallory"}')
-    with pytest.raises(InvalidSignature) as excinfo:
-        verify(f"{head}.{other_payload}.{sig}", key, algorithms=[alg])
-    _refused(excinfo, InvalidSignature, "invalid_signature")
+    _verify_refused(
+        InvalidSignature,
+        "invalid_signature",
+        f"{head}.{other_payload}.{sig}",
+        key,
+        algorithms=[alg],
+    )
     raw_sig = bytearray(b64decode(sig))
     raw_sig[len(raw_sig) // 2] ^= 0x01
-    with pytest.raises(InvalidSignature) as excinfo:
-        verify(f"{head}.{_payload}.{b64encode_str(bytes(raw_sig))}", key, algorithms=[alg])
-    _refused(excinfo, InvalidSignature, "invalid_signature")
+    _verify_refused(
+        InvalidSignature,
+        "invalid_signature",
+        f"{head}.{_payload}.{b64encode_str(bytes(raw_sig))}",
+        key,
+        algorithms=[alg],
+    )
 
 
 def test_signature_from_other_key_same_alg(keys: dict[str, Key]) -> None:
     key = keys["HS256"]
     impostor = Key.from_secret(b"i" * 32, kid=key.kid)
     token = sign(b"x", impostor)
-    with pytest.raises(InvalidSignature) as excinfo:
-        verify(token, key, algorithms=["HS256"])
-    _refused(excinfo, InvalidSignature, "invalid_signature")
+    _verify_refused(InvalidSignature, "invalid_signature", token, key, algorithms=["HS256"])
 
 
 # --- size cap and shape -------------------------------------------------------------------------
@@ -214,22 +220,23 @@ def test_size_cap(keys: dict[str, Key], as_bytes: bool) -> None:
     small = sign(b"x", key)
     big = sign(b"x" * 7000, key)
     assert len(big) > MAX_TOKEN_SIZE
-    with pytest.raises(TokenTooLarge) as excinfo:
-        verify(form(big), key, algorithms=["HS256"])
-    _refused(excinfo, TokenTooLarge, "token_too_large")
-    assert excinfo.value.context["limit"] == MAX_TOKEN_SIZE
+    error = _verify_refused(TokenTooLarge, "token_too_large", form(big), key, algorithms=["HS256"])
+    assert error.context["limit"] == MAX_TOKEN_SIZE
     assert verify(form(big), key, algorithms=["HS256"], max_size=len(big))[1] == b"x" * 7000
-    with pytest.raises(TokenTooLarge) as excinfo:
-        verify(form(small), key, algorithms=["HS256"], max_size=len(small) - 1)
-    _refused(excinfo, TokenTooLarge, "token_too_large")
+    _verify_refused(
+        TokenTooLarge,
+        "token_too_large",
+        form(small),
+        key,
+        algorithms=["HS256"],
+        max_size=len(small) - 1,
+    )
     assert verify(form(small), key, algorithms=["HS256"], max_size=len(small))[1] == b"x"
 
 
 @pytest.mark.parametrize("garbage", ["!" * (MAX_TOKEN_SIZE + 1), b"!" * (MAX_TOKEN_SIZE + 1)])
 def test_oversized_garbage_is_too_large_not_malformed(keys: dict[str, Key], garbage: Any) -> None:
-    with pytest.raises(TokenTooLarge) as excinfo:
-        verify(garbage, keys["HS256"], algorithms=["HS256"])
-    _refused(excinfo, TokenTooLarge, "token_too_large")
+    _verify_refused(TokenTooLarge, "token_too_large", garbage, keys["HS256"], algorithms=["HS256"])
 
 
 @pytest.mark.parametrize(
@@ -251,16 +258,14 @@ def test_oversized_garbage_is_too_large_not_malformed(keys: dict[str, Key], garb
 def test_malformed_shapes(keys: dict[str, Key], mutate: Any) -> None:
     bad = mutate(sign(b"payload", keys["HS256"]))
     for token in (bad, bad.encode("utf-8")):
-        with pytest.raises(MalformedToken) as excinfo:
-            verify(token, keys["HS256"], algorithms=["HS256"])
-        _refused(excinfo, MalformedToken, "malformed_token")
+        _verify_refused(
+            MalformedToken, "malformed_token", token, keys["HS256"], algorithms=["HS256"]
+        )
 
 
 @pytest.mark.parametrize("token", [None, 1, ["a.b.c"], bytearray(b"a.b.c")])
 def test_token_type_refused(keys: dict[str, Key], token: Any) -> None:
-    with pytest.raises(MalformedToken) as excinfo:
-        verify(token, keys["HS256"], algorithms=["HS256"])
-    _refused(excinfo, MalformedToken, "malformed_token")
+    _verify_refused(MalformedToken, "malformed_token", token, keys["HS256"], algorithms=["HS256"])
 
 
 @pytest.mark.parametrize(
@@ -280,10 +285,8 @@ def test_token_type_refused(keys: dict[str, Key], token: Any) -> None:
     ],
 )
 def test_header_rules(keys: dict[str, Key], header: dict[str, Any]) -> None:
-    token = _compact(header, b"x", keys["HS256"])
-    with pytest.raises(InvalidHeader) as excinfo:
-        verify(token, keys["HS256"], algorithms=["HS256"])
-    _refused(excinfo, InvalidHeader, "invalid_header")
+    token = forge(keys["HS256"], header=header, payload=b"x")
+    _verify_refused(InvalidHeader, "invalid_header", token, keys["HS256"], algorithms=["HS256"])
 
 
 def test_header_dataclass() -> None:

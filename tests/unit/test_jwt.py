@@ -10,29 +10,12 @@ from typing import Any
 
 import pytest
 
+from _support.tokens import AUD, DROP, ISS, NOW
+from _support.tokens import claims as valid_claims
+from authgate import errors
 from authgate.clock import FixedClock
-from authgate.errors import (
-    AlgorithmNotAllowed,
-    ConfigurationError,
-    InvalidAudience,
-    InvalidClaims,
-    InvalidIssuer,
-    InvalidSignature,
-    InvalidType,
-    IssuedInFuture,
-    LifetimeTooLong,
-    MalformedToken,
-    MissingClaim,
-    TokenExpired,
-    TokenNotYetValid,
-    TokenTooLarge,
-)
 from authgate.jose import DEFAULT_REQUIRED, ClaimsPolicy, Key, KeySet, decode, encode
 from authgate.jose._b64 import b64decode, b64encode_str
-
-NOW = 1_700_000_000
-ISS = "https://auth.example.com"
-AUD = "api"
 
 
 def _refused(excinfo: pytest.ExceptionInfo[Any], cls: type, code: str) -> None:
@@ -41,19 +24,7 @@ def _refused(excinfo: pytest.ExceptionInfo[Any], cls: type, code: str) -> None:
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
-    claims: dict[str, Any] = {
-        "iss": ISS,
-        "sub": "user-1",
-        "aud": AUD,
-        "exp": NOW + 600,
-        "iat": NOW,
-        "jti": "id-1",
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not _DROP}
-
-
-_DROP = object()
+    return valid_claims(**{"iat": NOW, "jti": "id-1", **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -146,16 +117,16 @@ def test_encode_typ(key: Key, typ: str | None) -> None:
     ],
 )
 def test_encode_non_serializable_claims(key: Key, claims: dict[Any, Any]) -> None:
-    with pytest.raises(InvalidClaims) as excinfo:
+    with pytest.raises(errors.InvalidClaims) as excinfo:
         encode(claims, key)
-    _refused(excinfo, InvalidClaims, "invalid_claims")
+    _refused(excinfo, errors.InvalidClaims, "invalid_claims")
 
 
 @pytest.mark.parametrize("claims", [["sub"], "sub", None, 5])
 def test_encode_non_mapping(key: Key, claims: Any) -> None:
-    with pytest.raises(InvalidClaims) as excinfo:
+    with pytest.raises(errors.InvalidClaims) as excinfo:
         encode(claims, key)
-    _refused(excinfo, InvalidClaims, "invalid_claims")
+    _refused(excinfo, errors.InvalidClaims, "invalid_claims")
 
 
 # --- time sources ---------------------------------------------------------------------------------
@@ -168,30 +139,30 @@ def test_decode_with_clock(key: Key, policy: ClaimsPolicy) -> None:
     clock.advance(599)
     assert decode(token, key, algorithms=["ES256"], policy=policy, clock=clock) == _claims()
     clock.advance(1)
-    with pytest.raises(TokenExpired) as excinfo:
+    with pytest.raises(errors.TokenExpired) as excinfo:
         decode(token, key, algorithms=["ES256"], policy=policy, clock=clock)
-    _refused(excinfo, TokenExpired, "token_expired")
+    _refused(excinfo, errors.TokenExpired, "token_expired")
     clock.set(NOW - 1)
-    with pytest.raises(IssuedInFuture) as excinfo:
+    with pytest.raises(errors.IssuedInFuture) as excinfo:
         decode(token, key, algorithms=["ES256"], policy=policy, clock=clock)
-    _refused(excinfo, IssuedInFuture, "issued_in_future")
+    _refused(excinfo, errors.IssuedInFuture, "issued_in_future")
 
 
 def test_decode_with_now(key: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(), key)
     assert _decode(token, key, policy, now=NOW + 599.999) == _claims()
-    with pytest.raises(TokenExpired) as excinfo:
+    with pytest.raises(errors.TokenExpired) as excinfo:
         _decode(token, key, policy, now=NOW + 600)
-    _refused(excinfo, TokenExpired, "token_expired")
+    _refused(excinfo, errors.TokenExpired, "token_expired")
 
 
 def test_now_wins_over_clock(key: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(), key)
     late = FixedClock(NOW + 10_000)
     assert _decode(token, key, policy, now=NOW, clock=late) == _claims()
-    with pytest.raises(TokenExpired) as excinfo:
+    with pytest.raises(errors.TokenExpired) as excinfo:
         _decode(token, key, policy, now=NOW + 10_000, clock=FixedClock(NOW))
-    _refused(excinfo, TokenExpired, "token_expired")
+    _refused(excinfo, errors.TokenExpired, "token_expired")
 
 
 def test_decode_defaults_to_system_time(key: Key, policy: ClaimsPolicy) -> None:
@@ -199,9 +170,9 @@ def test_decode_defaults_to_system_time(key: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(iat=now - 5, exp=now + 600), key)
     assert decode(token, key, algorithms=["ES256"], policy=policy)["exp"] == now + 600
     old = encode(_claims(), key)  # expired in 2023
-    with pytest.raises(TokenExpired) as excinfo:
+    with pytest.raises(errors.TokenExpired) as excinfo:
         decode(old, key, algorithms=["ES256"], policy=policy)
-    _refused(excinfo, TokenExpired, "token_expired")
+    _refused(excinfo, errors.TokenExpired, "token_expired")
 
 
 # --- ClaimsPolicy ---------------------------------------------------------------------------------
@@ -256,9 +227,9 @@ def test_policy_required_is_frozen_copy() -> None:
     ],
 )
 def test_policy_required_without_value(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ConfigurationError) as excinfo:
+    with pytest.raises(errors.ConfigurationError) as excinfo:
         ClaimsPolicy(**kwargs)
-    _refused(excinfo, ConfigurationError, "invalid_configuration")
+    _refused(excinfo, errors.ConfigurationError, "invalid_configuration")
 
 
 def test_policy_without_iss_aud_requirements() -> None:
@@ -271,9 +242,9 @@ def test_policy_without_iss_aud_requirements() -> None:
     "leeway", [-1, -0.001, 300.001, 301, 10_000, math.nan, math.inf, "5", None]
 )
 def test_policy_leeway_out_of_range(leeway: Any) -> None:
-    with pytest.raises(ConfigurationError) as excinfo:
+    with pytest.raises(errors.ConfigurationError) as excinfo:
         ClaimsPolicy(issuer=ISS, audience=AUD, leeway=leeway)
-    _refused(excinfo, ConfigurationError, "invalid_configuration")
+    _refused(excinfo, errors.ConfigurationError, "invalid_configuration")
 
 
 @pytest.mark.parametrize("leeway", [0, 0.5, 60, 300, 300.0])
@@ -283,9 +254,9 @@ def test_policy_leeway_in_range(leeway: float) -> None:
 
 @pytest.mark.parametrize("max_lifetime", [0, -1, -0.5, math.nan])
 def test_policy_max_lifetime_must_be_positive(max_lifetime: float) -> None:
-    with pytest.raises(ConfigurationError) as excinfo:
+    with pytest.raises(errors.ConfigurationError) as excinfo:
         ClaimsPolicy(issuer=ISS, audience=AUD, max_lifetime=max_lifetime)
-    _refused(excinfo, ConfigurationError, "invalid_configuration")
+    _refused(excinfo, errors.ConfigurationError, "invalid_configuration")
 
 
 def test_access_token_policy() -> None:
@@ -294,9 +265,9 @@ def test_access_token_policy() -> None:
     assert policy.required == DEFAULT_REQUIRED
     assert policy.issuer == ISS
     assert policy.audience == AUD
-    with pytest.raises(ConfigurationError) as excinfo:
+    with pytest.raises(errors.ConfigurationError) as excinfo:
         ClaimsPolicy.access_token(issuer=ISS, audience=AUD, leeway=301)
-    _refused(excinfo, ConfigurationError, "invalid_configuration")
+    _refused(excinfo, errors.ConfigurationError, "invalid_configuration")
     assert ClaimsPolicy.access_token(issuer=ISS, audience=AUD, leeway=30).leeway == 30
 
 
@@ -307,29 +278,29 @@ def test_leeway_on_exp(key: Key) -> None:
     token = encode(_claims(), key)
     lenient = ClaimsPolicy(issuer=ISS, audience=AUD, leeway=30)
     assert _decode(token, key, lenient, now=NOW + 629)
-    with pytest.raises(TokenExpired) as excinfo:
+    with pytest.raises(errors.TokenExpired) as excinfo:
         _decode(token, key, lenient, now=NOW + 630)
-    _refused(excinfo, TokenExpired, "token_expired")
+    _refused(excinfo, errors.TokenExpired, "token_expired")
 
 
 def test_leeway_on_nbf(key: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(nbf=NOW + 20), key)
-    with pytest.raises(TokenNotYetValid) as excinfo:
+    with pytest.raises(errors.TokenNotYetValid) as excinfo:
         _decode(token, key, policy, now=NOW + 19)
-    _refused(excinfo, TokenNotYetValid, "token_not_yet_valid")
+    _refused(excinfo, errors.TokenNotYetValid, "token_not_yet_valid")
     assert _decode(token, key, policy, now=NOW + 20)
     lenient = ClaimsPolicy(issuer=ISS, audience=AUD, leeway=20)
     assert _decode(token, key, lenient, now=NOW)
-    with pytest.raises(TokenNotYetValid) as excinfo:
+    with pytest.raises(errors.TokenNotYetValid) as excinfo:
         _decode(token, key, lenient, now=NOW - 1)
-    _refused(excinfo, TokenNotYetValid, "token_not_yet_valid")
+    _refused(excinfo, errors.TokenNotYetValid, "token_not_yet_valid")
 
 
 def test_leeway_on_iat(key: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(iat=NOW + 10, exp=NOW + 600), key)
-    with pytest.raises(IssuedInFuture) as excinfo:
+    with pytest.raises(errors.IssuedInFuture) as excinfo:
         _decode(token, key, policy, now=NOW)
-    _refused(excinfo, IssuedInFuture, "issued_in_future")
+    _refused(excinfo, errors.IssuedInFuture, "issued_in_future")
     assert _decode(token, key, policy, now=NOW + 10)
     lenient = ClaimsPolicy(issuer=ISS, audience=AUD, leeway=10)
     assert _decode(token, key, lenient, now=NOW)
@@ -338,26 +309,26 @@ def test_leeway_on_iat(key: Key, policy: ClaimsPolicy) -> None:
 def test_max_lifetime(key: Key) -> None:
     policy = ClaimsPolicy(issuer=ISS, audience=AUD, max_lifetime=600)
     assert _decode(encode(_claims(exp=NOW + 600), key), key, policy)
-    with pytest.raises(LifetimeTooLong) as excinfo:
+    with pytest.raises(errors.LifetimeTooLong) as excinfo:
         _decode(encode(_claims(exp=NOW + 601), key), key, policy)
-    _refused(excinfo, LifetimeTooLong, "lifetime_too_long")
+    _refused(excinfo, errors.LifetimeTooLong, "lifetime_too_long")
 
 
 def test_max_lifetime_default_is_one_day(key: Key, policy: ClaimsPolicy) -> None:
     assert _decode(encode(_claims(exp=NOW + 86400), key), key, policy)
-    with pytest.raises(LifetimeTooLong) as excinfo:
+    with pytest.raises(errors.LifetimeTooLong) as excinfo:
         _decode(encode(_claims(exp=NOW + 86401), key), key, policy)
-    _refused(excinfo, LifetimeTooLong, "lifetime_too_long")
+    _refused(excinfo, errors.LifetimeTooLong, "lifetime_too_long")
 
 
 def test_max_lifetime_without_iat_counts_from_now(key: Key) -> None:
     policy = ClaimsPolicy(
         issuer=ISS, audience=AUD, required=frozenset({"exp", "iss", "aud"}), max_lifetime=600
     )
-    token = encode(_claims(iat=_DROP, exp=NOW + 700), key)
-    with pytest.raises(LifetimeTooLong) as excinfo:
+    token = encode(_claims(iat=DROP, exp=NOW + 700), key)
+    with pytest.raises(errors.LifetimeTooLong) as excinfo:
         _decode(token, key, policy, now=NOW)
-    _refused(excinfo, LifetimeTooLong, "lifetime_too_long")
+    _refused(excinfo, errors.LifetimeTooLong, "lifetime_too_long")
     assert _decode(token, key, policy, now=NOW + 100)
 
 
@@ -371,31 +342,31 @@ def test_max_lifetime_none_disables_the_cap(key: Key) -> None:
 
 @pytest.mark.parametrize("name", sorted(DEFAULT_REQUIRED))
 def test_missing_required_claim(key: Key, policy: ClaimsPolicy, name: str) -> None:
-    token = encode(_claims(**{name: _DROP}), key)
-    with pytest.raises(MissingClaim) as excinfo:
+    token = encode(_claims(**{name: DROP}), key)
+    with pytest.raises(errors.MissingClaim) as excinfo:
         _decode(token, key, policy)
-    _refused(excinfo, MissingClaim, "missing_claim")
+    _refused(excinfo, errors.MissingClaim, "missing_claim")
     assert excinfo.value.context["claim"] == name
 
 
 def test_issuer_and_audience(key: Key, policy: ClaimsPolicy) -> None:
-    with pytest.raises(InvalidIssuer) as excinfo:
+    with pytest.raises(errors.InvalidIssuer) as excinfo:
         _decode(encode(_claims(iss="https://evil.example"), key), key, policy)
-    _refused(excinfo, InvalidIssuer, "invalid_issuer")
-    with pytest.raises(InvalidAudience) as excinfo:
+    _refused(excinfo, errors.InvalidIssuer, "invalid_issuer")
+    with pytest.raises(errors.InvalidAudience) as excinfo:
         _decode(encode(_claims(aud="other"), key), key, policy)
-    _refused(excinfo, InvalidAudience, "invalid_audience")
-    with pytest.raises(InvalidAudience) as excinfo:
+    _refused(excinfo, errors.InvalidAudience, "invalid_audience")
+    with pytest.raises(errors.InvalidAudience) as excinfo:
         _decode(encode(_claims(aud=["other", "more"]), key), key, policy)
-    _refused(excinfo, InvalidAudience, "invalid_audience")
+    _refused(excinfo, errors.InvalidAudience, "invalid_audience")
     assert _decode(encode(_claims(aud=["other", AUD]), key), key, policy)["aud"] == ["other", AUD]
 
 
 @pytest.mark.parametrize("aud", [[], "", [""], [AUD, 1], 5, {"a": AUD}, None])
 def test_audience_shape(key: Key, policy: ClaimsPolicy, aud: Any) -> None:
-    with pytest.raises(InvalidClaims) as excinfo:
+    with pytest.raises(errors.InvalidClaims) as excinfo:
         _decode(encode(_claims(aud=aud), key), key, policy)
-    _refused(excinfo, InvalidClaims, "invalid_claims")
+    _refused(excinfo, errors.InvalidClaims, "invalid_claims")
 
 
 @pytest.mark.parametrize(
@@ -420,9 +391,9 @@ def test_audience_shape(key: Key, policy: ClaimsPolicy, aud: Any) -> None:
     ],
 )
 def test_claim_types(key: Key, policy: ClaimsPolicy, name: str, value: Any) -> None:
-    with pytest.raises(InvalidClaims) as excinfo:
+    with pytest.raises(errors.InvalidClaims) as excinfo:
         _decode(encode(_claims(**{name: value}), key), key, policy)
-    _refused(excinfo, InvalidClaims, "invalid_claims")
+    _refused(excinfo, errors.InvalidClaims, "invalid_claims")
 
 
 def test_float_dates_accepted(key: Key, policy: ClaimsPolicy) -> None:
@@ -434,9 +405,9 @@ def test_typ_default_policy(key: Key, policy: ClaimsPolicy) -> None:
     for typ in ("JWT", "jwt", "application/jwt", None):
         assert _decode(encode(_claims(), key, typ=typ), key, policy)
     for typ in ("at+jwt", "application/at+jwt", "dpop+jwt", "JOSE"):
-        with pytest.raises(InvalidType) as excinfo:
+        with pytest.raises(errors.InvalidType) as excinfo:
             _decode(encode(_claims(), key, typ=typ), key, policy)
-        _refused(excinfo, InvalidType, "invalid_type")
+        _refused(excinfo, errors.InvalidType, "invalid_type")
 
 
 def test_typ_access_token_policy(key: Key) -> None:
@@ -444,9 +415,9 @@ def test_typ_access_token_policy(key: Key) -> None:
     for typ in ("at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT"):
         assert _decode(encode(_claims(), key, typ=typ), key, policy)
     for typ in ("JWT", None, "at+jws", "application/jwt", "x-at+jwt"):
-        with pytest.raises(InvalidType) as excinfo:
+        with pytest.raises(errors.InvalidType) as excinfo:
             _decode(encode(_claims(), key, typ=typ), key, policy)
-        _refused(excinfo, InvalidType, "invalid_type")
+        _refused(excinfo, errors.InvalidType, "invalid_type")
 
 
 # --- codec errors surface through decode ----------------------------------------------------------
@@ -456,16 +427,16 @@ def test_decode_refuses_bad_signature(key: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(), key)
     head, _, sig = token.split(".")
     forged = f"{head}.{b64encode_str(json.dumps(_claims(sub='admin')).encode())}.{sig}"
-    with pytest.raises(InvalidSignature) as excinfo:
+    with pytest.raises(errors.InvalidSignature) as excinfo:
         _decode(forged, key, policy)
-    _refused(excinfo, InvalidSignature, "invalid_signature")
+    _refused(excinfo, errors.InvalidSignature, "invalid_signature")
 
 
 def test_decode_refuses_other_alg(key: Key, hkey: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(), hkey)
-    with pytest.raises(AlgorithmNotAllowed) as excinfo:
+    with pytest.raises(errors.AlgorithmNotAllowed) as excinfo:
         decode(token, hkey, algorithms=["ES256"], policy=policy, now=NOW)
-    _refused(excinfo, AlgorithmNotAllowed, "algorithm_not_allowed")
+    _refused(excinfo, errors.AlgorithmNotAllowed, "algorithm_not_allowed")
 
 
 def test_decode_refuses_non_object_payload(hkey: Key, policy: ClaimsPolicy) -> None:
@@ -473,14 +444,14 @@ def test_decode_refuses_non_object_payload(hkey: Key, policy: ClaimsPolicy) -> N
 
     for payload in (b"[]", b'"x"', b"", b'{"a":1,"a":2}', b"\xef\xbb\xbf{}"):
         token = sign(payload, hkey)
-        with pytest.raises(MalformedToken) as excinfo:
+        with pytest.raises(errors.MalformedToken) as excinfo:
             _decode(token, hkey, policy)
-        _refused(excinfo, MalformedToken, "malformed_token")
+        _refused(excinfo, errors.MalformedToken, "malformed_token")
 
 
 def test_decode_max_size(hkey: Key, policy: ClaimsPolicy) -> None:
     token = encode(_claims(pad="x" * 100), hkey)
     assert _decode(token, hkey, policy, max_size=len(token))
-    with pytest.raises(TokenTooLarge) as excinfo:
+    with pytest.raises(errors.TokenTooLarge) as excinfo:
         _decode(token, hkey, policy, max_size=len(token) - 1)
-    _refused(excinfo, TokenTooLarge, "token_too_large")
+    _refused(excinfo, errors.TokenTooLarge, "token_too_large")

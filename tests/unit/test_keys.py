@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 
+from _support.tokens import forge
 from authgate.errors import (
     AlgorithmNotAllowed,
     InvalidKey,
@@ -40,6 +41,29 @@ RFC7638_THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 def _refused(excinfo: pytest.ExceptionInfo[Any], cls: type, code: str) -> None:
     assert type(excinfo.value) is cls, repr(excinfo.value)
     assert excinfo.value.code == code
+
+
+def _pkcs8(private: Any) -> bytes:
+    """An unencrypted PKCS#8 PEM of a pyca private key."""
+    pem: bytes = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem
+
+
+def _pem_refused(pem: bytes | str, *algs: str) -> None:
+    """``Key.from_pem`` refuses ``pem`` for each of ``algs``, with invalid_key."""
+    for alg in algs:
+        with pytest.raises(InvalidKey) as excinfo:
+            Key.from_pem(pem, alg=alg)
+        _refused(excinfo, InvalidKey, "invalid_key")
+
+
+def _jwk_refused(jwk: Any, **options: Any) -> None:
+    """``Key.from_jwk`` refuses ``jwk``, with invalid_key."""
+    with pytest.raises(InvalidKey) as excinfo:
+        Key.from_jwk(jwk, **options)
+    _refused(excinfo, InvalidKey, "invalid_key")
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +203,7 @@ def test_jwk_alg_implied_by_crv(keys: dict[str, Key]) -> None:
 def test_jwk_rsa_and_oct_must_name_alg(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk(private=True)
     del jwk["alg"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     assert Key.from_jwk(jwk, alg=alg).alg == alg
 
 
@@ -210,13 +232,9 @@ def test_jwk_rsa_inconsistent_private_refused(keys: dict[str, Key]) -> None:
     jwk = keys["RS256"].to_jwk(private=True)
     other = keys["RS384"].to_jwk(private=True)
     jwk["d"] = other["d"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     minimal = {m: jwk[m] for m in ("kty", "n", "e", "d", "alg")}
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(minimal)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(minimal)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
@@ -228,18 +246,14 @@ def test_jwk_ec_wrong_coordinate_length(
     jwk = keys[alg].to_jwk()
     raw = b64decode(jwk[member])
     jwk[member] = b64encode_str(raw[1:] if delta < 0 else b"\x00" + raw)
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
 def test_jwk_ec_wrong_private_length(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk(private=True)
     jwk["d"] = b64encode_str(b"\x00" + b64decode(jwk["d"]))
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
@@ -247,18 +261,14 @@ def test_jwk_ec_point_not_on_curve(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk()
     y = int.from_bytes(b64decode(jwk["y"]), "big")
     jwk["y"] = b64encode_str(((y + 1) % (1 << (8 * EC_SIZES[alg]))).to_bytes(EC_SIZES[alg], "big"))
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "EdDSA"])
 def test_jwk_private_not_matching_public(keys: dict[str, Key], alg: str) -> None:
     jwk = keys[alg].to_jwk(private=True)
     jwk["d"] = Key.generate(alg).to_jwk(private=True)["d"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 def test_jwk_eddsa_wrong_lengths(keys: dict[str, Key]) -> None:
@@ -266,18 +276,14 @@ def test_jwk_eddsa_wrong_lengths(keys: dict[str, Key]) -> None:
     for member in ("x", "d"):
         bad = dict(jwk)
         bad[member] = b64encode_str(b64decode(jwk[member])[1:])
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_jwk(bad)
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _jwk_refused(bad)
 
 
 @pytest.mark.parametrize("use", ["enc", "", "SIG", 1])
 def test_jwk_use_must_be_sig(keys: dict[str, Key], use: Any) -> None:
     jwk = keys["ES256"].to_jwk()
     jwk["use"] = use
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
     del jwk["use"]
     assert Key.from_jwk(jwk).alg == "ES256"
 
@@ -296,9 +302,7 @@ def test_jwk_alg_mismatch_between_argument_and_jwk(
     keys: dict[str, Key], source: str, argument: str
 ) -> None:
     jwk = keys[source].to_jwk(private=source.startswith("HS"))
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk, alg=argument)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk, alg=argument)
     assert Key.from_jwk(jwk, alg=source).alg == source
 
 
@@ -317,9 +321,7 @@ def test_jwk_alg_mismatch_between_argument_and_jwk(
 def test_jwk_kty_or_crv_wrong_for_alg(keys: dict[str, Key], source: str, argument: str) -> None:
     jwk = keys[source].to_jwk(private=source.startswith("HS"))
     del jwk["alg"]
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk, alg=argument)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk, alg=argument)
 
 
 def test_jwk_rsa_too_small() -> None:
@@ -330,16 +332,8 @@ def test_jwk_rsa_too_small() -> None:
         return b64encode_str(i.to_bytes((i.bit_length() + 7) // 8, "big"))
 
     jwk = {"kty": "RSA", "n": b64int(nums.n), "e": b64int(nums.e), "alg": "RS256"}
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
-    pem = small.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    for alg in ("RS256", "PS256"):
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg=alg)
-        _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
+    _pem_refused(_pkcs8(small), "RS256", "PS256")
 
 
 @pytest.mark.parametrize(
@@ -366,26 +360,16 @@ def test_okp_other_than_ed25519_refused(private: Any) -> None:
     )
     for jwk in ({"kty": "OKP", "crv": crv, "x": x}, {"kty": "OKP", "crv": crv, "x": x, "d": d}):
         for kwargs in ({}, {"alg": "EdDSA"}):
-            with pytest.raises(InvalidKey) as excinfo:
-                Key.from_jwk(jwk, **kwargs)
-            _refused(excinfo, InvalidKey, "invalid_key")
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_jwk({**jwk, "alg": "EdDSA"})
-        _refused(excinfo, InvalidKey, "invalid_key")
+            _jwk_refused(jwk, **kwargs)
+        _jwk_refused({**jwk, "alg": "EdDSA"})
     pems = [
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        _pkcs8(private),
         private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     ]
     for pem in pems:
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg="EdDSA")
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _pem_refused(pem, "EdDSA")
 
 
 @pytest.mark.parametrize(
@@ -424,9 +408,7 @@ def test_jwk_unknown_alg_is_unsupported() -> None:
 def test_jwk_non_canonical_base64_refused(keys: dict[str, Key]) -> None:
     jwk = keys["EdDSA"].to_jwk()
     jwk["x"] = jwk["x"] + "="
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 # --- PEM --------------------------------------------------------------------------------------
@@ -468,9 +450,7 @@ def test_pem_pkcs1_rsa(rsa_private: rsa.RSAPrivateKey) -> None:
     public = Key.from_pem(public_pem, alg="RS256")
     assert private.kid == public.kid
     public.verify(b"data", private.sign(b"data"))
-    assert private.to_pem(private=True) == rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    assert private.to_pem(private=True) == _pkcs8(rsa_private)
 
 
 @pytest.mark.parametrize(
@@ -525,28 +505,16 @@ def test_pem_encrypted(rsa_private: rsa.RSAPrivateKey) -> None:
 def test_pem_key_type_wrong_for_alg(alg: str, make: Any) -> None:
     private = make()
     for pem in (
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        _pkcs8(private),
         private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     ):
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg=alg)
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _pem_refused(pem, alg)
 
 
 def test_pem_rsa_key_for_ec_alg_refused(rsa_private: rsa.RSAPrivateKey) -> None:
-    pem = rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    for alg in ("ES256", "EdDSA"):
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_pem(pem, alg=alg)
-        _refused(excinfo, InvalidKey, "invalid_key")
+    _pem_refused(_pkcs8(rsa_private), "ES256", "EdDSA")
 
 
 @pytest.mark.parametrize(
@@ -596,9 +564,7 @@ def test_hmac_secret_minimum_length(alg: str, minimum: int) -> None:
             Key.from_secret(short, alg=alg)
         _refused(excinfo, InvalidKey, "invalid_key")
         jwk = {"kty": "oct", "k": b64encode_str(short) or "AA", "alg": alg}
-        with pytest.raises(InvalidKey) as excinfo:
-            Key.from_jwk(jwk)
-        _refused(excinfo, InvalidKey, "invalid_key")
+        _jwk_refused(jwk)
 
 
 def test_hmac_secret_str_is_utf8() -> None:
@@ -688,9 +654,7 @@ def test_thumbprint_is_stable(keys: dict[str, Key], alg: str) -> None:
 
 
 def test_thumbprint_ignores_alg_but_not_material(rsa_private: rsa.RSAPrivateKey) -> None:
-    pem = rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = _pkcs8(rsa_private)
     kids = {Key.from_pem(pem, alg=alg).kid for alg in ("RS256", "RS512", "PS256")}
     assert len(kids) == 1
     assert Key.from_secret(b"a" * 32).kid != Key.from_secret(b"b" * 32).kid
@@ -710,9 +674,7 @@ def test_kid_refused(kid: Any) -> None:
 def test_jwk_kid_refused(keys: dict[str, Key], kid: Any) -> None:
     jwk = keys["EdDSA"].to_jwk()
     jwk["kid"] = kid
-    with pytest.raises(InvalidKey) as excinfo:
-        Key.from_jwk(jwk)
-    _refused(excinfo, InvalidKey, "invalid_key")
+    _jwk_refused(jwk)
 
 
 def test_kid_at_the_limit_accepted() -> None:
@@ -786,9 +748,7 @@ def test_key_is_frozen(keys: dict[str, Key]) -> None:
 
 
 def test_key_bound_to_other_alg_refused_on_verify(rsa_private: rsa.RSAPrivateKey) -> None:
-    pem = rsa_private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = _pkcs8(rsa_private)
     rs256 = Key.from_pem(pem, alg="RS256")
     ps256 = Key.from_pem(pem, alg="PS256")
     assert rs256.kid == ps256.kid
@@ -966,24 +926,15 @@ def test_keyset_verify_picks_key_by_kid(keys: dict[str, Key]) -> None:
         assert header["kid"] == key.kid
         assert payload == b"hi"
     # A's signature under B's kid: the kid picks B, and B refuses it.
-    forged = _compact({"alg": "ES256", "kid": b.kid}, b"hi", a)
+    forged = forge(a, header={"alg": "ES256", "kid": b.kid}, payload=b"hi")
     with pytest.raises(InvalidSignature) as excinfo:
         verify(forged, ks, algorithms=["ES256"])
     _refused(excinfo, InvalidSignature, "invalid_signature")
 
 
-def _compact(header: dict[str, str], payload: bytes, key: Key) -> str:
-    signing_input = (
-        b64encode_str(json.dumps(header, separators=(",", ":")).encode())
-        + "."
-        + b64encode_str(payload)
-    )
-    return signing_input + "." + b64encode_str(key.sign(signing_input.encode()))
-
-
 def test_no_kid_token_with_one_key(keys: dict[str, Key]) -> None:
     key = keys["ES256"]
-    token = _compact({"alg": "ES256"}, b"hi", key)
+    token = forge(key, header={"alg": "ES256"}, payload=b"hi")
     assert verify(token, KeySet([key]), algorithms=["ES256"]) == ({"alg": "ES256"}, b"hi")
     assert verify(token, key, algorithms=["ES256"]) == ({"alg": "ES256"}, b"hi")
     assert verify(token, KeySet([key.public()]), algorithms=["ES256"])[1] == b"hi"
@@ -991,7 +942,7 @@ def test_no_kid_token_with_one_key(keys: dict[str, Key]) -> None:
 
 def test_no_kid_token_with_several_keys(keys: dict[str, Key]) -> None:
     key = keys["ES256"]
-    token = _compact({"alg": "ES256"}, b"hi", key)
+    token = forge(key, header={"alg": "ES256"}, payload=b"hi")
     with pytest.raises(UnknownKey) as excinfo:
         verify(token, KeySet([key, keys["EdDSA"]]), algorithms=["ES256"])
     _refused(excinfo, UnknownKey, "unknown_key")
@@ -999,7 +950,7 @@ def test_no_kid_token_with_several_keys(keys: dict[str, Key]) -> None:
 
 def test_unknown_kid(keys: dict[str, Key]) -> None:
     key = keys["ES256"]
-    token = _compact({"alg": "ES256", "kid": "not-there"}, b"hi", key)
+    token = forge(key, header={"alg": "ES256", "kid": "not-there"}, payload=b"hi")
     for target in (KeySet([key]), KeySet([key, keys["EdDSA"]]), key):
         with pytest.raises(UnknownKey) as excinfo:
             verify(token, target, algorithms=["ES256"])

@@ -44,6 +44,7 @@ class FakeIssuer:
         self.clamp_cursor = False
         self.page_limit: int | None = None  # at most this many events a page, as a server does
         self.later_pages_delay = 0.0  # seconds before answering a page after a cursor
+        self.replay_from: int | None = None  # answer from this id whatever the cursor
         self.transport = httpx.MockTransport(self.handle)
 
     def publish(self, *keys: Key) -> None:
@@ -91,6 +92,8 @@ class FakeIssuer:
             params = dict(request.url.params)
             self.feed_params.append(params)
             after = int(params["after"]) if "after" in params else None
+            if self.replay_from is not None:
+                after = self.replay_from  # a broken server: it ignores the cursor
             if after is not None and self.later_pages_delay:
                 await asyncio.sleep(self.later_pages_delay)
             events = [e for e in self.events if after is None or e["id"] > after]

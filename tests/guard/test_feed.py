@@ -181,7 +181,11 @@ async def test_the_first_sync_takes_every_live_event_then_follows_the_cursor() -
         assert await feed.sync(wait=10) == 2
         assert fake.feed_params[-1] == {}  # no cursor, no wait: every live event
         assert feed.cursor == 2
-        assert feed.synced_at == NOW
+        # One page is not the whole feed: synced only once a page says there is no more.
+        assert (feed.caught_up, feed.synced_at) == (False, -math.inf)
+        assert await feed.sync() == 0
+        assert fake.feed_params[-1] == {"after": "2"}
+        assert (feed.caught_up, feed.synced_at) == (True, NOW)
         assert set(feed.state.jti) == {"j1"}
         clock.advance(3)
         assert feed.staleness(clock.now()) == 3
@@ -193,6 +197,23 @@ async def test_the_first_sync_takes_every_live_event_then_follows_the_cursor() -
         assert await feed.sync(wait=0) == 0
         assert fake.feed_params[-1] == {"after": "3"}
         assert [[e.id for e in batch] for batch in seen] == [[1, 2], [3]]
+
+
+@pytest.mark.anyio
+async def test_stale_revocations_a_feed_that_does_not_advance_is_a_failed_poll() -> None:
+    """A page after the cursor must move forward: the same page again (or one whose ids
+    are not past the cursor) used to keep a guard's first sync looping forever."""
+    fake = FakeIssuer([])
+    fake.revoke("jti", "j1", expires_at=NOW + 60)
+    clock = FixedClock(NOW)
+    async with httpx.AsyncClient(transport=fake.transport) as client:
+        feed = follower(fake, client, clock)
+        assert await feed.sync() == 1
+        fake.replay_from = 0  # answer every event again, whatever the cursor
+        with pytest.raises(FetchError, match="does not advance"):
+            await feed.sync()
+        assert (feed.caught_up, feed.synced_at) == (False, -math.inf)
+        assert feed.failures == 1
 
 
 @pytest.mark.anyio

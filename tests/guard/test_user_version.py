@@ -212,3 +212,22 @@ def test_stale_revocations_an_event_outlives_its_tokens_by_the_guards_leeway() -
     assert state.reason(jti="j", sid=None, sub="u", iat=NOW) == "jti"
     state.purge(NOW + 41)
     assert state.reason(jti="j", sid=None, sub="u", iat=NOW) is None
+
+
+def test_stale_revocations_a_guard_still_paging_its_feed_fails_closed(
+    fake: FakeIssuer, key: Key
+) -> None:
+    """A guard that goes live after its start-up timeout while its first sync is still
+    paging must refuse every token, not check them against the first page only (it used
+    to accept a token revoked on a later page and report itself ready)."""
+    fake.page_limit = 100
+    fake.later_pages_delay = 2.0
+    for i in range(250):
+        fake.revoke("jti", f"j{i}", expires_at=NOW + 600)
+    clock = FixedClock(NOW)
+    with fake_guard(fake, clock, feed_wait=0, feed_interval=60, startup_timeout=0.3) as g:
+        assert not g.ready
+        for jti in ("j249", "live"):
+            with pytest.raises(InvalidToken) as refused:
+                g.verify_sync(token(key, jti=jti))
+            assert refused.value.context.get("condition") == "revocation_unavailable"

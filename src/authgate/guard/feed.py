@@ -90,7 +90,14 @@ class Event:
         return cls(ev_id, kind, value, float(expires_at), _float_or_none(not_before), ver)
 
 
-_MAX_RESYNC_PAGES = 10_000  # a bound on a resync loop against a misbehaving server
+MAX_PAGES = 10_000  # a bound on reading the whole feed, against a misbehaving server
+
+
+def _advancing(events: list[Event], *, after: int, cursor: int) -> None:
+    """A page after ``after`` must move forward: every event id above ``after``, and the
+    cursor above it when there are events. Otherwise the feed would be read forever."""
+    if events and (cursor <= after or min(ev.id for ev in events) <= after):
+        raise FetchError("the revocation feed answered a page that does not advance")
 
 
 class RevocationState:
@@ -226,7 +233,11 @@ class FeedFollower:
         self.max_backoff = max_backoff
         self._on_events = on_events
         self.cursor: int | None = None
-        self.synced_at = -math.inf  # clock time of the last answer
+        # When the follower last held every live event (an answer with nothing more, or
+        # any answer once it had caught up). A first sync or a resync that is still paging
+        # leaves it at -inf: the guard is not ready, and fails closed, until it completes.
+        self.synced_at = -math.inf
+        self.caught_up = False
         self.polls = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -251,6 +262,8 @@ class FeedFollower:
                 self._http(), self.url, params=params, auth=self._auth, timeout=wait + 10.0
             )
             page_cursor, events = self._parse(answer.data)
+            if cursor is not None and page_cursor >= cursor:
+                _advancing(events, after=cursor, cursor=page_cursor)
         except FetchError as exc:
             self.failures += 1
             self.last_error = str(exc)
@@ -265,29 +278,38 @@ class FeedFollower:
             self.state.apply(events, now=now)
             if self.cursor is None or page_cursor > self.cursor:
                 self.cursor = page_cursor
-            self.synced_at = now
+            if not events:
+                self.caught_up = True  # nothing more: every live event is held
+            if self.caught_up:
+                self.synced_at = now
             self.last_error = None
         if events and self._on_events is not None:
             self._on_events(events)
         return len(events)
 
     async def _resync(self) -> int:
-        """Read every live event again, page after page, until a page comes back empty."""
+        """Read every live event again, page after page, until a page comes back empty.
+        Until then the follower is not caught up (the guard fails closed); a feed whose
+        cursor does not advance is a FetchError, and so is one that never runs dry."""
+        self.caught_up, self.synced_at = False, -math.inf
         params: dict[str, Any] = {}
         total = 0
-        for _ in range(_MAX_RESYNC_PAGES):
+        for _ in range(MAX_PAGES):
             answer = await get_json(
                 self._http(), self.url, params=params, auth=self._auth, timeout=10.0
             )
             page_cursor, events = self._parse(answer.data)
+            after = params.get("after")
+            if after is not None:
+                _advancing(events, after=after, cursor=page_cursor)
             self.state.apply(events, now=self._clock.now())
             self.cursor = page_cursor
             total += len(events)
             if not events:
-                break
+                self.caught_up, self.synced_at = True, self._clock.now()
+                return total
             params = {"after": page_cursor}
-        self.synced_at = self._clock.now()
-        return total
+        raise FetchError(f"the revocation feed did not run dry in {MAX_PAGES} pages")
 
     @staticmethod
     def _parse(data: Mapping[str, Any]) -> tuple[int, list[Event]]:

@@ -23,7 +23,7 @@ import httpx
 from authgate.errors import AlgorithmNotAllowed, ConfigurationError, InvalidToken, UnknownKey
 from authgate.guard._http import FetchError, get_json
 from authgate.guard._loop import BackgroundLoop
-from authgate.guard.feed import FeedFollower, RevocationState
+from authgate.guard.feed import MAX_PAGES, FeedFollower, RevocationState
 from authgate.guard.jwks import JWKSCache
 from authgate.guard.options import GuardOptions
 from authgate.jose import KeySet, jws
@@ -303,8 +303,11 @@ class GuardRuntime:
         """Read the feed page after page until a page is empty: the guard is ready only
         once it holds every live event, not the first page of them."""
         assert self.feed is not None
-        while await self.feed.sync() > 0:
-            pass
+        for _ in range(MAX_PAGES):
+            await self.feed.sync()
+            if self.feed.caught_up:
+                return
+        raise FetchError(f"the revocation feed did not run dry in {MAX_PAGES} pages")
 
     async def _run(self) -> None:
         assert self._ready is not None

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from authgate.errors import Conflict
+from authgate.errors import Conflict, NotFound
 from authgate.storage.base import RoleRecord, Storage
 
 from ._records import T0, digest, refresh, session, user
@@ -229,3 +229,21 @@ async def test_users_with_role_is_sorted_and_exact(storage: Storage) -> None:
     await storage.create_user(user("u4", roles=("staff-extra",)))
     assert await storage.users_with_role("staff") == ["u1", "u2", "u3"]
     assert await storage.users_with_role("nobody") == []
+
+
+async def test_stale_privileges_a_grant_of_a_role_deleted_meanwhile_changes_nothing(
+    storage: Storage,
+) -> None:
+    """The directory checks that a role exists, then grants it: a role deleted in between
+    used to be granted anyway, a dangling name in every token that a new role of the same
+    name would silently fill with its permissions."""
+    await storage.put_role(RoleRecord("editor", ("posts:write",), T0))
+    await storage.create_user(user("u1", roles=("viewer",)))
+    assert await storage.delete_role("editor") == {}
+    with pytest.raises(NotFound):
+        await storage.set_roles("u1", ["editor"], must_exist=True)
+    got = await storage.get_user("u1")
+    assert got is not None
+    assert (got.roles, got.ver) == (("viewer",), 0)  # nothing changed, not even ver
+    await storage.put_role(RoleRecord("editor", ("posts:delete",), T0 + 1))
+    assert await storage.users_with_role("editor") == []

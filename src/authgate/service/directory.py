@@ -48,7 +48,8 @@ class Directory:
         user). Every access token issued before dies; sessions go on, so a refresh gets a
         token with the new roles."""
         names = await self._existing_roles(roles)
-        ver = await self.users.set_roles(user_id, names)
+        # Checked again under the roles' locks: one deleted meanwhile is NotFound.
+        ver = await self.users.set_roles(user_id, names, must_exist=True)
         if ver is None:
             raise NotFound("no such user")
         await self._publish({user_id: ver})

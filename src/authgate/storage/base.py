@@ -254,9 +254,12 @@ class UserStore(Protocol):
         the new ``ver``, or None if there is no such user."""
         ...
 
-    async def set_roles(self, user_id: str, roles: Sequence[str]) -> int | None:
+    async def set_roles(
+        self, user_id: str, roles: Sequence[str], *, must_exist: bool = False
+    ) -> int | None:
         """Replace the user's roles and increment its ``ver`` in the same transaction; the
-        new ``ver``, or None if there is no such user."""
+        new ``ver``, or None if there is no such user. With ``must_exist``, NotFound (and
+        nothing changed) when a role does not exist at that moment."""
         ...
 
     async def bump_version(self, user_id: str) -> int | None:

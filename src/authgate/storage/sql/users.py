@@ -9,6 +9,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from authgate.errors import NotFound
 from authgate.storage.base import RoleRecord, UserRecord
 from authgate.storage.sql._base import (
     SqlBase,
@@ -69,15 +70,22 @@ async def user_and_permissions(
     return user_record(rows[0], role_names), tuple(sorted(found))
 
 
-async def _insert_roles(conn: AsyncConnection, user_id: str, role_names: Sequence[str]) -> None:
+async def _insert_roles(
+    conn: AsyncConnection, user_id: str, role_names: Sequence[str], *, must_exist: bool = False
+) -> None:
     """Grant the roles, holding the rows of those that exist (PostgreSQL: FOR SHARE) until
     the transaction ends: an edit of a role's permissions then either waits for this grant
-    and sees the new holder, or runs first; it never misses a holder it should move."""
+    and sees the new holder, or runs first; it never misses a holder it should move. With
+    ``must_exist``, a role deleted since the caller checked it is NotFound (and the whole
+    transaction rolls back), never a dangling grant that a role of the same name revives."""
     wanted = names(role_names)
     if not wanted:
         return
     held = select(roles.c.name).where(roles.c.name.in_(wanted)).with_for_update(read=True)
-    await conn.execute(held)
+    found = set((await conn.execute(held)).scalars())
+    missing = sorted(set(wanted) - found)
+    if must_exist and missing:
+        raise NotFound(f"no role {missing[0]!r}", role=missing[0])
     await conn.execute(user_roles.insert(), [{"user_id": user_id, "role": n} for n in wanted])
 
 
@@ -231,8 +239,11 @@ class SqlUsers(SqlBase):
 
         return await self._transaction(_body)
 
-    async def set_roles(self, user_id: str, roles: Sequence[str]) -> int | None:
-        """Replace the user's roles and increment its ``ver``; the new ``ver`` or None."""
+    async def set_roles(
+        self, user_id: str, roles: Sequence[str], *, must_exist: bool = False
+    ) -> int | None:
+        """Replace the user's roles and increment its ``ver``; the new ``ver`` or None.
+        With ``must_exist``, NotFound (nothing changed) for a role that does not exist."""
 
         async def _body(conn: AsyncConnection) -> int | None:
             # The increment takes the user's row lock: two concurrent replacements must not
@@ -241,7 +252,7 @@ class SqlUsers(SqlBase):
             if ver is None:
                 return None
             await conn.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
-            await _insert_roles(conn, user_id, roles)
+            await _insert_roles(conn, user_id, roles, must_exist=must_exist)
             return ver
 
         return await self._transaction(_body)

@@ -356,6 +356,9 @@ class MailQueue:
             message = await self._queue.get()
             try:
                 await self._deliver(message)
+            except asyncio.CancelledError:  # close() ran out of time during this one
+                await self._dropped(message, "shutdown")
+                raise
             except Exception:
                 log.exception("the mail worker failed on a %s mail", message.kind)
             finally:

@@ -410,6 +410,8 @@ class MailTemplates:
 
     def link(self, path: str, token: str | None = None) -> str:
         """``{public_url}{path}``, with ``token`` as its ``token`` query parameter."""
+        if token is not None and not isinstance(token, str):
+            raise MailError("a mail link needs its token as a string")
         url = self._public_url + path
         return url if token is None else f"{url}?token={quote(token, safe='')}"
 

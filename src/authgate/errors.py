@@ -32,6 +32,7 @@ Tree::
     ├── StorageError                storage_error
     │   ├── Conflict                conflict
     │   └── StorageUnavailable      storage_unavailable
+    ├── MailError                   mail_failed
     ├── InvalidKey                  invalid_key
     │   └── UnsupportedAlgorithm    unsupported_algorithm
     └── InvalidToken                invalid_token
@@ -110,6 +111,12 @@ class StorageUnavailable(StorageError):
     """The database or cache cannot be reached; the caller may retry later."""
 
     code = "storage_unavailable"
+
+
+class MailError(AuthgateError):
+    """A mail could not be rendered or handed to the mail server or webhook."""
+
+    code = "mail_failed"
 
 
 class AuthenticationRequired(AuthgateError):
@@ -361,6 +368,7 @@ __all__ = [
     "InvalidType",
     "IssuedInFuture",
     "LifetimeTooLong",
+    "MailError",
     "MalformedToken",
     "MissingClaim",
     "NotFound",

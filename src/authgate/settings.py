@@ -164,6 +164,15 @@ class Settings:
     docs: bool | None = None  # /docs and /openapi.json; None: on in development only
     metrics_token: Secret | None = None  # a Bearer token for /metrics
     allowed_hosts: tuple[str, ...] = ()  # empty: the issuer's host and loopback
+    # Mail
+    public_url: str | None = None  # the base of links in mails; None: the issuer
+    email: Literal["console", "smtp", "webhook"] = "console"
+    email_from: str | None = None  # None: no-reply@ the public URL's host
+    smtp_url: Secret | None = None  # it may hold a password
+    smtp_ca_file: Path | None = None
+    email_webhook_url: str | None = None
+    email_webhook_secret: Secret | None = None
+    email_templates: Path | None = None  # a folder whose templates replace the packaged ones
 
     def token_policy(self) -> TokenPolicy:
         """Lifetimes and identity of the tokens the server issues."""
@@ -216,6 +225,16 @@ class Settings:
         if isinstance(public_url, str) and public_url:
             names.add(_url_host(public_url))
         return frozenset(names)
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of links in mails and pages: AUTHGATE_PUBLIC_URL, else the issuer."""
+        return self.public_url or self.issuer
+
+    @property
+    def mail_sender(self) -> str:
+        """The From address: AUTHGATE_EMAIL_FROM, else no-reply@ the public host."""
+        return self.email_from or f"no-reply@{_url_host(self.public_base_url) or 'localhost'}"
 
     @classmethod
     def load(
@@ -374,6 +393,19 @@ class Settings:
         kw["metrics_token"] = read_secret("metrics_token")
         if "allowed_hosts" in raw:
             kw["allowed_hosts"] = tuple(h.lower() for h in _split_list(raw["allowed_hosts"]))
+        # Mail
+        for name in ("public_url", "email_from", "email_webhook_url"):
+            if raw.get(name) not in (None, ""):
+                kw[name] = str(raw[name]).strip()
+        if raw.get("email") not in (None, ""):
+            kw["email"] = str(raw["email"]).strip().lower()
+            if kw["email"] not in ("console", "smtp", "webhook"):
+                raise ConfigurationError("AUTHGATE_EMAIL must be one of console, smtp, webhook")
+        kw["smtp_url"] = read_secret("smtp_url")
+        kw["email_webhook_secret"] = read_secret("email_webhook_secret")
+        for name in ("smtp_ca_file", "email_templates"):
+            if raw.get(name) not in (None, ""):
+                kw[name] = path_of(raw[name])
         settings = cls(**kw)
         settings.validate()
         return settings
@@ -414,6 +446,7 @@ class Settings:
                 raise ConfigurationError(
                     f"AUTHGATE_ALLOWED_HOSTS: {host!r} is not a host name or an IP address"
                 )
+        self._validate_mail()
         if self.is_production:
             if not self.issuer.startswith("https://"):
                 raise ConfigurationError("production refuses a plain-http AUTHGATE_ISSUER")
@@ -421,6 +454,56 @@ class Settings:
                 raise ConfigurationError(
                     "production needs AUTHGATE_MASTER_KEY or an explicit AUTHGATE_MASTER_KEY_FILE"
                 )
+
+    def _validate_mail(self) -> None:
+        from authgate.service.mail import WEBHOOK_SECRET_PREFIX, SmtpTarget, webhook_key
+
+        if self.public_url is not None and (
+            not re.fullmatch(r"https?://[^\s]+", self.public_url) or self.public_url.endswith("/")
+        ):
+            raise ConfigurationError(
+                "AUTHGATE_PUBLIC_URL must be an http(s) URL without a trailing /"
+            )
+        if self.is_production and not self.public_base_url.startswith("https://"):
+            raise ConfigurationError("production refuses a plain-http AUTHGATE_PUBLIC_URL")
+        if self.email_from is not None and not re.fullmatch(r"[^\r\n]*@[^\r\n]+", self.email_from):
+            raise ConfigurationError("AUTHGATE_EMAIL_FROM must be an email address")
+        for name in ("smtp_ca_file", "email_templates"):
+            path = getattr(self, name)
+            if path is not None and not path.exists():
+                raise ConfigurationError(f"AUTHGATE_{name.upper()}: {path} does not exist")
+        if self.smtp_url is not None:
+            target = SmtpTarget.parse(self.smtp_url.reveal())
+            if self.is_production and not target.encrypted and target.host not in _LOOPBACK_HOSTS:
+                raise ConfigurationError(
+                    "production refuses plain smtp:// to a host other than loopback: "
+                    "use smtp+starttls:// or smtps://"
+                )
+        if self.email == "smtp" and self.smtp_url is None:
+            raise ConfigurationError("AUTHGATE_EMAIL=smtp needs AUTHGATE_SMTP_URL")
+        if self.email_webhook_url is not None and not re.fullmatch(
+            r"https?://[^\s]+", self.email_webhook_url
+        ):
+            raise ConfigurationError("AUTHGATE_EMAIL_WEBHOOK_URL must be an http(s) URL")
+        if self.email == "webhook" and (
+            self.email_webhook_url is None or self.email_webhook_secret is None
+        ):
+            raise ConfigurationError(
+                "AUTHGATE_EMAIL=webhook needs AUTHGATE_EMAIL_WEBHOOK_URL and "
+                "AUTHGATE_EMAIL_WEBHOOK_SECRET"
+            )
+        if self.email_webhook_secret is not None:
+            text = self.email_webhook_secret.reveal()
+            key = webhook_key(text)
+            if text.startswith(WEBHOOK_SECRET_PREFIX):
+                # Standard Webhooks keys are 24 to 64 random bytes.
+                why = "it is shorter than 24 bytes" if len(key) < 24 else None
+                if why is None and len(set(key)) < 12:
+                    why = "it repeats too few distinct bytes"
+            else:
+                why = secret_weakness(key)
+            if why is not None and self.is_production:
+                raise ConfigurationError(f"AUTHGATE_EMAIL_WEBHOOK_SECRET is weak: {why}")
 
     def describe(self) -> dict[str, Any]:
         """Every setting, with secrets masked: safe to log."""

@@ -28,6 +28,14 @@ from authgate.service.directory import Directory
 from authgate.service.introspection import TokenIntrospection
 from authgate.service.keyring import Keyring
 from authgate.service.limits import ClientThrottle, LoginThrottle
+from authgate.service.mail import (
+    ConsoleSender,
+    EmailSender,
+    MailQueue,
+    MailTemplates,
+    SmtpSender,
+    WebhookSender,
+)
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
 from authgate.service.tokens import AccessTokens
@@ -75,6 +83,33 @@ def derive(master_key: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master_key)
 
 
+def build_sender(settings: Settings, *, clock: Clock | None = None) -> EmailSender:
+    """The sender AUTHGATE_EMAIL names (console, smtp or webhook)."""
+    if settings.email == "smtp" and settings.smtp_url is not None:
+        return SmtpSender(
+            url=settings.smtp_url.reveal(),
+            sender=settings.mail_sender,
+            ca_file=settings.smtp_ca_file,
+        )
+    if (
+        settings.email == "webhook"
+        and settings.email_webhook_url is not None
+        and settings.email_webhook_secret is not None
+    ):
+        return WebhookSender(
+            url=settings.email_webhook_url,
+            secret=settings.email_webhook_secret.reveal(),
+            sender=settings.mail_sender,
+            clock=clock,
+        )
+    return ConsoleSender(sender=settings.mail_sender)
+
+
+def build_templates(settings: Settings) -> MailTemplates:
+    """The mail templates, with AUTHGATE_EMAIL_TEMPLATES over the packaged ones."""
+    return MailTemplates(public_url=settings.public_base_url, override=settings.email_templates)
+
+
 @dataclass
 class Services:
     """Every use-case, wired to one storage and one clock."""
@@ -93,6 +128,8 @@ class Services:
     directory: Directory
     tokens: AccessTokens
     introspection: TokenIntrospection
+    mail: MailQueue
+    mail_templates: MailTemplates
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -199,7 +236,10 @@ class Services:
         directory = Directory(
             storage, sessions=sessions, revocations=revocations, audit=audit, clock=clock
         )
+        mail = MailQueue(build_sender(settings, clock=clock), audit=audit, sleep=sleep)
         services = cls(
+            mail=mail,
+            mail_templates=build_templates(settings),
             introspection=TokenIntrospection(
                 storage, sessions=sessions, tokens=tokens, revocations=revocations
             ),
@@ -222,7 +262,9 @@ class Services:
         return services
 
     async def close(self) -> None:
-        """Stop the hashing pool, the Redis fan-out and close the storage."""
+        """Drain the mail queue, stop the hashing pool, the Redis fan-out and close the
+        storage."""
+        await self.mail.close()
         self.hasher.close()
         if self.fanout is not None:
             await self.fanout.close()
@@ -250,6 +292,7 @@ async def open_services(
     except BaseException:
         await storage.close()
         raise
+    services.mail.start()
     try:
         yield services
     finally:
@@ -258,6 +301,8 @@ async def open_services(
 
 __all__ = [
     "Services",
+    "build_sender",
+    "build_templates",
     "derive",
     "load_master_key",
     "new_master_key",

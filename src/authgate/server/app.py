@@ -57,6 +57,7 @@ def create_app(
             await svc.keyring.maintain()
             svc.audit.listeners.append(metrics.on_audit)
             svc.fallback_listeners.append(metrics.on_redis_fallback)
+            svc.mail.listeners.append(metrics.on_mail)
             app.state.services = svc
             task = asyncio.create_task(_maintain(svc, maintenance_interval))
             try:

@@ -44,6 +44,12 @@ class Metrics:
             "authgate_requests_shed_total", "Requests answered 503 by the in-flight limit."
         )
         self.registrations = counter("authgate_registrations_total", "Accounts registered.")
+        self.mail_sent = counter("authgate_mail_sent_total", "Mails handed to the mail server.")
+        self.mail_failures = counter(
+            "authgate_mail_failures_total",
+            "Mails not sent, by reason (failed after every attempt, or dropped).",
+            "reason",
+        )
         self.hash_in_flight = Gauge(
             "authgate_password_hashes_in_flight", "argon2 hashes running or queued.", registry=r
         )
@@ -57,6 +63,13 @@ class Metrics:
             self.revocations.labels("sid").inc()
         elif event == "tokens_revoked":
             self.revocations.labels("user").inc()
+
+    def on_mail(self, outcome: str) -> None:
+        """Count one mail outcome of the send queue: sent, failed or dropped."""
+        if outcome == "sent":
+            self.mail_sent.inc()
+        else:
+            self.mail_failures.labels(outcome).inc()
 
     def on_redis_fallback(self, part: str) -> None:
         """Count one fallback from Redis."""

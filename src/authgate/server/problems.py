@@ -39,6 +39,7 @@ _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.Throttled, 429, "Too many attempts"),
     (e.Overloaded, 503, "The server is busy"),
     (e.StorageUnavailable, 503, "The database is unavailable"),
+    (e.MailError, 503, "Mail cannot be sent now"),
 ]
 
 

@@ -13,18 +13,22 @@ feed up to the change; a fresh one must be accepted (so the checks can fail both
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from _support.http import bearer
 from _support.tokens import claims_of
+from authgate.clock import FixedClock
 from authgate.errors import InvalidToken
 from authgate.guard import Guard
+from guard._support import AuthServer, auth_server
 
 ROLE = "writer"
 PERMISSION = "posts:write"
@@ -40,6 +44,29 @@ NO_THROTTLE = {
 # The real argon2 parameters: the window between reading the user and issuing the token
 # is then as wide as it is in production (tens of milliseconds).
 REAL_ARGON2 = {"AUTHGATE_ARGON2_MEMORY_KIB": "19456", "AUTHGATE_ARGON2_TIME_COST": "2"}
+
+
+@contextlib.asynccontextmanager
+async def raced_server(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[AuthServer, str, Guard, httpx.AsyncClient]]:
+    """A server with real argon2 and no throttle, an admin's token, a guard following its
+    feed (on the server's clock) and an HTTP client: what every race here needs."""
+    clock = FixedClock(1_700_000_000.0)
+    env = {**REAL_ARGON2, **NO_THROTTLE, "AUTHGATE_AUDIENCE": "authgate"}
+    with auth_server(tmp_path, clock=clock, env=env) as live:
+        admin = live.make_admin()
+        client_id, client_secret = live.new_client()
+        guard = Guard(
+            issuer=live.url,
+            audience="authgate",
+            client_id=client_id,
+            client_secret=client_secret,
+            clock=clock,
+            feed_wait=2.0,
+        )
+        async with guard, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+            yield live, admin, guard, http
 
 
 @dataclass

@@ -15,20 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from authgate.clock import FixedClock
+from _support.http import bearer
 from authgate.errors import InvalidToken
-from authgate.guard import Guard
-from guard._support import auth_server
 
-from ._privilege_race import NO_THROTTLE, PASSWORD, REAL_ARGON2
+from ._privilege_race import PASSWORD, raced_server
 
 TRIALS = 12
 LOGINS = 6
 NEW_PASSWORD = "a brand new passphrase 2026"
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def _login(http: httpx.AsyncClient, email: str, delay: float) -> httpx.Response:
@@ -40,41 +34,38 @@ async def _login(http: httpx.AsyncClient, email: str, delay: float) -> httpx.Res
 async def test_stale_credential_login_racing_a_password_change_keeps_no_session(
     tmp_path: Path,
 ) -> None:
-    clock = FixedClock(1_700_000_000.0)
-    env = {**REAL_ARGON2, **NO_THROTTLE, "AUTHGATE_AUDIENCE": "authgate"}
     rng = random.Random(7)
     survivors = opened = 0
-    with auth_server(tmp_path, clock=clock, env=env) as live:
-        async with httpx.AsyncClient(base_url=live.url, timeout=60) as http:
-            for trial in range(TRIALS):
-                email = f"pw-{trial}-{rng.getrandbits(32):x}@example.com"
-                r = await http.post("/auth/register", json={"email": email, "password": PASSWORD})
-                assert r.status_code == 201, r.text
-                owner = r.json()
+    async with raced_server(tmp_path) as (_, _admin, _guard, http):
+        for trial in range(TRIALS):
+            email = f"pw-{trial}-{rng.getrandbits(32):x}@example.com"
+            r = await http.post("/auth/register", json={"email": email, "password": PASSWORD})
+            assert r.status_code == 201, r.text
+            owner = r.json()
 
-                async def change(token: str = owner["access_token"]) -> httpx.Response:
-                    await asyncio.sleep(rng.random() * 0.05)
-                    return await http.post(
-                        "/auth/password",
-                        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-                        headers=_bearer(token),
-                    )
+            async def change(token: str = owner["access_token"]) -> httpx.Response:
+                await asyncio.sleep(rng.random() * 0.05)
+                return await http.post(
+                    "/auth/password",
+                    json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+                    headers=bearer(token),
+                )
 
-                logins = [_login(http, email, rng.random() * 0.05) for _ in range(LOGINS)]
-                changed, *answers = await asyncio.gather(change(), *logins)
-                assert changed.status_code == 204, changed.text
-                for answer in answers:
-                    if answer.status_code != 200:
-                        assert answer.status_code == 401, answer.text
-                        continue
-                    opened += 1
-                    again = await http.post(
-                        "/auth/refresh", json={"refresh_token": answer.json()["refresh_token"]}
-                    )
-                    if again.status_code == 200:
-                        survivors += 1
-                    else:
-                        assert again.status_code == 401, again.text
+            logins = [_login(http, email, rng.random() * 0.05) for _ in range(LOGINS)]
+            changed, *answers = await asyncio.gather(change(), *logins)
+            assert changed.status_code == 204, changed.text
+            for answer in answers:
+                if answer.status_code != 200:
+                    assert answer.status_code == 401, answer.text
+                    continue
+                opened += 1
+                again = await http.post(
+                    "/auth/refresh", json={"refresh_token": answer.json()["refresh_token"]}
+                )
+                if again.status_code == 200:
+                    survivors += 1
+                else:
+                    assert again.status_code == 401, again.text
     print(
         f"{TRIALS} changes raced by {TRIALS * LOGINS} logins: {opened} sessions opened "
         f"with the old password, {survivors} survived the change"
@@ -87,50 +78,37 @@ async def test_stale_credential_login_racing_a_password_change_keeps_no_session(
 async def test_stale_privileges_login_racing_a_deletion_dies_at_every_guard(
     tmp_path: Path,
 ) -> None:
-    clock = FixedClock(1_700_000_000.0)
-    env = {**REAL_ARGON2, **NO_THROTTLE, "AUTHGATE_AUDIENCE": "authgate"}
     rng = random.Random(11)
     minted = accepted = 0
-    with auth_server(tmp_path, clock=clock, env=env) as live:
-        admin = live.make_admin()
-        client = live.new_client()
-        guard = Guard(
-            issuer=live.url,
-            audience="authgate",
-            client_id=client[0],
-            client_secret=client[1],
-            clock=clock,
-            feed_wait=2.0,
-        )
-        async with guard, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
-            for trial in range(TRIALS):
-                email = f"del-{trial}-{rng.getrandbits(32):x}@example.com"
-                r = await http.post("/auth/register", json={"email": email, "password": PASSWORD})
-                assert r.status_code == 201, r.text
-                user_id = r.json()["user"]["id"]
+    async with raced_server(tmp_path) as (_, admin, guard, http):
+        for trial in range(TRIALS):
+            email = f"del-{trial}-{rng.getrandbits(32):x}@example.com"
+            r = await http.post("/auth/register", json={"email": email, "password": PASSWORD})
+            assert r.status_code == 201, r.text
+            user_id = r.json()["user"]["id"]
 
-                async def delete(user: str = user_id) -> httpx.Response:
-                    # Spread over the whole burst: six logins queue for two hashers.
-                    await asyncio.sleep(rng.random() * 0.2)
-                    return await http.delete(f"/admin/users/{user}", headers=_bearer(admin))
+            async def delete(user: str = user_id) -> httpx.Response:
+                # Spread over the whole burst: six logins queue for two hashers.
+                await asyncio.sleep(rng.random() * 0.2)
+                return await http.delete(f"/admin/users/{user}", headers=bearer(admin))
 
-                logins = [_login(http, email, rng.random() * 0.05) for _ in range(LOGINS)]
-                deleted, *answers = await asyncio.gather(delete(), *logins)
-                assert deleted.status_code == 204, deleted.text
-                while await guard.sync():
-                    pass
-                for answer in answers:
-                    if answer.status_code != 200:
-                        continue
-                    minted += 1
-                    token = answer.json()["access_token"]
-                    me = await http.get("/auth/me", headers=_bearer(token))
-                    assert me.status_code == 401, me.text
-                    try:
-                        await guard.verify(token)
-                    except InvalidToken:
-                        continue
-                    accepted += 1
+            logins = [_login(http, email, rng.random() * 0.05) for _ in range(LOGINS)]
+            deleted, *answers = await asyncio.gather(delete(), *logins)
+            assert deleted.status_code == 204, deleted.text
+            while await guard.sync():
+                pass
+            for answer in answers:
+                if answer.status_code != 200:
+                    continue
+                minted += 1
+                token = answer.json()["access_token"]
+                me = await http.get("/auth/me", headers=bearer(token))
+                assert me.status_code == 401, me.text
+                try:
+                    await guard.verify(token)
+                except InvalidToken:
+                    continue
+                accepted += 1
     print(
         f"{TRIALS} deletions raced by {TRIALS * LOGINS} logins: {minted} tokens minted, "
         f"{accepted} accepted by the guard afterwards"

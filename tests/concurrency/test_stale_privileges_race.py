@@ -14,12 +14,10 @@ import httpx
 import pytest
 
 from _support.http import bearer, login
-from authgate.clock import FixedClock
 from authgate.guard import Guard
-from guard._support import auth_server
 from scaleout._cluster import ISSUER, cluster
 
-from ._privilege_race import NO_THROTTLE, REAL_ARGON2, Tally, run_races, setup_lanes
+from ._privilege_race import NO_THROTTLE, REAL_ARGON2, Tally, raced_server, run_races, setup_lanes
 
 RACES = 500
 LANES = 4
@@ -61,21 +59,8 @@ async def _race(
 
 @pytest.mark.anyio
 async def test_stale_privileges_race_sqlite(tmp_path: Path) -> None:
-    clock = FixedClock(1_700_000_000.0)
-    env = {**REAL_ARGON2, **NO_THROTTLE, "AUTHGATE_AUDIENCE": "authgate"}
-    with auth_server(tmp_path, clock=clock, env=env) as live:
-        admin = live.make_admin()
-        client = live.new_client()
-        guard = Guard(
-            issuer=live.url,
-            audience="authgate",
-            client_id=client[0],
-            client_secret=client[1],
-            clock=clock,
-            feed_wait=2.0,
-        )
-        async with guard, httpx.AsyncClient(base_url=live.url, timeout=60) as http:
-            await _race(issuers=[http], admin_http=http, admin=admin, guard=guard, seed=1)
+    async with raced_server(tmp_path) as (_, admin, guard, http):
+        await _race(issuers=[http], admin_http=http, admin=admin, guard=guard, seed=1)
 
 
 class _To(httpx.AsyncBaseTransport):

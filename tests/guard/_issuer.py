@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from authgate.jose import Key, encode
+from authgate.jose import Key
 
-from ._support import AUDIENCE, AppServer
+from ._fake import NOW, token
+from ._support import AppServer
 
-NOW = 1_700_000_000.0
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 FEED_MEMBER = "authgate_revocation_feed_endpoint"
 
@@ -76,23 +76,9 @@ class ScriptedIssuer:
         self.events.append(event)
 
     def token(self, **changes: Any) -> str:
-        """An access token of this issuer, signed by its first key."""
-        claims: dict[str, Any] = {
-            "iss": self.url,
-            "sub": "usr_1",
-            "aud": AUDIENCE,
-            "exp": NOW + 600,
-            "iat": NOW,
-            "jti": "jti-1",
-            "sid": "sid_1",
-            "client_id": "authgate",
-            "roles": [],
-            "scope": "posts:read",
-        }
-        claims.update(changes)
-        return encode(
-            {k: v for k, v in claims.items() if v is not None}, self.keys[0], typ="at+jwt"
-        )
+        """An access token of this issuer, signed by its first key (``_fake.token``'s
+        claims, with this issuer's URL)."""
+        return token(self.keys[0], **{"iss": self.url, **changes})
 
     def paths(self) -> list[str]:
         """The paths requested so far, in order."""

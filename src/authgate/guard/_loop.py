@@ -59,10 +59,6 @@ class BackgroundLoop:
         """Schedule ``coro`` on the loop; a thread-safe future of its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def in_loop(self) -> bool:
-        """True when called from the loop's own thread."""
-        return self._thread is threading.current_thread()
-
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop and join the thread (a no-op if it is not running)."""
         thread, loop = self._thread, self._loop

@@ -24,7 +24,14 @@ Tree::
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
     ├── Forbidden                   forbidden
-    │   └── InsufficientScope       insufficient_scope
+    │   ├── InsufficientScope       insufficient_scope
+    │   └── EmailNotVerified        email_not_verified
+    ├── LinkTokenRefused            invalid_link_token
+    │   ├── LinkTokenUsed           link_token_used
+    │   ├── LinkTokenSuperseded     link_token_superseded
+    │   ├── LinkTokenRevoked        link_token_revoked
+    │   ├── LinkTokenExpired        link_token_expired
+    │   └── LinkTokenWrongPurpose   link_token_wrong_purpose
     ├── Throttled                   too_many_attempts
     ├── Overloaded                  overloaded
     ├── BodyTooLarge                body_too_large
@@ -215,6 +222,49 @@ class InsufficientScope(Forbidden):
     code = "insufficient_scope"
 
 
+class EmailNotVerified(Forbidden):
+    """The account's email address is not verified, and this needs it."""
+
+    code = "email_not_verified"
+
+
+class LinkTokenRefused(AuthgateError):
+    """A token mailed as a link (verification, reset, email change) is unknown or not a
+    token at all. Subclasses say why a known one is refused."""
+
+    code = "invalid_link_token"
+
+
+class LinkTokenUsed(LinkTokenRefused):
+    """The link was used already: each works once."""
+
+    code = "link_token_used"
+
+
+class LinkTokenSuperseded(LinkTokenRefused):
+    """A newer link of the same kind was sent since: only the newest works."""
+
+    code = "link_token_superseded"
+
+
+class LinkTokenRevoked(LinkTokenRefused):
+    """The account changed since the link was sent (its password or its address)."""
+
+    code = "link_token_revoked"
+
+
+class LinkTokenExpired(LinkTokenRefused):
+    """The link is past its lifetime."""
+
+    code = "link_token_expired"
+
+
+class LinkTokenWrongPurpose(LinkTokenRefused):
+    """The link is of another kind (a verification link used to reset, say)."""
+
+    code = "link_token_wrong_purpose"
+
+
 class Throttled(AuthgateError):
     """Too many attempts; retry after ``context['retry_after']`` seconds."""
 
@@ -348,6 +398,7 @@ __all__ = [
     "BodyTooLarge",
     "ConfigurationError",
     "Conflict",
+    "EmailNotVerified",
     "EmailTaken",
     "Forbidden",
     "InsufficientScope",
@@ -368,6 +419,12 @@ __all__ = [
     "InvalidType",
     "IssuedInFuture",
     "LifetimeTooLong",
+    "LinkTokenExpired",
+    "LinkTokenRefused",
+    "LinkTokenRevoked",
+    "LinkTokenSuperseded",
+    "LinkTokenUsed",
+    "LinkTokenWrongPurpose",
     "MailError",
     "MalformedToken",
     "MissingClaim",

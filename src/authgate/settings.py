@@ -21,6 +21,7 @@ from authgate.jose import b64decode
 from authgate.jose.keys import ALGORITHMS
 from authgate.passwords import Argon2Params
 from authgate.service.limits import ThrottlePolicy
+from authgate.service.links import LinkPolicy
 from authgate.service.tokens import TokenPolicy
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", re.IGNORECASE)
@@ -173,6 +174,14 @@ class Settings:
     email_webhook_url: str | None = None
     email_webhook_secret: Secret | None = None
     email_templates: Path | None = None  # a folder whose templates replace the packaged ones
+    # Account lifecycle
+    email_verify_ttl: float = 86400.0
+    password_reset_ttl: float = 1800.0
+    email_change_ttl: float = 3600.0
+    require_verified_email: bool = False
+    enumeration_safe_registration: bool = False  # 202 for a new and a taken address alike
+    mail_limit: int = 5  # mail-sending requests per address (or account) per hour
+    mail_ip_limit: int = 50  # mail-sending requests per IP per hour
 
     def token_policy(self) -> TokenPolicy:
         """Lifetimes and identity of the tokens the server issues."""
@@ -194,6 +203,17 @@ class Settings:
             lock_after=self.throttle_client_limit + 1,
             ip_limit=self.throttle_client_ip_limit,
             base_delay=self.throttle_base_delay,
+        )
+
+    def link_policy(self) -> LinkPolicy:
+        """Lifetimes of mailed links, the verified-address rule and the mail limits."""
+        return LinkPolicy(
+            verify_ttl=self.email_verify_ttl,
+            reset_ttl=self.password_reset_ttl,
+            email_change_ttl=self.email_change_ttl,
+            require_verified=self.require_verified_email,
+            send_limit=self.mail_limit,
+            send_ip_limit=self.mail_ip_limit,
         )
 
     def argon2_params(self) -> Argon2Params:
@@ -333,6 +353,9 @@ class Settings:
             "throttle_base_delay",
             "header_timeout",
             "body_timeout",
+            "email_verify_ttl",
+            "password_reset_ttl",
+            "email_change_ttl",
         ):
             if name in raw:
                 kw[name] = parse_duration(raw[name], name=f"AUTHGATE_{name.upper()}")
@@ -350,6 +373,8 @@ class Settings:
             "max_in_flight",
             "throttle_client_limit",
             "throttle_client_ip_limit",
+            "mail_limit",
+            "mail_ip_limit",
         ):
             if name in raw:
                 try:
@@ -406,6 +431,9 @@ class Settings:
         for name in ("smtp_ca_file", "email_templates"):
             if raw.get(name) not in (None, ""):
                 kw[name] = path_of(raw[name])
+        for name in ("require_verified_email", "enumeration_safe_registration"):
+            if raw.get(name) not in (None, ""):
+                kw[name] = _parse_bool(raw[name], f"AUTHGATE_{name.upper()}")
         settings = cls(**kw)
         settings.validate()
         return settings
@@ -447,6 +475,19 @@ class Settings:
                     f"AUTHGATE_ALLOWED_HOSTS: {host!r} is not a host name or an IP address"
                 )
         self._validate_mail()
+        for name, seconds in (
+            ("email_verify_ttl", self.email_verify_ttl),
+            ("password_reset_ttl", self.password_reset_ttl),
+            ("email_change_ttl", self.email_change_ttl),
+        ):
+            if not 60 <= seconds <= 30 * 86400:
+                raise ConfigurationError(
+                    f"AUTHGATE_{name.upper()} must be between 1 minute and 30 days"
+                )
+        if self.enumeration_safe_registration and not self.require_verified_email:
+            raise ConfigurationError(
+                "AUTHGATE_ENUMERATION_SAFE_REGISTRATION needs AUTHGATE_REQUIRE_VERIFIED_EMAIL=true"
+            )
         if self.is_production:
             if not self.issuer.startswith("https://"):
                 raise ConfigurationError("production refuses a plain-http AUTHGATE_ISSUER")

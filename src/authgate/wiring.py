@@ -28,6 +28,7 @@ from authgate.service.directory import Directory
 from authgate.service.introspection import TokenIntrospection
 from authgate.service.keyring import Keyring
 from authgate.service.limits import ClientThrottle, LoginThrottle
+from authgate.service.links import AccountLinks, Jobs, SendLimit
 from authgate.service.mail import (
     ConsoleSender,
     EmailSender,
@@ -130,6 +131,8 @@ class Services:
     introspection: TokenIntrospection
     mail: MailQueue
     mail_templates: MailTemplates
+    links: AccountLinks
+    jobs: Jobs
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -184,6 +187,7 @@ class Services:
             revocations=revocations,
             clock=clock,
             registration_open=settings.registration == "open",
+            require_verified_email=settings.require_verified_email,
         )
         static = None
         if settings.hs256_secret is not None:
@@ -237,9 +241,33 @@ class Services:
             storage, sessions=sessions, revocations=revocations, audit=audit, clock=clock
         )
         mail = MailQueue(build_sender(settings, clock=clock), audit=audit, sleep=sleep)
+        templates = build_templates(settings)
+        link_policy = settings.link_policy()
+        jobs = Jobs(audit=audit)
+        links = AccountLinks(
+            storage,
+            accounts=accounts,
+            hasher=hasher,
+            mail=mail,
+            templates=templates,
+            revocations=revocations,
+            audit=audit,
+            limit=SendLimit(
+                counters,
+                window=link_policy.send_window,
+                per_subject=link_policy.send_limit,
+                per_ip=link_policy.send_ip_limit,
+                clock=clock,
+            ),
+            jobs=jobs,
+            clock=clock,
+            policy=link_policy,
+        )
         services = cls(
             mail=mail,
-            mail_templates=build_templates(settings),
+            mail_templates=templates,
+            links=links,
+            jobs=jobs,
             introspection=TokenIntrospection(
                 storage, sessions=sessions, tokens=tokens, revocations=revocations
             ),
@@ -262,8 +290,9 @@ class Services:
         return services
 
     async def close(self) -> None:
-        """Drain the mail queue, stop the hashing pool, the Redis fan-out and close the
-        storage."""
+        """Finish the background jobs, drain the mail queue, stop the hashing pool, the
+        Redis fan-out and close the storage."""
+        await self.jobs.close()
         await self.mail.close()
         self.hasher.close()
         if self.fanout is not None:

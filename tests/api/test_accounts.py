@@ -43,7 +43,16 @@ def test_register_returns_tokens_and_user(shared: LiveServer) -> None:
     assert set(body) == TOKEN_FIELDS | {"user"}
     user = body["user"]
     assert isinstance(user, dict)
-    assert set(user) == {"id", "email", "name", "roles", "permissions", "created_at"}
+    assert set(user) == {
+        "id",
+        "email",
+        "name",
+        "roles",
+        "permissions",
+        "created_at",
+        "email_verified",
+    }
+    assert user["email_verified"] is False
     assert user["email"] == email
     assert user["name"] == "Ada"
     assert user["roles"] == []

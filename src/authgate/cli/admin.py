@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from authgate.errors import AuthgateError, InvalidToken
+from authgate.errors import AuthgateError, InvalidToken, NotFound
 
 if TYPE_CHECKING:
     from authgate.jose import Key
@@ -57,7 +57,13 @@ async def users_list(svc: Services) -> int:
     while True:
         page = await svc.accounts.list_users(after=after, limit=200)
         for u in page:
-            json_line(id=u.id, email=u.email, roles=list(u.roles), disabled=u.disabled)
+            json_line(
+                id=u.id,
+                email=u.email,
+                roles=list(u.roles),
+                disabled=u.disabled,
+                email_verified=u.email_verified,
+            )
         if len(page) < 200:
             return 0
         after = page[-1].id
@@ -83,6 +89,32 @@ async def users_set_roles(svc: Services, email: str, roles: tuple[str, ...]) -> 
     user = await svc.accounts.by_email(email)
     await svc.directory.set_roles(user.id, roles)
     click.echo(f"{user.email}: {' '.join(sorted(set(roles))) or '(no roles)'}", err=True)
+    return 0
+
+
+@users.command("verify")
+@click.argument("email")
+@service_command()
+async def users_verify(svc: Services, email: str) -> int:
+    """Mark a user's email address verified."""
+    user = await svc.accounts.by_email(email)
+    await svc.links.mark_verified(user.id, by="cli")
+    click.echo(f"verified {user.email}", err=True)
+    return 0
+
+
+@users.command("reset-link")
+@click.argument("email")
+@service_command()
+async def users_reset_link(svc: Services, email: str) -> int:
+    """Mail a user a password-reset link (sent now; a delivery failure exits 1). The link
+    goes to the user's address only: it is never printed."""
+    user = await svc.accounts.by_email(email)
+    message = await svc.links.reset_mail(user, by="cli")
+    if message is None:
+        raise NotFound("no such user")
+    await svc.mail.sender.send(message)
+    click.echo(f"reset link sent to {user.email}", err=True)
     return 0
 
 

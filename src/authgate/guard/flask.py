@@ -110,10 +110,16 @@ class FlaskGuard:
         return None
 
     def required(
-        self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
+        self,
+        *permissions: str,
+        roles: Collection[str] = (),
+        any_of: Collection[str] = (),
+        verified: bool = False,
     ) -> Callable[[_View], _View]:
         """Same as :meth:`Guard.flask_required`."""
-        return required(self.guard, Requirement.of(permissions, roles=roles, any_of=any_of))
+        return required(
+            self.guard, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+        )
 
 
 __all__ = [

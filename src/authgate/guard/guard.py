@@ -240,14 +240,21 @@ class Guard:
     # --- adapters (each imported on first use: the adapters import this module) ------------
 
     def require(
-        self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
+        self,
+        *permissions: str,
+        roles: Collection[str] = (),
+        any_of: Collection[str] = (),
+        verified: bool = False,
     ) -> Callable[[Request], Awaitable[Principal]]:
         """A FastAPI dependency that answers the Principal, or 401/403 per RFC 6750; it
         shows in the OpenAPI security schemes. Demands every permission of
-        ``permissions``, every role of ``roles`` and, if given, one permission of ``any_of``."""
+        ``permissions``, every role of ``roles``, if given one permission of ``any_of``,
+        and with ``verified`` a verified email address (403 ``email_not_verified``)."""
         from authgate.guard.fastapi import GuardDependency
 
-        return GuardDependency(self, Requirement.of(permissions, roles=roles, any_of=any_of))
+        return GuardDependency(
+            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+        )
 
     def asgi_middleware(self, app: ASGIApp) -> ASGIApp:
         """A pure-ASGI middleware factory: ``app.add_middleware(guard.asgi_middleware)``.
@@ -258,7 +265,11 @@ class Guard:
         return GuardMiddleware(app, guard=self)
 
     def starlette_required(
-        self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
+        self,
+        *permissions: str,
+        roles: Collection[str] = (),
+        any_of: Collection[str] = (),
+        verified: bool = False,
     ) -> Callable[[_View], _View]:
         """A decorator for Starlette endpoints: 401/403 per RFC 6750 unless the request's
         token meets the requirement; ``request.user`` is then the Principal. It also fits
@@ -266,23 +277,37 @@ class Guard:
         dependency (FastAPI's dependency machinery is most of a dependency's cost)."""
         from authgate.guard.asgi import required
 
-        return required(self, Requirement.of(permissions, roles=roles, any_of=any_of))
+        return required(
+            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+        )
 
     def flask_required(
-        self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
+        self,
+        *permissions: str,
+        roles: Collection[str] = (),
+        any_of: Collection[str] = (),
+        verified: bool = False,
     ) -> Callable[[_View], _View]:
         """A decorator for Flask views (``flask`` extra); ``flask.g.principal`` is set."""
         from authgate.guard.flask import required
 
-        return required(self, Requirement.of(permissions, roles=roles, any_of=any_of))
+        return required(
+            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+        )
 
     def django_required(
-        self, *permissions: str, roles: Collection[str] = (), any_of: Collection[str] = ()
+        self,
+        *permissions: str,
+        roles: Collection[str] = (),
+        any_of: Collection[str] = (),
+        verified: bool = False,
     ) -> Callable[[_View], _View]:
         """A decorator for Django views (``django`` extra); ``request.principal`` is set."""
         from authgate.guard.django import required
 
-        return required(self, Requirement.of(permissions, roles=roles, any_of=any_of))
+        return required(
+            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+        )
 
     # --- state ------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from authgate.errors import InsufficientScope, InvalidClaims
+from authgate.errors import EmailNotVerified, InsufficientScope, InvalidClaims
 
 _ABSENT: Any = object()
 
@@ -107,19 +107,29 @@ def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """What a route demands: every permission of ``permissions``, every role of
-    ``roles``, and, when ``any_of`` is given, at least one permission of it."""
+    ``roles``, when ``any_of`` is given at least one permission of it, and with
+    ``verified`` an ``email_verified`` claim that is true."""
 
     permissions: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     any_of: tuple[str, ...] = ()
+    verified: bool = False
 
     @classmethod
     def of(
-        cls, permissions: Iterable[str], *, roles: Iterable[str] = (), any_of: Iterable[str] = ()
+        cls,
+        permissions: Iterable[str],
+        *,
+        roles: Iterable[str] = (),
+        any_of: Iterable[str] = (),
+        verified: bool = False,
     ) -> Requirement:
         """Validate and build a requirement."""
         return cls(
-            _names(permissions, "permission"), _names(roles, "role"), _names(any_of, "permission")
+            _names(permissions, "permission"),
+            _names(roles, "role"),
+            _names(any_of, "permission"),
+            bool(verified),
         )
 
     @property
@@ -137,6 +147,8 @@ class Requirement:
             or (self.roles and not set(principal.roles).issuperset(self.roles))
         ):
             raise InsufficientScope("the token lacks a needed permission or role", scope=self.scope)
+        if self.verified and principal.claims.get("email_verified") is not True:
+            raise EmailNotVerified("the route needs a verified email address")
 
 
 __all__ = ["Principal", "Requirement"]

@@ -9,12 +9,19 @@ from dataclasses import dataclass
 from authgate.errors import (
     AuthenticationRequired,
     AuthgateError,
+    EmailNotVerified,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
 )
 
-REFUSALS = (AuthenticationRequired, InvalidRequest, InvalidToken, InsufficientScope)
+REFUSALS = (
+    AuthenticationRequired,
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope,
+    EmailNotVerified,
+)
 """The errors a protected route answers with a challenge (anything else is a bug: a 500)."""
 
 
@@ -53,7 +60,9 @@ def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
     """The RFC 6750 section 3 answer to a refusal: 401 ``Bearer`` without a token, 401
     ``error="invalid_token"`` for a bad one (the revocation feed or the keys unavailable
     included: no token is accepted then), 403 ``error="insufficient_scope"`` with the
-    needed ``scope``, 400 ``error="invalid_request"`` for a malformed request."""
+    needed ``scope``, 403 ``error="insufficient_scope"`` with the body's error
+    ``email_not_verified`` for a route that needs a verified address, 400
+    ``error="invalid_request"`` for a malformed request."""
     params = [f'realm="{realm}"'] if realm else []
     if isinstance(exc, InsufficientScope):
         status, error = 403, "insufficient_scope"
@@ -61,6 +70,9 @@ def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
         scope = " ".join(exc.context.get("scope", ()))
         if scope:
             params.append(f'scope="{scope}"')
+    elif isinstance(exc, EmailNotVerified):
+        status, error = 403, "email_not_verified"
+        params.append('error="insufficient_scope"')
     elif isinstance(exc, InvalidRequest):
         status, error = 400, "invalid_request"
         params.append('error="invalid_request"')

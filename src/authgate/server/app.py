@@ -21,7 +21,7 @@ from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
-from authgate.server.routes import admin, auth, docs, oauth2, ops, wellknown
+from authgate.server.routes import admin, auth, docs, lifecycle, oauth2, ops, wellknown
 from authgate.server.schemas import OAuthError, Problem
 from authgate.settings import Settings
 from authgate.wiring import Services, open_services
@@ -37,6 +37,7 @@ async def _maintain(svc: Services, interval: float) -> None:
             await svc.keyring.maintain()
             await svc.revocations.purge()
             await svc.clients.purge()
+            await svc.links.purge()
         except AuthgateError as exc:
             log.warning("maintenance failed: %s", exc.code)
 
@@ -82,6 +83,7 @@ def create_app(
     )
     app.state.metrics = metrics
     app.include_router(auth.router)
+    app.include_router(lifecycle.router)
     app.include_router(admin.router)
     app.include_router(oauth2.router)
     app.include_router(wellknown.router)

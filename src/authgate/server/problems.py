@@ -32,6 +32,8 @@ _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.Conflict, 409, "Conflict"),
     (e.RegistrationClosed, 403, "Registration is closed"),
     (e.InsufficientScope, 403, "The token lacks a needed permission"),
+    (e.EmailNotVerified, 403, "The email address is not verified"),
+    (e.LinkTokenRefused, 400, "The link is invalid, used, expired or replaced"),
     (e.Forbidden, 403, "Forbidden"),
     (e.NotFound, 404, "Not found"),
     (e.RequestTimeout, 408, "The request did not arrive in time"),

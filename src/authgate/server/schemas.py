@@ -33,6 +33,31 @@ class PasswordIn(Strict):
     new_password: str = Field(max_length=4096)
 
 
+class EmailIn(Strict):
+    email: str = Field(max_length=320)
+
+
+class LinkTokenIn(Strict):
+    token: str = Field(max_length=256)
+
+
+class ResetIn(Strict):
+    token: str = Field(max_length=256)
+    new_password: str = Field(max_length=4096)
+
+
+class EmailChangeIn(Strict):
+    new_email: str = Field(max_length=320)
+    current_password: str = Field(max_length=4096)
+
+
+class AcceptedOut(BaseModel):
+    """The one answer of a request whose outcome arrives by mail."""
+
+    status: Literal["accepted"]
+    detail: str
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["Bearer"]
@@ -49,6 +74,7 @@ class UserOut(BaseModel):
     roles: list[str]
     permissions: list[str]
     created_at: float
+    email_verified: bool
 
 
 class AdminUserOut(UserOut):
@@ -103,6 +129,7 @@ class AdminUserCreate(Strict):
 class AdminUserPatch(Strict):
     roles: list[str] | None = Field(default=None, max_length=64)
     disabled: bool | None = None
+    email_verified: Literal[True] | None = None  # mark the address verified
 
 
 class UserPage(BaseModel):

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from authgate.clock import Clock
 from authgate.errors import (
     Conflict,
+    EmailNotVerified,
     EmailTaken,
     InvalidCredentials,
     InvalidRequest,
@@ -93,6 +94,7 @@ class Accounts:
     revocations: Revocations
     clock: Clock
     registration_open: bool = True
+    require_verified_email: bool = False
 
     async def create_user(
         self,
@@ -129,7 +131,8 @@ class Accounts:
 
     async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
         """Check a login, through the throttle (Throttled while locked). Unknown users cost
-        a dummy verify and get the same InvalidCredentials."""
+        a dummy verify and get the same InvalidCredentials. With ``require_verified_email``,
+        EmailNotVerified for the right password of an unverified address."""
         try:
             normalized: str | None = lookup_email(email)
         except InvalidRequest:
@@ -145,6 +148,10 @@ class Accounts:
             return user
 
         user = await self.throttle.attempt(account, ip, check)
+        if self.require_verified_email and not user.email_verified:
+            # Only after the right password: the refusal says nothing to a guesser.
+            await self.audit.record("login_unverified", user_id=user.id, ip=ip)
+            raise EmailNotVerified("the email address is not verified yet")
         if self.hasher.needs_rehash(user.password_hash):
             new_hash = await self.hasher.hash(password)
             if await self.users.rehash_password(

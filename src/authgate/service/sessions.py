@@ -135,6 +135,7 @@ class Sessions:
             sid=sid,
             ver=user.ver,
             roles=list(user.roles),
+            email_verified=user.email_verified,
         )
 
     @staticmethod

@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 
 RevocationKind = Literal["jti", "sid", "user"]
 KeyState = Literal["next", "current", "retiring", "retired"]
+LinkPurpose = Literal["verify_email", "reset_password", "change_email"]
+LINK_PURPOSES: tuple[LinkPurpose, ...] = ("verify_email", "reset_password", "change_email")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,35 @@ class UserRecord:
     disabled: bool = False
     roles: tuple[str, ...] = ()
     ver: int = 0
+    email_verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTokenRecord:
+    """A single-use token mailed as a link, by the SHA-256 digest of its value (hex).
+    ``email`` is the address it was sent to (for ``change_email``, the new address). A
+    token is live until it is used (``used_at``), ended (``ended_at``, with ``ended_by``:
+    ``superseded`` by a newer one, ``password_changed`` or ``email_changed``) or expired."""
+
+    digest: str
+    purpose: LinkPurpose
+    user_id: str
+    email: str
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+    ended_at: float | None = None
+    ended_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRedemption:
+    """What redeeming a link token did: the token as used, the sessions it ended (a
+    password reset) and the user's new ``ver`` (an email change)."""
+
+    token: LinkTokenRecord
+    ended_sids: tuple[str, ...] = ()
+    ver: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +271,13 @@ class UserStore(Protocol):
     async def change_password(
         self, user_id: str, password_hash: str, *, keep_sid: str | None, now: float
     ) -> list[str] | None:
-        """In one transaction: store the new hash and revoke every live session of the user
-        but ``keep_sid``; the revoked sids, or None if there is no such user."""
+        """In one transaction: store the new hash, revoke every live session of the user
+        but ``keep_sid`` and end the user's live password-reset tokens; the revoked sids,
+        or None if there is no such user."""
+        ...
+
+    async def set_email_verified(self, user_id: str, verified: bool) -> bool:
+        """Mark the user's address verified (or not); False if there is no such user."""
         ...
 
     async def rehash_password(self, user_id: str, *, old_hash: str, new_hash: str) -> bool:
@@ -492,6 +528,45 @@ class ClientStore(Protocol):
         ...
 
 
+class LinkTokenStore(Protocol):
+    """Single-use tokens mailed as links (email verification, password reset, email
+    change), stored as digests."""
+
+    async def issue_link_token(self, token: LinkTokenRecord) -> bool:
+        """In one transaction: end (``superseded``) every live token of the same user and
+        purpose, and insert ``token``; False (nothing written) if there is no such user."""
+        ...
+
+    async def get_link_token(self, digest: str) -> LinkTokenRecord | None:
+        """A token by digest, in whatever state."""
+        ...
+
+    async def redeem_link_token(
+        self,
+        digest: str,
+        *,
+        purpose: LinkPurpose,
+        now: float,
+        password_hash: str | None = None,
+    ) -> LinkRedemption | None:
+        """Use a live token of ``purpose`` and apply it, all in one transaction, or change
+        nothing and return None (unknown, another purpose, used, ended or expired):
+
+        - ``verify_email``: mark the address verified, if it is still the user's;
+        - ``reset_password``: store ``password_hash``, mark the address verified if it is
+          still the user's, revoke every live session of the user and end the user's other
+          reset tokens (``password_changed``);
+        - ``change_email``: make ``token.email`` the user's verified address, increment
+          ``ver``, and end every other live token of the user (``email_changed``); Conflict
+          (nothing changed, the token still live) if another account has that address.
+        """
+        ...
+
+    async def purge_link_tokens(self, *, before: float) -> int:
+        """Delete tokens that expired before ``before``; how many."""
+        ...
+
+
 class Counters(Protocol):
     """Fixed-window counters for throttling, shared by every instance."""
 
@@ -532,6 +607,7 @@ class Storage(
     KeyStore,
     AuditLog,
     ClientStore,
+    LinkTokenStore,
     Counters,
     Database,
     Protocol,

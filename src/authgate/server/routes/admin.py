@@ -5,9 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
+from authgate.errors import NotFound
 from authgate.server.deps import Admin, Svc
+from authgate.server.routes.lifecycle import accepted
 from authgate.server.schemas import (
     COMMON_ERRORS,
+    AcceptedOut,
     AdminSessionOut,
     AdminUserCreate,
     AdminUserOut,
@@ -45,6 +48,7 @@ async def _user(
         roles=list(user.roles),
         permissions=list(permissions),
         created_at=user.created_at,
+        email_verified=user.email_verified,
         disabled=user.disabled,
     )
 
@@ -97,14 +101,35 @@ async def get_user(user_id: str, _: Admin, svc: Svc) -> AdminUserOut:
 
 @router.patch("/users/{user_id}", response_model=AdminUserOut)
 async def patch_user(user_id: str, body: AdminUserPatch, _: Admin, svc: Svc) -> AdminUserOut:
-    """Change roles and/or disable. A role change kills the user's access tokens (a refresh
-    gets the new roles); disabling ends every session."""
+    """Change roles, disable, and/or mark the address verified (``email_verified: true``).
+    A role change kills the user's access tokens (a refresh gets the new roles);
+    disabling ends every session."""
     await svc.accounts.get(user_id)
     if body.roles is not None:
         await svc.directory.set_roles(user_id, body.roles)
     if body.disabled is not None:
         await svc.directory.set_disabled(user_id, body.disabled)
+    if body.email_verified:
+        await svc.links.mark_verified(user_id, by="admin")
     return await _user(svc, await svc.accounts.get(user_id))
+
+
+@router.post("/users/{user_id}/verification-email", status_code=202, response_model=AcceptedOut)
+async def resend_verification(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
+    """Mail the user a new verification link (nothing if the address is verified)."""
+    await svc.links.send_verification(await svc.accounts.get(user_id))
+    return accepted("A verification link is on its way, unless the address is verified.")
+
+
+@router.post("/users/{user_id}/reset-link", status_code=202, response_model=AcceptedOut)
+async def send_reset_link(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
+    """Mail the user a password-reset link; the admin never sees it nor the password."""
+    user = await svc.accounts.get(user_id)
+    message = await svc.links.reset_mail(user, by="admin")
+    if message is None:
+        raise NotFound("no such user")
+    svc.mail.enqueue(message)
+    return accepted("A reset link is on its way to the user's address.")
 
 
 @router.delete("/users/{user_id}", status_code=204)

@@ -8,7 +8,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from authgate.errors import InsufficientScope, InvalidClient, InvalidCredentials, InvalidRequest
+from authgate.errors import (
+    InsufficientScope,
+    InvalidClient,
+    InvalidCredentials,
+    InvalidRequest,
+    RegistrationClosed,
+)
 from authgate.jsonbody import loads_body
 from authgate.server.deps import (
     NO_STORE,
@@ -22,8 +28,10 @@ from authgate.server.deps import (
     client_ip,
     metrics,
 )
+from authgate.server.routes.lifecycle import CHECK_MAILBOX, accepted
 from authgate.server.schemas import (
     COMMON_ERRORS,
+    AcceptedOut,
     LoginIn,
     PasswordIn,
     RefreshIn,
@@ -52,6 +60,7 @@ async def user_out(svc: Services, user: UserRecord) -> UserOut:
         roles=list(user.roles),
         permissions=list(await svc.accounts.permissions(user)),
         created_at=user.created_at,
+        email_verified=user.email_verified,
     )
 
 
@@ -66,17 +75,31 @@ def token_response(
     "/register",
     status_code=201,
     response_model=RegisterOut,
-    responses=COMMON_ERRORS | problem_responses(403, 409),
+    responses=COMMON_ERRORS
+    | problem_responses(403, 409)
+    | {202: {"description": "Pending: the next step is in a mail", "model": AcceptedOut}},
 )
 async def register(body: RegisterIn, request: Request, svc: Svc) -> JSONResponse:
-    """Create an account and log it in."""
+    """Create an account, mail its verification link and log it in (201). With
+    AUTHGATE_REQUIRE_VERIFIED_EMAIL, 202 instead: the account logs in once verified. With
+    AUTHGATE_ENUMERATION_SAFE_REGISTRATION, 202 for a new and a taken address alike; the
+    owner of a taken address gets a mail instead."""
+    ip = client_ip(request)
+    settings = svc.settings
+    if settings.enumeration_safe_registration:
+        if not svc.accounts.registration_open:
+            raise RegistrationClosed("registration is closed")
+        await svc.links.register_quietly(body.email, body.password, name=body.name, ip=ip)
+        metrics(request).registrations.inc()
+        return accepted(CHECK_MAILBOX)
     user = await svc.accounts.create_user(
         body.email, body.password, name=body.name, self_service=True
     )
     metrics(request).registrations.inc()
-    pair = await svc.sessions.start(
-        user, ip=client_ip(request), user_agent=request.headers.get("user-agent")
-    )
+    await svc.links.send_verification(user)
+    if settings.require_verified_email:
+        return accepted(CHECK_MAILBOX)
+    pair = await svc.sessions.start(user, ip=ip, user_agent=request.headers.get("user-agent"))
     me = await user_out(svc, user)
     return token_response(pair, status=201, extra={"user": me.model_dump()})
 
@@ -119,7 +142,12 @@ async def _login_body(request: Request) -> LoginIn:
         raise InvalidRequest("the login body is invalid") from exc
 
 
-@router.post("/login", response_model=TokenOut, openapi_extra=_LOGIN_BODY, responses=COMMON_ERRORS)
+@router.post(
+    "/login",
+    response_model=TokenOut,
+    openapi_extra=_LOGIN_BODY,
+    responses=COMMON_ERRORS | problem_responses(403),
+)
 async def login(request: Request, svc: Svc) -> JSONResponse:
     """Log in with an email and password (JSON, or FastAPI's OAuth2 password form)."""
     body = await _login_body(request)
@@ -172,6 +200,7 @@ async def me(ctx: Authenticated) -> UserOut:
         roles=list(user.roles),
         permissions=list(ctx.user_permissions),
         created_at=user.created_at,
+        email_verified=user.email_verified,
     )
 
 

@@ -6,7 +6,7 @@ the locks. Every public method maps driver errors with ``engine.translate``: cal
 only Conflict, StorageUnavailable or StorageError.
 
 Each Protocol has its own module (``users``, ``sessions``, ``revocations``, ``keys``,
-``audit``, ``clients``, ``counters``) on the shared ``_base.SqlBase``: its engine,
+``audit``, ``clients``, ``links``, ``counters``) on the shared ``_base.SqlBase``: its engine,
 transactions with their serialization retry, and error translation. The advisory-lock
 ids are in ``locks``.
 """
@@ -20,6 +20,7 @@ from authgate.storage.sql.audit import SqlAudit
 from authgate.storage.sql.clients import SqlClients
 from authgate.storage.sql.counters import SqlCounters
 from authgate.storage.sql.keys import SqlKeys
+from authgate.storage.sql.links import SqlLinkTokens
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_KEY_LOCK, PG_REVOCATION_LOCK
 from authgate.storage.sql.revocations import SqlRevocations
 from authgate.storage.sql.sessions import SqlSessions
@@ -36,6 +37,7 @@ class SqlStorage(
     SqlKeys,
     SqlAudit,
     SqlClients,
+    SqlLinkTokens,
     SqlCounters,
 ):
     """Every storage Protocol (``authgate.storage.base.Storage``) on one AsyncEngine.

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 # Named constraints, so that later migrations can refer to them on every backend.
@@ -38,6 +39,7 @@ users = Table(
     # Incremented with every change to the user's privileges; access tokens carry it.
     Column("ver", Integer, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
+    Column("email_verified", Boolean, nullable=False, server_default=false()),
 )
 
 roles = Table(
@@ -170,6 +172,27 @@ client_assertions = Table(
     Column("expires_at", Float, nullable=False, index=True),
 )
 
+# Single-use tokens mailed as links, by the SHA-256 (hex) of their value.
+link_tokens = Table(
+    "link_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("email", String(320), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("used_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("ended_by", String(32), nullable=True),
+    Index(None, "user_id", "purpose"),
+)
+
 counters = Table(
     "counters",
     metadata,
@@ -184,6 +207,7 @@ __all__ = [
     "clients",
     "counters",
     "keys",
+    "link_tokens",
     "metadata",
     "refresh_tokens",
     "revocations",

@@ -19,6 +19,7 @@ from authgate.storage.sql._base import (
     record_of,
     values_of,
 )
+from authgate.storage.sql.links import end_link_tokens
 from authgate.storage.sql.tables import roles, sessions, user_roles, users
 
 # A user with each of its roles and their permissions: one statement (the hot path).
@@ -37,7 +38,13 @@ _USER_WITH_ROLES: Final = (
 
 def user_record(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
     """A UserRecord from a ``users`` row and the user's role names."""
-    return record_of(UserRecord, row, disabled=bool(row.disabled), roles=tuple(role_names))
+    return record_of(
+        UserRecord,
+        row,
+        disabled=bool(row.disabled),
+        email_verified=bool(row.email_verified),
+        roles=tuple(role_names),
+    )
 
 
 # The user's row, held (PostgreSQL: FOR SHARE) until the transaction ends: a concurrent
@@ -205,13 +212,25 @@ class SqlUsers(SqlBase):
         if keep_sid is not None:
             conditions.append(sessions.c.sid != keep_sid)
         revoke = mark_revoked(sessions, *conditions, now=now).returning(sessions.c.sid)
+        # A reset link mailed before the change must not undo it.
+        end_resets = end_link_tokens(
+            user_id, now=now, reason="password_changed", purposes=("reset_password",)
+        )
 
         async def _body(conn: AsyncConnection) -> list[str] | None:
             if (await conn.execute(found)).first() is None:
                 return None
-            return sorted((await conn.execute(revoke)).scalars())
+            ended = sorted((await conn.execute(revoke)).scalars())
+            await conn.execute(end_resets)
+            return ended
 
         return await self._transaction(_body)
+
+    async def set_email_verified(self, user_id: str, verified: bool) -> bool:
+        """Mark the user's address verified (or not); False if there is no such user."""
+        return await self._changed_one(
+            update(users).where(users.c.id == user_id).values(email_verified=verified)
+        )
 
     async def rehash_password(self, user_id: str, *, old_hash: str, new_hash: str) -> bool:
         """Replace ``old_hash`` by ``new_hash`` only if it is still the stored one: a rehash

@@ -1,0 +1,476 @@
+"""The account lifecycle by mail: email verification, password reset and email change.
+
+Each flow mails a single-use link: 256 random bits, stored only as their SHA-256 digest,
+bound to one purpose and one address, ended by a newer link of its kind and, for a reset,
+by any password change. Using a link and applying it (the password, the address) is one
+transaction in the store.
+
+The two anonymous requests (forgot-password, resend-verification) and the enumeration-safe
+registration do the same work in the request whatever the address: they validate, count
+the attempt on the address and the IP, and hand the rest to a background job. Whether an
+account exists decides only what that job mails, after the answer has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
+from typing import Final, Protocol
+
+from authgate.clock import Clock
+from authgate.errors import (
+    Conflict,
+    EmailTaken,
+    InvalidRequest,
+    LinkTokenExpired,
+    LinkTokenRefused,
+    LinkTokenRevoked,
+    LinkTokenSuperseded,
+    LinkTokenUsed,
+    LinkTokenWrongPurpose,
+    NotFound,
+    Throttled,
+)
+from authgate.passwords import PasswordHasher, check_new_password
+from authgate.service.accounts import Accounts, lookup_email, normalize_email
+from authgate.service.audit import Audit
+from authgate.service.mail import MailQueue, MailTemplates, Message
+from authgate.service.revocation import Revocations
+from authgate.storage.base import (
+    Counters,
+    LinkPurpose,
+    LinkRedemption,
+    LinkTokenRecord,
+    LinkTokenStore,
+    UserRecord,
+    UserStore,
+)
+
+log = logging.getLogger("authgate.links")
+
+TOKEN_BYTES: Final = 32  # 256 bits
+# How long a link's record outlives its expiry, so that a late click is told "expired".
+KEEP_EXPIRED_S: Final = 7 * 86400.0
+_MAX_TOKEN_CHARS: Final = 128
+
+
+def link_digest(token: str) -> str:
+    """The stored form of a link token: SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _ttl_text(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, int(seconds // 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkPolicy:
+    """Lifetimes of the links, and the limits on mail a caller can trigger: per address
+    and per IP, ``send_limit`` and ``send_ip_limit`` requests in ``send_window`` seconds."""
+
+    verify_ttl: float = 86400.0
+    reset_ttl: float = 1800.0
+    email_change_ttl: float = 3600.0
+    require_verified: bool = False
+    send_window: float = 3600.0
+    send_limit: int = 5
+    send_ip_limit: int = 50
+
+    def ttl(self, purpose: LinkPurpose) -> float:
+        """The lifetime of a link of ``purpose``."""
+        return {
+            "verify_email": self.verify_ttl,
+            "reset_password": self.reset_ttl,
+            "change_email": self.email_change_ttl,
+        }[purpose]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class SendLimit:
+    """A fixed-window limit on requests that send mail, per address and per IP, in the
+    shared counters; Throttled (with ``retry_after``) over it."""
+
+    counters: Counters
+    _: KW_ONLY
+    window: float
+    per_subject: int
+    per_ip: int
+    clock: Clock
+
+    async def hit(self, kind: str, subject: str, ip: str | None) -> None:
+        """Count one request of ``kind`` for ``subject`` (and ``ip``)."""
+        now = self.clock.now()
+        keys = [(f"mail:{kind}:{subject}", self.per_subject)]
+        if ip:
+            keys.append((f"mail-ip:{ip}", self.per_ip))
+        for key, limit in keys:
+            state = await self.counters.hit(key, now=now, window=self.window)
+            if state.count > limit:
+                retry = max(1, int(state.window_start + self.window - now) + 1)
+                raise Throttled("too many mail requests", retry_after=retry)
+
+
+class Jobs:
+    """Background work that must not hold up a response: at most ``limit`` at once (the
+    rest is dropped and audited), each failure logged and audited, all awaited on close."""
+
+    def __init__(self, *, audit: Audit, limit: int = 256) -> None:
+        self._audit = audit
+        self._limit = limit
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Jobs running now."""
+        return len(self._tasks)
+
+    def spawn(self, name: str, job: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``job`` in the background; False (and ``job_dropped`` audited) when closed
+        or at the limit."""
+        if self._closed or len(self._tasks) >= self._limit:
+            self._track(self._record("job_dropped", name))
+            return False
+        self._track(self._run(name, job))
+        return True
+
+    def _track(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception as exc:
+            log.exception("the background job %s failed", name)
+            await self._record("job_failed", name, error=type(exc).__name__)
+
+    async def _record(self, event: str, name: str, **detail: str) -> None:
+        try:
+            await self._audit.record(event, job=name, **detail)
+        except Exception:
+            log.exception("cannot audit %s", event)
+
+    async def drain(self, *, deadline: float = 10.0) -> None:
+        """Wait (up to ``deadline`` seconds) for the running jobs."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=deadline)
+
+    async def close(self, *, deadline: float = 10.0) -> None:
+        """Take no more jobs; wait for the running ones, then cancel what is left."""
+        self._closed = True
+        await self.drain(deadline=deadline)
+        for task in set(self._tasks):
+            task.cancel()
+        for task in set(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class _LinkStorage(UserStore, LinkTokenStore, Protocol):
+    """What the lifecycle needs of the store."""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class AccountLinks:
+    """Verification, reset and email change, by mailed single-use links."""
+
+    store: _LinkStorage
+    _: KW_ONLY
+    accounts: Accounts
+    hasher: PasswordHasher
+    mail: MailQueue
+    templates: MailTemplates
+    revocations: Revocations
+    audit: Audit
+    limit: SendLimit
+    jobs: Jobs
+    clock: Clock
+    policy: LinkPolicy
+
+    # --- links ---------------------------------------------------------------------------
+
+    async def purge(self) -> int:
+        """Delete the records of links expired for over a week; how many."""
+        return await self.store.purge_link_tokens(before=self.clock.now() - KEEP_EXPIRED_S)
+
+    async def _issue(self, user: UserRecord, purpose: LinkPurpose, email: str) -> str | None:
+        """A new link token (the older ones of its kind end); None if the user is gone."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        now = self.clock.now()
+        record = LinkTokenRecord(
+            digest=link_digest(token),
+            purpose=purpose,
+            user_id=user.id,
+            email=email,
+            created_at=now,
+            expires_at=now + self.policy.ttl(purpose),
+        )
+        if not await self.store.issue_link_token(record):
+            return None
+        return token
+
+    def _render(self, kind: str, user: UserRecord, *, to: str, **context: object) -> Message:
+        return self.templates.render(kind, to=to, name=user.name, **context)
+
+    async def verification_mail(self, user: UserRecord) -> Message | None:
+        """A new verification link for the user's address, as a mail; None if the user is
+        gone. The caller sends it (:meth:`MailQueue.enqueue`, or the sender at once)."""
+        token = await self._issue(user, "verify_email", user.email)
+        if token is None:
+            return None
+        await self.audit.record("verification_sent", user_id=user.id)
+        return self._render(
+            "verify_email",
+            user,
+            to=user.email,
+            token=token,
+            ttl=_ttl_text(self.policy.verify_ttl),
+        )
+
+    async def reset_mail(self, user: UserRecord, *, by: str) -> Message | None:
+        """A new password-reset link, as a mail; None if the user is gone. ``by`` names who
+        asked (``user``, ``admin``, ``cli``) for the audit log."""
+        token = await self._issue(user, "reset_password", user.email)
+        if token is None:
+            return None
+        await self.audit.record("password_reset_sent", user_id=user.id, by=by)
+        return self._render(
+            "reset_password",
+            user,
+            to=user.email,
+            token=token,
+            ttl=_ttl_text(self.policy.reset_ttl),
+        )
+
+    async def _send(self, message: Message | None) -> None:
+        if message is not None:
+            self.mail.enqueue(message)
+
+    async def _classify(self, token: object, purpose: LinkPurpose) -> LinkTokenRefused:
+        """Why a token that did not redeem is refused."""
+        if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_CHARS:
+            return LinkTokenRefused("not a link token")
+        found = await self.store.get_link_token(link_digest(token))
+        if found is None:
+            return LinkTokenRefused("unknown link token")
+        if found.purpose != purpose:
+            return LinkTokenWrongPurpose(f"a {found.purpose} link used for {purpose}")
+        if found.used_at is not None:
+            return LinkTokenUsed("the link was used already")
+        if found.ended_by == "superseded":
+            return LinkTokenSuperseded("a newer link was sent")
+        if found.ended_at is not None:
+            return LinkTokenRevoked(f"the link ended: {found.ended_by}")
+        if found.expires_at <= self.clock.now():
+            return LinkTokenExpired("the link expired")
+        # Live now, yet it did not redeem: the account changed under it.
+        return LinkTokenRevoked("the account no longer matches the link")
+
+    async def _redeem(
+        self,
+        token: object,
+        purpose: LinkPurpose,
+        *,
+        ip: str | None,
+        password_hash: str | None = None,
+    ) -> LinkRedemption:
+        redeemed = None
+        if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN_CHARS:
+            redeemed = await self.store.redeem_link_token(
+                link_digest(token),
+                purpose=purpose,
+                now=self.clock.now(),
+                password_hash=password_hash,
+            )
+        if redeemed is None:
+            refusal = await self._classify(token, purpose)
+            await self.audit.record("link_refused", ip=ip, purpose=purpose, code=refusal.code)
+            raise refusal
+        return redeemed
+
+    async def _live_token(self, token: object, purpose: LinkPurpose) -> None:
+        """Refuse (with its reason) a token that is not a live one of ``purpose``, before
+        paying for a password hash."""
+        if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN_CHARS:
+            found = await self.store.get_link_token(link_digest(token))
+            if (
+                found is not None
+                and found.purpose == purpose
+                and found.used_at is None
+                and found.ended_at is None
+                and found.expires_at > self.clock.now()
+            ):
+                return
+        raise await self._classify(token, purpose)
+
+    # --- verification --------------------------------------------------------------------
+
+    async def send_verification(self, user: UserRecord) -> None:
+        """Mail a verification link to the user's address (through the queue), unless it
+        is verified already."""
+        if not user.email_verified:
+            await self._send(await self.verification_mail(user))
+
+    async def request_verification(self, email: str, *, ip: str | None) -> None:
+        """Anonymous resend: the same work for any address; the link goes out in the
+        background only to an account whose address is not verified yet."""
+        address = lookup_email(email)
+        await self.limit.hit("verify", address, ip)
+
+        async def job() -> None:
+            user = await self.store.get_user_by_email(address)
+            if user is not None and not user.disabled:
+                await self.send_verification(user)
+
+        self.jobs.spawn("verification", job)
+
+    async def verify_email(self, token: object, *, ip: str | None) -> str:
+        """Mark the address of the link verified; the user id. LinkTokenRefused (a
+        subclass with its reason) if the link is not live."""
+        redeemed = await self._redeem(token, "verify_email", ip=ip)
+        await self.audit.record("email_verified", user_id=redeemed.token.user_id, ip=ip)
+        return redeemed.token.user_id
+
+    async def mark_verified(self, user_id: str, *, by: str) -> None:
+        """Mark a user's address verified without a link (an admin); NotFound if none."""
+        if not await self.store.set_email_verified(user_id, True):
+            raise NotFound("no such user")
+        await self.audit.record("email_verified", user_id=user_id, by=by)
+
+    # --- registration --------------------------------------------------------------------
+
+    async def register_quietly(
+        self, email: str, password: str, *, name: str | None, ip: str | None
+    ) -> None:
+        """Enumeration-safe registration: check the input, count the attempt, answer; in
+        the background, create the account and mail its verification link, or, when the
+        address has an account, mail its owner instead. The caller answers 202 alike."""
+        address = normalize_email(email)
+        check_new_password(password)
+        await self.limit.hit("register", address, ip)
+
+        async def job() -> None:
+            try:
+                user = await self.accounts.create_user(
+                    address, password, name=name, self_service=True
+                )
+            except EmailTaken:
+                owner = await self.store.get_user_by_email(address)
+                if owner is not None:
+                    await self.audit.record("registration_on_taken_email", user_id=owner.id, ip=ip)
+                    await self._send(self._render("account_exists", owner, to=owner.email))
+                return
+            await self.send_verification(user)
+
+        self.jobs.spawn("registration", job)
+
+    # --- password reset ------------------------------------------------------------------
+
+    async def forgot_password(self, email: str, *, ip: str | None) -> None:
+        """Anonymous reset request: the same work for any address (the caller always
+        answers 202); the link goes out in the background only to an existing, enabled
+        account. InvalidRequest for a malformed address, Throttled over the limits."""
+        address = lookup_email(email)
+        await self.limit.hit("reset", address, ip)
+
+        async def job() -> None:
+            user = await self.store.get_user_by_email(address)
+            if user is None or user.disabled:
+                await self.audit.record("password_reset_unknown", ip=ip)
+                return
+            await self._send(await self.reset_mail(user, by="user"))
+
+        self.jobs.spawn("forgot_password", job)
+
+    async def reset_password(self, token: object, new_password: str, *, ip: str | None) -> str:
+        """Set the password from a reset link: the link is used, the password stored, the
+        address marked verified (the link reached it) and every session ended (at each
+        guard through the feed), all at once. It signs no one in. The user id."""
+        check_new_password(new_password)
+        await self._live_token(token, "reset_password")
+        new_hash = await self.hasher.hash(new_password)
+        redeemed = await self._redeem(token, "reset_password", ip=ip, password_hash=new_hash)
+        user_id = redeemed.token.user_id
+        for sid in redeemed.ended_sids:
+            await self.revocations.revoke_sid(sid)
+        await self.audit.record("password_reset", user_id=user_id, ip=ip)
+        await self.audit.record(
+            "sessions_revoked",
+            user_id=user_id,
+            count=len(redeemed.ended_sids),
+            reason="password_reset",
+        )
+        return user_id
+
+    # --- email change --------------------------------------------------------------------
+
+    async def request_email_change(
+        self, user: UserRecord, new_email: str, current_password: str, *, ip: str | None
+    ) -> None:
+        """Check the password (through the login throttle), then mail a confirmation link
+        to the new address and a notice to the old one. Nothing changes until the link is
+        used. When the new address has an account, its owner gets a notice instead of a
+        link, and the caller's answer is the same."""
+        address = normalize_email(new_email)
+        if address == user.email:
+            raise InvalidRequest("that is the current address", field="new_email")
+        await self.limit.hit("email_change", user.id, ip)
+        await self.accounts.verify_password(user, current_password, ip=ip)
+        owner = await self.store.get_user_by_email(address)
+        if owner is not None:
+            await self.audit.record("email_change_on_taken_email", user_id=user.id, ip=ip)
+            await self._send(self._render("account_exists", owner, to=owner.email))
+        else:
+            token = await self._issue(user, "change_email", address)
+            if token is None:
+                raise NotFound("no such user")
+            await self.audit.record("email_change_requested", user_id=user.id, ip=ip)
+            await self._send(
+                self._render(
+                    "email_change_confirm",
+                    user,
+                    to=address,
+                    token=token,
+                    ttl=_ttl_text(self.policy.email_change_ttl),
+                )
+            )
+        await self._send(
+            self._render("email_change_notice", user, to=user.email, new_email=address)
+        )
+
+    async def confirm_email_change(self, token: object, *, ip: str | None) -> str:
+        """Make the link's address the account's verified address; the user's access
+        tokens die (a refresh carries the new address). EmailTaken if another account took
+        the address meanwhile (the link stays usable). The user id."""
+        try:
+            redeemed = await self._redeem(token, "change_email", ip=ip)
+        except Conflict as exc:
+            raise EmailTaken("an account with this email exists") from exc
+        user_id = redeemed.token.user_id
+        if redeemed.ver is not None:
+            await self.revocations.revoke_user(user_id, ver=redeemed.ver)
+        await self.audit.record("email_changed", user_id=user_id, ip=ip)
+        return user_id
+
+
+__all__ = [
+    "AccountLinks",
+    "Jobs",
+    "LinkPolicy",
+    "SendLimit",
+    "link_digest",
+]

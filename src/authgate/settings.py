@@ -175,8 +175,8 @@ class Settings:
     email_webhook_secret: Secret | None = None
     email_templates: Path | None = None  # a folder whose templates replace the packaged ones
     # Account lifecycle
-    email_verify_ttl: float = 86400.0
-    password_reset_ttl: float = 1800.0
+    verify_ttl: float = 86400.0
+    reset_ttl: float = 1800.0
     email_change_ttl: float = 3600.0
     require_verified_email: bool = False
     enumeration_safe_registration: bool = False  # 202 for a new and a taken address alike
@@ -208,8 +208,8 @@ class Settings:
     def link_policy(self) -> LinkPolicy:
         """Lifetimes of mailed links, the verified-address rule and the mail limits."""
         return LinkPolicy(
-            verify_ttl=self.email_verify_ttl,
-            reset_ttl=self.password_reset_ttl,
+            verify_ttl=self.verify_ttl,
+            reset_ttl=self.reset_ttl,
             email_change_ttl=self.email_change_ttl,
             require_verified=self.require_verified_email,
             send_limit=self.mail_limit,
@@ -353,8 +353,8 @@ class Settings:
             "throttle_base_delay",
             "header_timeout",
             "body_timeout",
-            "email_verify_ttl",
-            "password_reset_ttl",
+            "verify_ttl",
+            "reset_ttl",
             "email_change_ttl",
         ):
             if name in raw:
@@ -476,8 +476,8 @@ class Settings:
                 )
         self._validate_mail()
         for name, seconds in (
-            ("email_verify_ttl", self.email_verify_ttl),
-            ("password_reset_ttl", self.password_reset_ttl),
+            ("verify_ttl", self.verify_ttl),
+            ("reset_ttl", self.reset_ttl),
             ("email_change_ttl", self.email_change_ttl),
         ):
             if not 60 <= seconds <= 30 * 86400:

@@ -446,9 +446,14 @@ def test_audit_filters_and_cursor(server: LiveServer, admin: str) -> None:
     server.login(email)
 
     mine = ok(server.http.get("/admin/audit", params={"user": uid}, headers=bearer(admin)))
-    assert [e["event"] for e in mine] == ["user_created", "login_failed", "login_ok"]
+    assert [e["event"] for e in mine] == [
+        "user_created",
+        "verification_sent",
+        "login_failed",
+        "login_ok",
+    ]
     assert all(e["user_id"] == uid for e in mine)
-    assert mine[1]["ip"] == "127.0.0.1"
+    assert mine[2]["ip"] == "127.0.0.1"
     ids = [e["id"] for e in mine]
     assert ids == sorted(ids)
     # No secret ever reaches the log.
@@ -459,7 +464,7 @@ def test_audit_filters_and_cursor(server: LiveServer, admin: str) -> None:
     failed = ok(
         server.http.get("/admin/audit", params={"event": "login_failed"}, headers=bearer(admin))
     )
-    assert [e["id"] for e in failed] == [mine[1]["id"]]
+    assert [e["id"] for e in failed] == [mine[2]["id"]]
     later = ok(
         server.http.get(
             "/admin/audit", params={"user": uid, "after": ids[0]}, headers=bearer(admin)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from authgate.errors import AuthgateError, InvalidToken, NotFound
+from authgate.errors import AuthgateError, InvalidToken
 
 if TYPE_CHECKING:
     from authgate.jose import Key
@@ -105,15 +105,22 @@ async def users_verify(svc: Services, email: str) -> int:
 
 @users.command("reset-link")
 @click.argument("email")
+@click.option(
+    "--print",
+    "print_link",
+    is_flag=True,
+    help="Print the link (to hand over another way) instead of mailing it.",
+)
 @service_command()
-async def users_reset_link(svc: Services, email: str) -> int:
-    """Mail a user a password-reset link (sent now; a delivery failure exits 1). The link
-    goes to the user's address only: it is never printed."""
+async def users_reset_link(svc: Services, email: str, print_link: bool) -> int:
+    """Mail a user a password-reset link (sent now; a delivery failure exits 1), or print
+    it with --print. Either way the password is never shown; a newer link replaces it."""
     user = await svc.accounts.by_email(email)
-    message = await svc.links.reset_mail(user, by="cli")
-    if message is None:
-        raise NotFound("no such user")
-    await svc.mail.sender.send(message)
+    token = await svc.links.reset_token(user, by="cli-print" if print_link else "cli")
+    if print_link:
+        click.echo(svc.links.templates.link("/reset-password", token))
+        return 0
+    await svc.mail.sender.send(svc.links.reset_message(user, token))
     click.echo(f"reset link sent to {user.email}", err=True)
     return 0
 

@@ -241,13 +241,17 @@ class AccountLinks:
             ttl=_ttl_text(self.policy.verify_ttl),
         )
 
-    async def reset_mail(self, user: UserRecord, *, by: str) -> Message | None:
-        """A new password-reset link, as a mail; None if the user is gone. ``by`` names who
-        asked (``user``, ``admin``, ``cli``) for the audit log."""
+    async def reset_token(self, user: UserRecord, *, by: str) -> str:
+        """A new password-reset token (the older one ends); NotFound if the user is gone.
+        ``by`` names who asked (``user``, ``admin``, ``cli``) for the audit log."""
         token = await self._issue(user, "reset_password", user.email)
         if token is None:
-            return None
+            raise NotFound("no such user")
         await self.audit.record("password_reset_sent", user_id=user.id, by=by)
+        return token
+
+    def reset_message(self, user: UserRecord, token: str) -> Message:
+        """The mail that carries a reset token."""
         return self._render(
             "reset_password",
             user,
@@ -255,6 +259,10 @@ class AccountLinks:
             token=token,
             ttl=_ttl_text(self.policy.reset_ttl),
         )
+
+    async def reset_mail(self, user: UserRecord, *, by: str) -> Message:
+        """A new password-reset link, as a mail; NotFound if the user is gone."""
+        return self.reset_message(user, await self.reset_token(user, by=by))
 
     async def _send(self, message: Message | None) -> None:
         if message is not None:
@@ -392,7 +400,8 @@ class AccountLinks:
             if user is None or user.disabled:
                 await self.audit.record("password_reset_unknown", ip=ip)
                 return
-            await self._send(await self.reset_mail(user, by="user"))
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                await self._send(await self.reset_mail(user, by="user"))
 
         self.jobs.spawn("forgot_password", job)
 

@@ -125,10 +125,7 @@ async def resend_verification(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
 async def send_reset_link(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
     """Mail the user a password-reset link; the admin never sees it nor the password."""
     user = await svc.accounts.get(user_id)
-    message = await svc.links.reset_mail(user, by="admin")
-    if message is None:
-        raise NotFound("no such user")
-    svc.mail.enqueue(message)
+    svc.mail.enqueue(await svc.links.reset_mail(user, by="admin"))
     return accepted("A reset link is on its way to the user's address.")
 
 
@@ -225,8 +222,6 @@ async def create_client(body: ClientIn, _: Admin, svc: Svc) -> JSONResponse:
 async def delete_client(client_id: str, _: Admin, svc: Svc) -> Response:
     """Revoke a client: it can no longer authenticate, and its tokens die."""
     if not await svc.clients.revoke(client_id):
-        from authgate.errors import NotFound
-
         raise NotFound("no such client")
     return Response(status_code=204)
 

@@ -6,10 +6,20 @@ whether or not an account has the address; what they send is decided after the a
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from authgate.server.deps import NO_STORE, Authenticated, Svc, client_ip
+from authgate.errors import InvalidRequest
+from authgate.jsonbody import loads_body
+from authgate.server.deps import (
+    NO_STORE,
+    Authenticated,
+    Svc,
+    authenticated,
+    bearer_scheme,
+    client_ip,
+)
 from authgate.server.schemas import (
     COMMON_ERRORS,
     AcceptedOut,
@@ -35,16 +45,38 @@ def accepted(detail: str) -> JSONResponse:
     )
 
 
+_OPTIONAL_EMAIL = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": EmailIn.model_json_schema()}},
+    }
+}
+
+
 @router.post(
     "/verify-email/request",
     status_code=202,
     response_model=AcceptedOut,
     responses=COMMON_ERRORS,
+    openapi_extra=_OPTIONAL_EMAIL,
+    dependencies=[Depends(bearer_scheme)],
 )
-async def request_verification(body: EmailIn, request: Request, svc: Svc) -> JSONResponse:
-    """Send a new verification link to the address, if an account has it and it is not
-    verified yet; the answer is the same either way."""
-    await svc.links.request_verification(body.email, ip=client_ip(request))
+async def request_verification(request: Request, svc: Svc) -> JSONResponse:
+    """Mail a new verification link. With a Bearer token, to the signed-in user's address
+    (unless it is verified already). Without one, ``{email}``: to that address if an
+    account has it and it is not verified yet (for an account that cannot sign in before
+    it is verified); the answer is the same either way."""
+    ip = client_ip(request)
+    if request.headers.get("authorization"):
+        ctx = await authenticated(request, None)
+        await svc.links.limit.hit("verify", ctx.user.email, ip)
+        await svc.links.send_verification(ctx.user)
+        return accepted(SENT)
+    try:
+        body = EmailIn.model_validate(loads_body(await request.body()))
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise InvalidRequest("send {email}, or a Bearer token") from exc
+    await svc.links.request_verification(body.email, ip=ip)
     return accepted(SENT)
 
 

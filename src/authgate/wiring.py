@@ -6,6 +6,7 @@ so the same root can run inside another ASGI application."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,8 @@ from authgate.service.sessions import Sessions
 from authgate.service.tokens import AccessTokens
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
+
+log = logging.getLogger("authgate.wiring")
 
 
 def new_master_key() -> str:
@@ -103,7 +106,13 @@ def build_sender(settings: Settings, *, clock: Clock | None = None) -> EmailSend
             sender=settings.mail_sender,
             clock=clock,
         )
-    return ConsoleSender(sender=settings.mail_sender)
+    if settings.is_production:
+        log.warning(
+            "AUTHGATE_EMAIL=console in production: no mail is delivered (verification and "
+            "reset links included); set AUTHGATE_EMAIL=smtp or webhook"
+        )
+    # In production the console gets the headers only: a mailed link is a credential.
+    return ConsoleSender(sender=settings.mail_sender, redact=settings.is_production)
 
 
 def build_templates(settings: Settings) -> MailTemplates:
@@ -188,6 +197,7 @@ class Services:
             clock=clock,
             registration_open=settings.registration == "open",
             require_verified_email=settings.require_verified_email,
+            hide_unverified=settings.enumeration_safe_registration,
         )
         static = None
         if settings.hs256_secret is not None:

@@ -60,6 +60,20 @@ def lookup_email(email: str) -> str:
     return _fold_email(email)
 
 
+def check_display_name(name: str | None) -> str | None:
+    """A display name: at most 200 characters, no control or line-break characters (it
+    appears in mails and logs). InvalidRequest otherwise."""
+    if name is None:
+        return None
+    if (
+        not isinstance(name, str)
+        or len(name) > 200
+        or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name)
+    ):
+        raise InvalidRequest("the name has a control character or is too long", field="name")
+    return name
+
+
 def check_role_name(name: str) -> str:
     """Role names: lower-case letters, digits and ``_.:-``, at most 64."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -95,6 +109,10 @@ class Accounts:
     clock: Clock
     registration_open: bool = True
     require_verified_email: bool = False
+    # Enumeration-safe registration: an unverified account's right password fails like a
+    # wrong one (and counts as a failure), so a login never tells a new address from a
+    # taken one.
+    hide_unverified: bool = False
 
     async def create_user(
         self,
@@ -104,16 +122,20 @@ class Accounts:
         name: str | None = None,
         roles: Sequence[str] = (),
         self_service: bool = False,
+        password_hash: str | None = None,
     ) -> UserRecord:
-        """Create an account; EmailTaken if the normalised email exists."""
+        """Create an account; EmailTaken if the normalised email exists. ``password_hash``
+        is the password's hash when the caller made it already."""
         if self_service and not self.registration_open:
             raise RegistrationClosed("registration is closed")
         normalized = normalize_email(email)
         check_new_password(password)
+        check_display_name(name)
         for role in roles:
             if await self.users.get_role(check_role_name(role)) is None:
                 raise NotFound(f"no role {role!r}", role=role)
-        password_hash = await self.hasher.hash(password)
+        if password_hash is None:
+            password_hash = await self.hasher.hash(password)
         user = UserRecord(
             id=new_user_id(),
             email=normalized,
@@ -142,7 +164,8 @@ class Accounts:
         async def check() -> UserRecord:
             user = await self.users.get_user_by_email(normalized) if normalized else None
             ok = await self.hasher.verify(user.password_hash if user else None, password)
-            if not ok or user is None or user.disabled:
+            hidden = self.hide_unverified and user is not None and not user.email_verified
+            if not ok or user is None or user.disabled or hidden:
                 await self.audit.record("login_failed", user_id=user.id if user else None, ip=ip)
                 raise InvalidCredentials("invalid email or password")
             return user

@@ -57,7 +57,7 @@ class Directory:
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Disable (every session ends, every token dies) or enable a user."""
-        ver = await self.users.set_disabled(user_id, disabled)
+        ver = await self.users.set_disabled(user_id, disabled, now=self.clock.now())
         if ver is None:
             raise NotFound("no such user")
         await self._publish({user_id: ver})

@@ -33,16 +33,23 @@ from authgate.errors import (
     LinkTokenSuperseded,
     LinkTokenUsed,
     LinkTokenWrongPurpose,
+    MailError,
     NotFound,
     Throttled,
 )
 from authgate.passwords import PasswordHasher, check_new_password
-from authgate.service.accounts import Accounts, lookup_email, normalize_email
+from authgate.service.accounts import (
+    Accounts,
+    check_display_name,
+    lookup_email,
+    normalize_email,
+)
 from authgate.service.audit import Audit
 from authgate.service.mail import MailQueue, MailTemplates, Message
 from authgate.service.revocation import Revocations
 from authgate.storage.base import (
     Counters,
+    CounterState,
     LinkPurpose,
     LinkRedemption,
     LinkTokenRecord,
@@ -96,8 +103,8 @@ class LinkPolicy:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class SendLimit:
-    """A fixed-window limit on requests that send mail, per address and per IP, in the
-    shared counters; Throttled (with ``retry_after``) over it."""
+    """Fixed-window limits in the shared counters: on requests that send mail, per address
+    (or account) and per IP, and on refused links per IP."""
 
     counters: Counters
     _: KW_ONLY
@@ -106,17 +113,40 @@ class SendLimit:
     per_ip: int
     clock: Clock
 
-    async def hit(self, kind: str, subject: str, ip: str | None) -> None:
-        """Count one request of ``kind`` for ``subject`` (and ``ip``)."""
+    def _over(self, state: CounterState, limit: int, now: float) -> Throttled | None:
+        if state.count <= limit:
+            return None
+        return Throttled("too many requests", retry_after=self._retry(state, now))
+
+    async def allow(self, kind: str, subject: str, ip: str | None) -> bool:
+        """Count one mail-sending request of ``kind`` for ``subject`` and ``ip``: Throttled
+        when the IP is over its limit; False (send nothing) when the subject is. An
+        anonymous caller then gets the same answer as any other, and cannot lock the
+        owner of an address out of their own mail."""
         now = self.clock.now()
-        keys = [(f"mail:{kind}:{subject}", self.per_subject)]
         if ip:
-            keys.append((f"mail-ip:{ip}", self.per_ip))
-        for key, limit in keys:
-            state = await self.counters.hit(key, now=now, window=self.window)
-            if state.count > limit:
-                retry = max(1, int(state.window_start + self.window - now) + 1)
-                raise Throttled("too many mail requests", retry_after=retry)
+            state = await self.counters.hit(f"mail-ip:{ip}", now=now, window=self.window)
+            refused = self._over(state, self.per_ip, now)
+            if refused is not None:
+                raise refused
+        state = await self.counters.hit(f"mail:{kind}:{subject}", now=now, window=self.window)
+        return state.count <= self.per_subject
+
+    async def check_refusals(self, ip: str | None) -> None:
+        """Throttled while ``ip`` is over its limit of refused links."""
+        if ip:
+            now = self.clock.now()
+            state = await self.counters.peek(f"link-refused:{ip}", now=now, window=self.window)
+            if state.count >= self.per_ip:
+                raise Throttled("too many refused links", retry_after=self._retry(state, now))
+
+    async def refused(self, ip: str | None) -> None:
+        """Count one refused link of ``ip``."""
+        if ip:
+            await self.counters.hit(f"link-refused:{ip}", now=self.clock.now(), window=self.window)
+
+    def _retry(self, state: CounterState, now: float) -> int:
+        return max(1, int(state.window_start + self.window - now) + 1)
 
 
 class Jobs:
@@ -223,8 +253,10 @@ class AccountLinks:
             return None
         return token
 
-    def _render(self, kind: str, user: UserRecord, *, to: str, **context: object) -> Message:
-        return self.templates.render(kind, to=to, name=user.name, **context)
+    def _render(self, kind: str, user: UserRecord | None, *, to: str, **context: object) -> Message:
+        """A mail; ``user`` None leaves the name out (a mail to an address nobody has
+        proved yet must not carry text that whoever registered it chose)."""
+        return self.templates.render(kind, to=to, name=user.name if user else None, **context)
 
     async def verification_mail(self, user: UserRecord) -> Message | None:
         """A new verification link for the user's address, as a mail; None if the user is
@@ -235,7 +267,7 @@ class AccountLinks:
         await self.audit.record("verification_sent", user_id=user.id)
         return self._render(
             "verify_email",
-            user,
+            None,
             to=user.email,
             token=token,
             ttl=_ttl_text(self.policy.verify_ttl),
@@ -288,6 +320,15 @@ class AccountLinks:
         # Live now, yet it did not redeem: the account changed under it.
         return LinkTokenRevoked("the account no longer matches the link")
 
+    async def _refuse(
+        self, token: object, purpose: LinkPurpose, *, ip: str | None
+    ) -> LinkTokenRefused:
+        """Classify, count (per IP) and audit a refused link."""
+        refusal = await self._classify(token, purpose)
+        await self.limit.refused(ip)
+        await self.audit.record("link_refused", ip=ip, purpose=purpose, code=refusal.code)
+        return refusal
+
     async def _redeem(
         self,
         token: object,
@@ -296,6 +337,7 @@ class AccountLinks:
         ip: str | None,
         password_hash: str | None = None,
     ) -> LinkRedemption:
+        await self.limit.check_refusals(ip)
         redeemed = None
         if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN_CHARS:
             redeemed = await self.store.redeem_link_token(
@@ -305,14 +347,13 @@ class AccountLinks:
                 password_hash=password_hash,
             )
         if redeemed is None:
-            refusal = await self._classify(token, purpose)
-            await self.audit.record("link_refused", ip=ip, purpose=purpose, code=refusal.code)
-            raise refusal
+            raise await self._refuse(token, purpose, ip=ip)
         return redeemed
 
-    async def _live_token(self, token: object, purpose: LinkPurpose) -> None:
+    async def _live_token(self, token: object, purpose: LinkPurpose, *, ip: str | None) -> None:
         """Refuse (with its reason) a token that is not a live one of ``purpose``, before
         paying for a password hash."""
+        await self.limit.check_refusals(ip)
         if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN_CHARS:
             found = await self.store.get_link_token(link_digest(token))
             if (
@@ -323,21 +364,37 @@ class AccountLinks:
                 and found.expires_at > self.clock.now()
             ):
                 return
-        raise await self._classify(token, purpose)
+        raise await self._refuse(token, purpose, ip=ip)
 
     # --- verification --------------------------------------------------------------------
 
     async def send_verification(self, user: UserRecord) -> None:
         """Mail a verification link to the user's address (through the queue), unless it
-        is verified already."""
-        if not user.email_verified:
+        is verified already. A mail that cannot be rendered is logged and audited, never
+        raised: the account stays as it is, and the link can be asked for again."""
+        if user.email_verified:
+            return
+        try:
             await self._send(await self.verification_mail(user))
+        except MailError as exc:
+            log.error("the verification mail cannot be rendered: %s", exc.reason)
+            await self.audit.record(
+                "mail_failed", user_id=user.id, kind="verify_email", error=exc.code
+            )
+
+    async def resend_verification(self, user: UserRecord, *, ip: str | None) -> None:
+        """A signed-in user's resend: Throttled over the limits."""
+        if not await self.limit.allow("verify", user.id, ip):
+            raise Throttled("too many verification mails", retry_after=int(self.limit.window))
+        await self.send_verification(user)
 
     async def request_verification(self, email: str, *, ip: str | None) -> None:
         """Anonymous resend: the same work for any address; the link goes out in the
-        background only to an account whose address is not verified yet."""
+        background only to an account whose address is not verified yet (and not past
+        its mail limit)."""
         address = lookup_email(email)
-        await self.limit.hit("verify", address, ip)
+        if not await self.limit.allow("verify", address, ip):
+            return
 
         async def job() -> None:
             user = await self.store.get_user_by_email(address)
@@ -364,17 +421,27 @@ class AccountLinks:
     async def register_quietly(
         self, email: str, password: str, *, name: str | None, ip: str | None
     ) -> None:
-        """Enumeration-safe registration: check the input, count the attempt, answer; in
-        the background, create the account and mail its verification link, or, when the
-        address has an account, mail its owner instead. The caller answers 202 alike."""
+        """Enumeration-safe registration: check the input, count the attempt, hash the
+        password (in the request, whatever the address: the hashing pool's back-pressure
+        reaches the caller as 503, never a lost account), answer; in the background,
+        create the account and mail its verification link, or, when the address has an
+        account, mail its owner instead. The caller answers 202 alike."""
         address = normalize_email(email)
         check_new_password(password)
-        await self.limit.hit("register", address, ip)
+        check_display_name(name)
+        allowed = await self.limit.allow("register", address, ip)
+        password_hash = await self.hasher.hash(password)
+        if not allowed:
+            return
 
         async def job() -> None:
             try:
                 user = await self.accounts.create_user(
-                    address, password, name=name, self_service=True
+                    address,
+                    password,
+                    name=name,
+                    self_service=True,
+                    password_hash=password_hash,
                 )
             except EmailTaken:
                 owner = await self.store.get_user_by_email(address)
@@ -393,7 +460,8 @@ class AccountLinks:
         answers 202); the link goes out in the background only to an existing, enabled
         account. InvalidRequest for a malformed address, Throttled over the limits."""
         address = lookup_email(email)
-        await self.limit.hit("reset", address, ip)
+        if not await self.limit.allow("reset", address, ip):
+            return
 
         async def job() -> None:
             user = await self.store.get_user_by_email(address)
@@ -410,7 +478,7 @@ class AccountLinks:
         address marked verified (the link reached it) and every session ended (at each
         guard through the feed), all at once. It signs no one in. The user id."""
         check_new_password(new_password)
-        await self._live_token(token, "reset_password")
+        await self._live_token(token, "reset_password", ip=ip)
         new_hash = await self.hasher.hash(new_password)
         redeemed = await self._redeem(token, "reset_password", ip=ip, password_hash=new_hash)
         user_id = redeemed.token.user_id
@@ -437,7 +505,8 @@ class AccountLinks:
         address = normalize_email(new_email)
         if address == user.email:
             raise InvalidRequest("that is the current address", field="new_email")
-        await self.limit.hit("email_change", user.id, ip)
+        if not await self.limit.allow("email_change", user.id, ip):
+            raise Throttled("too many email changes", retry_after=int(self.limit.window))
         await self.accounts.verify_password(user, current_password, ip=ip)
         owner = await self.store.get_user_by_email(address)
         if owner is not None:

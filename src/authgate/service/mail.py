@@ -63,18 +63,26 @@ class EmailSender(Protocol):
 
 
 class ConsoleSender:
-    """Writes each message to a stream (stderr by default): for development only."""
+    """Writes each message to a stream (stderr by default): for development only. With
+    ``redact`` (production) it writes the headers only and never the body, which may
+    carry a link that is a credential; the mail is then not delivered at all."""
 
-    def __init__(self, *, sender: str, stream: TextIO | None = None) -> None:
+    def __init__(self, *, sender: str, stream: TextIO | None = None, redact: bool = False) -> None:
         self._sender = sender
         self._stream = stream
+        self._redact = redact
 
     async def send(self, message: Message) -> None:
-        """Print the message's headers and its text part."""
+        """Print the message's headers and (unless redacted) its text part."""
         stream = self._stream or sys.stderr
+        body = (
+            "(body withheld: AUTHGATE_EMAIL=console delivers nothing; set smtp or webhook)"
+            if self._redact
+            else message.text
+        )
         stream.write(
             f"--- mail ({message.kind}) ---\nFrom: {self._sender}\nTo: {message.to}\n"
-            f"Subject: {message.subject}\n\n{message.text}\n--- end of mail ---\n"
+            f"Subject: {message.subject}\n\n{body}\n--- end of mail ---\n"
         )
         stream.flush()
 

@@ -285,9 +285,12 @@ class UserStore(Protocol):
         only if ``old_hash`` is still the stored one (a compare-and-set)."""
         ...
 
-    async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
+    async def set_disabled(
+        self, user_id: str, disabled: bool, *, now: float | None = None
+    ) -> int | None:
         """Disable or enable a user and increment its ``ver`` in the same transaction;
-        the new ``ver``, or None if there is no such user."""
+        disabling also ends the user's live link tokens (``ended_at`` = ``now``, the
+        system clock's if None). The new ``ver``, or None if there is no such user."""
         ...
 
     async def set_roles(

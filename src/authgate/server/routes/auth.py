@@ -92,6 +92,8 @@ async def register(body: RegisterIn, request: Request, svc: Svc) -> JSONResponse
         await svc.links.register_quietly(body.email, body.password, name=body.name, ip=ip)
         metrics(request).registrations.inc()
         return accepted(CHECK_MAILBOX)
+    # Registration mails the address: it counts against the IP's mail limit.
+    await svc.links.limit.allow("register", body.email, ip)
     user = await svc.accounts.create_user(
         body.email, body.password, name=body.name, self_service=True
     )

@@ -69,8 +69,7 @@ async def request_verification(request: Request, svc: Svc) -> JSONResponse:
     ip = client_ip(request)
     if request.headers.get("authorization"):
         ctx = await authenticated(request, None)
-        await svc.links.limit.hit("verify", ctx.user.email, ip)
-        await svc.links.send_verification(ctx.user)
+        await svc.links.resend_verification(ctx.user, ip=ip)
         return accepted(SENT)
     try:
         body = EmailIn.model_validate(loads_body(await request.body()))

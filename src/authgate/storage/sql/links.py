@@ -40,6 +40,10 @@ def end_link_tokens(
     return update(link_tokens).where(*where).values(ended_at=now, ended_by=reason)
 
 
+# The links that move control of an account: a password change or reset ends them all.
+CONTROL_PURPOSES: tuple[LinkPurpose, ...] = ("reset_password", "change_email")
+
+
 def _record(row: Row[Any]) -> LinkTokenRecord:
     return record_of(LinkTokenRecord, row)
 
@@ -136,7 +140,7 @@ class SqlLinkTokens(SqlBase):
                         token.user_id,
                         now=now,
                         reason="password_changed",
-                        purposes=("reset_password",),
+                        purposes=CONTROL_PURPOSES,
                     )
                 )
                 return LinkRedemption(token=token, ended_sids=ended)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -19,7 +20,7 @@ from authgate.storage.sql._base import (
     record_of,
     values_of,
 )
-from authgate.storage.sql.links import end_link_tokens
+from authgate.storage.sql.links import CONTROL_PURPOSES, end_link_tokens
 from authgate.storage.sql.tables import roles, sessions, user_roles, users
 
 # A user with each of its roles and their permissions: one statement (the hot path).
@@ -212,9 +213,9 @@ class SqlUsers(SqlBase):
         if keep_sid is not None:
             conditions.append(sessions.c.sid != keep_sid)
         revoke = mark_revoked(sessions, *conditions, now=now).returning(sessions.c.sid)
-        # A reset link mailed before the change must not undo it.
+        # A reset or email-change link mailed before the change must not undo it.
         end_resets = end_link_tokens(
-            user_id, now=now, reason="password_changed", purposes=("reset_password",)
+            user_id, now=now, reason="password_changed", purposes=CONTROL_PURPOSES
         )
 
         async def _body(conn: AsyncConnection) -> list[str] | None:
@@ -241,11 +242,18 @@ class SqlUsers(SqlBase):
             .values(password_hash=new_hash)
         )
 
-    async def set_disabled(self, user_id: str, disabled: bool) -> int | None:
-        """Disable or enable a user and increment its ``ver``; the new ``ver`` or None."""
+    async def set_disabled(
+        self, user_id: str, disabled: bool, *, now: float | None = None
+    ) -> int | None:
+        """Disable or enable a user and increment its ``ver``; disabling also ends every
+        live link mailed to the user (at ``now``, the system clock's if None). The new
+        ``ver`` or None."""
+        ended_at = time.time() if now is None else now
 
         async def _body(conn: AsyncConnection) -> int | None:
             await conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+            if disabled:
+                await conn.execute(end_link_tokens(user_id, now=ended_at, reason="disabled"))
             return (await _bump(conn, users.c.id == user_id)).get(user_id)
 
         return await self._transaction(_body)

@@ -21,7 +21,16 @@ from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
 from authgate.server.middleware import HardeningMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
-from authgate.server.routes import admin, auth, docs, lifecycle, oauth2, ops, wellknown
+from authgate.server.routes import (
+    admin,
+    auth,
+    docs,
+    lifecycle,
+    oauth2,
+    ops,
+    pages,
+    wellknown,
+)
 from authgate.server.schemas import OAuthError, Problem
 from authgate.settings import Settings
 from authgate.wiring import Services, open_services
@@ -84,6 +93,7 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(auth.router)
     app.include_router(lifecycle.router)
+    app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(oauth2.router)
     app.include_router(wellknown.router)

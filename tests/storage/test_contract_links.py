@@ -525,3 +525,72 @@ async def test_a_reset_racing_a_password_change_never_undoes_the_change(
             token = await token_of(first, f"r{rnd}")
             assert (token.used_at is None) == (redeemed is None)
             assert not live(token, now + 1)
+
+
+async def test_two_accounts_racing_to_one_address_by_email_change_have_one_winner(
+    database_url: str,
+) -> None:
+    async with opened(database_url) as first, opened(database_url) as second:
+        stores = [first, second]
+        names = [f"u{i}" for i in range(6)]
+        for uid in names:
+            await first.create_user(user(uid))
+            await issued(first, link(f"c-{uid}", uid, "change_email", email="wanted@example.com"))
+
+        async def redeem(i: int, uid: str) -> LinkRedemption | Conflict | None:
+            try:
+                return await stores[i % 2].redeem_link_token(
+                    digest(f"c-{uid}"), purpose="change_email", now=T0 + 1
+                )
+            except Conflict as exc:
+                return exc
+
+        results = await asyncio.gather(*(redeem(i, uid) for i, uid in enumerate(names)))
+        winners = [
+            uid for uid, r in zip(names, results, strict=True) if isinstance(r, LinkRedemption)
+        ]
+        assert len(winners) == 1, results
+        # Every other one found the address taken: a Conflict, never a silent None.
+        assert all(isinstance(r, LinkRedemption | Conflict) for r in results), results
+        [winner] = winners
+        owner = await first.get_user_by_email("wanted@example.com")
+        assert owner is not None
+        assert (owner.id, owner.ver, owner.email_verified) == (winner, 1, True)
+        for uid in names:
+            if uid == winner:
+                continue
+            assert await user_of(first, uid) == user(uid)  # nothing changed
+            assert live(await token_of(first, f"c-{uid}"), T0 + 1)  # the link stays live
+
+
+async def test_a_login_racing_a_reset_never_keeps_a_session_opened_with_the_old_password(
+    database_url: str,
+) -> None:
+    async with opened(database_url) as first, opened(database_url) as second:
+        await first.create_user(user("alice"))
+        for rnd in range(10):
+            now = T0 + 10 * rnd
+            checked = (await user_of(first, "alice")).password_hash
+            await issued(first, link(f"r{rnd}", "alice", created_at=now))
+            sid = f"login-{rnd}"
+            opened_session, redeemed = await asyncio.gather(
+                second.create_session(
+                    session(sid, "alice", created_at=now),
+                    refresh(f"t-{sid}", sid, created_at=now),
+                    password_hash=checked,
+                ),
+                first.redeem_link_token(
+                    digest(f"r{rnd}"),
+                    purpose="reset_password",
+                    now=now + 1,
+                    password_hash=f"reset-{rnd}",
+                ),
+            )
+            assert redeemed is not None
+            got = await first.get_session(sid)
+            if opened_session is None:
+                assert got is None
+            else:
+                assert got is not None
+                assert got.revoked_at == now + 1, rnd
+                assert sid in redeemed.ended_sids

@@ -348,6 +348,22 @@ async def test_a_reset_ends_every_session_through_the_feed_and_signs_no_one_in(
     assert await storage.list_sessions(user.id, live_at=T0 + 5) == []
 
 
+async def test_concurrent_resets_with_one_link_have_one_winner(world: World) -> None:
+    user = await world.user()
+    token = await reset_token(world, user)
+    passwords = [f"racing passphrase number {i:02d}" for i in range(10)]
+    results = await asyncio.gather(
+        *(world.links.reset_password(token, p, ip=None) for p in passwords),
+        return_exceptions=True,
+    )
+    winners = [p for p, r in zip(passwords, results, strict=True) if r == user.id]
+    assert len(winners) == 1, results
+    losers = [r for r in results if r != user.id]
+    assert all(type(r) is LinkTokenUsed for r in losers), losers
+    stored = (await world.fresh(user)).password_hash
+    assert await world.services.hasher.verify(stored, winners[0])
+
+
 # -- mail limits -------------------------------------------------------------------------
 
 
@@ -385,6 +401,22 @@ async def test_send_limit_throttles_per_ip(world: World) -> None:
     await world.links.forgot_password("fresh@example.com", ip="203.0.113.8")
     world.clock.advance(retry)
     await world.links.forgot_password("fresh3@example.com", ip="203.0.113.7")
+    await world.services.jobs.drain()
+
+
+async def test_requests_refused_at_the_ip_limit_do_not_use_up_an_address_budget(
+    world: World,
+) -> None:
+    """One IP over its limit must not go on spending other addresses' budgets: each
+    refused request would otherwise count against the victim's address, so that a single
+    IP could keep any number of accounts from getting a reset link."""
+    for i in range(MAIL_IP_LIMIT):
+        await world.links.forgot_password(f"u{i}@example.com", ip="203.0.113.66")
+    for _ in range(MAIL_LIMIT + 2):
+        with pytest.raises(Throttled):
+            await world.links.forgot_password("victim@example.com", ip="203.0.113.66")
+    # The victim, from their own IP, still gets their link.
+    await world.links.forgot_password("victim@example.com", ip="198.51.100.77")
     await world.services.jobs.drain()
 
 

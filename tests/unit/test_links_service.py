@@ -498,3 +498,46 @@ async def test_forgot_password_mails_a_working_link_to_a_known_address_only(
     assert len(world.sender.messages) == 1
     assert mail.to == "ada@example.com"
     assert await world.links.reset_password(token_of(mail), NEW_PASSWORD, ip=None) == user.id
+
+
+Call = Callable[[AccountLinks, str, str], Awaitable[None]]
+QUIET_REQUESTS: dict[str, tuple[Call, list[str], list[str]]] = {
+    # name: (the request, the job's store calls for the known address, for the unknown one)
+    "resend-verification": (
+        lambda links, address, ip: links.request_verification(address, ip=ip),
+        ["get_user_by_email", "issue_link_token"],
+        ["get_user_by_email"],
+    ),
+    "enumeration-safe registration": (
+        lambda links, address, ip: links.register_quietly(address, PASSWORD, name=None, ip=ip),
+        ["get_user_by_email"],  # the owner of the taken address is mailed
+        ["issue_link_token"],  # the new account's verification link
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUIET_REQUESTS))
+async def test_the_other_anonymous_requests_do_the_same_work_in_the_request(
+    world: World, name: str
+) -> None:
+    request, known_job, unknown_job = QUIET_REQUESTS[name]
+    await world.user("known@example.com")
+    services = world.services
+    store = RecordingStore(services.storage)
+    links = dataclasses.replace(
+        services.links,
+        store=store,
+        limit=dataclasses.replace(services.links.limit, counters=store),
+    )
+    seen: dict[str, tuple[list[str], int, list[str]]] = {}
+    for n, address in enumerate(["known@example.com", "unknown@example.com"]):
+        store.calls.clear()
+        hashed = world.hashes.count
+        await request(links, address, f"192.0.2.{n + 1}")
+        in_request = (list(store.calls), world.hashes.count - hashed)
+        assert services.jobs.pending == 1
+        await services.jobs.drain()
+        seen[address] = (*in_request, store.calls[len(in_request[0]) :])
+    assert seen["known@example.com"][:2] == seen["unknown@example.com"][:2] == (["hit", "hit"], 0)
+    assert seen["known@example.com"][2] == known_job
+    assert seen["unknown@example.com"][2] == unknown_job

@@ -163,6 +163,25 @@ async def test_issue_for_a_missing_user_is_false_and_writes_nothing(storage: Sto
     assert await storage.get_link_token(digest("r1")) is None
 
 
+async def test_issue_of_a_taken_digest_is_a_conflict_and_supersedes_nothing(
+    storage: Storage, alice: str
+) -> None:
+    await storage.create_user(user("bob"))
+    r1 = await issued(storage, link("r1", alice))
+    bob = await issued(storage, link("bob-r1", "bob"))
+    # The digest of bob's link, issued for alice: the insert fails, and the whole
+    # transaction with it (alice's live link is not superseded).
+    with pytest.raises(Conflict) as info:
+        await storage.issue_link_token(dataclasses.replace(bob, user_id=alice, created_at=T0 + 1))
+    assert info.value.code == "conflict"
+    assert await token_of(storage, "r1") == r1
+    assert await token_of(storage, "bob-r1") == bob
+    # The same digest again, for the same user and purpose.
+    with pytest.raises(Conflict):
+        await storage.issue_link_token(dataclasses.replace(r1, created_at=T0 + 2))
+    assert await token_of(storage, "r1") == r1
+
+
 # -- verify_email ------------------------------------------------------------------------
 
 

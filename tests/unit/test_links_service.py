@@ -293,6 +293,29 @@ async def test_a_link_of_another_purpose_is_refused_and_stays_usable(world: Worl
     assert await world.links.reset_password(reset, NEW_PASSWORD, ip=None) == user.id
 
 
+@pytest.mark.parametrize("route", ["reset link", "password change"])
+async def test_a_new_password_ends_a_pending_email_change(world: World, route: str) -> None:
+    """An email change is authorised by the current password. A thief who has it asks for
+    a change to their own address (the link goes to them, a notice to the owner); the owner,
+    warned, sets a new password. The thief's pending link must die with the old password,
+    or it still hands them the account's address, and with it the next reset link."""
+    user = await world.user()
+    await world.links.request_email_change(user, "thief@example.net", PASSWORD, ip=None)
+    [confirm] = [m for m in await world.sender.wait_for(2) if m.kind == "email_change_confirm"]
+    if route == "reset link":
+        await world.links.reset_password(await reset_token(world, user), NEW_PASSWORD, ip=None)
+    else:
+        await world.services.accounts.change_password(
+            user, PASSWORD, NEW_PASSWORD, ip=None, keep_sid=None
+        )
+    await refused(
+        world.links.confirm_email_change(token_of(confirm), ip=None),
+        LinkTokenRevoked,
+        "link_token_revoked",
+    )
+    assert (await world.fresh(user)).email == "ada@example.com"
+
+
 # -- reset_password ----------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 address, over HTTP, against a real ``authgate serve``.
 
 Run: ``.venv/bin/python bench/forgot.py [--requests N] [--rounds R] [--mail console|smtp]
-[--gap S] [--database-url postgresql://...]``
+[--order abab|shuffled] [--gap S] [--database-url postgresql://...]``
 
 It starts ``python -m authgate serve`` (see ``_harness/servers.py``) on a fresh SQLite file
 (or, with ``--database-url``, a fresh schema of that PostgreSQL server, dropped afterwards),
@@ -15,9 +15,12 @@ address's background job does a real SMTP delivery.
 It registers one account (the known address), warms up with a few requests of each kind,
 then sends N requests for the known address and N for an unknown one (a new address each
 time, so that no per-address state builds up), interleaved known, unknown, known, unknown
-(ABAB), one at a time on one keep-alive connection, ``--gap`` seconds apart (default 0:
-back to back, as a prober would send them; the background job of one request then runs
-while the next is answered). Each latency is the client's wall time of one request.
+(ABAB; or with ``--order shuffled`` in a random order, the same each run, where it also
+shows the latencies by the address of the request before: the background work of one
+request lands on the next ones), one at a time on one keep-alive connection, ``--gap``
+seconds apart (default 0: back to back, as a prober would send them; the background job of
+one request then runs while the next ones are answered). Each latency is the client's wall
+time of one request.
 
 It prints the median and p90 latency of each kind, the ratio of the medians known/unknown
 (OK within 10 %, MISS otherwise; with ``--rounds R`` > 1, the median of the per-round
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import random
 import statistics
 import sys
 import time
@@ -103,6 +107,7 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     requests; the latencies of each round."""
     rounds: list[dict[str, list[float]]] = []
     shapes: dict[str, set[Any]] = {"known": set(), "unknown": set()}
+    after: dict[str, list[float]] = {"known": [], "unknown": []}  # by the request before
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     with httpx.Client(base_url=server.base_url, limits=limits, timeout=60.0) as client:
         registered = client.post("/auth/register", json={"email": KNOWN, "password": PASSWORD})
@@ -112,18 +117,23 @@ def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
             forgot(client, KNOWN)
             forgot(client, f"warmup-{i}@example.com")
         time.sleep(0.5)  # let the warm-up's mail go out
+        previous = "unknown"  # the warm-up's last request
         for r in range(args.rounds):
             latencies: dict[str, list[float]] = {"known": [], "unknown": []}
-            for i in range(args.requests):
-                unknown = f"nobody-{r}-{i}@example.com"
-                for kind, email in (("known", KNOWN), ("unknown", unknown)):
-                    elapsed, response = forgot(client, email)
-                    latencies[kind].append(elapsed)
-                    shapes[kind].add(shape(response))
-                    if args.gap:
-                        time.sleep(args.gap)
+            kinds = ["known", "unknown"] * args.requests  # ABAB
+            if args.order == "shuffled":
+                random.Random(r).shuffle(kinds)
+            for i, kind in enumerate(kinds):
+                email = KNOWN if kind == "known" else f"nobody-{r}-{i}@example.com"
+                elapsed, response = forgot(client, email)
+                latencies[kind].append(elapsed)
+                after[previous].append(elapsed)
+                shapes[kind].add(shape(response))
+                previous = kind
+                if args.gap:
+                    time.sleep(args.gap)
             rounds.append(latencies)
-    return {"rounds": rounds, "shapes": shapes}
+    return {"rounds": rounds, "shapes": shapes, "after": after}
 
 
 def ratio_of(latencies: dict[str, list[float]]) -> float:
@@ -131,11 +141,10 @@ def ratio_of(latencies: dict[str, list[float]]) -> float:
     return statistics.median(latencies["known"]) / statistics.median(latencies["unknown"])
 
 
-def report(result: dict[str, Any]) -> None:
-    rounds: list[dict[str, list[float]]] = result["rounds"]
-    latencies = {kind: [v for r in rounds for v in r[kind]] for kind in ("known", "unknown")}
+def latency_table(title: str, latencies: dict[str, list[float]]) -> str:
+    """Requests, median, p90, min and max (ms) of each kind."""
     table = Table(
-        Column("address", left=True),
+        Column(title, left=True),
         Column("requests"),
         Column("median ms"),
         Column("p90 ms"),
@@ -155,7 +164,13 @@ def report(result: dict[str, Any]) -> None:
                 fmt(max(values), 2),
             ]
         )
-    say(table.render(rows))
+    return table.render(rows)
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    rounds: list[dict[str, list[float]]] = result["rounds"]
+    latencies = {kind: [v for r in rounds for v in r[kind]] for kind in ("known", "unknown")}
+    say(latency_table("address", latencies))
     say()
     if len(rounds) > 1:
         per_round = [ratio_of(r) for r in rounds]
@@ -176,6 +191,10 @@ def report(result: dict[str, Any]) -> None:
         for kind in ("known", "unknown"):
             for status, body, headers in shapes[kind]:
                 say(f"  {kind}: {status} {body[:120]!r} {dict(headers)}")
+    if args.order == "shuffled":
+        say()
+        say("the same requests by the address of the request before (its background work):")
+        say(latency_table("before", result["after"]))
 
 
 def main() -> int:
@@ -189,6 +208,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--rounds", type=int, default=1, help="rounds of N + N requests (default 1)"
+    )
+    parser.add_argument(
+        "--order",
+        choices=("abab", "shuffled"),
+        default="abab",
+        help="known and unknown alternating (default), or shuffled (the same seed each run)",
     )
     parser.add_argument(
         "--gap", type=float, default=0.0, help="seconds between requests (default 0)"
@@ -209,7 +234,7 @@ def main() -> int:
         say(line)
     say(
         f"forgot-password timing: {args.rounds} x ({args.requests} known + {args.requests} "
-        f"unknown), ABAB, gap {args.gap:g} s, mail {args.mail}"
+        f"unknown), {args.order}, gap {args.gap:g} s, mail {args.mail}"
     )
     with contextlib.ExitStack() as stack:
         url = None
@@ -230,7 +255,7 @@ def main() -> int:
             time.sleep(1.0)
             say(f"SMTP sink: {sink.accepted} messages accepted (and discarded)")
     say()
-    report(result)
+    report(result, args)
     say(load_after())
     return 0
 

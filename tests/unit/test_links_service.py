@@ -24,6 +24,7 @@ from sqlalchemy import event
 from _support.live import FAST_ARGON2, no_sleep
 from authgate.clock import FixedClock
 from authgate.errors import (
+    EmailTaken,
     LinkTokenExpired,
     LinkTokenRefused,
     LinkTokenRevoked,
@@ -333,6 +334,21 @@ async def test_purge_keeps_expired_links_a_week_so_that_a_late_click_reads_expir
     )
 
 
+async def test_an_email_change_onto_an_address_taken_meanwhile_is_refused_and_stays_usable(
+    world: World,
+) -> None:
+    user = await world.user()
+    await world.links.request_email_change(user, "wanted@example.com", PASSWORD, ip=None)
+    [confirm] = [m for m in await world.sender.wait_for(2) if m.kind == "email_change_confirm"]
+    squatter = await world.user("wanted@example.com")
+    with pytest.raises(EmailTaken):
+        await world.links.confirm_email_change(token_of(confirm), ip=None)
+    assert await world.fresh(user) == user
+    assert await world.services.storage.delete_user(squatter.id) is not None
+    assert await world.links.confirm_email_change(token_of(confirm), ip=None) == user.id
+    assert (await world.fresh(user)).email == "wanted@example.com"
+
+
 # -- reset_password ----------------------------------------------------------------------
 
 
@@ -503,10 +519,9 @@ async def test_forgot_password_does_the_same_storage_work_in_the_request(world: 
         for n, address in enumerate(["known@example.com", "unknown@example.com"]):
             store.calls.clear()
             statements.clear()
-            answer = await links.forgot_password(address, ip=f"192.0.2.{n + 1}")
+            await links.forgot_password(address, ip=f"192.0.2.{n + 1}")
             # The job is spawned, not run yet: this is what the request did.
             in_request = (list(store.calls), list(statements))
-            assert answer is None
             assert services.jobs.pending == 1
             await services.jobs.drain()
             seen[address] = (*in_request, list(store.calls[len(in_request[0]) :]))

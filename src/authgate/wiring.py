@@ -253,7 +253,7 @@ class Services:
         mail = MailQueue(build_sender(settings, clock=clock), audit=audit, sleep=sleep)
         templates = build_templates(settings)
         link_policy = settings.link_policy()
-        jobs = Jobs(audit=audit)
+        jobs = Jobs(audit=audit, sleep=sleep)
         links = AccountLinks(
             storage,
             accounts=accounts,

@@ -252,9 +252,11 @@ async def test_redeem_reset_password_sets_the_hash_verifies_and_ends_every_sessi
     assert (await storage.get_session("gone")).revoked_at == T0 + 1  # type: ignore[union-attr]
     assert (await storage.get_session("expired")).revoked_at is None  # type: ignore[union-attr]
     assert (await storage.get_session("bob-s")).revoked_at is None  # type: ignore[union-attr]
-    # The other purposes, and the other user's reset link, are left alone.
+    # A pending email change ends with the reset (whoever asked for it knew the old
+    # password); the verification link and the other user's reset link are left alone.
+    c1 = await token_of(storage, "c1")
+    assert (c1.used_at, c1.ended_at, c1.ended_by) == (None, T0 + 10, "password_changed")
     assert live(await token_of(storage, "v1"), T0 + 10)
-    assert live(await token_of(storage, "c1"), T0 + 10)
     assert live(await token_of(storage, "bob-r1"), T0 + 10)
     assert (await user_of(storage, "bob")).password_hash == user("bob").password_hash
     # Single use: the same link again changes nothing.
@@ -285,7 +287,9 @@ async def test_redeem_reset_password_for_an_old_address_sets_the_hash_but_verifi
     assert after.email == "alice@example.com"
 
 
-async def test_change_password_ends_the_live_reset_tokens(storage: Storage, alice: str) -> None:
+async def test_change_password_ends_the_live_reset_and_email_change_tokens(
+    storage: Storage, alice: str
+) -> None:
     await storage.create_user(user("bob"))
     await issued(storage, link("r1", alice))
     await issued(storage, link("v1", alice, "verify_email", ttl=86_400))
@@ -294,10 +298,14 @@ async def test_change_password_ends_the_live_reset_tokens(storage: Storage, alic
 
     assert await storage.change_password(alice, "changed", keep_sid=None, now=T0 + 10) == []
 
-    r1 = await token_of(storage, "r1")
-    assert (r1.used_at, r1.ended_at, r1.ended_by) == (None, T0 + 10, "password_changed")
+    for name in ("r1", "c1"):  # the links that move control of the account
+        ended = await token_of(storage, name)
+        assert (ended.used_at, ended.ended_at, ended.ended_by) == (
+            None,
+            T0 + 10,
+            "password_changed",
+        )
     assert live(await token_of(storage, "v1"), T0 + 10)
-    assert live(await token_of(storage, "c1"), T0 + 10)
     assert live(await token_of(storage, "bob-r1"), T0 + 10)
     # The link mailed before the change cannot undo it.
     assert (
@@ -613,3 +621,21 @@ async def test_a_login_racing_a_reset_never_keeps_a_session_opened_with_the_old_
                 assert got is not None
                 assert got.revoked_at == now + 1, rnd
                 assert sid in redeemed.ended_sids
+
+
+async def test_disabling_a_user_ends_every_live_link(storage: Storage, alice: str) -> None:
+    await storage.create_user(user("bob"))
+    await issued(storage, link("r1", alice))
+    await issued(storage, link("v1", alice, "verify_email", ttl=86_400))
+    await issued(storage, link("c1", alice, "change_email", email="new@example.com"))
+    await issued(storage, link("bob-r1", "bob"))
+
+    assert await storage.set_disabled(alice, True, now=T0 + 10) is not None
+
+    for name in ("r1", "v1", "c1"):
+        ended = await token_of(storage, name)
+        assert (ended.used_at, ended.ended_at, ended.ended_by) == (None, T0 + 10, "disabled")
+    assert live(await token_of(storage, "bob-r1"), T0 + 10)
+    # Enabling again revives nothing.
+    assert await storage.set_disabled(alice, False, now=T0 + 11) is not None
+    assert not live(await token_of(storage, "r1"), T0 + 11)

@@ -61,6 +61,7 @@ from authgate.storage.base import (
 log = logging.getLogger("authgate.links")
 
 TOKEN_BYTES: Final = 32  # 256 bits
+_RANDOM: Final = secrets.SystemRandom()
 # How long a link's record outlives its expiry, so that a late click is told "expired".
 KEEP_EXPIRED_S: Final = 7 * 86400.0
 _MAX_TOKEN_CHARS: Final = 128
@@ -151,11 +152,24 @@ class SendLimit:
 
 class Jobs:
     """Background work that must not hold up a response: at most ``limit`` at once (the
-    rest is dropped and audited), each failure logged and audited, all awaited on close."""
+    rest is dropped and audited), each failure logged and audited, all awaited on close.
 
-    def __init__(self, *, audit: Audit, limit: int = 256) -> None:
+    Each job starts after a random pause of ``jitter`` seconds (on the injected sleep):
+    after its request's answer has gone, and at no time an observer can line up with the
+    requests that follow, so the work a job does (or not) does not show in their timing."""
+
+    def __init__(
+        self,
+        *,
+        audit: Audit,
+        limit: int = 256,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: tuple[float, float] = (0.05, 0.5),
+    ) -> None:
         self._audit = audit
         self._limit = limit
+        self._sleep = sleep
+        self._jitter = jitter
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -183,6 +197,7 @@ class Jobs:
 
     async def _run(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
         try:
+            await self._sleep(_RANDOM.uniform(*self._jitter))
             await job()
         except Exception as exc:
             log.exception("the background job %s failed", name)

@@ -1,0 +1,139 @@
+"""Changing the address: a confirmation link to the new address, a notice to the old one,
+nothing changed until the link is used; then the new address logs in, verified, and the
+old access tokens die (at the server and at a guard). A taken address answers alike and
+tells its owner instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from _support.http import PASSWORD, assert_problem, bearer
+from authgate.errors import TokenRevoked
+
+from .conftest import Server, Smtp, eventually, text_of
+from .test_enumeration import shape
+from .test_story import claims, guard_for
+
+OLD = "alan@example.com"
+NEW = "alan.turing@example.org"
+
+
+def change(server: Server, access: str, new_email: str, password: str = PASSWORD) -> httpx.Response:
+    return server.http.post(
+        "/auth/email",
+        json={"new_email": new_email, "current_password": password},
+        headers=bearer(access),
+    )
+
+
+def confirm(server: Server, token: str) -> httpx.Response:
+    return server.http.post("/auth/email/confirm", json={"token": token})
+
+
+def logs_in(server: Server, address: str, password: str = PASSWORD) -> bool:
+    r = server.http.post("/auth/login", json={"email": address, "password": password})
+    assert r.status_code in (200, 401), r.text
+    return r.status_code == 200
+
+
+def test_change_confirm_login_with_the_new_address_and_old_tokens_die(
+    server: Server, smtp: Smtp
+) -> None:
+    tokens: dict[str, Any] = server.register(OLD)
+    access = tokens["access_token"]
+    guard = guard_for(server)
+    try:
+        guard.start_sync()
+        assert guard.verify_sync(access).sub == tokens["user"]["id"]
+
+        r = change(server, access, NEW)
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "accepted"
+        link = smtp.mailbox.token(NEW, "email_change_confirm")
+        notice = smtp.mailbox.wait(OLD, "email_change_notice")
+        assert NEW in text_of(notice)
+        assert "token=" not in text_of(notice)  # the old address never gets the link
+
+        # Nothing changes until the link is used.
+        assert server.me(access).json()["email"] == OLD
+        assert logs_in(server, OLD)
+        assert not logs_in(server, NEW)
+
+        assert confirm(server, link).status_code == 204
+        # The old access token dies at the server and at the guard.
+        assert_problem(server.me(access), 401, "invalid_token")
+        eventually(lambda: _revoked(guard, access), what="the guard refusing the old access token")
+    finally:
+        guard.close_sync()
+
+    assert not logs_in(server, OLD)
+    fresh = server.login(NEW)
+    me = server.me(fresh["access_token"]).json()
+    assert (me["email"], me["email_verified"]) == (NEW, True)
+    assert claims(fresh["access_token"])["email_verified"] is True
+    # A refresh of the old session carries the new state.
+    r = server.http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert r.status_code == 200, r.text
+    assert claims(r.json()["access_token"])["email_verified"] is True
+    assert server.me(r.json()["access_token"]).json()["email"] == NEW
+    # The link is single use, and the old address's verification link is dead.
+    assert_problem(confirm(server, link), 400, "link_token_used")
+    old_verify = smtp.mailbox.token(OLD, "verify_email")
+    r = server.http.post("/auth/verify-email", json={"token": old_verify})
+    assert_problem(r, 400, "link_token_revoked")
+
+
+def _revoked(guard: Any, token: str) -> bool:
+    try:
+        guard.verify_sync(token)
+    except TokenRevoked:
+        return True
+    return False
+
+
+def test_a_taken_address_answers_alike_and_mails_its_owner(server: Server, smtp: Smtp) -> None:
+    owner = "owner@example.org"
+    server.register(owner)
+    access = server.register(OLD)["access_token"]
+    smtp.mailbox.wait(owner, "verify_email")
+
+    taken = change(server, access, owner.upper())
+    free = change(server, access, NEW)
+    assert taken.status_code == 202, taken.text
+    assert shape(taken) == shape(free)
+
+    exists = smtp.mailbox.wait(owner, "account_exists")
+    assert "/reset-password" in text_of(exists)
+    smtp.mailbox.token(NEW, "email_change_confirm")
+    server.flush_mail(smtp.mailbox)
+    assert smtp.mailbox.to(owner, "email_change_confirm") == []
+    assert len(smtp.mailbox.to(OLD, "email_change_notice")) == 2
+    # Nothing moved: the owner keeps the address, the caller keeps theirs.
+    assert logs_in(server, owner)
+    assert server.me(access).json()["email"] == OLD
+
+
+def test_a_wrong_password_or_the_same_address_sends_nothing(server: Server, smtp: Smtp) -> None:
+    access = server.register(OLD)["access_token"]
+    smtp.mailbox.wait(OLD, "verify_email")
+    r = change(server, access, NEW, password="not the password at all")
+    assert_problem(r, 401, "invalid_credentials")
+    r = change(server, access, OLD.upper())
+    assert_problem(r, 400, "invalid_request")
+    r = server.http.post("/auth/email", json={"new_email": NEW, "current_password": PASSWORD})
+    assert r.status_code == 401
+    server.flush_mail(smtp.mailbox)
+    assert smtp.mailbox.to(NEW) == []
+    assert smtp.mailbox.to(OLD, "email_change_notice") == []
+
+
+def test_an_address_taken_before_the_confirmation_is_a_conflict(server: Server, smtp: Smtp) -> None:
+    access = server.register(OLD)["access_token"]
+    assert change(server, access, NEW).status_code == 202
+    link = smtp.mailbox.token(NEW, "email_change_confirm")
+    server.register(NEW)  # someone else registers the address meanwhile
+    assert_problem(confirm(server, link), 409, "email_taken")
+    assert server.me(access).json()["email"] == OLD
+    assert logs_in(server, OLD)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,37 @@ def test_every_refused_link_is_audited_with_its_code(server: Server, smtp: Smtp)
         "verify_email",
     ]
     assert {d["code"] for d in details} == {"invalid_link_token"}
+
+
+# --- races and refusals that must not use the link up ------------------------------------------
+
+
+def test_a_reset_link_raced_by_many_requests_is_used_once(server: Server, smtp: Smtp) -> None:
+    registered(server, smtp)
+    token = forgot(server, smtp)
+    passwords = [f"racing passphrase number {i:02d}" for i in range(8)]
+    barrier = threading.Barrier(len(passwords))
+
+    def attempt(password: str) -> tuple[str, int, str]:
+        with httpx.Client(base_url=server.url, timeout=30.0) as http:
+            barrier.wait()
+            r = reset(http, token, password)
+            return password, r.status_code, r.text
+
+    with ThreadPoolExecutor(len(passwords)) as pool:
+        results = list(pool.map(attempt, passwords))
+    winners = [p for p, status, _ in results if status == 204]
+    assert len(winners) == 1, results
+    for _, status, text in results:
+        if status != 204:
+            assert (status, json.loads(text)["code"]) == (400, "link_token_used")
+    assert can_log_in(server, winners[0])
+    assert not any(can_log_in(server, p) for p in passwords if p != winners[0])
+
+
+def test_a_weak_new_password_is_refused_and_keeps_the_link(server: Server, smtp: Smtp) -> None:
+    registered(server, smtp)
+    token = forgot(server, smtp)
+    assert_problem(reset(server.http, token, "password"), 400, "weak_password")
+    assert reset(server.http, token).status_code == 204
+    assert can_log_in(server, NEW_PASSWORD)

@@ -5,6 +5,7 @@ tells its owner instead."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import httpx
 from _support.http import PASSWORD, assert_problem, bearer
 from authgate.errors import TokenRevoked
 
-from .conftest import Server, Smtp, eventually, text_of
+from .conftest import Server, Smtp, eventually, running, text_of
 from .test_enumeration import shape
 from .test_story import claims, guard_for
 
@@ -32,8 +33,12 @@ def confirm(server: Server, token: str) -> httpx.Response:
     return server.http.post("/auth/email/confirm", json={"token": token})
 
 
+def login(server: Server, address: str, password: str = PASSWORD) -> httpx.Response:
+    return server.http.post("/auth/login", json={"email": address, "password": password})
+
+
 def logs_in(server: Server, address: str, password: str = PASSWORD) -> bool:
-    r = server.http.post("/auth/login", json={"email": address, "password": password})
+    r = login(server, address, password)
     assert r.status_code in (200, 401), r.text
     return r.status_code == 200
 
@@ -65,6 +70,11 @@ def test_change_confirm_login_with_the_new_address_and_old_tokens_die(
         # The old access token dies at the server and at the guard.
         assert_problem(server.me(access), 401, "invalid_token")
         eventually(lambda: _revoked(guard, access), what="the guard refusing the old access token")
+        # A refresh of the old session carries the new state, and the guard takes it.
+        r = server.http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 200, r.text
+        refreshed = r.json()["access_token"]
+        assert guard.verify_sync(refreshed).sub == tokens["user"]["id"]
     finally:
         guard.close_sync()
 
@@ -73,11 +83,8 @@ def test_change_confirm_login_with_the_new_address_and_old_tokens_die(
     me = server.me(fresh["access_token"]).json()
     assert (me["email"], me["email_verified"]) == (NEW, True)
     assert claims(fresh["access_token"])["email_verified"] is True
-    # A refresh of the old session carries the new state.
-    r = server.http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert r.status_code == 200, r.text
-    assert claims(r.json()["access_token"])["email_verified"] is True
-    assert server.me(r.json()["access_token"]).json()["email"] == NEW
+    assert claims(refreshed)["email_verified"] is True
+    assert server.me(refreshed).json()["email"] == NEW
     # The link is single use, and the old address's verification link is dead.
     assert_problem(confirm(server, link), 400, "link_token_used")
     old_verify = smtp.mailbox.token(OLD, "verify_email")
@@ -137,3 +144,37 @@ def test_an_address_taken_before_the_confirmation_is_a_conflict(server: Server, 
     assert_problem(confirm(server, link), 409, "email_taken")
     assert server.me(access).json()["email"] == OLD
     assert logs_in(server, OLD)
+
+
+def test_the_password_check_counts_against_the_login_throttle(tmp_path: Path, smtp: Smtp) -> None:
+    with running(
+        tmp_path,
+        **smtp.env(),
+        AUTHGATE_THROTTLE_DELAY_AFTER="1",
+        AUTHGATE_THROTTLE_LOCK_AFTER="3",
+        AUTHGATE_MAIL_LIMIT="20",
+    ) as server:
+        access = server.register(OLD)["access_token"]
+        # Two failures; the login throttle refuses the third attempt (lock_after=3).
+        for _ in range(2):
+            r = change(server, access, NEW, password="not the password at all")
+            assert_problem(r, 401, "invalid_credentials")
+        # The account is locked for the login too, even with the right password...
+        assert_problem(login(server, OLD), 429, "too_many_attempts")
+        # ...and for the email change.
+        assert_problem(change(server, access, NEW), 429, "too_many_attempts")
+        server.flush_mail(smtp.mailbox)
+        assert smtp.mailbox.to(NEW) == []
+        assert len(server.audit("password_check_failed")) == 2
+
+
+def test_email_change_requests_are_limited_per_account(tmp_path: Path, smtp: Smtp) -> None:
+    with running(tmp_path, **smtp.env(), AUTHGATE_MAIL_LIMIT="2") as server:
+        access = server.register(OLD)["access_token"]
+        for i in range(2):
+            assert change(server, access, f"new{i}@example.org").status_code == 202
+        r = change(server, access, "new9@example.org")
+        assert_problem(r, 429, "too_many_attempts")
+        assert r.headers["retry-after"]
+        server.flush_mail(smtp.mailbox)
+        assert smtp.mailbox.to("new9@example.org") == []

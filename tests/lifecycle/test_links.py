@@ -15,7 +15,7 @@ import httpx
 
 from _support.http import PASSWORD, assert_problem, bearer
 
-from .conftest import Server, Smtp, running
+from .conftest import Server, Smtp, running, text_of
 
 NEW_PASSWORD = "a brand new passphrase 77"
 OTHER_PASSWORD = "yet another passphrase 99"
@@ -145,6 +145,8 @@ def test_a_reset_link_expires_after_its_lifetime(tmp_path: Path, smtp: Smtp) -> 
     with running(tmp_path, **smtp.env(), AUTHGATE_PASSWORD_RESET_TTL="10m") as server:
         registered(server, smtp)
         early = forgot(server, smtp, count=1)
+        # The mail states the lifetime from the settings.
+        assert "(it works for 10 minutes)" in text_of(smtp.mailbox.wait(ADDRESS, "reset_password"))
         server.clock.advance(600)
         assert_problem(reset(server.http, early), 400, "link_token_expired")
         assert not can_log_in(server, NEW_PASSWORD)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from _support.http import PASSWORD, assert_problem, bearer
+from _support.http import PASSWORD, assert_problem
 from authgate.errors import InvalidToken, TokenRevoked
 from authgate.guard import Guard
 
-from .conftest import AUDIENCE, Server, Smtp, eventually
+from .conftest import AUDIENCE, Server, Smtp, eventually, text_of
 
 NEW_PASSWORD = "a brand new passphrase 77"
 REVOCATIONS = "authgate:revocations"
@@ -117,12 +117,33 @@ def test_register_verify_forget_reset_and_every_old_session_dies(
         assert staleness <= 30.0  # within fail_closed_after, the guard's staleness bound
         with pytest.raises(InvalidToken):
             guard.verify_sync(fresh["access_token"])
+
+        # --- the old password is gone, the new one works, and the guard takes it ------------
+        r = http.post("/auth/login", json={"email": address, "password": PASSWORD})
+        assert_problem(r, 401, "invalid_credentials")
+        after = server.login(address, NEW_PASSWORD)
+        assert server.me(after["access_token"]).json()["email_verified"] is True
+        assert guard.verify_sync(after["access_token"]).sub == registered["user"]["id"]
     finally:
         guard.close_sync()
+    assert_problem(
+        http.post("/auth/password/reset", json={"token": reset_token, "new_password": PASSWORD}),
+        400,
+        "link_token_used",
+    )
+    [row] = server.audit("sessions_revoked")
+    assert json.loads(row["detail"]) == {"count": 2, "reason": "password_reset"}
 
-    # --- the old password is gone, the new one works ----------------------------------------
-    r = http.post("/auth/login", json={"email": address, "password": PASSWORD})
-    assert_problem(r, 401, "invalid_credentials")
-    after = server.login(address, NEW_PASSWORD)
-    assert server.me(after["access_token"]).json()["email_verified"] is True
-    assert http.get("/auth/me", headers=bearer(after["access_token"])).status_code == 200
+
+def test_mail_is_personal_and_its_html_escaped(server: Server, smtp: Smtp) -> None:
+    name = '<img src="x" onerror="alert(1)"> Ada & co'
+    r = server.http.post(
+        "/auth/register", json={"email": "ada@example.com", "password": PASSWORD, "name": name}
+    )
+    assert r.status_code == 201, r.text
+    mail = smtp.mailbox.wait("ada@example.com", "verify_email")
+    assert name in text_of(mail)
+    html = mail.get_body(("html",))
+    assert html is not None
+    assert "<img" not in html.get_content()
+    assert "&lt;img" in html.get_content()

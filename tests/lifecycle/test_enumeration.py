@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from _support.http import PASSWORD, assert_problem, bearer
+from authgate.errors import ConfigurationError
+from authgate.settings import Settings
 
-from .conftest import Server, Smtp, running
+from .conftest import Server, Smtp, running, server_env
 
 KNOWN = "known@example.com"
 UNKNOWN = "nobody@example.com"
@@ -170,3 +173,31 @@ def test_enumeration_safe_registration_refuses_a_weak_password_alike(
         fresh = post(server, "/auth/register", {"email": UNKNOWN, "password": "password"})
         assert_problem(taken, 400, "weak_password")
         assert shape(taken) == shape(fresh)
+
+
+def test_mail_requests_are_limited_per_ip_whatever_the_address(tmp_path: Path, smtp: Smtp) -> None:
+    with running(tmp_path, **smtp.env(), AUTHGATE_MAIL_IP_LIMIT="3") as server:
+        server.register(KNOWN)
+        server.flush_mail(smtp.mailbox)
+        answers = [
+            post(server, "/auth/password/forgot", {"email": KNOWN}),
+            post(server, "/auth/verify-email/request", {"email": "a@example.com"}),
+            post(server, "/auth/password/forgot", {"email": "b@example.com"}),
+        ]
+        assert [a.status_code for a in answers] == [202, 202, 202]
+        for path, address in [
+            ("/auth/password/forgot", KNOWN),
+            ("/auth/password/forgot", "c@example.com"),
+            ("/auth/verify-email/request", KNOWN),
+        ]:
+            assert_problem(post(server, path, {"email": address}), 429, "too_many_attempts")
+        server.flush_mail(smtp.mailbox)
+        assert len(smtp.mailbox.to(KNOWN, "reset_password")) == 1
+
+
+def test_enumeration_safe_registration_needs_required_verification(tmp_path: Path) -> None:
+    env = server_env(
+        tmp_path, "http://127.0.0.1:8000", AUTHGATE_ENUMERATION_SAFE_REGISTRATION="true"
+    )
+    with pytest.raises(ConfigurationError, match="REQUIRE_VERIFIED_EMAIL"):
+        Settings.from_env(env, config_dir=tmp_path)

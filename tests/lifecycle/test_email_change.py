@@ -178,3 +178,46 @@ def test_email_change_requests_are_limited_per_account(tmp_path: Path, smtp: Smt
         assert r.headers["retry-after"]
         server.flush_mail(smtp.mailbox)
         assert smtp.mailbox.to("new9@example.org") == []
+
+
+def test_a_password_change_ends_a_pending_email_change(server: Server, smtp: Smtp) -> None:
+    """Someone who phished the password asks to move the account to their address. The
+    owner gets the notice, which says: "If this was not you, change your password now".
+    They do; the pending confirmation link must die with it, or the advice does nothing
+    and the intruder still takes the address (and then the account, by a reset link)."""
+    tokens = server.register(OLD)
+    intruder = "intruder@example.net"
+    assert change(server, tokens["access_token"], intruder).status_code == 202
+    link = smtp.mailbox.token(intruder, "email_change_confirm")
+    smtp.mailbox.wait(OLD, "email_change_notice")
+
+    new_password = "the owner reacts quickly 1"
+    r = server.http.post(
+        "/auth/password",
+        json={"current_password": PASSWORD, "new_password": new_password},
+        headers=bearer(server.login(OLD)["access_token"]),
+    )
+    assert r.status_code == 204, r.text
+
+    assert_problem(confirm(server, link), 400, "link_token_revoked")
+    assert logs_in(server, OLD, new_password)
+    assert not logs_in(server, intruder, new_password)
+
+
+def test_a_password_reset_ends_a_pending_email_change(server: Server, smtp: Smtp) -> None:
+    """The same, when the owner follows a reset link instead."""
+    tokens = server.register(OLD)
+    intruder = "intruder@example.net"
+    assert change(server, tokens["access_token"], intruder).status_code == 202
+    link = smtp.mailbox.token(intruder, "email_change_confirm")
+
+    assert server.http.post("/auth/password/forgot", json={"email": OLD}).status_code == 202
+    reset = smtp.mailbox.token(OLD, "reset_password")
+    new_password = "the owner reacts quickly 1"
+    r = server.http.post(
+        "/auth/password/reset", json={"token": reset, "new_password": new_password}
+    )
+    assert r.status_code == 204, r.text
+
+    assert_problem(confirm(server, link), 400, "link_token_revoked")
+    assert logs_in(server, OLD, new_password)

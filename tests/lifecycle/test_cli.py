@@ -61,7 +61,7 @@ def test_users_verify_marks_the_address_verified(setup: tuple[Server, Operator])
     server, cli = setup
     added = cli(*add_user(ADDRESS), stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
-    assert cli.users()[ADDRESS]["email_verified"] is False
+    assert server.me(server.login(ADDRESS)["access_token"]).json()["email_verified"] is False
 
     result = cli("users", "verify", ADDRESS.upper())
     assert result.returncode == 0, result.stderr

@@ -98,6 +98,26 @@ def test_a_verification_link_after_a_newer_one_is_link_token_superseded(
     assert server.me(server.login(ADDRESS)["access_token"]).json()["email_verified"] is True
 
 
+def test_an_email_change_link_after_a_newer_one_is_link_token_superseded(
+    server: Server, smtp: Smtp
+) -> None:
+    access = registered(server, smtp)["access_token"]
+    for address in ("first@example.org", "second@example.org"):
+        r = server.http.post(
+            "/auth/email",
+            json={"new_email": address, "current_password": PASSWORD},
+            headers=bearer(access),
+        )
+        assert r.status_code == 202, r.text
+    first = smtp.mailbox.token("first@example.org", "email_change_confirm")
+    second = smtp.mailbox.token("second@example.org", "email_change_confirm")
+    r = server.http.post("/auth/email/confirm", json={"token": first})
+    assert_problem(r, 400, "link_token_superseded")
+    assert server.http.post("/auth/email/confirm", json={"token": second}).status_code == 204
+    assert can_log_in(server, PASSWORD, "second@example.org")
+    assert not can_log_in(server, PASSWORD, "first@example.org")
+
+
 # --- the password or the address changed -----------------------------------------------------
 
 

@@ -255,17 +255,13 @@ class Server(AuthgateServer):
         eventually(lambda: len(mailbox.to(SENTINEL)) > before, what="the sentinel mail")
 
     def audit(self, event: str) -> list[dict[str, Any]]:
-        """The audit rows of ``event``, read from the database file."""
-        with contextlib.closing(self.db()) as db:
-            db.row_factory = _dict_row
-            rows = db.execute(
-                "SELECT * FROM audit_events WHERE event = ? ORDER BY id", (event,)
-            ).fetchall()
-        return rows
-
-
-def _dict_row(cursor: Any, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+        """The audit events named ``event``, in order, read from the store (whatever the
+        backend): ``event``, ``user_id``, ``ip`` and ``detail`` (a dict)."""
+        rows = self.call(self.services.storage.query_audit(event=event, limit=1000))
+        return [
+            {"event": r.event, "user_id": r.user_id, "ip": r.ip, "detail": dict(r.detail)}
+            for r in rows
+        ]
 
 
 async def _enqueue(queue: Any, message: Message) -> bool:

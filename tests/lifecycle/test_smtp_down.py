@@ -4,9 +4,11 @@ audited and counted in /metrics. When the SMTP server comes back, mail flows aga
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -14,7 +16,7 @@ from aiosmtpd.controller import Controller
 from _support.http import bearer
 from _support.live import free_port
 
-from .conftest import Mailbox, Pki, Server, Smtp, eventually, running
+from .conftest import SMTP_PASSWORD, SMTP_USER, Mailbox, Server, Smtp, eventually, running
 
 ADDRESS = "down@example.com"
 
@@ -107,7 +109,7 @@ def test_smtp_comes_back_and_mail_flows_again(down: Server, down_port: int) -> N
 
 
 def test_an_untrusted_smtp_certificate_is_a_failure_never_a_plaintext_send(
-    tmp_path: Path, smtp: Smtp, pki: Pki
+    tmp_path: Path, smtp: Smtp
 ) -> None:
     """STARTTLS to a server whose CA is not trusted (no AUTHGATE_SMTP_CA_FILE): the mail
     is not sent, the failure is audited; nothing reaches the SMTP server."""
@@ -123,3 +125,30 @@ def test_an_untrusted_smtp_certificate_is_a_failure_never_a_plaintext_send(
         assert row["detail"]["kind"] == "verify_email"
         assert smtp.mailbox.messages() == []
         assert failures(server) == 1
+
+
+def test_starttls_is_never_downgraded_to_plain_text(tmp_path: Path) -> None:
+    """smtp+starttls:// to a server that offers no STARTTLS: nothing is sent (least of
+    all the SMTP password, in the clear); the failure is audited without the password."""
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)  # no TLS at all
+    controller.start()
+    try:
+        url = f"smtp+starttls://{quote(SMTP_USER, safe='')}:{quote(SMTP_PASSWORD, safe='')}"
+        with running(
+            tmp_path,
+            AUTHGATE_EMAIL="smtp",
+            AUTHGATE_SMTP_URL=f"{url}@127.0.0.1:{port}",
+            AUTHGATE_EMAIL_FROM="authgate <no-reply@example.com>",
+        ) as server:
+            r = server.http.post(
+                "/auth/register",
+                json={"email": ADDRESS, "password": "correct horse battery staple 42"},
+            )
+            assert r.status_code == 201, r.text
+            [row] = eventually(lambda: server.audit("mail_failed"))
+            assert row["detail"]["kind"] == "verify_email"
+            assert SMTP_PASSWORD not in json.dumps(row)
+            assert mailbox.messages() == []
+    finally:
+        controller.stop()

@@ -11,6 +11,10 @@ Tree::
     ├── ConfigurationError          invalid_configuration
     ├── AuthenticationRequired      authentication_required
     ├── InvalidCredentials          invalid_credentials
+    │   └── InvalidMfaCode          invalid_mfa_code
+    ├── InvalidMfaToken             invalid_mfa_token
+    ├── InsufficientUserAuthentication  insufficient_user_authentication
+    ├── MfaConflict                 mfa_already_enabled
     ├── InvalidClient               invalid_client
     ├── UnsupportedGrantType        unsupported_grant_type
     ├── InvalidGrant                invalid_grant
@@ -23,6 +27,7 @@ Tree::
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
+    │   └── MfaNotEnabled           mfa_not_enabled
     ├── Forbidden                   forbidden
     │   ├── InsufficientScope       insufficient_scope
     │   └── EmailNotVerified        email_not_verified
@@ -138,6 +143,32 @@ class InvalidCredentials(AuthgateError):
     code = "invalid_credentials"
 
 
+class InvalidMfaCode(InvalidCredentials):
+    """A second factor (a TOTP code, a recovery code) is wrong, or was used already.
+    It counts against the second-factor throttle."""
+
+    code = "invalid_mfa_code"
+
+
+class InvalidMfaToken(AuthgateError):
+    """The ``mfa_token`` of a two-step login is unknown, forged, expired or used."""
+
+    code = "invalid_mfa_token"
+
+
+class InsufficientUserAuthentication(AuthgateError):
+    """The token's login does not meet the demand (a second factor, a recent login):
+    RFC 9470. ``context`` may carry ``max_age`` and ``acr_values``."""
+
+    code = "insufficient_user_authentication"
+
+
+class MfaConflict(AuthgateError):
+    """A second factor is on already: turning it on again needs the password and a code."""
+
+    code = "mfa_already_enabled"
+
+
 class InvalidClient(AuthgateError):
     """Client authentication failed (unknown client, wrong secret, bad assertion)."""
 
@@ -208,6 +239,12 @@ class NotFound(AuthgateError):
     """The thing asked for does not exist (or is not the caller's)."""
 
     code = "not_found"
+
+
+class MfaNotEnabled(NotFound):
+    """The user has no such second factor."""
+
+    code = "mfa_not_enabled"
 
 
 class Forbidden(AuthgateError):
@@ -402,6 +439,7 @@ __all__ = [
     "EmailTaken",
     "Forbidden",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidClient",
@@ -412,6 +450,8 @@ __all__ = [
     "InvalidIssuer",
     "InvalidJSON",
     "InvalidKey",
+    "InvalidMfaCode",
+    "InvalidMfaToken",
     "InvalidRequest",
     "InvalidScope",
     "InvalidSignature",
@@ -427,6 +467,8 @@ __all__ = [
     "LinkTokenWrongPurpose",
     "MailError",
     "MalformedToken",
+    "MfaConflict",
+    "MfaNotEnabled",
     "MissingClaim",
     "NotFound",
     "Overloaded",

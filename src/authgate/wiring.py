@@ -38,6 +38,7 @@ from authgate.service.mail import (
     SmtpSender,
     WebhookSender,
 )
+from authgate.service.mfa import Mfa, OtpThrottle
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
 from authgate.service.tokens import AccessTokens
@@ -142,6 +143,7 @@ class Services:
     mail_templates: MailTemplates
     links: AccountLinks
     jobs: Jobs
+    mfa: Mfa
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -273,7 +275,25 @@ class Services:
             clock=clock,
             policy=link_policy,
         )
+        mfa = Mfa(
+            storage,
+            accounts=accounts,
+            sessions=sessions,
+            keyring=keyring,
+            throttle=OtpThrottle(
+                counters, policy=settings.login_throttle_policy(), clock=clock, sleep=sleep
+            ),
+            audit=audit,
+            clock=clock,
+            mail=mail,
+            templates=templates,
+            issuer=settings.issuer,
+            secret_key=derive(master, b"authgate totp secret v1"),
+            code_key=derive(master, b"authgate recovery-code digest v1"),
+            require_verified_email=settings.require_verified_email,
+        )
         services = cls(
+            mfa=mfa,
             mail=mail,
             mail_templates=templates,
             links=links,

@@ -51,8 +51,10 @@ def test_register_returns_tokens_and_user(shared: LiveServer) -> None:
         "permissions",
         "created_at",
         "email_verified",
+        "mfa",
     }
     assert user["email_verified"] is False
+    assert user["mfa"] == {"totp": False, "passkeys": 0, "recovery_codes_left": 0}
     assert user["email"] == email
     assert user["name"] == "Ada"
     assert user["roles"] == []

@@ -70,10 +70,11 @@ def test_forgot_password_is_throttled_alike_for_known_and_unknown(
             unknown = post(server, "/auth/password/forgot", {"email": UNKNOWN})
             assert shape(known) == shape(unknown)
             assert known.status_code == 202
+        # Over an address's limit: the same 202 (an anonymous caller cannot lock the owner
+        # out of their own mail with a 429), and nothing more is sent.
         known = post(server, "/auth/password/forgot", {"email": KNOWN})
         unknown = post(server, "/auth/password/forgot", {"email": UNKNOWN})
-        assert_problem(known, 429, "too_many_attempts")
-        assert known.headers["retry-after"]
+        assert known.status_code == 202
         assert shape(known) == shape(unknown)
         server.flush_mail(smtp.mailbox)
         assert len(smtp.mailbox.to(KNOWN, "reset_password")) == 2
@@ -176,7 +177,8 @@ def test_enumeration_safe_registration_refuses_a_weak_password_alike(
 
 
 def test_mail_requests_are_limited_per_ip_whatever_the_address(tmp_path: Path, smtp: Smtp) -> None:
-    with running(tmp_path, **smtp.env(), AUTHGATE_MAIL_IP_LIMIT="3") as server:
+    # The registration counts against the IP's mail limit too: 1 + 3.
+    with running(tmp_path, **smtp.env(), AUTHGATE_MAIL_IP_LIMIT="4") as server:
         server.register(KNOWN)
         server.flush_mail(smtp.mailbox)
         answers = [

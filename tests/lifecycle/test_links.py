@@ -162,7 +162,7 @@ def test_a_reset_link_after_an_email_change_is_link_token_revoked(
 
 
 def test_a_reset_link_expires_after_its_lifetime(tmp_path: Path, smtp: Smtp) -> None:
-    with running(tmp_path, **smtp.env(), AUTHGATE_PASSWORD_RESET_TTL="10m") as server:
+    with running(tmp_path, **smtp.env(), AUTHGATE_RESET_TTL="10m") as server:
         registered(server, smtp)
         early = forgot(server, smtp, count=1)
         # The mail states the lifetime from the settings.

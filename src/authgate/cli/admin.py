@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from authgate.errors import AuthgateError, InvalidToken
+from authgate.errors import AuthgateError, InvalidToken, MailError
 
 if TYPE_CHECKING:
     from authgate.jose import Key
@@ -103,6 +103,18 @@ async def users_verify(svc: Services, email: str) -> int:
     return 0
 
 
+@users.command("mfa-reset")
+@click.argument("email")
+@service_command()
+async def users_mfa_reset(svc: Services, email: str) -> int:
+    """Turn every second factor of a user off (recovery codes too); the user is told by
+    mail, and it is audited."""
+    user = await svc.accounts.by_email(email)
+    await svc.mfa.reset(user.id, by="cli")
+    click.echo(f"second factors of {user.email} turned off", err=True)
+    return 0
+
+
 @users.command("reset-link")
 @click.argument("email")
 @click.option(
@@ -120,7 +132,16 @@ async def users_reset_link(svc: Services, email: str, print_link: bool) -> int:
     if print_link:
         click.echo(svc.links.templates.link("/reset-password", token))
         return 0
-    await svc.mail.sender.send(svc.links.reset_message(user, token))
+    try:
+        await svc.mail.sender.send(svc.links.reset_message(user, token))
+    except MailError as exc:
+        await svc.audit.record(
+            "mail_failed",
+            user_id=user.id,
+            kind="reset_password",
+            error=str(exc.context.get("error") or exc.code),
+        )
+        raise
     click.echo(f"reset link sent to {user.email}", err=True)
     return 0
 

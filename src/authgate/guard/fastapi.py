@@ -11,11 +11,11 @@ from fastapi import HTTPException, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
-from authgate.errors import AuthenticationRequired, InsufficientScope, InvalidRequest, InvalidToken
+from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
 from authgate.guard.asgi import SCOPE_KEY, token_from_scope
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement
-from authgate.guard.responses import challenge
+from authgate.guard.responses import REFUSALS, challenge
 
 SCHEME_NAME = "authgate"
 
@@ -57,7 +57,7 @@ class GuardDependency(SecurityBase):
             scope[SCOPE_KEY] = (guard, principal)
         try:
             self.requirement.check(principal)
-        except InsufficientScope as exc:
+        except REFUSALS as exc:
             raise http_error(exc, guard.realm) from None
         return principal
 

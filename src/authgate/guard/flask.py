@@ -115,10 +115,13 @@ class FlaskGuard:
         roles: Collection[str] = (),
         any_of: Collection[str] = (),
         verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
     ) -> Callable[[_View], _View]:
         """Same as :meth:`Guard.flask_required`."""
         return required(
-            self.guard, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+            self.guard,
+            self.guard._requirement(permissions, roles, any_of, verified, mfa, max_auth_age),
         )
 
 

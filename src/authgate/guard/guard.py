@@ -239,21 +239,45 @@ class Guard:
 
     # --- adapters (each imported on first use: the adapters import this module) ------------
 
+    def _requirement(
+        self,
+        permissions: Collection[str],
+        roles: Collection[str],
+        any_of: Collection[str],
+        verified: bool,
+        mfa: bool,
+        max_auth_age: int | None,
+    ) -> Requirement:
+        """A route's demand, with this guard's clock for ``max_auth_age``."""
+        return Requirement.of(
+            permissions,
+            roles=roles,
+            any_of=any_of,
+            verified=verified,
+            mfa=mfa,
+            max_auth_age=max_auth_age,
+            clock=self._clock,
+        )
+
     def require(
         self,
         *permissions: str,
         roles: Collection[str] = (),
         any_of: Collection[str] = (),
         verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
     ) -> Callable[[Request], Awaitable[Principal]]:
         """A FastAPI dependency that answers the Principal, or 401/403 per RFC 6750; it
         shows in the OpenAPI security schemes. Demands every permission of
         ``permissions``, every role of ``roles``, if given one permission of ``any_of``,
-        and with ``verified`` a verified email address (403 ``email_not_verified``)."""
+        with ``verified`` a verified email address (403 ``email_not_verified``), with
+        ``mfa`` a login with a second factor and with ``max_auth_age`` a login at most that
+        many seconds ago (401 ``insufficient_user_authentication``, RFC 9470)."""
         from authgate.guard.fastapi import GuardDependency
 
         return GuardDependency(
-            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
         )
 
     def asgi_middleware(self, app: ASGIApp) -> ASGIApp:
@@ -270,6 +294,8 @@ class Guard:
         roles: Collection[str] = (),
         any_of: Collection[str] = (),
         verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
     ) -> Callable[[_View], _View]:
         """A decorator for Starlette endpoints: 401/403 per RFC 6750 unless the request's
         token meets the requirement; ``request.user`` is then the Principal. It also fits
@@ -278,7 +304,7 @@ class Guard:
         from authgate.guard.asgi import required
 
         return required(
-            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
         )
 
     def flask_required(
@@ -287,12 +313,14 @@ class Guard:
         roles: Collection[str] = (),
         any_of: Collection[str] = (),
         verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
     ) -> Callable[[_View], _View]:
         """A decorator for Flask views (``flask`` extra); ``flask.g.principal`` is set."""
         from authgate.guard.flask import required
 
         return required(
-            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
         )
 
     def django_required(
@@ -301,12 +329,14 @@ class Guard:
         roles: Collection[str] = (),
         any_of: Collection[str] = (),
         verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
     ) -> Callable[[_View], _View]:
         """A decorator for Django views (``django`` extra); ``request.principal`` is set."""
         from authgate.guard.django import required
 
         return required(
-            self, Requirement.of(permissions, roles=roles, any_of=any_of, verified=verified)
+            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
         )
 
     # --- state ------------------------------------------------------------------------------

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from authgate.errors import EmailNotVerified, InsufficientScope, InvalidClaims
+from authgate.clock import Clock, SystemClock
+from authgate.errors import (
+    EmailNotVerified,
+    InsufficientScope,
+    InsufficientUserAuthentication,
+    InvalidClaims,
+)
 
 _ABSENT: Any = object()
 
@@ -107,13 +113,18 @@ def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """What a route demands: every permission of ``permissions``, every role of
-    ``roles``, when ``any_of`` is given at least one permission of it, and with
-    ``verified`` an ``email_verified`` claim that is true."""
+    ``roles``, when ``any_of`` is given at least one permission of it, with ``verified``
+    an ``email_verified`` claim that is true, with ``mfa`` an ``amr`` that names ``mfa``
+    (a login with a second factor), and with ``max_auth_age`` a login (``auth_time``) at
+    most that many seconds ago, on ``clock``. The last two are step-up demands (RFC 9470)."""
 
     permissions: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     any_of: tuple[str, ...] = ()
     verified: bool = False
+    mfa: bool = False
+    max_auth_age: int | None = None
+    clock: Clock = field(default_factory=SystemClock, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -123,13 +134,23 @@ class Requirement:
         roles: Iterable[str] = (),
         any_of: Iterable[str] = (),
         verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
+        clock: Clock | None = None,
     ) -> Requirement:
         """Validate and build a requirement."""
+        if max_auth_age is not None and (
+            isinstance(max_auth_age, bool) or not isinstance(max_auth_age, int) or max_auth_age < 0
+        ):
+            raise ValueError("max_auth_age must be a whole number of seconds, 0 or more")
         return cls(
             _names(permissions, "permission"),
             _names(roles, "role"),
             _names(any_of, "permission"),
             bool(verified),
+            bool(mfa),
+            max_auth_age,
+            clock or SystemClock(),
         )
 
     @property
@@ -149,6 +170,23 @@ class Requirement:
             raise InsufficientScope("the token lacks a needed permission or role", scope=self.scope)
         if self.verified and principal.claims.get("email_verified") is not True:
             raise EmailNotVerified("the route needs a verified email address")
+        if self.mfa:
+            amr = principal.claims.get("amr")
+            if type(amr) is not list or "mfa" not in amr:
+                raise InsufficientUserAuthentication(
+                    "the route needs a login with a second factor",
+                    description="a login with a second factor is needed",
+                    acr_values="mfa",
+                    max_age=self.max_auth_age,
+                )
+        if self.max_auth_age is not None:
+            auth_time = principal.claims.get("auth_time")
+            if type(auth_time) is not int or self.clock.now() - auth_time > self.max_auth_age:
+                raise InsufficientUserAuthentication(
+                    "the route needs a more recent login",
+                    description="a more recent login is needed",
+                    max_age=self.max_auth_age,
+                )
 
 
 __all__ = ["Principal", "Requirement"]

@@ -11,6 +11,7 @@ from authgate.errors import (
     AuthgateError,
     EmailNotVerified,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidRequest,
     InvalidToken,
 )
@@ -21,6 +22,7 @@ REFUSALS = (
     InvalidToken,
     InsufficientScope,
     EmailNotVerified,
+    InsufficientUserAuthentication,
 )
 """The errors a protected route answers with a challenge (anything else is a bug: a 500)."""
 
@@ -70,6 +72,15 @@ def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
         scope = " ".join(exc.context.get("scope", ()))
         if scope:
             params.append(f'scope="{scope}"')
+    elif isinstance(exc, InsufficientUserAuthentication):
+        # RFC 9470 section 3: a 401 that names what the login lacks.
+        status, error = 401, "insufficient_user_authentication"
+        params.append('error="insufficient_user_authentication"')
+        params.append(f'error_description="{exc.context.get("description", "step-up needed")}"')
+        if exc.context.get("acr_values"):
+            params.append(f'acr_values="{exc.context["acr_values"]}"')
+        if exc.context.get("max_age") is not None:
+            params.append(f'max_age="{int(exc.context["max_age"])}"')
     elif isinstance(exc, EmailNotVerified):
         status, error = 403, "email_not_verified"
         params.append('error="insufficient_scope"')

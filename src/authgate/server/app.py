@@ -26,6 +26,7 @@ from authgate.server.routes import (
     auth,
     docs,
     lifecycle,
+    mfa,
     oauth2,
     ops,
     pages,
@@ -47,6 +48,7 @@ async def _maintain(svc: Services, interval: float) -> None:
             await svc.revocations.purge()
             await svc.clients.purge()
             await svc.links.purge()
+            await svc.mfa.purge()
         except AuthgateError as exc:
             log.warning("maintenance failed: %s", exc.code)
 
@@ -93,6 +95,7 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(auth.router)
     app.include_router(lifecycle.router)
+    app.include_router(mfa.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(oauth2.router)

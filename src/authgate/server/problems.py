@@ -22,7 +22,11 @@ PROBLEM_JSON = "application/problem+json"
 _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.AuthenticationRequired, 401, "Authentication required"),
     (e.InvalidToken, 401, "The token is invalid"),
+    (e.InvalidMfaCode, 401, "The second factor is wrong"),
     (e.InvalidCredentials, 401, "Invalid email or password"),
+    (e.InvalidMfaToken, 401, "The MFA login is invalid, expired or used"),
+    (e.InsufficientUserAuthentication, 401, "A stronger or more recent login is needed"),
+    (e.MfaConflict, 409, "A second factor is on already"),
     (e.InvalidGrant, 401, "The grant is invalid, expired or revoked"),
     (e.InvalidScope, 400, "The requested scope is not allowed"),
     (e.WeakPassword, 400, "The password is too weak"),
@@ -53,6 +57,21 @@ def status_of(exc: e.AuthgateError) -> tuple[int, str]:
     return 400, "The request was refused"
 
 
+def insufficient_user_authentication(
+    exc: e.AuthgateError, *, realm: str | None = "authgate"
+) -> str:
+    """The RFC 9470 challenge: ``error="insufficient_user_authentication"``, with the
+    ``max_age`` and ``acr_values`` the demand names."""
+    params = [f'realm="{realm}"'] if realm else []
+    params.append('error="insufficient_user_authentication"')
+    params.append(f'error_description="{exc.context.get("description", "step-up needed")}"')
+    if exc.context.get("max_age") is not None:
+        params.append(f'max_age="{int(exc.context["max_age"])}"')
+    if exc.context.get("acr_values"):
+        params.append(f'acr_values="{exc.context["acr_values"]}"')
+    return "Bearer " + ", ".join(params)
+
+
 def headers_of(exc: e.AuthgateError, status: int) -> dict[str, str]:
     """RFC 6750 challenges and Retry-After."""
     headers: dict[str, str] = {}
@@ -60,6 +79,8 @@ def headers_of(exc: e.AuthgateError, status: int) -> dict[str, str]:
         headers["WWW-Authenticate"] = 'Bearer realm="authgate"'
     elif isinstance(exc, e.InvalidToken):
         headers["WWW-Authenticate"] = 'Bearer realm="authgate", error="invalid_token"'
+    elif isinstance(exc, e.InsufficientUserAuthentication):
+        headers["WWW-Authenticate"] = insufficient_user_authentication(exc)
     elif isinstance(exc, e.InsufficientScope):
         scope = " ".join(exc.context.get("scope", ()))
         headers["WWW-Authenticate"] = (

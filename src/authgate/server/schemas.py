@@ -51,6 +51,51 @@ class EmailChangeIn(Strict):
     current_password: str = Field(max_length=4096)
 
 
+class MfaOut(BaseModel):
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+
+
+class TotpEnrolIn(Strict):
+    """Only to replace an active TOTP: the password and a current code."""
+
+    password: str | None = Field(default=None, max_length=4096)
+    code: str | None = Field(default=None, max_length=16)
+
+
+class TotpEnrolOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class CodeIn(Strict):
+    code: str = Field(max_length=16)
+
+
+class ReauthIn(Strict):
+    password: str = Field(max_length=4096)
+    code: str = Field(max_length=16)
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class MfaLoginIn(Strict):
+    mfa_token: str = Field(max_length=4096)
+    code: str | None = Field(default=None, max_length=16)
+    recovery_code: str | None = Field(default=None, max_length=64)
+
+
+class MfaRequiredOut(BaseModel):
+    mfa_required: Literal[True]
+    mfa_token: str
+    methods: list[str]
+    expires_in: int
+
+
 class AcceptedOut(BaseModel):
     """The one answer of a request whose outcome arrives by mail."""
 
@@ -75,6 +120,7 @@ class UserOut(BaseModel):
     permissions: list[str]
     created_at: float
     email_verified: bool
+    mfa: MfaOut
 
 
 class AdminUserOut(UserOut):

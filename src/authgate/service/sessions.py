@@ -125,8 +125,12 @@ class Sessions:
         permissions: Sequence[str],
         client_id: str = FIRST_PARTY_CLIENT,
         now: float,
+        amr: Sequence[str] = ("pwd",),
+        auth_time: float | None = None,
     ) -> tuple[str, int]:
-        """Sign an RFC 9068 access token of a session; return it with its lifetime."""
+        """Sign an RFC 9068 access token of a session; return it with its lifetime. ``amr``
+        and ``auth_time`` (RFC 8176, OpenID Connect) say how and when the session's login
+        was made."""
         return self.tokens.issue(
             sub=user.id,
             client_id=client_id,
@@ -136,6 +140,8 @@ class Sessions:
             ver=user.ver,
             roles=list(user.roles),
             email_verified=user.email_verified,
+            amr=list(amr),
+            auth_time=int(now if auth_time is None else auth_time),
         )
 
     @staticmethod
@@ -155,11 +161,13 @@ class Sessions:
         user_agent: str | None,
         client_id: str = FIRST_PARTY_CLIENT,
         scope: str | None = None,
+        amr: Sequence[str] = ("pwd",),
     ) -> TokenPair:
         """Open a session (a new refresh family) and issue its first pair. The token carries
         the user's roles, permissions and ``ver`` as read in the transaction that creates
-        the session; InvalidCredentials (nothing written) if the user was disabled or
-        deleted meanwhile."""
+        the session, and ``amr`` (how the login was made) with ``auth_time`` (now), which
+        every refresh keeps; InvalidCredentials (nothing written) if the user was disabled
+        or deleted meanwhile, or its password hash is no longer ``user.password_hash``."""
         now = self.clock.now()
         if scope is not None:  # refuse a bad scope before anything is written
             self._narrow(await self.accounts.permissions(user), scope)
@@ -177,6 +185,8 @@ class Sessions:
             ip=ip,
             user_agent=(user_agent or "")[:512] or None,
             scope=scope,
+            amr=" ".join(amr),
+            auth_time=now,
         )
         first = RefreshRecord(
             digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
@@ -186,7 +196,13 @@ class Sessions:
             raise InvalidCredentials("the account was disabled or deleted during the login")
         permissions = self._narrow(live.permissions, scope)
         access, ttl = self.issue_access(
-            live.user, sid=sid, permissions=permissions, client_id=client_id, now=now
+            live.user,
+            sid=sid,
+            permissions=permissions,
+            client_id=client_id,
+            now=now,
+            amr=amr,
+            auth_time=now,
         )
         return TokenPair(access, ttl, refresh, int(idle - now), " ".join(permissions), sid, user.id)
 
@@ -249,8 +265,15 @@ class Sessions:
             await self._reuse_detected(session, ip)
             raise InvalidGrant("refresh token reuse")
         permissions = self._narrow(context.permissions, scope or session.scope)
+        # A refresh keeps how and when the login was made: it never adds a factor.
         access, ttl = self.issue_access(
-            user, sid=session.sid, permissions=permissions, client_id=session.client_id, now=now
+            user,
+            sid=session.sid,
+            permissions=permissions,
+            client_id=session.client_id,
+            now=now,
+            amr=session.amr.split() if session.amr else ("pwd",),
+            auth_time=session.created_at if session.auth_time is None else session.auth_time,
         )
         # The successor was made at the rotation (now, or earlier within the grace window).
         idle_at = self._idle_deadline(record.rotated_at or now, session)

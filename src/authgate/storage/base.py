@@ -69,6 +69,31 @@ class LinkRedemption:
 
 
 @dataclass(frozen=True, slots=True)
+class TotpRecord:
+    """A user's TOTP: the active secret (once confirmed) and one being enrolled, each
+    encrypted (AES-256-GCM, nonce || ct); ``last_step`` is the last time step accepted."""
+
+    user_id: str
+    secret: bytes | None = None
+    confirmed_at: float | None = None
+    last_step: int | None = None
+    pending_secret: bytes | None = None
+    pending_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MfaLoginRecord:
+    """A login whose password was right, waiting for its second factor."""
+
+    jti: str
+    user_id: str
+    password_hash: str
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RoleRecord:
     """A role: a name and the permissions it grants."""
 
@@ -92,6 +117,8 @@ class SessionRecord:
     scope: str | None = None
     revoked_at: float | None = None
     replayed_at: float | None = None  # when the grace window's one replay was used
+    amr: str | None = None  # how the login was made: RFC 8176 values, space-separated
+    auth_time: float | None = None  # when (None: at created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,6 +597,80 @@ class LinkTokenStore(Protocol):
         ...
 
 
+class MfaStore(Protocol):
+    """Second factors: TOTP secrets, recovery codes, and logins waiting for their second
+    factor."""
+
+    async def get_totp(self, user_id: str) -> TotpRecord | None:
+        """The user's TOTP record (active or being enrolled), if any."""
+        ...
+
+    async def put_pending_totp(self, user_id: str, secret: bytes, *, now: float) -> bool:
+        """Store a secret being enrolled (replacing an earlier one being enrolled; the
+        active secret stays until the new one is confirmed); False if no such user."""
+        ...
+
+    async def confirm_totp(
+        self,
+        user_id: str,
+        *,
+        pending: bytes,
+        step: int,
+        now: float,
+        recovery_digests: Sequence[str],
+    ) -> bool:
+        """In one transaction, if ``pending`` is still the secret being enrolled: make it
+        the active secret with ``step`` as its last step, and replace the user's recovery
+        codes by ``recovery_digests``. False (nothing changed) otherwise."""
+        ...
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Atomic compare-and-set: accept time step ``step`` of the active secret only if
+        it is later than the last one accepted; False otherwise (a replay)."""
+        ...
+
+    async def delete_totp(self, user_id: str, *, keep_recovery_codes: bool) -> bool:
+        """Remove the user's TOTP (and, unless kept, the recovery codes) in one
+        transaction; False if there was none."""
+        ...
+
+    async def replace_recovery_codes(
+        self, user_id: str, digests: Sequence[str], *, now: float
+    ) -> None:
+        """Replace every recovery code of the user, in one transaction."""
+        ...
+
+    async def use_recovery_code(self, user_id: str, digest: str, *, now: float) -> bool:
+        """Atomic compare-and-set: mark an unused code used; False if unknown or used."""
+        ...
+
+    async def recovery_codes_left(self, user_id: str) -> int:
+        """How many unused recovery codes the user has."""
+        ...
+
+    async def mfa_summary(self, user_id: str) -> tuple[bool, int]:
+        """Whether the user has an active TOTP, and how many unused recovery codes, read
+        in one statement."""
+        ...
+
+    async def create_mfa_login(self, login: MfaLoginRecord) -> None:
+        """Record a login waiting for its second factor."""
+        ...
+
+    async def get_mfa_login(self, jti: str) -> MfaLoginRecord | None:
+        """A pending login by jti, in whatever state."""
+        ...
+
+    async def use_mfa_login(self, jti: str, *, now: float) -> MfaLoginRecord | None:
+        """Atomic compare-and-set: mark an unused, unexpired pending login used and return
+        it; None otherwise."""
+        ...
+
+    async def purge_mfa_logins(self, *, before: float) -> int:
+        """Delete pending logins that expired before ``before``; how many."""
+        ...
+
+
 class Counters(Protocol):
     """Fixed-window counters for throttling, shared by every instance."""
 
@@ -611,6 +712,7 @@ class Storage(
     AuditLog,
     ClientStore,
     LinkTokenStore,
+    MfaStore,
     Counters,
     Database,
     Protocol,

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from authgate.errors import NotFound
 from authgate.server.deps import Admin, Svc
+from authgate.server.routes.auth import mfa_out
 from authgate.server.routes.lifecycle import accepted
 from authgate.server.schemas import (
     COMMON_ERRORS,
@@ -49,6 +50,7 @@ async def _user(
         permissions=list(permissions),
         created_at=user.created_at,
         email_verified=user.email_verified,
+        mfa=await mfa_out(svc, user.id),
         disabled=user.disabled,
     )
 
@@ -119,6 +121,14 @@ async def resend_verification(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
     """Mail the user a new verification link (nothing if the address is verified)."""
     await svc.links.send_verification(await svc.accounts.get(user_id))
     return accepted("A verification link is on its way, unless the address is verified.")
+
+
+@router.post("/users/{user_id}/mfa-reset", status_code=204)
+async def reset_mfa(user_id: str, _: Admin, svc: Svc) -> Response:
+    """Turn every second factor of the user off (recovery codes too); audited, and the user
+    is told by mail."""
+    await svc.mfa.reset(user_id, by="admin")
+    return Response(status_code=204)
 
 
 @router.post("/users/{user_id}/reset-link", status_code=202, response_model=AcceptedOut)

@@ -33,6 +33,8 @@ from authgate.server.schemas import (
     COMMON_ERRORS,
     AcceptedOut,
     LoginIn,
+    MfaOut,
+    MfaRequiredOut,
     PasswordIn,
     RefreshIn,
     RegisterIn,
@@ -61,6 +63,17 @@ async def user_out(svc: Services, user: UserRecord) -> UserOut:
         permissions=list(await svc.accounts.permissions(user)),
         created_at=user.created_at,
         email_verified=user.email_verified,
+        mfa=await mfa_out(svc, user.id),
+    )
+
+
+async def mfa_out(svc: Services, user_id: str) -> MfaOut:
+    """The user's second factors, as /auth/me shows them."""
+    status = await svc.mfa.status(user_id)
+    return MfaOut(
+        totp=status.totp,
+        passkeys=status.passkeys,
+        recovery_codes_left=status.recovery_codes_left,
     )
 
 
@@ -146,12 +159,14 @@ async def _login_body(request: Request) -> LoginIn:
 
 @router.post(
     "/login",
-    response_model=TokenOut,
+    response_model=TokenOut | MfaRequiredOut,
     openapi_extra=_LOGIN_BODY,
     responses=COMMON_ERRORS | problem_responses(403),
 )
 async def login(request: Request, svc: Svc) -> JSONResponse:
-    """Log in with an email and password (JSON, or FastAPI's OAuth2 password form)."""
+    """Log in with an email and password (JSON, or FastAPI's OAuth2 password form). When
+    the account has a second factor, the answer is ``{mfa_required, mfa_token, methods}``
+    and no token pair: ``POST /auth/login/mfa`` finishes the login."""
     body = await _login_body(request)
     ip = client_ip(request)
     try:
@@ -159,6 +174,18 @@ async def login(request: Request, svc: Svc) -> JSONResponse:
     except InvalidCredentials:
         metrics(request).logins.labels("failed").inc()
         raise
+    challenge = await svc.mfa.challenge(user)
+    if challenge is not None:
+        metrics(request).logins.labels("mfa_required").inc()
+        return JSONResponse(
+            {
+                "mfa_required": True,
+                "mfa_token": challenge.mfa_token,
+                "methods": list(challenge.methods),
+                "expires_in": challenge.expires_in,
+            },
+            headers=NO_STORE,
+        )
     metrics(request).logins.labels("ok").inc()
     pair = await svc.sessions.start(user, ip=ip, user_agent=request.headers.get("user-agent"))
     return token_response(pair)
@@ -192,8 +219,8 @@ async def logout_all(ctx: Authenticated, svc: Svc) -> Response:
 
 
 @router.get("/me", response_model=UserOut, responses=COMMON_ERRORS)
-async def me(ctx: Authenticated) -> UserOut:
-    """The current user."""
+async def me(ctx: Authenticated, svc: Svc) -> UserOut:
+    """The current user, with the state of their second factors."""
     user = ctx.user
     return UserOut(
         id=user.id,
@@ -203,6 +230,7 @@ async def me(ctx: Authenticated) -> UserOut:
         permissions=list(ctx.user_permissions),
         created_at=user.created_at,
         email_verified=user.email_verified,
+        mfa=await mfa_out(svc, user.id),
     )
 
 

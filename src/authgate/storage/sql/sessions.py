@@ -40,6 +40,8 @@ _TOKEN_WITH_SESSION: Final = (
         sessions.c.scope,
         sessions.c.revoked_at,
         sessions.c.replayed_at,
+        sessions.c.amr,
+        sessions.c.auth_time,
     )
     .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
     .where(refresh_tokens.c.digest == bindparam("digest"))

@@ -6,9 +6,9 @@ the locks. Every public method maps driver errors with ``engine.translate``: cal
 only Conflict, StorageUnavailable or StorageError.
 
 Each Protocol has its own module (``users``, ``sessions``, ``revocations``, ``keys``,
-``audit``, ``clients``, ``links``, ``counters``) on the shared ``_base.SqlBase``: its engine,
-transactions with their serialization retry, and error translation. The advisory-lock
-ids are in ``locks``.
+``audit``, ``clients``, ``links``, ``mfa``, ``counters``) on the shared
+``_base.SqlBase``: its engine, transactions with their serialization retry, and error
+translation. The advisory-lock ids are in ``locks``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from authgate.storage.sql.counters import SqlCounters
 from authgate.storage.sql.keys import SqlKeys
 from authgate.storage.sql.links import SqlLinkTokens
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_KEY_LOCK, PG_REVOCATION_LOCK
+from authgate.storage.sql.mfa import SqlMfa
 from authgate.storage.sql.revocations import SqlRevocations
 from authgate.storage.sql.sessions import SqlSessions
 from authgate.storage.sql.users import SqlUsers
@@ -38,6 +39,7 @@ class SqlStorage(
     SqlAudit,
     SqlClients,
     SqlLinkTokens,
+    SqlMfa,
     SqlCounters,
 ):
     """Every storage Protocol (``authgate.storage.base.Storage``) on one AsyncEngine.

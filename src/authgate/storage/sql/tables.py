@@ -84,6 +84,10 @@ sessions = Table(
     Column("scope", Text, nullable=True),
     Column("revoked_at", Float, nullable=True),
     Column("replayed_at", Float, nullable=True),  # the family's one grace-window replay
+    # How the session's login was made (RFC 8176 values, space-separated) and when: a
+    # refresh keeps both as they were.
+    Column("amr", String(64), nullable=True),
+    Column("auth_time", Float, nullable=True),
 )
 
 refresh_tokens = Table(
@@ -193,6 +197,43 @@ link_tokens = Table(
     Index(None, "user_id", "purpose"),
 )
 
+# A user's TOTP: the active secret and the one being enrolled, each AES-256-GCM under a
+# subkey of the master key (AAD: the user id); ``last_step`` is the last time step accepted,
+# so that no code works twice.
+mfa_totp = Table(
+    "mfa_totp",
+    metadata,
+    Column("user_id", String(128), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("secret", LargeBinary, nullable=True),
+    Column("confirmed_at", Float, nullable=True),
+    Column("last_step", Integer, nullable=True),
+    Column("pending_secret", LargeBinary, nullable=True),
+    Column("pending_at", Float, nullable=True),
+)
+
+# Recovery codes, by keyed digest; each works once.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", String(128), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+# A login waiting for its second factor: the mfa_token's jti, single use, short-lived, with
+# the password hash that was checked (the session opens only while it is still the stored one).
+mfa_logins = Table(
+    "mfa_logins",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("user_id", String(128), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("used_at", Float, nullable=True),
+)
+
 counters = Table(
     "counters",
     metadata,
@@ -209,6 +250,9 @@ __all__ = [
     "keys",
     "link_tokens",
     "metadata",
+    "mfa_logins",
+    "mfa_totp",
+    "recovery_codes",
     "refresh_tokens",
     "revocations",
     "roles",

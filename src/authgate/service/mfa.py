@@ -1,0 +1,459 @@
+"""Multi-factor authentication: TOTP (RFC 6238, with pyotp), recovery codes, and the
+two-step login.
+
+The first step (the password) never opens a session when the user has a second factor: it
+answers an ``mfa_token``, a JWT of its own type (``mfa+jwt``) and audience (the issuer's
+``/auth/login/mfa``), so that no guard and no endpoint takes it for an access token. It
+lives five minutes, names a server-side record that is used once, and carries the password
+hash that was checked: the session opens only while that is still the stored hash.
+
+A TOTP code is accepted within one time step either side of now, and only for a step later
+than the last one accepted (a compare-and-set), so no code works twice. Second-factor
+failures have a throttle of their own, per account and per IP. TOTP secrets are encrypted
+at rest (AES-256-GCM under a subkey of the master key, the user id as associated data);
+recovery codes are stored as keyed digests and each works once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Final, Protocol
+
+import pyotp
+import segno
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from authgate.clock import Clock
+from authgate.errors import (
+    EmailNotVerified,
+    InvalidMfaCode,
+    InvalidMfaToken,
+    InvalidRequest,
+    InvalidToken,
+    MfaConflict,
+    MfaNotEnabled,
+    NotFound,
+    StorageError,
+)
+from authgate.jose import ClaimsPolicy, decode, encode
+from authgate.service.accounts import Accounts
+from authgate.service.audit import Audit
+from authgate.service.keyring import Keyring
+from authgate.service.limits import LoginThrottle
+from authgate.service.mail import MailQueue, MailTemplates
+from authgate.service.sessions import Sessions, TokenPair
+from authgate.storage.base import MfaLoginRecord, MfaStore, UserRecord, UserStore
+
+MFA_TOKEN_TYPE: Final = "mfa+jwt"  # noqa: S105  (a JWT typ, not a secret)
+MFA_TOKEN_TTL: Final = 300
+TOTP_STEP: Final = 30
+TOTP_DIGITS: Final = 6
+TOTP_WINDOW: Final = 1  # steps accepted either side of now
+RECOVERY_CODES: Final = 10
+_RECOVERY_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+_RECOVERY_LEN: Final = 12  # 59 bits
+_NONCE: Final = 12
+
+# RFC 8176 method references.
+AMR_PASSWORD: Final = "pwd"  # noqa: S105  (an RFC 8176 name, not a secret)
+AMR_OTP: Final = "otp"
+AMR_MFA: Final = "mfa"
+
+
+class OtpThrottle(LoginThrottle):
+    """The throttle of second-factor checks: the login throttle's rules on counters of
+    their own, apart from password failures."""
+
+    prefixes = ("otp:acct", "otp:ip")
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    """What the user needs to add the secret to an authenticator app."""
+
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class MfaStatus:
+    """The user's second factors, as ``/auth/me`` shows them."""
+
+    totp: bool
+    passkeys: int
+    recovery_codes_left: int
+
+    @property
+    def enabled(self) -> bool:
+        """True when a login needs a second factor."""
+        return self.totp or self.passkeys > 0
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    """The answer of a right password when a second factor is needed."""
+
+    mfa_token: str
+    methods: tuple[str, ...]
+    expires_in: int = MFA_TOKEN_TTL
+
+
+class _MfaStorage(UserStore, MfaStore, Protocol):
+    """What MFA needs of the store."""
+
+
+def normalize_recovery_code(code: str) -> str:
+    """A recovery code as stored: lower case, without spaces and hyphens."""
+    return "".join(ch for ch in code.lower() if ch not in " -\t")
+
+
+def new_recovery_code() -> str:
+    """A fresh recovery code: 12 characters without look-alikes, as xxxx-xxxx-xxxx."""
+    raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LEN))
+    return "-".join(raw[i : i + 4] for i in range(0, _RECOVERY_LEN, 4))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Mfa:
+    """TOTP enrolment, recovery codes, and the second step of a login."""
+
+    store: _MfaStorage
+    _: KW_ONLY
+    accounts: Accounts
+    sessions: Sessions
+    keyring: Keyring
+    throttle: OtpThrottle
+    audit: Audit
+    clock: Clock
+    mail: MailQueue
+    templates: MailTemplates
+    issuer: str
+    secret_key: bytes  # AES-256-GCM key of TOTP secrets
+    code_key: bytes  # HMAC key of recovery-code digests
+    require_verified_email: bool = False
+    totp_label: str = "authgate"
+
+    # --- at rest -------------------------------------------------------------------------
+
+    def _seal(self, user_id: str, secret: str) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + AESGCM(self.secret_key).encrypt(
+            nonce, secret.encode("ascii"), b"totp:" + user_id.encode("utf-8")
+        )
+
+    def _open(self, user_id: str, blob: bytes) -> str:
+        try:
+            plain = AESGCM(self.secret_key).decrypt(
+                blob[:_NONCE], blob[_NONCE:], b"totp:" + user_id.encode("utf-8")
+            )
+        except (InvalidTag, ValueError) as exc:
+            raise StorageError("a TOTP secret does not decrypt under this master key") from exc
+        return plain.decode("ascii")
+
+    def _code_digest(self, code: str) -> str:
+        normalized = normalize_recovery_code(code)
+        return hmac.new(self.code_key, normalized.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    # --- status --------------------------------------------------------------------------
+
+    async def status(self, user_id: str) -> MfaStatus:
+        """The user's second factors."""
+        totp, left = await self.store.mfa_summary(user_id)
+        return MfaStatus(totp=totp, passkeys=0, recovery_codes_left=left)
+
+    # --- TOTP ----------------------------------------------------------------------------
+
+    async def begin_totp(
+        self,
+        user: UserRecord,
+        *,
+        password: str | None = None,
+        code: str | None = None,
+        ip: str | None,
+    ) -> TotpEnrolment:
+        """Start enrolling a new TOTP secret; it is not active until confirmed. When one is
+        active already, re-enrolling needs the password and a current code (MfaConflict
+        without them)."""
+        if self.require_verified_email and not user.email_verified:
+            raise EmailNotVerified("verify the email address before turning on MFA")
+        current = await self.store.get_totp(user.id)
+        if current is not None and current.secret is not None:
+            if password is None or code is None:
+                raise MfaConflict("TOTP is on: send the password and a current code")
+            await self._reauthenticate(user, password, code, ip=ip)
+        secret = pyotp.random_base32()
+        if not await self.store.put_pending_totp(
+            user.id, self._seal(user.id, secret), now=self.clock.now()
+        ):
+            raise NotFound("no such user")
+        await self.audit.record("totp_enrolment_started", user_id=user.id, ip=ip)
+        uri = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP).provisioning_uri(
+            name=user.email, issuer_name=self.totp_label
+        )
+        qr = segno.make(uri, error="m").svg_inline(scale=4, title="TOTP QR code")
+        return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=qr)
+
+    def _steps(self, secret: str, code: str) -> list[int]:
+        """The time steps within the window whose code is ``code``."""
+        if len(code) != TOTP_DIGITS or not code.isascii() or not code.isdigit():
+            return []
+        totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP)
+        now_step = int(self.clock.now() // TOTP_STEP)
+        return [
+            step
+            for step in range(now_step - TOTP_WINDOW, now_step + TOTP_WINDOW + 1)
+            if hmac.compare_digest(totp.generate_otp(step), code)
+        ]
+
+    async def confirm_totp(self, user: UserRecord, code: str, *, ip: str | None) -> list[str]:
+        """Activate the secret being enrolled with a current code from it; a new set of
+        recovery codes (shown once; the old set dies)."""
+        record = await self.store.get_totp(user.id)
+        if record is None or record.pending_secret is None:
+            raise MfaNotEnabled("no TOTP enrolment to confirm")
+        pending = record.pending_secret
+        secret = self._open(user.id, pending)
+
+        async def check() -> int:
+            steps = self._steps(secret, _clean(code))
+            if not steps:
+                await self.audit.record("mfa_failed", user_id=user.id, ip=ip, method="totp")
+                raise InvalidMfaCode("the code does not match the new secret")
+            return max(steps)
+
+        step = await self.throttle.attempt(user.id, ip, check)
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        if not await self.store.confirm_totp(
+            user.id,
+            pending=pending,
+            step=step,
+            now=self.clock.now(),
+            recovery_digests=[self._code_digest(c) for c in codes],
+        ):
+            raise MfaNotEnabled("the enrolment changed meanwhile: start again")
+        await self.audit.record("totp_enabled", user_id=user.id, ip=ip)
+        return codes
+
+    async def _check_totp(self, user_id: str, code: str) -> bool:
+        """True (and the step used up) if ``code`` is a current code of the active
+        secret, for a step later than the last one accepted."""
+        record = await self.store.get_totp(user_id)
+        if record is None or record.secret is None:
+            return False
+        secret = self._open(user_id, record.secret)
+        for step in sorted(self._steps(secret, _clean(code)), reverse=True):
+            if record.last_step is not None and step <= record.last_step:
+                continue
+            if await self.store.use_totp_step(user_id, step):
+                return True
+        return False
+
+    async def _check_recovery(self, user_id: str, code: str) -> bool:
+        if not isinstance(code, str) or not 0 < len(code) <= 64:
+            return False
+        return await self.store.use_recovery_code(
+            user_id, self._code_digest(code), now=self.clock.now()
+        )
+
+    async def _second_factor(
+        self,
+        user_id: str,
+        *,
+        code: str | None,
+        recovery_code: str | None,
+        ip: str | None,
+    ) -> tuple[str, ...]:
+        """Check one second factor through the throttle; the RFC 8176 ``amr`` it adds."""
+        if (code is None) == (recovery_code is None):
+            raise InvalidRequest("send one of code or recovery_code")
+
+        async def check() -> tuple[str, ...]:
+            if code is not None:
+                if await self._check_totp(user_id, code):
+                    return (AMR_OTP,)
+                method = "totp"
+            else:
+                assert recovery_code is not None
+                if await self._check_recovery(user_id, recovery_code):
+                    await self.audit.record("recovery_code_used", user_id=user_id, ip=ip)
+                    return ()
+                method = "recovery_code"
+            await self.audit.record("mfa_failed", user_id=user_id, ip=ip, method=method)
+            raise InvalidMfaCode("the second factor is wrong or was used already")
+
+        return await self.throttle.attempt(user_id, ip, check)
+
+    async def _reauthenticate(
+        self, user: UserRecord, password: str, code: str, *, ip: str | None
+    ) -> None:
+        """The password (login throttle) and a current TOTP code (second-factor throttle)."""
+        await self.accounts.verify_password(user, password, ip=ip)
+        await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
+
+    async def disable_totp(
+        self, user: UserRecord, *, password: str, code: str, ip: str | None
+    ) -> None:
+        """Turn TOTP off, with the password and a current code; the recovery codes go
+        with it."""
+        status = await self.status(user.id)
+        if not status.totp:
+            raise MfaNotEnabled("TOTP is not on")
+        await self._reauthenticate(user, password, code, ip=ip)
+        await self.store.delete_totp(user.id, keep_recovery_codes=status.passkeys > 0)
+        await self.audit.record("totp_disabled", user_id=user.id, ip=ip)
+
+    async def regenerate_recovery_codes(
+        self, user: UserRecord, *, password: str, code: str, ip: str | None
+    ) -> list[str]:
+        """A new set of recovery codes (the old set dies), with the password and a current
+        code."""
+        if not (await self.status(user.id)).enabled:
+            raise MfaNotEnabled("turn on a second factor first")
+        await self._reauthenticate(user, password, code, ip=ip)
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        await self.store.replace_recovery_codes(
+            user.id, [self._code_digest(c) for c in codes], now=self.clock.now()
+        )
+        await self.audit.record("recovery_codes_regenerated", user_id=user.id, ip=ip)
+        return codes
+
+    async def reset(self, user_id: str, *, by: str) -> None:
+        """An admin turns every second factor of the user off (the recovery codes too);
+        audited, and the user is told by mail."""
+        user = await self.accounts.get(user_id)
+        had = await self.store.delete_totp(user.id, keep_recovery_codes=False)
+        await self.store.replace_recovery_codes(user.id, [], now=self.clock.now())
+        await self.audit.record("mfa_reset", user_id=user.id, by=by, had_totp=had)
+        self.mail.enqueue(self.templates.render("mfa_reset", to=user.email, name=user.name))
+
+    # --- the two-step login --------------------------------------------------------------
+
+    @property
+    def token_policy(self) -> ClaimsPolicy:
+        """What an mfa_token must be: its own typ and audience, five minutes at most."""
+        return ClaimsPolicy(
+            issuer=self.issuer,
+            audience=self.audience,
+            typ=MFA_TOKEN_TYPE,
+            max_lifetime=MFA_TOKEN_TTL,
+        )
+
+    @property
+    def audience(self) -> str:
+        """The mfa_token's audience: the endpoint that takes it."""
+        return self.issuer + "/auth/login/mfa"
+
+    async def challenge(self, user: UserRecord) -> MfaChallenge | None:
+        """After the right password: None when the user has no second factor, otherwise
+        the mfa_token that the second step needs (no session is opened)."""
+        status = await self.status(user.id)
+        if not status.enabled:
+            return None
+        now = self.clock.now()
+        jti = secrets.token_urlsafe(24)
+        await self.store.create_mfa_login(
+            MfaLoginRecord(
+                jti=jti,
+                user_id=user.id,
+                password_hash=user.password_hash,
+                created_at=now,
+                expires_at=now + MFA_TOKEN_TTL,
+            )
+        )
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": user.id,
+            "aud": self.audience,
+            "iat": int(now),
+            "exp": int(now) + MFA_TOKEN_TTL,
+            "jti": jti,
+        }
+        token = encode(claims, self.keyring.keyset, typ=MFA_TOKEN_TYPE)
+        methods = []
+        if status.totp:
+            methods.append("totp")
+        if status.recovery_codes_left:
+            methods.append("recovery_code")
+        await self.audit.record("mfa_required", user_id=user.id)
+        return MfaChallenge(mfa_token=token, methods=tuple(methods))
+
+    def _claims(self, mfa_token: object) -> dict[str, Any]:
+        if not isinstance(mfa_token, str) or not 0 < len(mfa_token) <= 4096:
+            raise InvalidMfaToken("not an mfa_token")
+        try:
+            return decode(
+                mfa_token,
+                self.keyring.keyset,
+                algorithms=self.keyring.view.algorithms,
+                policy=self.token_policy,
+                now=self.clock.now(),
+            )
+        except InvalidToken as exc:
+            raise InvalidMfaToken(f"the mfa_token is refused: {exc.code}") from None
+
+    async def finish_login(
+        self,
+        mfa_token: object,
+        *,
+        code: str | None = None,
+        recovery_code: str | None = None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> TokenPair:
+        """The second step: the mfa_token of the first and one second factor; the token
+        pair of a new session whose ``amr`` names both factors."""
+        claims = self._claims(mfa_token)
+        login = await self.store.get_mfa_login(str(claims["jti"]))
+        now = self.clock.now()
+        if (
+            login is None
+            or login.user_id != claims["sub"]
+            or login.used_at is not None
+            or login.expires_at <= now
+        ):
+            raise InvalidMfaToken("the mfa_token is unknown, used or expired")
+        try:
+            user = await self.accounts.get(login.user_id)
+        except NotFound as exc:
+            raise InvalidMfaToken("the account is gone") from exc
+        if user.disabled:
+            raise InvalidMfaToken("the account is disabled")
+        added = await self._second_factor(user.id, code=code, recovery_code=recovery_code, ip=ip)
+        if await self.store.use_mfa_login(login.jti, now=self.clock.now()) is None:
+            raise InvalidMfaToken("the mfa_token was used meanwhile")
+        amr = (AMR_PASSWORD, *added, AMR_MFA)
+        # The session opens only while the password checked in the first step is stored.
+        checked = dataclasses.replace(user, password_hash=login.password_hash)
+        pair = await self.sessions.start(checked, ip=ip, user_agent=user_agent, amr=amr)
+        await self.audit.record("mfa_ok", user_id=user.id, sid=pair.sid, ip=ip, amr=list(amr))
+        return pair
+
+    async def purge(self) -> int:
+        """Delete the pending logins that expired over a minute ago."""
+        return await self.store.purge_mfa_logins(before=self.clock.now() - 60)
+
+
+def _clean(code: str) -> str:
+    return code.replace(" ", "") if isinstance(code, str) else ""
+
+
+__all__ = [
+    "AMR_MFA",
+    "AMR_OTP",
+    "AMR_PASSWORD",
+    "MFA_TOKEN_TYPE",
+    "Mfa",
+    "MfaChallenge",
+    "MfaStatus",
+    "OtpThrottle",
+    "TotpEnrolment",
+    "new_recovery_code",
+    "normalize_recovery_code",
+]

@@ -21,6 +21,8 @@ RevocationKind = Literal["jti", "sid", "user"]
 KeyState = Literal["next", "current", "retiring", "retired"]
 LinkPurpose = Literal["verify_email", "reset_password", "change_email"]
 LINK_PURPOSES: tuple[LinkPurpose, ...] = ("verify_email", "reset_password", "change_email")
+WebauthnPurpose = Literal["register", "second_factor", "passwordless"]
+WEBAUTHN_PURPOSES: tuple[WebauthnPurpose, ...] = ("register", "second_factor", "passwordless")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,42 @@ class MfaLoginRecord:
     password_hash: str
     created_at: float
     expires_at: float
+    used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyRecord:
+    """A WebAuthn credential of a user. ``id`` is ours (opaque); ``credential_id`` is the
+    authenticator's (base64url, unique); ``public_key`` is its COSE key; ``sign_count`` the
+    last signature counter accepted (0: the authenticator keeps none)."""
+
+    id: str
+    credential_id: str
+    user_id: str
+    public_key: bytes
+    sign_count: int
+    name: str
+    created_at: float
+    transports: tuple[str, ...] = ()
+    aaguid: str | None = None
+    backup_eligible: bool = False
+    backed_up: bool = False
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebauthnChallengeRecord:
+    """A WebAuthn challenge issued by the server, by the SHA-256 digest of its bytes (hex),
+    for one ``purpose``: bound to a user (``register``, ``second_factor``), to a login
+    waiting for its second factor (``login_jti``), or to nobody yet (``passwordless``).
+    Single use and short-lived."""
+
+    digest: str
+    purpose: WebauthnPurpose
+    created_at: float
+    expires_at: float
+    user_id: str | None = None
+    login_jti: str | None = None
     used_at: float | None = None
 
 
@@ -671,6 +709,62 @@ class MfaStore(Protocol):
         ...
 
 
+class PasskeyStore(Protocol):
+    """Passkeys (WebAuthn credentials) and the server-side challenges of their ceremonies."""
+
+    async def add_passkey(self, passkey: PasskeyRecord) -> bool:
+        """Store a new passkey; False (nothing written) if there is no such user, Conflict
+        if the credential id is registered already (to anyone)."""
+        ...
+
+    async def get_passkey(self, credential_id: str) -> PasskeyRecord | None:
+        """A passkey by its credential id."""
+        ...
+
+    async def list_passkeys(self, user_id: str) -> list[PasskeyRecord]:
+        """The user's passkeys, oldest first."""
+        ...
+
+    async def count_passkeys(self, user_id: str) -> int:
+        """How many passkeys the user has."""
+        ...
+
+    async def rename_passkey(self, user_id: str, passkey_id: str, name: str) -> bool:
+        """Rename one of the user's passkeys; False if the user has no such passkey."""
+        ...
+
+    async def delete_passkey(self, user_id: str, passkey_id: str) -> bool:
+        """Delete one of the user's passkeys; False if the user has no such passkey."""
+        ...
+
+    async def delete_passkeys(self, user_id: str) -> int:
+        """Delete every passkey of the user; how many."""
+        ...
+
+    async def use_passkey(
+        self, passkey_id: str, *, sign_count: int, backed_up: bool, now: float
+    ) -> bool:
+        """Atomic compare-and-set: record a use with signature counter ``sign_count`` only
+        if it is greater than the stored one, or both are 0 (an authenticator without a
+        counter); False otherwise (a cloned authenticator, or a concurrent use that won)."""
+        ...
+
+    async def create_webauthn_challenge(self, challenge: WebauthnChallengeRecord) -> None:
+        """Store an issued challenge."""
+        ...
+
+    async def use_webauthn_challenge(
+        self, digest: str, *, purpose: WebauthnPurpose, now: float
+    ) -> WebauthnChallengeRecord | None:
+        """Atomic compare-and-set: mark an unused, unexpired challenge of ``purpose`` used
+        and return it; None otherwise (unknown, another purpose, used or expired)."""
+        ...
+
+    async def purge_webauthn_challenges(self, *, before: float) -> int:
+        """Delete challenges that expired before ``before``; how many."""
+        ...
+
+
 class Counters(Protocol):
     """Fixed-window counters for throttling, shared by every instance."""
 
@@ -713,6 +807,7 @@ class Storage(
     ClientStore,
     LinkTokenStore,
     MfaStore,
+    PasskeyStore,
     Counters,
     Database,
     Protocol,

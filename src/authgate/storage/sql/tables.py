@@ -4,6 +4,7 @@ exactly this schema (a test compares them). Times are POSIX seconds as floats.""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -234,6 +235,45 @@ mfa_logins = Table(
     Column("used_at", Float, nullable=True),
 )
 
+# Passkeys (WebAuthn credentials). ``credential_id`` is the authenticator's id (base64url of
+# at most 1023 bytes); ``public_key`` its COSE key; ``sign_count`` the last counter accepted.
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("credential_id", String(1400), nullable=False, unique=True),
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("transports", Text, nullable=False),  # a JSON array of strings
+    Column("name", String(128), nullable=False),
+    Column("aaguid", String(36), nullable=True),
+    Column("backup_eligible", Boolean, nullable=False),
+    Column("backed_up", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+)
+
+# WebAuthn challenges, by the SHA-256 (hex) of their bytes: single use, short-lived, bound to
+# a purpose and to a user or a login waiting for its second factor (none: passwordless).
+webauthn_challenges = Table(
+    "webauthn_challenges",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("user_id", String(128), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("login_jti", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("used_at", Float, nullable=True),
+)
+
 counters = Table(
     "counters",
     metadata,
@@ -252,6 +292,7 @@ __all__ = [
     "metadata",
     "mfa_logins",
     "mfa_totp",
+    "passkeys",
     "recovery_codes",
     "refresh_tokens",
     "revocations",
@@ -259,4 +300,5 @@ __all__ = [
     "sessions",
     "user_roles",
     "users",
+    "webauthn_challenges",
 ]

@@ -11,10 +11,13 @@ Tree::
     ├── ConfigurationError          invalid_configuration
     ├── AuthenticationRequired      authentication_required
     ├── InvalidCredentials          invalid_credentials
-    │   └── InvalidMfaCode          invalid_mfa_code
+    │   ├── InvalidMfaCode          invalid_mfa_code
+    │   └── PasskeyRefused          passkey_refused
+    │       └── PasskeyCloned       passkey_cloned
     ├── InvalidMfaToken             invalid_mfa_token
     ├── InsufficientUserAuthentication  insufficient_user_authentication
     ├── MfaConflict                 mfa_already_enabled
+    ├── PasskeyExists               passkey_exists
     ├── InvalidClient               invalid_client
     ├── UnsupportedGrantType        unsupported_grant_type
     ├── InvalidGrant                invalid_grant
@@ -23,6 +26,7 @@ Tree::
     │   ├── WeakPassword            weak_password
     │   │   └── PredictablePassword password_too_predictable
     │   ├── InvalidJSON             invalid_json
+    │   ├── PasskeyRegistrationRefused  passkey_registration_refused
     │   └── InvalidHost             invalid_host
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
@@ -150,6 +154,21 @@ class InvalidMfaCode(InvalidCredentials):
     code = "invalid_mfa_code"
 
 
+class PasskeyRefused(InvalidCredentials):
+    """A passkey assertion is refused: an unknown or used challenge, an unknown credential,
+    a wrong origin, RP ID or signature. As a second factor it counts against the
+    second-factor throttle."""
+
+    code = "passkey_refused"
+
+
+class PasskeyCloned(PasskeyRefused):
+    """A passkey's signature counter did not increase: the authenticator may be cloned.
+    Refused and audited."""
+
+    code = "passkey_cloned"
+
+
 class InvalidMfaToken(AuthgateError):
     """The ``mfa_token`` of a two-step login is unknown, forged, expired or used."""
 
@@ -167,6 +186,12 @@ class MfaConflict(AuthgateError):
     """A second factor is on already: turning it on again needs the password and a code."""
 
     code = "mfa_already_enabled"
+
+
+class PasskeyExists(AuthgateError):
+    """The credential of a passkey registration is registered already."""
+
+    code = "passkey_exists"
 
 
 class InvalidClient(AuthgateError):
@@ -215,6 +240,13 @@ class InvalidJSON(InvalidRequest):
     """A request body is not one strict JSON object (malformed, too deep, duplicate members)."""
 
     code = "invalid_json"
+
+
+class PasskeyRegistrationRefused(InvalidRequest):
+    """A passkey registration response is refused: an unknown or used challenge, a wrong
+    origin or RP ID, or a malformed attestation."""
+
+    code = "passkey_registration_refused"
 
 
 class InvalidHost(InvalidRequest):
@@ -472,6 +504,10 @@ __all__ = [
     "MissingClaim",
     "NotFound",
     "Overloaded",
+    "PasskeyCloned",
+    "PasskeyExists",
+    "PasskeyRefused",
+    "PasskeyRegistrationRefused",
     "PredictablePassword",
     "RegistrationClosed",
     "RequestTimeout",

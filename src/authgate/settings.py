@@ -182,6 +182,9 @@ class Settings:
     enumeration_safe_registration: bool = False  # 202 for a new and a taken address alike
     mail_limit: int = 5  # mail-sending requests per address (or account) per hour
     mail_ip_limit: int = 50  # mail-sending requests per IP per hour
+    # Passkeys (WebAuthn)
+    webauthn_rp_id: str | None = None  # None: the public URL's host
+    webauthn_origins: tuple[str, ...] = ()  # empty: the public URL's origin
 
     def token_policy(self) -> TokenPolicy:
         """Lifetimes and identity of the tokens the server issues."""
@@ -250,6 +253,20 @@ class Settings:
     def public_base_url(self) -> str:
         """The base of links in mails and pages: AUTHGATE_PUBLIC_URL, else the issuer."""
         return self.public_url or self.issuer
+
+    @property
+    def passkey_rp_id(self) -> str:
+        """The WebAuthn RP ID: AUTHGATE_WEBAUTHN_RP_ID, else the public URL's host."""
+        return self.webauthn_rp_id or _url_host(self.public_base_url)
+
+    @property
+    def passkey_origins(self) -> tuple[str, ...]:
+        """The origins a WebAuthn ceremony may come from: AUTHGATE_WEBAUTHN_ORIGINS, else the
+        public URL's origin."""
+        if self.webauthn_origins:
+            return self.webauthn_origins
+        parts = urlsplit(self.public_base_url)
+        return (f"{parts.scheme}://{parts.netloc}".lower(),)
 
     @property
     def mail_sender(self) -> str:
@@ -434,6 +451,11 @@ class Settings:
         for name in ("require_verified_email", "enumeration_safe_registration"):
             if raw.get(name) not in (None, ""):
                 kw[name] = _parse_bool(raw[name], f"AUTHGATE_{name.upper()}")
+        # Passkeys
+        if raw.get("webauthn_rp_id") not in (None, ""):
+            kw["webauthn_rp_id"] = str(raw["webauthn_rp_id"]).strip()
+        if "webauthn_origins" in raw:
+            kw["webauthn_origins"] = _split_list(raw["webauthn_origins"])
         settings = cls(**kw)
         settings.validate()
         return settings
@@ -475,6 +497,7 @@ class Settings:
                     f"AUTHGATE_ALLOWED_HOSTS: {host!r} is not a host name or an IP address"
                 )
         self._validate_mail()
+        self._validate_webauthn()
         for name, seconds in (
             ("verify_ttl", self.verify_ttl),
             ("reset_ttl", self.reset_ttl),
@@ -545,6 +568,51 @@ class Settings:
                 why = secret_weakness(key)
             if why is not None and self.is_production:
                 raise ConfigurationError(f"AUTHGATE_EMAIL_WEBHOOK_SECRET is weak: {why}")
+
+    def _validate_webauthn(self) -> None:
+        """An explicit RP ID is a lower-case domain name (browsers refuse an IP address);
+        each origin is scheme://host[:port] whose host is the RP ID or under it, https in
+        production (http only on loopback otherwise)."""
+        rp_id = self.passkey_rp_id
+        if self.webauthn_rp_id is not None and (
+            not _HOST_NAME.fullmatch(self.webauthn_rp_id) or _is_ip(self.webauthn_rp_id)
+        ):
+            raise ConfigurationError(
+                "AUTHGATE_WEBAUTHN_RP_ID must be a lower-case domain name (no scheme, port "
+                "or IP address)",
+                setting="webauthn_rp_id",
+            )
+        for origin in self.webauthn_origins:
+            if not re.fullmatch(r"https?://[^/\s?#@]+", origin) or origin != origin.lower():
+                raise ConfigurationError(
+                    f"AUTHGATE_WEBAUTHN_ORIGINS: {origin!r} must be scheme://host[:port], "
+                    "lower case",
+                    setting="webauthn_origins",
+                )
+            parts = urlsplit(origin)
+            try:
+                host, _ = (parts.hostname or ""), parts.port
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"AUTHGATE_WEBAUTHN_ORIGINS: {origin!r} has a bad port",
+                    setting="webauthn_origins",
+                ) from exc
+            if parts.scheme != "https" and (self.is_production or host not in _LOOPBACK_HOSTS):
+                raise ConfigurationError(
+                    f"AUTHGATE_WEBAUTHN_ORIGINS: {origin!r} must be https (plain http only "
+                    "for loopback, outside production)",
+                    setting="webauthn_origins",
+                )
+        # Derived from one URL, the default RP ID and origin always agree.
+        if self.webauthn_rp_id is not None or self.webauthn_origins:
+            for origin in self.passkey_origins:
+                host = _url_host(origin)
+                if host != rp_id and not host.endswith("." + rp_id):
+                    raise ConfigurationError(
+                        f"the WebAuthn origin {origin!r} is not on the RP ID {rp_id!r} or "
+                        "under it: set AUTHGATE_WEBAUTHN_RP_ID and AUTHGATE_WEBAUTHN_ORIGINS",
+                        setting="webauthn_origins",
+                    )
 
     def describe(self) -> dict[str, Any]:
         """Every setting, with secrets masked: safe to log."""

@@ -39,6 +39,7 @@ from authgate.service.mail import (
     WebhookSender,
 )
 from authgate.service.mfa import Mfa, OtpThrottle
+from authgate.service.passkeys import Passkeys
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
 from authgate.service.tokens import AccessTokens
@@ -144,6 +145,7 @@ class Services:
     links: AccountLinks
     jobs: Jobs
     mfa: Mfa
+    passkeys: Passkeys
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -275,6 +277,16 @@ class Services:
             clock=clock,
             policy=link_policy,
         )
+        passkeys = Passkeys(
+            storage,
+            accounts=accounts,
+            sessions=sessions,
+            audit=audit,
+            clock=clock,
+            rp_id=settings.passkey_rp_id,
+            origins=settings.passkey_origins,
+            require_verified_email=settings.require_verified_email,
+        )
         mfa = Mfa(
             storage,
             accounts=accounts,
@@ -291,9 +303,11 @@ class Services:
             secret_key=derive(master, b"authgate totp secret v1"),
             code_key=derive(master, b"authgate recovery-code digest v1"),
             require_verified_email=settings.require_verified_email,
+            passkeys=passkeys,
         )
         services = cls(
             mfa=mfa,
+            passkeys=passkeys,
             mail=mail,
             mail_templates=templates,
             links=links,

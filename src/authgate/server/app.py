@@ -30,6 +30,7 @@ from authgate.server.routes import (
     oauth2,
     ops,
     pages,
+    passkeys,
     wellknown,
 )
 from authgate.server.schemas import OAuthError, Problem
@@ -49,6 +50,7 @@ async def _maintain(svc: Services, interval: float) -> None:
             await svc.clients.purge()
             await svc.links.purge()
             await svc.mfa.purge()
+            await svc.passkeys.purge()
         except AuthgateError as exc:
             log.warning("maintenance failed: %s", exc.code)
 
@@ -96,6 +98,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(lifecycle.router)
     app.include_router(mfa.router)
+    app.include_router(passkeys.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(oauth2.router)

@@ -87,6 +87,60 @@ class MfaLoginIn(Strict):
     mfa_token: str = Field(max_length=4096)
     code: str | None = Field(default=None, max_length=16)
     recovery_code: str | None = Field(default=None, max_length=64)
+    webauthn: dict[str, Any] | None = Field(
+        default=None,
+        description="A passkey assertion (PublicKeyCredential.toJSON() of "
+        "navigator.credentials.get()) answering POST /auth/passkeys/login/options "
+        "with this mfa_token",
+    )
+
+
+_CREDENTIAL = Field(
+    description="PublicKeyCredential.toJSON() of the browser's WebAuthn call: "
+    "{id, rawId, type, response: {clientDataJSON, ...}} in base64url",
+)
+
+
+class PasskeyOut(BaseModel):
+    id: str
+    name: str
+    created_at: float
+    last_used_at: float | None
+    transports: list[str]
+    aaguid: str | None
+    backed_up: bool = Field(description="the credential is synced (backed up) now")
+
+
+class PasskeyRegisterIn(Strict):
+    credential: dict[str, Any] = _CREDENTIAL
+    name: str | None = Field(default=None, max_length=64)
+
+
+class PasskeyRegisteredOut(BaseModel):
+    passkey: PasskeyOut
+    recovery_codes: list[str] | None = Field(
+        default=None,
+        description="ten recovery codes, shown once, when this is the first second factor",
+    )
+
+
+class PasskeyLoginOptionsIn(Strict):
+    """With an mfa_token: a challenge for the second step of that login; without: a
+    passwordless login with a discoverable passkey."""
+
+    mfa_token: str | None = Field(default=None, max_length=4096)
+
+
+class PasskeyLoginIn(Strict):
+    credential: dict[str, Any] = _CREDENTIAL
+
+
+class PasskeyRenameIn(Strict):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class PasswordOnlyIn(Strict):
+    password: str = Field(max_length=4096)
 
 
 class MfaRequiredOut(BaseModel):

@@ -1,5 +1,5 @@
-"""Multi-factor authentication: TOTP (RFC 6238, with pyotp), recovery codes, and the
-two-step login.
+"""Multi-factor authentication: TOTP (RFC 6238, with pyotp), recovery codes, passkeys as
+a second factor (``authgate.service.passkeys``), and the two-step login.
 
 The first step (the password) never opens a session when the user has a second factor: it
 answers an ``mfa_token``, a JWT of its own type (``mfa+jwt``) and audience (the issuer's
@@ -47,8 +47,15 @@ from authgate.service.audit import Audit
 from authgate.service.keyring import Keyring
 from authgate.service.limits import LoginThrottle
 from authgate.service.mail import MailQueue, MailTemplates
+from authgate.service.passkeys import Passkeys
 from authgate.service.sessions import Sessions, TokenPair
-from authgate.storage.base import MfaLoginRecord, MfaStore, UserRecord, UserStore
+from authgate.storage.base import (
+    MfaLoginRecord,
+    MfaStore,
+    PasskeyRecord,
+    UserRecord,
+    UserStore,
+)
 
 MFA_TOKEN_TYPE: Final = "mfa+jwt"  # noqa: S105  (a JWT typ, not a secret)
 MFA_TOKEN_TTL: Final = 300
@@ -139,6 +146,7 @@ class Mfa:
     code_key: bytes  # HMAC key of recovery-code digests
     require_verified_email: bool = False
     totp_label: str = "authgate"
+    passkeys: Passkeys | None = None
 
     # --- at rest -------------------------------------------------------------------------
 
@@ -166,7 +174,8 @@ class Mfa:
     async def status(self, user_id: str) -> MfaStatus:
         """The user's second factors."""
         totp, left = await self.store.mfa_summary(user_id)
-        return MfaStatus(totp=totp, passkeys=0, recovery_codes_left=left)
+        count = await self.passkeys.count(user_id) if self.passkeys is not None else 0
+        return MfaStatus(totp=totp, passkeys=count, recovery_codes_left=left)
 
     # --- TOTP ----------------------------------------------------------------------------
 
@@ -269,12 +278,21 @@ class Mfa:
         code: str | None,
         recovery_code: str | None,
         ip: str | None,
+        webauthn: object = None,
+        login_jti: str | None = None,
     ) -> tuple[str, ...]:
         """Check one second factor through the throttle; the RFC 8176 ``amr`` it adds."""
-        if (code is None) == (recovery_code is None):
-            raise InvalidRequest("send one of code or recovery_code")
+        if sum(x is not None for x in (code, recovery_code, webauthn)) != 1:
+            raise InvalidRequest("send one of code, recovery_code or webauthn")
 
         async def check() -> tuple[str, ...]:
+            if webauthn is not None:
+                if self.passkeys is None or login_jti is None:
+                    raise InvalidRequest("passkeys are not available here")
+                # PasskeyRefused is an InvalidCredentials: it counts as a failure.
+                return await self.passkeys.verify_second_factor(
+                    user_id, webauthn, login_jti=login_jti, ip=ip
+                )
             if code is not None:
                 if await self._check_totp(user_id, code):
                     return (AMR_OTP,)
@@ -330,7 +348,10 @@ class Mfa:
         user = await self.accounts.get(user_id)
         had = await self.store.delete_totp(user.id, keep_recovery_codes=False)
         await self.store.replace_recovery_codes(user.id, [], now=self.clock.now())
-        await self.audit.record("mfa_reset", user_id=user.id, by=by, had_totp=had)
+        passkeys = await self.passkeys.delete_all(user.id) if self.passkeys is not None else 0
+        await self.audit.record(
+            "mfa_reset", user_id=user.id, by=by, had_totp=had, passkeys=passkeys
+        )
         self.mail.enqueue(self.templates.render("mfa_reset", to=user.email, name=user.name))
 
     # --- the two-step login --------------------------------------------------------------
@@ -379,6 +400,8 @@ class Mfa:
         methods = []
         if status.totp:
             methods.append("totp")
+        if status.passkeys:
+            methods.append("webauthn")
         if status.recovery_codes_left:
             methods.append("recovery_code")
         await self.audit.record("mfa_required", user_id=user.id)
@@ -398,17 +421,8 @@ class Mfa:
         except InvalidToken as exc:
             raise InvalidMfaToken(f"the mfa_token is refused: {exc.code}") from None
 
-    async def finish_login(
-        self,
-        mfa_token: object,
-        *,
-        code: str | None = None,
-        recovery_code: str | None = None,
-        ip: str | None,
-        user_agent: str | None,
-    ) -> TokenPair:
-        """The second step: the mfa_token of the first and one second factor; the token
-        pair of a new session whose ``amr`` names both factors."""
+    async def _pending(self, mfa_token: object) -> tuple[MfaLoginRecord, UserRecord]:
+        """The live pending login an mfa_token names, and its user; InvalidMfaToken."""
         claims = self._claims(mfa_token)
         login = await self.store.get_mfa_login(str(claims["jti"]))
         now = self.clock.now()
@@ -425,7 +439,39 @@ class Mfa:
             raise InvalidMfaToken("the account is gone") from exc
         if user.disabled:
             raise InvalidMfaToken("the account is disabled")
-        added = await self._second_factor(user.id, code=code, recovery_code=recovery_code, ip=ip)
+        return login, user
+
+    async def webauthn_options(self, mfa_token: object) -> dict[str, Any]:
+        """The options of ``navigator.credentials.get()`` for the second step of the login
+        that ``mfa_token`` names: its challenge is bound to that login. InvalidMfaToken,
+        or PasskeyRefused when the user has no passkey."""
+        login, user = await self._pending(mfa_token)
+        if self.passkeys is None:
+            raise InvalidRequest("passkeys are not available here")
+        return await self.passkeys.authentication_options(user_id=user.id, login_jti=login.jti)
+
+    async def finish_login(
+        self,
+        mfa_token: object,
+        *,
+        code: str | None = None,
+        recovery_code: str | None = None,
+        webauthn: object = None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> TokenPair:
+        """The second step: the mfa_token of the first and one second factor (a TOTP
+        code, a recovery code, or a passkey assertion answering a challenge of this
+        login); the token pair of a new session whose ``amr`` names both factors."""
+        login, user = await self._pending(mfa_token)
+        added = await self._second_factor(
+            user.id,
+            code=code,
+            recovery_code=recovery_code,
+            webauthn=webauthn,
+            login_jti=login.jti,
+            ip=ip,
+        )
         if await self.store.use_mfa_login(login.jti, now=self.clock.now()) is None:
             raise InvalidMfaToken("the mfa_token was used meanwhile")
         amr = (AMR_PASSWORD, *added, AMR_MFA)
@@ -434,6 +480,38 @@ class Mfa:
         pair = await self.sessions.start(checked, ip=ip, user_agent=user_agent, amr=amr)
         await self.audit.record("mfa_ok", user_id=user.id, sid=pair.sid, ip=ip, amr=list(amr))
         return pair
+
+    # --- passkeys as a second factor -----------------------------------------------------
+
+    def _passkeys(self) -> Passkeys:
+        if self.passkeys is None:
+            raise InvalidRequest("passkeys are not available here")
+        return self.passkeys
+
+    async def add_passkey(
+        self, user: UserRecord, response: object, *, name: str | None, ip: str | None
+    ) -> tuple[PasskeyRecord, list[str] | None]:
+        """Register a passkey (``Passkeys.register``). When it is the user's first second
+        factor, also a set of recovery codes (shown once), as for TOTP; else None."""
+        passkey = await self._passkeys().register(user, response, name=name, ip=ip)
+        status = await self.status(user.id)
+        if status.totp or status.passkeys != 1 or status.recovery_codes_left:
+            return passkey, None
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        await self.store.replace_recovery_codes(
+            user.id, [self._code_digest(c) for c in codes], now=self.clock.now()
+        )
+        await self.audit.record("recovery_codes_generated", user_id=user.id, ip=ip)
+        return passkey, codes
+
+    async def delete_passkey(
+        self, user: UserRecord, passkey_id: str, *, password: str, ip: str | None
+    ) -> None:
+        """Delete a passkey with the password (``Passkeys.delete``); with the last second
+        factor gone, the recovery codes go too."""
+        await self._passkeys().delete(user, passkey_id, password=password, ip=ip)
+        if not (await self.status(user.id)).enabled:
+            await self.store.replace_recovery_codes(user.id, [], now=self.clock.now())
 
     async def purge(self) -> int:
         """Delete the pending logins that expired over a minute ago."""

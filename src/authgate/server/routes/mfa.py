@@ -101,13 +101,15 @@ async def regenerate_recovery_codes(
 
 @router.post("/login/mfa", response_model=TokenOut, responses=COMMON_ERRORS)
 async def login_mfa(body: MfaLoginIn, request: Request, svc: Svc) -> JSONResponse:
-    """The second step of a login: the ``mfa_token`` of the first, and a TOTP ``code`` or
-    a ``recovery_code``. Failures count against a throttle of their own (429 while
-    locked); the mfa_token works once and for five minutes."""
+    """The second step of a login: the ``mfa_token`` of the first, and a TOTP ``code``, a
+    ``recovery_code`` or a passkey assertion (``webauthn``, answering
+    ``POST /auth/passkeys/login/options {mfa_token}``). Failures count against a throttle
+    of their own (429 while locked); the mfa_token works once and for five minutes."""
     pair = await svc.mfa.finish_login(
         body.mfa_token,
         code=body.code,
         recovery_code=body.recovery_code,
+        webauthn=body.webauthn,
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
     )

@@ -90,15 +90,17 @@ class SoftAuthenticator:
         *,
         origin: str | None = None,
         rp_id: str | None = None,
+        reuse: bytes | None = None,
     ) -> dict[str, Any]:
         """``navigator.credentials.create()``: a new credential, with "none" attestation;
-        the RegistrationResponseJSON."""
+        the RegistrationResponseJSON. ``reuse``: the id of a credential to answer with
+        again (what no honest authenticator does)."""
         for excluded in options.get("excludeCredentials", []):
             if unb64(excluded["id"]) in self.credentials:
                 raise CredentialExcluded(excluded["id"])
         rp = rp_id or self.rp_id
         credential = Credential(
-            id=os.urandom(16),
+            id=reuse or os.urandom(16),
             key=ec.generate_private_key(ec.SECP256R1()),
             rp_id=rp,
             user_handle=unb64(options["user"]["id"]),

@@ -391,3 +391,73 @@ def test_an_authenticator_without_a_counter_works(server: Server, account: Accou
             json={"credential": key.get(passwordless_options(server))},
         )
         assert done.status_code == 200, done.text
+
+
+# --- more refusals ---------------------------------------------------------------------
+
+
+def test_a_credential_registered_already_is_refused(
+    server: Server, account: Account, authenticator: SoftAuthenticator
+) -> None:
+    account.add_passkey(authenticator)
+    [taken] = authenticator.credentials
+    other = Account(server)
+    options = other.post("/auth/passkeys/register/options").json()
+    again = other.post(
+        "/auth/passkeys/register/verify",
+        json={"credential": authenticator.create(options, reuse=taken)},
+    )
+    assert_problem(again, 409, "passkey_exists")
+
+
+def test_registration_needs_a_verified_address_when_required(tmp_path: Any) -> None:
+    from lifecycle.conftest import running
+
+    with running(tmp_path, AUTHGATE_REQUIRE_VERIFIED_EMAIL="true") as live:
+        user = live.call(
+            live.services.accounts.create_user("unverified@example.com", "correct horse 9 staple")
+        )
+        pair = live.call(live.services.sessions.start(user, ip=None, user_agent=None))
+        refused = live.http.post(
+            "/auth/passkeys/register/options", headers=bearer(pair.access_token)
+        )
+        assert_problem(refused, 403, "email_not_verified")
+
+
+def test_a_concurrent_replay_of_one_assertion_has_one_winner(
+    server: Server, account: Account, authenticator: SoftAuthenticator
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    account.add_passkey(authenticator)
+    response = authenticator.get(passwordless_options(server))
+
+    def post(_: int) -> int:
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            answer = client.post("/auth/passkeys/login/verify", json={"credential": response})
+            return answer.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(post, range(8)))
+    assert statuses == [200] + [401] * 7
+
+
+def test_second_factor_failures_count_against_the_otp_throttle(
+    server: Server, account: Account, authenticator: SoftAuthenticator
+) -> None:
+    account.add_passkey(authenticator)
+    statuses = []
+    for _ in range(12):
+        challenge = account.first_step()
+        forged = authenticator.get(
+            mfa_options(server, challenge["mfa_token"]), origin="https://evil.example.com"
+        )
+        statuses.append(
+            server.http.post(
+                "/auth/login/mfa", json={"mfa_token": challenge["mfa_token"], "webauthn": forged}
+            ).status_code
+        )
+    assert statuses[0] == 401
+    assert statuses[-1] == 429

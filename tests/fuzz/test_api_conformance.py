@@ -26,6 +26,7 @@ from schemathesis.checks import (
 
 from _support.http import basic, new_email
 from _support.tokens import claims_of
+from passkeys._authenticator import SoftAuthenticator
 
 from ._live import LiveServer, openapi_document
 
@@ -340,6 +341,90 @@ def _introspect(w: World) -> list[Request]:
             200,
         ),
     ]
+
+
+def _authenticator(w: World) -> SoftAuthenticator:
+    """A software authenticator for the server's WebAuthn origin and RP ID."""
+    settings = w.live.settings
+    return SoftAuthenticator(origin=settings.passkey_origins[0], rp_id=settings.passkey_rp_id)
+
+
+def _with_passkey(w: World) -> tuple[str, dict[str, Any], SoftAuthenticator, str]:
+    """A user with a passkey: its email, token response, authenticator and passkey id."""
+    email, tokens = w.user()
+    key = _authenticator(w)
+    options = w.post("/auth/passkeys/register/options", headers=_bearer(tokens))
+    added = w.post(
+        "/auth/passkeys/register/verify",
+        json={"credential": key.create(options)},
+        headers=_bearer(tokens),
+    )
+    return email, tokens, key, str(added["passkey"]["id"])
+
+
+@builds("POST /auth/passkeys/register/options")
+def _passkey_register_options(w: World) -> list[Request]:
+    return [(w.case("POST /auth/passkeys/register/options"), _bearer(w.user()[1]), 200)]
+
+
+@builds("POST /auth/passkeys/register/verify")
+def _passkey_register_verify(w: World) -> list[Request]:
+    _, tokens = w.user()
+    options = w.post("/auth/passkeys/register/options", headers=_bearer(tokens))
+    body = {"credential": _authenticator(w).create(options), "name": "Conformance key"}
+    case = w.case("POST /auth/passkeys/register/verify", body=body, media_type="application/json")
+    return [(case, _bearer(tokens), 201)]
+
+
+@builds("POST /auth/passkeys/login/options")
+def _passkey_login_options(w: World) -> list[Request]:
+    email, _, _, _ = _with_passkey(w)
+    first = w.post("/auth/login", json={"email": email, "password": PASSWORD})
+    second_factor = w.case(
+        "POST /auth/passkeys/login/options",
+        body={"mfa_token": first["mfa_token"]},
+        media_type="application/json",
+    )
+    return [(w.case("POST /auth/passkeys/login/options"), {}, 200), (second_factor, {}, 200)]
+
+
+@builds("POST /auth/passkeys/login/verify")
+def _passkey_login_verify(w: World) -> list[Request]:
+    _, _, key, _ = _with_passkey(w)
+    options = w.post("/auth/passkeys/login/options")
+    body = {"credential": key.get(options)}
+    case = w.case("POST /auth/passkeys/login/verify", body=body, media_type="application/json")
+    return [(case, {}, 200)]
+
+
+@builds("GET /auth/passkeys")
+def _passkeys(w: World) -> list[Request]:
+    _, tokens, _, _ = _with_passkey(w)
+    return [(w.case("GET /auth/passkeys"), _bearer(tokens), 200)]
+
+
+@builds("PATCH /auth/passkeys/{passkey_id}")
+def _passkey_rename(w: World) -> list[Request]:
+    _, tokens, _, pid = _with_passkey(w)
+    case = w.case(
+        "PATCH /auth/passkeys/{passkey_id}",
+        path_parameters={"passkey_id": pid},
+        body={"name": "Renamed"},
+        media_type="application/json",
+    )
+    return [(case, _bearer(tokens), 204)]
+
+
+@builds("DELETE /auth/passkeys/{passkey_id}")
+def _passkey_delete(w: World) -> list[Request]:
+    _, tokens, _, pid = _with_passkey(w)
+    case = w.case(
+        "DELETE /auth/passkeys/{passkey_id}",
+        path_parameters={"passkey_id": pid},
+        body={"password": PASSWORD},
+        media_type="application/json",
+    )
+    return [(case, _bearer(tokens), 204)]
 
 
 def _plain_get(label: str) -> Builder:

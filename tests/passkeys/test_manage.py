@@ -14,6 +14,7 @@ def test_list_rename_and_delete(
     server: Server, account: Account, authenticator: SoftAuthenticator
 ) -> None:
     first = account.add_passkey(authenticator, name="Laptop")["passkey"]
+    server.clock.advance(1)  # oldest first: passkeys added at one instant have no order
     second = account.add_passkey(
         SoftAuthenticator(origin=authenticator.origin, rp_id=RP_ID), name="Phone"
     )["passkey"]

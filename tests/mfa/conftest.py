@@ -151,8 +151,10 @@ def session_count(server: Server, user_id: str) -> tuple[int, int]:
     return int(n_sessions), int(n_refresh)
 
 
-def guard_for(server: Server) -> Guard:
-    """A real guard on the server's issuer, sharing its clock, following its feed."""
+def guard_for(server: Server, *, fail_closed_after: float = 3600.0) -> Guard:
+    """A real guard on the server's issuer, sharing its clock, following its feed. It
+    fails closed only after an hour without the feed by default: the tests move the shared
+    clock by whole TOTP steps faster than the feed's long poll answers."""
     record, secret = server.call(server.services.clients.create("guard", [REVOCATIONS]))
     assert secret is not None
     return Guard(
@@ -163,4 +165,5 @@ def guard_for(server: Server) -> Guard:
         clock=server.clock,
         feed_wait=1.0,
         feed_interval=0.05,
+        fail_closed_after=fail_closed_after,
     )

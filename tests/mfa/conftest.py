@@ -151,6 +151,14 @@ def session_count(server: Server, user_id: str) -> tuple[int, int]:
     return int(n_sessions), int(n_refresh)
 
 
+def live_sessions(server: Server, user_id: str) -> int:
+    """The user's sessions not revoked, read from the file."""
+    with server.db() as db:
+        query = "SELECT count(*) FROM sessions WHERE user_id = ? AND revoked_at IS NULL"
+        [n] = db.execute(query, (user_id,)).fetchone()
+    return int(n)
+
+
 def guard_for(server: Server, *, fail_closed_after: float = 3600.0) -> Guard:
     """A real guard on the server's issuer, sharing its clock, following its feed. It
     fails closed only after an hour without the feed by default: the tests move the shared

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from _support.http import PASSWORD, assert_problem, basic, bearer
@@ -24,6 +26,7 @@ from .conftest import (
     guard_for,
     header,
     me,
+    mfa_login,
     second_step,
     session_count,
 )
@@ -48,6 +51,7 @@ def test_the_first_step_answers_a_challenge_and_opens_no_session(
     assert body["mfa_required"] is True
     assert set(body["methods"]) == {"totp", "recovery_code"}
     assert isinstance(body["mfa_token"], str)
+    assert body["expires_in"] == 300
     assert not {"access_token", "refresh_token", "token_type"} & set(body)
     assert session_count(server, account.user_id) == before
     assert header(body["mfa_token"])["typ"] != "at+jwt"
@@ -104,24 +108,29 @@ def test_a_password_only_session_never_gains_mfa_by_refreshing(
         assert got["auth_time"] == registered_at
 
 
-@pytest.mark.parametrize("steps", [-1, 0, 1])
-def test_codes_one_step_either_side_are_accepted(
+def test_codes_one_step_either_side_are_accepted_two_steps_away_refused(
+    server: Server, account: Account
+) -> None:
+    server.clock.advance(10 * STEP)
+    challenge = first_step(server, ADDRESS)
+    for steps in (-2, 2, -3, 3, -10):
+        r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret, steps))
+        assert_problem(r, 401, "invalid_mfa_code")
+    # In ascending order, so that each step is later than the last one accepted.
+    for steps in (-1, 0, 1):
+        r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret, steps))
+        assert r.status_code == 200, (steps, r.text)
+        challenge = first_step(server, ADDRESS)
+    assert len(server.audit("mfa_failed")) == 5
+
+
+@pytest.mark.parametrize("steps", [-1, 1])
+def test_a_code_one_step_away_is_accepted_on_its_own(
     server: Server, account: Account, steps: int
 ) -> None:
     server.clock.advance(10 * STEP)
     challenge = first_step(server, ADDRESS)
     r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret, steps))
-    assert r.status_code == 200, r.text
-
-
-@pytest.mark.parametrize("steps", [-2, 2, -3, 3])
-def test_codes_two_steps_away_are_refused(server: Server, account: Account, steps: int) -> None:
-    server.clock.advance(10 * STEP)
-    challenge = first_step(server, ADDRESS)
-    r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret, steps))
-    assert_problem(r, 401, "invalid_mfa_code")
-    # The same login goes on with a current code.
-    r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret))
     assert r.status_code == 200, r.text
 
 
@@ -375,3 +384,62 @@ def test_a_disabled_account_cannot_finish_its_login(server: Server, account: Acc
     assert r.status_code in (401, 403), r.text
     assert "access_token" not in r.text
     assert session_count(server, account.user_id) == before
+
+
+def test_the_oauth2_refresh_grant_keeps_amr_and_auth_time(server: Server, account: Account) -> None:
+    pair = mfa_login(server, account)
+    access = claims(pair["access_token"])
+    server.clock.advance(120)
+    r = server.http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": pair["refresh_token"],
+            "client_id": "authgate",
+        },
+    )
+    assert r.status_code == 200, r.text
+    got = claims(r.json()["access_token"])
+    assert (got["amr"], got["auth_time"]) == (access["amr"], access["auth_time"])
+
+    r = server.http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": account.refresh_token,
+            "client_id": "authgate",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert claims(r.json()["access_token"])["amr"] == ["pwd"]
+
+
+def test_an_mfa_token_lives_just_under_five_minutes(server: Server, account: Account) -> None:
+    mfa_token = first_step(server, ADDRESS)["mfa_token"]
+    server.clock.advance(299)
+    r = second_step(server, mfa_token, code=code_at(server, account.secret))
+    assert r.status_code == 200, r.text
+
+
+def test_racing_wrong_codes_never_get_past_the_otp_lock(server: Server, account: Account) -> None:
+    server.clock.advance(STEP)
+    mfa_token = first_step(server, ADDRESS)["mfa_token"]
+    bad = wrong_code(server, account)
+    clients = [httpx.Client(base_url=server.url, timeout=30.0) for _ in range(24)]
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            answers = list(
+                pool.map(
+                    lambda c: c.post("/auth/login/mfa", json={"mfa_token": mfa_token, "code": bad}),
+                    clients,
+                )
+            )
+    finally:
+        for c in clients:
+            c.close()
+    statuses = [r.status_code for r in answers]
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= 9, statuses
+    assert len(server.audit("mfa_failed")) == statuses.count(401)
+    r = second_step(server, mfa_token, code=code_at(server, account.secret))
+    assert_problem(r, 429, "too_many_attempts")

@@ -159,7 +159,9 @@ def live_sessions(server: Server, user_id: str) -> int:
     return int(n)
 
 
-def guard_for(server: Server, *, fail_closed_after: float = 3600.0) -> Guard:
+def guard_for(
+    server: Server, *, fail_closed_after: float = 3600.0, audience: str = AUDIENCE
+) -> Guard:
     """A real guard on the server's issuer, sharing its clock, following its feed. It
     fails closed only after an hour without the feed by default: the tests move the shared
     clock by whole TOTP steps faster than the feed's long poll answers."""
@@ -167,7 +169,7 @@ def guard_for(server: Server, *, fail_closed_after: float = 3600.0) -> Guard:
     assert secret is not None
     return Guard(
         issuer=server.url,
-        audience=AUDIENCE,
+        audience=audience,
         client_id=record.client_id,
         client_secret=secret,
         clock=server.clock,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from .conftest import (
     STEP,
     Account,
     Server,
+    Smtp,
     claims,
     code_at,
     enrolled,
@@ -27,6 +29,7 @@ from .conftest import (
     header,
     me,
     mfa_login,
+    running,
     second_step,
     session_count,
 )
@@ -443,3 +446,37 @@ def test_racing_wrong_codes_never_get_past_the_otp_lock(server: Server, account:
     assert len(server.audit("mfa_failed")) == statuses.count(401)
     r = second_step(server, mfa_token, code=code_at(server, account.secret))
     assert_problem(r, 429, "too_many_attempts")
+
+
+def test_even_a_guard_for_the_mfa_audience_refuses_the_mfa_token(
+    server: Server, account: Account
+) -> None:
+    """The mfa_token's typ is its own: a guard configured (wrongly) with the mfa_token's
+    audience still does not take it for an access token."""
+    mfa_token = first_step(server, ADDRESS)["mfa_token"]
+    assert set(claims(mfa_token)) <= {"iss", "sub", "aud", "iat", "exp", "jti", "nbf"}
+    guard = guard_for(server, audience=claims(mfa_token)["aud"])
+    try:
+        with pytest.raises(InvalidToken):
+            guard.verify_sync(mfa_token)
+    finally:
+        guard.close_sync()
+
+
+def test_the_otp_throttle_has_a_per_ip_limit_apart_from_passwords(
+    tmp_path: Path, smtp: Smtp
+) -> None:
+    with running(tmp_path, **smtp.env(), AUTHGATE_THROTTLE_IP_LIMIT="4") as server:
+        alice = enrolled(server, ADDRESS)
+        bob = enrolled(server, OTHER)
+        server.clock.advance(STEP)
+        tokens = {a.email: first_step(server, a.email)["mfa_token"] for a in (alice, bob)}
+        for a in (alice, bob, alice, bob):
+            r = second_step(server, tokens[a.email], code=wrong_code(server, a))
+            assert_problem(r, 401, "invalid_mfa_code")
+        # Four failures from this address: the fifth check, for either account, is refused.
+        for a in (alice, bob):
+            r = second_step(server, tokens[a.email], code=code_at(server, a.secret))
+            assert_problem(r, 429, "too_many_attempts")
+        # Passwords from the same address are counted apart.
+        assert first_step(server, ADDRESS)["mfa_required"] is True

@@ -217,6 +217,24 @@ def test_one_code_raced_over_many_logins_opens_one_session(
     assert session_count(server, account.user_id)[0] == before[0] + 1
 
 
+def test_one_recovery_code_raced_over_many_logins_opens_one_session(
+    server: Server, account: Account
+) -> None:
+    tokens = [first_step(server, ADDRESS)["mfa_token"] for _ in range(RACERS)]
+    code = account.recovery_codes[3]
+    before = session_count(server, account.user_id)
+    answers = race(server, [{"mfa_token": t, "recovery_code": code} for t in tokens])
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] + [401] * (RACERS - 1), [(r.status_code, r.text) for r in answers]
+    assert session_count(server, account.user_id)[0] == before[0] + 1
+    assert me(server, account.access_token)["mfa"]["recovery_codes_left"] == 9
+    # Neither the codes nor the secret are written to the audit log.
+    audit = repr([server.audit(e) for e in ("mfa_failed", "recovery_code_used", "mfa_ok")])
+    assert code not in audit
+    assert code.replace("-", "") not in audit
+    assert account.secret not in audit
+
+
 def test_a_code_used_for_reauthentication_cannot_log_in(server: Server, account: Account) -> None:
     """The step accepted by a re-authentication (regenerating the recovery codes) is used
     up for the login too."""
@@ -227,6 +245,7 @@ def test_a_code_used_for_reauthentication_cannot_log_in(server: Server, account:
         json={"password": PASSWORD, "code": code},
     )
     assert r.status_code == 200, r.text
+    assert "no-store" in r.headers["cache-control"]
     challenge = first_step(server, ADDRESS)
     r = second_step(server, challenge["mfa_token"], code=code)
     assert_problem(r, 401, "invalid_mfa_code")

@@ -128,6 +128,8 @@ def assert_step_up(answer: tuple[int, dict[str, str], dict[str, Any]]) -> str:
     value = headers["www-authenticate"]
     assert value.startswith("Bearer "), value
     assert 'error="insufficient_user_authentication"' in value, value
+    # Starlette and Flask answer {"error": ...}; FastAPI's dependency {"detail": ...}.
+    assert (body.get("error") or body.get("detail")) == "insufficient_user_authentication", body
     return value
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from authgate.storage.base import MfaLoginRecord, Storage, TotpRecord
 
-from ._records import T0, digest, user
+from ._records import T0, digest, refresh, session, user
 from ._stores import opened
 
 pytestmark = pytest.mark.anyio
@@ -313,3 +313,32 @@ async def test_a_confirm_racing_a_new_enrolment_is_all_or_nothing(database_url: 
                 assert got.secret != old
                 assert not await first.use_recovery_code("alice", codes(f"r{rnd}")[0], now=T0)
             await first.delete_totp("alice", keep_recovery_codes=False)
+
+
+# -- sessions remember how the login was made ---------------------------------------------
+
+
+async def test_a_session_keeps_its_amr_and_auth_time(storage: Storage, alice: str) -> None:
+    s = dataclasses.replace(session("s1", alice), amr="pwd otp mfa", auth_time=T0 + 0.5)
+    await storage.create_session(s, refresh("t1", "s1"), password_hash=None)
+    assert await storage.get_session("s1") == s
+    nxt = refresh("t2", "s1", created_at=T0 + 60, parent=digest("t1"))
+    assert await storage.rotate_refresh(digest("t1"), nxt, now=T0 + 60)
+    got = await storage.get_session("s1")
+    assert got is not None
+    assert (got.amr, got.auth_time) == ("pwd otp mfa", T0 + 0.5)
+    plain = session("s2", alice)
+    await storage.create_session(plain, refresh("t3", "s2"), password_hash=None)
+    assert await storage.get_session("s2") == plain
+
+
+async def test_a_session_opens_only_while_the_checked_password_is_stored(
+    storage: Storage, alice: str
+) -> None:
+    """What the second login step relies on: the hash checked in the first step."""
+    current = (await storage.get_user(alice)).password_hash  # type: ignore[union-attr]
+    stale = "$argon2id$v=19$m=19456,t=2,p=1$stale"
+    s = dataclasses.replace(session("s1", alice), amr="pwd otp mfa", auth_time=T0)
+    assert await storage.create_session(s, refresh("t1", "s1"), password_hash=stale) is None
+    assert await storage.get_session("s1") is None
+    assert await storage.create_session(s, refresh("t1", "s1"), password_hash=current)

@@ -348,6 +348,13 @@ def test_an_mfa_token_cannot_finish_another_users_login(server: Server, account:
     forged = f"{head}.{forged_payload}.{sig}"
     r = second_step(server, forged, code=fresh_code(server, other.secret))
     assert_problem(r, 401, "invalid_mfa_token")
+    # Unsigned (alg none) with Bob's subject: refused too.
+    none_head = base64.urlsafe_b64encode(
+        json.dumps({"alg": "none", "typ": header(mine)["typ"]}).encode()
+    )
+    unsigned = f"{none_head.rstrip(b'=').decode()}.{forged_payload}."
+    r = second_step(server, unsigned, code=fresh_code(server, other.secret))
+    assert_problem(r, 401, "invalid_mfa_token")
     assert (
         session_count(server, account.user_id),
         session_count(server, other.user_id),

@@ -20,12 +20,12 @@ from _support.http import PASSWORD, bearer
 from authgate.guard import Guard
 from lifecycle.conftest import (  # noqa: F401  (pki and smtp are fixtures used here)
     AUDIENCE,
-    Server,
-    Smtp,
     pki,
-    running,
     smtp,
 )
+from lifecycle.conftest import Server as Server
+from lifecycle.conftest import Smtp as Smtp
+from lifecycle.conftest import running as running
 
 STEP = 30
 REVOCATIONS = "authgate:revocations"
@@ -35,7 +35,7 @@ INTROSPECT = "authgate:introspect"
 @pytest.fixture
 def server(tmp_path: Path, smtp: Smtp) -> Iterator[Server]:  # noqa: F811
     """authgate mailing through the SMTP server, with the default settings."""
-    with running(tmp_path, **smtp.env()) as live:
+    with running(tmp_path, **smtp.env()) as live:  # type: ignore[arg-type]
         yield live
 
 

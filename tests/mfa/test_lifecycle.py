@@ -82,7 +82,7 @@ def test_admin_mfa_reset_turns_it_off_audits_and_mails_the_user(server: Server, 
 def with_cli(tmp_path: Path, smtp: Smtp) -> Iterator[tuple[Server, dict[str, str]]]:
     """A running server and the CLI's environment: one SQLite file, key and SMTP server."""
     key = new_master_key()
-    with running(tmp_path, **smtp.env(), AUTHGATE_MASTER_KEY=key) as server:
+    with running(tmp_path, **smtp.env(), AUTHGATE_MASTER_KEY=key) as server:  # type: ignore[arg-type]
         env = {
             **clean_environ(),
             **FAST_ARGON2,

@@ -473,7 +473,7 @@ def test_even_a_guard_for_the_mfa_audience_refuses_the_mfa_token(
 def test_the_otp_throttle_has_a_per_ip_limit_apart_from_passwords(
     tmp_path: Path, smtp: Smtp
 ) -> None:
-    with running(tmp_path, **smtp.env(), AUTHGATE_THROTTLE_IP_LIMIT="4") as server:
+    with running(tmp_path, **smtp.env(), AUTHGATE_THROTTLE_IP_LIMIT="4") as server:  # type: ignore[arg-type]
         alice = enrolled(server, ADDRESS)
         bob = enrolled(server, OTHER)
         server.clock.advance(STEP)

@@ -157,7 +157,7 @@ def test_disabling_needs_the_password_and_a_current_code(server: Server) -> None
         "DELETE",
         "/auth/mfa/totp",
         headers=bearer(token),
-        json={"password": PASSWORD, "code": account.recovery_codes[0]},
+        json={"password": PASSWORD, "code": "0000-not-a-code"},
     )
     assert_problem(r, 401, "invalid_mfa_code")
     assert me(server, token)["mfa"]["totp"] is True
@@ -179,6 +179,25 @@ def test_disabling_needs_the_password_and_a_current_code(server: Server) -> None
         json={"password": PASSWORD, "code": fresh_code(server, account.secret)},
     )
     assert_problem(r, 404, "mfa_not_enabled")
+
+
+def test_a_user_who_lost_the_authenticator_disables_it_with_a_recovery_code(
+    server: Server,
+) -> None:
+    """Lose the phone: sign in with a recovery code, then turn TOTP off (and on again)
+    with the password and a recovery code in place of a current code."""
+    account = enrolled(server, ADDRESS)
+    token = account.access_token
+    r = server.http.request(
+        "DELETE",
+        "/auth/mfa/totp",
+        headers=bearer(token),
+        json={"password": PASSWORD, "code": account.recovery_codes[0]},
+    )
+    assert r.status_code == 204, r.text
+    assert me(server, token)["mfa"]["totp"] is False
+    # The code it took is spent with the rest of the set.
+    assert "access_token" in server.login(ADDRESS)
 
 
 def test_regenerating_recovery_codes_kills_the_old_set(server: Server) -> None:

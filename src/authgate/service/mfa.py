@@ -293,9 +293,13 @@ class Mfa:
     async def _reauthenticate(
         self, user: UserRecord, password: str, code: str, *, ip: str | None
     ) -> None:
-        """The password (login throttle) and a current TOTP code (second-factor throttle)."""
+        """The password (login throttle) and a second factor (its own throttle): a current
+        TOTP code, or a recovery code for a user who lost the authenticator."""
         await self.accounts.verify_password(user, password, ip=ip)
-        await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
+        if _looks_like_totp(code):
+            await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
+        else:
+            await self._second_factor(user.id, code=None, recovery_code=code, ip=ip)
 
     async def disable_totp(
         self, user: UserRecord, *, password: str, code: str, ip: str | None
@@ -328,10 +332,12 @@ class Mfa:
         """An admin turns every second factor of the user off (the recovery codes too);
         audited, and the user is told by mail."""
         user = await self.accounts.get(user_id)
+        codes = await self.store.recovery_codes_left(user.id)
         had = await self.store.delete_totp(user.id, keep_recovery_codes=False)
         await self.store.replace_recovery_codes(user.id, [], now=self.clock.now())
         await self.audit.record("mfa_reset", user_id=user.id, by=by, had_totp=had)
-        self.mail.enqueue(self.templates.render("mfa_reset", to=user.email, name=user.name))
+        if had or codes:  # nothing to tell a user who had no second factor
+            self.mail.enqueue(self.templates.render("mfa_reset", to=user.email, name=user.name))
 
     # --- the two-step login --------------------------------------------------------------
 
@@ -425,9 +431,20 @@ class Mfa:
             raise InvalidMfaToken("the account is gone") from exc
         if user.disabled:
             raise InvalidMfaToken("the account is disabled")
-        added = await self._second_factor(user.id, code=code, recovery_code=recovery_code, ip=ip)
-        if await self.store.use_mfa_login(login.jti, now=self.clock.now()) is None:
+        if not hmac.compare_digest(user.password_hash, login.password_hash):
+            raise InvalidMfaToken("the password changed since the first step")
+        # Claim the pending login before a single-use factor is spent: a racer that loses
+        # the claim, or a login that cannot open, uses up no code. A wrong factor gives
+        # the claim back, so the user may try again (through the throttle).
+        if await self.store.use_mfa_login(login.jti, now=now) is None:
             raise InvalidMfaToken("the mfa_token was used meanwhile")
+        try:
+            added = await self._second_factor(
+                user.id, code=code, recovery_code=recovery_code, ip=ip
+            )
+        except BaseException:
+            await self.store.release_mfa_login(login.jti, used_at=now)
+            raise
         amr = (AMR_PASSWORD, *added, AMR_MFA)
         # The session opens only while the password checked in the first step is stored.
         checked = dataclasses.replace(user, password_hash=login.password_hash)
@@ -438,6 +455,11 @@ class Mfa:
     async def purge(self) -> int:
         """Delete the pending logins that expired over a minute ago."""
         return await self.store.purge_mfa_logins(before=self.clock.now() - 60)
+
+
+def _looks_like_totp(code: str) -> bool:
+    cleaned = _clean(code)
+    return len(cleaned) == TOTP_DIGITS and cleaned.isascii() and cleaned.isdigit()
 
 
 def _clean(code: str) -> str:

@@ -666,6 +666,11 @@ class MfaStore(Protocol):
         it; None otherwise."""
         ...
 
+    async def release_mfa_login(self, jti: str, *, used_at: float) -> bool:
+        """Give back a claim: mark the pending login unused again, if ``used_at`` is still
+        the time it was claimed at."""
+        ...
+
     async def purge_mfa_logins(self, *, before: float) -> int:
         """Delete pending logins that expired before ``before``; how many."""
         ...

@@ -75,6 +75,11 @@ class SqlMfa(SqlBase):
         )
 
         async def _body(conn: AsyncConnection) -> bool:
+            # The user's row first, as put_pending_totp takes it: one lock order, no
+            # deadlock between an enrolment and its confirmation.
+            held = select(users.c.id).where(users.c.id == user_id).with_for_update()
+            if (await conn.execute(held)).first() is None:
+                return False
             if (await conn.execute(activate)).rowcount != 1:
                 return False
             await _replace_codes(conn, user_id, recovery_digests, now)
@@ -186,6 +191,14 @@ class SqlMfa(SqlBase):
             return None if row is None else record_of(MfaLoginRecord, row)
 
         return await self._transaction(_body)
+
+    async def release_mfa_login(self, jti: str, *, used_at: float) -> bool:
+        """Mark a claimed pending login unused again, if it is still the same claim."""
+        return await self._changed_one(
+            update(mfa_logins)
+            .where(mfa_logins.c.jti == jti, mfa_logins.c.used_at == used_at)
+            .values(used_at=None)
+        )
 
     async def purge_mfa_logins(self, *, before: float) -> int:
         """Delete pending logins that expired before ``before``."""

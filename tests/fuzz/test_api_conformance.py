@@ -452,11 +452,15 @@ def _totp_disable(w: World) -> list[Request]:
 
 @builds("POST /auth/mfa/recovery-codes")
 def _recovery_codes(w: World) -> list[Request]:
-    _, tokens = w.user()
+    email, tokens = w.user()
     totp = _totp(w, tokens)
-    body = {"password": PASSWORD, "code": totp.at(START)}
+    # From a session that logged in with the second factor (the code of START), with the
+    # code of the step after it.
+    first = w.post("/auth/login", json={"email": email, "password": PASSWORD})
+    mfa = w.post("/auth/login/mfa", json={"mfa_token": first["mfa_token"], "code": totp.at(START)})
+    body = {"password": PASSWORD, "code": totp.at(START + 30)}
     case = w.case("POST /auth/mfa/recovery-codes", body=body, media_type="application/json")
-    return [(case, _bearer(tokens), 200)]
+    return [(case, _bearer(mfa), 200)]
 
 
 @builds("POST /auth/login/mfa")

@@ -129,11 +129,13 @@ def test_a_login_refused_after_a_password_change_does_not_burn_its_recovery_code
 ) -> None:
     """Step 1, then the password changes, then step 2 with a recovery code: no session
     opens (right), and the recovery code must not be used up by that refused login."""
+    # On an account with MFA, only a session that logged in with it changes the password.
+    token = mfa_login(server, account)["access_token"]
     mfa_token = first_step(server, ADDRESS)["mfa_token"]
     new_password = "changed meanwhile 2026 passphrase"
     r = server.http.post(
         "/auth/password",
-        headers=bearer(account.access_token),
+        headers=bearer(token),
         json={"current_password": PASSWORD, "new_password": new_password},
     )
     assert r.status_code == 204, r.text
@@ -141,7 +143,7 @@ def test_a_login_refused_after_a_password_change_does_not_burn_its_recovery_code
     r = second_step(server, mfa_token, recovery_code=account.recovery_codes[0])
     assert r.status_code == 401, r.text
     assert session_count(server, account.user_id) == before
-    assert me(server, account.access_token)["mfa"]["recovery_codes_left"] == 10
+    assert me(server, token)["mfa"]["recovery_codes_left"] == 10
 
 
 # --- GHSA-wc43-73w7-x2f5: the wrong assurance level accepted --------------------------------
@@ -238,10 +240,11 @@ def test_one_recovery_code_raced_over_many_logins_opens_one_session(
 def test_a_code_used_for_reauthentication_cannot_log_in(server: Server, account: Account) -> None:
     """The step accepted by a re-authentication (regenerating the recovery codes) is used
     up for the login too."""
+    token = mfa_login(server, account)["access_token"]  # regenerating needs an MFA login
     code = fresh_code(server, account.secret)
     r = server.http.post(
         "/auth/mfa/recovery-codes",
-        headers=bearer(account.access_token),
+        headers=bearer(token),
         json={"password": PASSWORD, "code": code},
     )
     assert r.status_code == 200, r.text

@@ -22,6 +22,7 @@ from .conftest import (
     first_step,
     fresh_code,
     me,
+    mfa_login,
     second_step,
 )
 
@@ -202,7 +203,15 @@ def test_a_user_who_lost_the_authenticator_disables_it_with_a_recovery_code(
 
 def test_regenerating_recovery_codes_kills_the_old_set(server: Server) -> None:
     account = enrolled(server, ADDRESS)
-    token = account.access_token
+    # The registration's session did not log in with the second factor: it may not.
+    r = server.http.post(
+        "/auth/mfa/recovery-codes",
+        headers=bearer(account.access_token),
+        json={"password": PASSWORD, "code": fresh_code(server, account.secret)},
+    )
+    assert_problem(r, 401, "insufficient_user_authentication")
+    assert 'error="insufficient_user_authentication"' in r.headers["www-authenticate"]
+    token = mfa_login(server, account)["access_token"]
     r = server.http.post(
         "/auth/mfa/recovery-codes", headers=bearer(token), json={"password": PASSWORD}
     )

@@ -66,7 +66,9 @@ def test_admin_mfa_reset_turns_it_off_audits_and_mails_the_user(server: Server, 
     assert r.status_code == 204, r.text
     [row] = server.audit("mfa_reset")
     assert row["user_id"] == account.user_id
-    assert row["detail"]["by"] == "admin"
+    # The acting admin is named (their user id), and where the call came from.
+    assert row["detail"]["by"] == claims(admin)["sub"]
+    assert row["ip"] == "127.0.0.1"
     mail = eventually(lambda: mfa_reset_mails(smtp, ADDRESS), what="the mfa_reset mail")[0]
     assert ADDRESS in text_of(mail)  # type: ignore[arg-type]
 

@@ -115,10 +115,12 @@ def test_codes_one_step_either_side_are_accepted_two_steps_away_refused(
     server: Server, account: Account
 ) -> None:
     server.clock.advance(10 * STEP)
-    challenge = first_step(server, ADDRESS)
     for steps in (-2, 2, -3, 3, -10):
+        # A fresh login each time: an mfa_token dies after three wrong factors.
+        challenge = first_step(server, ADDRESS)
         r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret, steps))
         assert_problem(r, 401, "invalid_mfa_code")
+    challenge = first_step(server, ADDRESS)
     # In ascending order, so that each step is later than the last one accepted.
     for steps in (-1, 0, 1):
         r = second_step(server, challenge["mfa_token"], code=code_at(server, account.secret, steps))
@@ -152,8 +154,13 @@ def test_a_replayed_code_is_refused(server: Server, account: Account) -> None:
     server.clock.advance(20)
     r = second_step(server, again["mfa_token"], code=code)
     assert_problem(r, 401, "invalid_mfa_code")
-    # The next step's code works with the same mfa_token.
+    # Three wrong factors, and that mfa_token is dead, even for a right code.
     r = second_step(server, again["mfa_token"], code=fresh_code(server, account.secret))
+    assert_problem(r, 401, "invalid_mfa_token")
+    # A new login with the next step's code works.
+    r = second_step(
+        server, first_step(server, ADDRESS)["mfa_token"], code=fresh_code(server, account.secret)
+    )
     assert r.status_code == 200, r.text
     assert len(server.audit("mfa_failed")) == 3
 
@@ -213,12 +220,11 @@ def test_the_otp_lockout_is_apart_from_the_password_throttle(
     """Nine wrong codes lock the second factor (429, even for the right code) while the
     password throttle is untouched; wrong passwords then do not lock the second factor."""
     server.clock.advance(STEP)
-    challenge = first_step(server, ADDRESS)
-    token = challenge["mfa_token"]
     bad = wrong_code(server, account)
-    for _ in range(9):
-        r = second_step(server, token, code=bad)
+    for _ in range(9):  # a login each time: an mfa_token dies after three wrong factors
+        r = second_step(server, first_step(server, ADDRESS)["mfa_token"], code=bad)
         assert_problem(r, 401, "invalid_mfa_code")
+    token = first_step(server, ADDRESS)["mfa_token"]
     r = second_step(server, token, code=code_at(server, account.secret))
     body = assert_problem(r, 429, "too_many_attempts")
     assert int(r.headers["retry-after"]) > 0, body
@@ -254,10 +260,11 @@ def test_password_failures_do_not_lock_the_second_factor(server: Server, account
 def test_the_otp_throttle_is_per_account(server: Server, account: Account) -> None:
     other = enrolled(server, OTHER)
     server.clock.advance(STEP)
-    token = first_step(server, ADDRESS)["mfa_token"]
     bad = wrong_code(server, account)
     for _ in range(9):
+        token = first_step(server, ADDRESS)["mfa_token"]
         assert second_step(server, token, code=bad).status_code == 401
+    token = first_step(server, ADDRESS)["mfa_token"]
     assert second_step(server, token, code=code_at(server, account.secret)).status_code == 429
     theirs = first_step(server, OTHER)["mfa_token"]
     r = second_step(server, theirs, code=code_at(server, other.secret))
@@ -363,11 +370,12 @@ def test_an_mfa_token_cannot_finish_another_users_login(server: Server, account:
 
 
 def test_an_mfa_token_dies_with_a_password_change(server: Server, account: Account) -> None:
+    token = mfa_login(server, account)["access_token"]  # a password change needs MFA
     mfa_token = first_step(server, ADDRESS)["mfa_token"]
     new_password = "a brand new passphrase 43"
     r = server.http.post(
         "/auth/password",
-        headers=bearer(account.access_token),
+        headers=bearer(token),
         json={"current_password": PASSWORD, "new_password": new_password},
     )
     assert r.status_code == 204, r.text
@@ -455,10 +463,14 @@ def test_racing_wrong_codes_never_get_past_the_otp_lock(server: Server, account:
     checked = codes.count("invalid_mfa_code")
     assert 1 <= checked <= 9, statuses
     assert len(server.audit("mfa_failed")) == checked
-    # Then one wrong code after another: the lock comes at the 10th failure in all.
+    # Then one wrong code after another (a login each: an mfa_token dies after three
+    # wrong factors): the lock comes at the 10th failure in all.
     for _ in range(9 - checked):
-        assert_problem(second_step(server, mfa_token, code=bad), 401, "invalid_mfa_code")
-    r = second_step(server, mfa_token, code=code_at(server, account.secret))
+        fresh = first_step(server, ADDRESS)["mfa_token"]
+        assert_problem(second_step(server, fresh, code=bad), 401, "invalid_mfa_code")
+    r = second_step(
+        server, first_step(server, ADDRESS)["mfa_token"], code=code_at(server, account.secret)
+    )
     assert_problem(r, 429, "too_many_attempts")
 
 

@@ -91,6 +91,7 @@ class MfaLoginRecord:
     created_at: float
     expires_at: float
     used_at: float | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,9 +667,10 @@ class MfaStore(Protocol):
         it; None otherwise."""
         ...
 
-    async def release_mfa_login(self, jti: str, *, used_at: float) -> bool:
-        """Give back a claim: mark the pending login unused again, if ``used_at`` is still
-        the time it was claimed at."""
+    async def release_mfa_login(self, jti: str, *, used_at: float, burn_after: int) -> bool:
+        """A failed attempt on a claimed pending login (if ``used_at`` is still its claim):
+        count it, and mark the login unused again unless that makes ``burn_after``
+        failures; True if it may be tried again."""
         ...
 
     async def purge_mfa_logins(self, *, before: float) -> int:

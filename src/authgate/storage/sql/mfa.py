@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import MfaLoginRecord, TotpRecord
@@ -192,13 +192,25 @@ class SqlMfa(SqlBase):
 
         return await self._transaction(_body)
 
-    async def release_mfa_login(self, jti: str, *, used_at: float) -> bool:
-        """Mark a claimed pending login unused again, if it is still the same claim."""
-        return await self._changed_one(
+    async def release_mfa_login(self, jti: str, *, used_at: float, burn_after: int) -> bool:
+        """Count a failed attempt on a claimed pending login and, below ``burn_after``
+        failures, mark it unused again (one statement); True if it may be tried again."""
+        burnt = mfa_logins.c.failures + 1 >= burn_after
+        stmt = (
             update(mfa_logins)
             .where(mfa_logins.c.jti == jti, mfa_logins.c.used_at == used_at)
-            .values(used_at=None)
+            .values(
+                failures=mfa_logins.c.failures + 1,
+                used_at=case((burnt, mfa_logins.c.used_at), else_=None),
+            )
+            .returning(mfa_logins.c.used_at)
         )
+
+        async def _body(conn: AsyncConnection) -> bool:
+            row = (await conn.execute(stmt)).first()
+            return row is not None and row.used_at is None
+
+        return await self._transaction(_body)
 
     async def purge_mfa_logins(self, *, before: float) -> int:
         """Delete pending logins that expired before ``before``."""

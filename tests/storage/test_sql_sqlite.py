@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, exc
+from sqlalchemy import Engine, event, exc
 
 from authgate.errors import (
     ConfigurationError,
@@ -59,6 +59,12 @@ async def settle_worker_threads(anyio_backend: str) -> AsyncIterator[None]:
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Connections opened from now on give up on a lock after 100 ms, not 5 s."""
     monkeypatch.setattr(sql_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
+
+
+def runs_on(store: SqlStorage) -> Engine:
+    """The engine whose events see the store's statements (its blocking SQLite engine)."""
+    assert store.sqlite_engine is not None
+    return store.sqlite_engine
 
 
 def _file(url: str) -> str:
@@ -147,7 +153,7 @@ async def test_writes_begin_immediate_and_reads_take_no_transaction(store: SqlSt
     def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", capture)
+    event.listen(runs_on(store), "before_cursor_execute", capture)
     try:
         await store.create_user(user("u1"))
         assert statements[0] == "BEGIN IMMEDIATE"
@@ -161,7 +167,7 @@ async def test_writes_begin_immediate_and_reads_take_no_transaction(store: SqlSt
         await store.hit("k", now=T0, window=1)
         assert statements[0] == "BEGIN IMMEDIATE"
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", capture)
+        event.remove(runs_on(store), "before_cursor_execute", capture)
 
 
 async def test_a_read_then_write_waits_for_another_writer(url: str, store: SqlStorage) -> None:
@@ -170,16 +176,18 @@ async def test_a_read_then_write_waits_for_another_writer(url: str, store: SqlSt
     await store.create_user(user("u1"))
     await store.ping()
     begun = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
     def on_begin(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The store's writes run in its writer thread: wake the loop from there.
         if statement.startswith("BEGIN"):
-            begun.set()
+            loop.call_soon_threadsafe(begun.set)
 
     other = sqlite3.connect(_file(url), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO counters VALUES ('other-process', 1, 0)")
-        event.listen(store.engine.sync_engine, "before_cursor_execute", on_begin)
+        event.listen(runs_on(store), "before_cursor_execute", on_begin)
         task = asyncio.create_task(store.set_roles("u1", ["editor"]))
         await asyncio.wait_for(begun.wait(), 5)
         await asyncio.sleep(0.2)  # let it reach the lock (a wrong BEGIN would get further)
@@ -187,7 +195,7 @@ async def test_a_read_then_write_waits_for_another_writer(url: str, store: SqlSt
         other.execute("COMMIT")
         assert await asyncio.wait_for(task, 10) == 1
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", on_begin)
+        event.remove(runs_on(store), "before_cursor_execute", on_begin)
         other.close()
     got = await store.get_user("u1")
     assert got is not None

@@ -9,6 +9,13 @@ isolation (READ COMMITTED, or whatever the server is configured with): the atomi
 are single conditional statements (``UPDATE ... WHERE ... RETURNING``, ``INSERT ... ON
 CONFLICT``) or take a row lock first, and a transaction rolled back as a serialization
 failure or a deadlock runs again instead of surfacing.
+
+SQLite runs the same bodies on the stdlib driver, one unit of work per call: a write
+transaction runs whole in the store's one writer thread (one thread hop, where aiosqlite
+takes several per statement), and a read runs on the event loop (WAL readers never wait for
+a lock, and a read of a few rows costs less than a hop). A body sees an ``AsyncConnection``
+either way; on SQLite its ``execute`` returns at once, so a body that awaits anything else
+is a bug, refused with RuntimeError.
 """
 
 from __future__ import annotations
@@ -18,13 +25,16 @@ import dataclasses
 import functools
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
+    CursorResult,
     Executable,
     Row,
     Table,
@@ -36,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authgate.storage.sql import engine as _engine
@@ -108,6 +119,35 @@ def mark_revoked(table: Table, *where: ColumnElement[bool], now: float) -> Updat
     return update(table).where(*where, not_revoked(table)).values(revoked_at=now)
 
 
+class _UnitOfWork:
+    """What a store body needs of an ``AsyncConnection`` (``execute``), on a blocking
+    SQLite connection: each statement runs at once, in the thread that drives the body."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
+def _as_async(conn: Connection) -> AsyncConnection:
+    # The bodies are typed for AsyncConnection and use only its ``execute``.
+    return cast(AsyncConnection, _UnitOfWork(conn))
+
+
+def _drive(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run a body whose only awaits are ``_UnitOfWork.execute`` (they never suspend) to
+    its end, here, in this thread."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return cast(_T, done.value)
+    work.close()
+    raise RuntimeError("a SQLite unit of work awaited something other than its connection")
+
+
 class SqlBase:
     """The engine and transactions of the SQL store, and its error translation.
 
@@ -132,11 +172,28 @@ class SqlBase:
         # on the busy handler (other processes still queue on the busy timeout).
         self._write_lock = asyncio.Lock()
         self.retries = 0
+        # SQLite: the blocking engine each unit of work runs on, and the one writer thread
+        # (writes are one at a time anyway: the lock above).
+        self._sync_engine: Engine | None = None
+        self._sync: Engine | None = None
+        self._sync_write: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        if self._sqlite:
+            self._sync_engine = _engine.sqlite_sync_engine(engine)
+            self._sync_write = self._sync_engine.execution_options(**_engine.WRITE_OPTIONS)
+            self._sync = self._sync_engine.execution_options(**{_engine.BEGIN_OPTION: "NONE"})
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authgate-sqlite")
 
     @property
     def engine(self) -> AsyncEngine:
         """The underlying engine (for tests and migrations)."""
         return self._engine
+
+    @property
+    def sqlite_engine(self) -> Engine | None:
+        """SQLite: the blocking engine that runs the store's reads and writes (for tests:
+        its events see every statement); None on PostgreSQL."""
+        return self._sync_engine
 
     # -- the held connection -----------------------------------------------------------
 
@@ -174,6 +231,10 @@ class SqlBase:
             if held is not None:
                 yield held
                 return
+            if self._sync is not None:
+                with self._sync.connect() as sync_conn:
+                    yield _as_async(sync_conn)
+                return
             async with self._read_engine.connect() as conn:
                 yield conn
 
@@ -192,9 +253,10 @@ class SqlBase:
             attempt = 1
             while True:
                 try:
-                    if self._sqlite:
-                        async with self._write_lock, self._write_engine.begin() as conn:
-                            return await body(conn)
+                    if self._sync_write is not None and self._writer is not None:
+                        async with self._write_lock:
+                            loop = asyncio.get_running_loop()
+                            return await loop.run_in_executor(self._writer, self._write_sync, body)
                     async with self._write_engine.begin() as conn:
                         return await body(conn)
                 except exc.DBAPIError as e:
@@ -205,6 +267,12 @@ class SqlBase:
                 pause = min(RETRY_PAUSE_S * 2 ** (attempt - 1), MAX_RETRY_PAUSE_S)
                 await asyncio.sleep(pause * secrets.randbelow(1001) / 1000)
                 attempt += 1
+
+    def _write_sync(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """SQLite, in the writer thread: ``body`` in one BEGIN IMMEDIATE transaction."""
+        assert self._sync_write is not None
+        with self._sync_write.begin() as conn:
+            return _drive(cast(Coroutine[Any, Any, _T], body(_as_async(conn))))
 
     async def _execute(self, statement: Executable) -> int:
         """Run one write statement in its own transaction; the number of rows it matched."""
@@ -236,3 +304,7 @@ class SqlBase:
     async def close(self) -> None:
         """Release every connection."""
         await self._engine.dispose()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()

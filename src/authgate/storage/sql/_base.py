@@ -16,6 +16,12 @@ takes several per statement), and a read runs on the event loop (WAL readers nev
 a lock, and a read of a few rows costs less than a hop). A body sees an ``AsyncConnection``
 either way; on SQLite its ``execute`` returns at once, so a body that awaits anything else
 is a bug, refused with RuntimeError.
+
+PostgreSQL: a unit of work first takes one of as many slots as the pool has connections,
+waiting at most ``POOL_QUEUE_S`` (well under the pool's own timeout and a client's), and
+past that is shed as Overloaded (503 ``overloaded``, retry later): a burst is refused
+before the pool runs dry, so that a pool timeout (StorageUnavailable) keeps meaning a
+database that does not answer.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authgate.errors import Overloaded
 from authgate.storage.sql import engine as _engine
 
 if TYPE_CHECKING:
@@ -62,6 +69,8 @@ _R = TypeVar("_R", bound="DataclassInstance")
 WRITE_ATTEMPTS: Final = 16
 RETRY_PAUSE_S: Final = 0.005
 MAX_RETRY_PAUSE_S: Final = 0.25
+# PostgreSQL: the longest wait for a free connection before a unit of work is shed.
+POOL_QUEUE_S: Final = 1.0
 
 # The connection that a task holds with SQLite's write lock (key_lock), with its store and
 # task: the store's calls made by that task run on it (in a SAVEPOINT), since SQLite allows
@@ -183,6 +192,15 @@ class SqlBase:
             self._sync_write = self._sync_engine.execution_options(**_engine.WRITE_OPTIONS)
             self._sync = self._sync_engine.execution_options(**{_engine.BEGIN_OPTION: "NONE"})
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authgate-sqlite")
+        # PostgreSQL: one slot per connection the pool may open, less the one kept for
+        # the key lock's own connection (see ``_slot``).
+        self._slots: asyncio.Semaphore | None = None
+        if self._postgresql:
+            pool = engine.sync_engine.pool
+            capacity = int(getattr(pool, "size", lambda: 5)())
+            capacity += max(0, int(getattr(pool, "_max_overflow", 0)))
+            self._slots = asyncio.Semaphore(max(1, capacity - 1))
+        self.shed = 0
 
     @property
     def engine(self) -> AsyncEngine:
@@ -218,6 +236,28 @@ class SqlBase:
     # -- transactions ------------------------------------------------------------------
 
     @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Hold one of the pool's connections' slots for the block (PostgreSQL); Overloaded
+        when none frees up within ``POOL_QUEUE_S``. ``shed`` counts those refusals."""
+        slots = self._slots
+        if slots is None:
+            yield
+            return
+        if slots.locked():
+            try:
+                async with asyncio.timeout(POOL_QUEUE_S):
+                    await slots.acquire()
+            except TimeoutError:
+                self.shed += 1
+                raise Overloaded("every database connection is busy", retry_after=1) from None
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
+
+    @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
         try:
             yield
@@ -235,7 +275,7 @@ class SqlBase:
                 with self._sync.connect() as sync_conn:
                     yield _as_async(sync_conn)
                 return
-            async with self._read_engine.connect() as conn:
+            async with self._slot(), self._read_engine.connect() as conn:
                 yield conn
 
     async def _transaction(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
@@ -257,7 +297,7 @@ class SqlBase:
                         async with self._write_lock:
                             loop = asyncio.get_running_loop()
                             return await loop.run_in_executor(self._writer, self._write_sync, body)
-                    async with self._write_engine.begin() as conn:
+                    async with self._slot(), self._write_engine.begin() as conn:
                         return await body(conn)
                 except exc.DBAPIError as e:
                     if attempt >= WRITE_ATTEMPTS or not _engine.is_retryable(e):

@@ -10,12 +10,18 @@ are single conditional statements (``UPDATE ... WHERE ... RETURNING``, ``INSERT 
 CONFLICT``) or take a row lock first, and a transaction rolled back as a serialization
 failure or a deadlock runs again instead of surfacing.
 
-SQLite runs the same bodies on the stdlib driver, one unit of work per call: a write
-transaction runs whole in the store's one writer thread (one thread hop, where aiosqlite
-takes several per statement), and a read runs on the event loop (WAL readers never wait for
-a lock, and a read of a few rows costs less than a hop). A body sees an ``AsyncConnection``
-either way; on SQLite its ``execute`` returns at once, so a body that awaits anything else
-is a bug, refused with RuntimeError.
+SQLite runs the same bodies on the stdlib driver, one unit of work per call, without
+aiosqlite's thread hops for every step of every statement. A read runs on the event loop
+(WAL readers never wait for a lock, and a read of a few rows costs less than a hop). A
+write transaction first runs on the event loop too, on a connection that never waits
+(busy timeout 0): this process's writers already queue on ``_write_lock``, so it waits
+only when another process holds SQLite's write lock, and then BEGIN IMMEDIATE fails at
+once, nothing done, and the transaction runs whole in the store's one writer thread,
+which waits on the busy timeout. Commits in WAL mode do not sync (synchronous NORMAL);
+the loop's connections never checkpoint, the writer thread does, every
+``CHECKPOINT_EVERY`` commits. A body sees an ``AsyncConnection`` either way; on SQLite
+its ``execute`` returns at once, so a body that awaits anything else is a bug, refused
+with RuntimeError.
 
 PostgreSQL: a unit of work first takes one of as many slots as the pool has connections,
 waiting at most ``POOL_QUEUE_S`` (well under the pool's own timeout and a client's), and
@@ -71,6 +77,8 @@ RETRY_PAUSE_S: Final = 0.005
 MAX_RETRY_PAUSE_S: Final = 0.25
 # PostgreSQL: the longest wait for a free connection before a unit of work is shed.
 POOL_QUEUE_S: Final = 1.0
+# SQLite: a WAL checkpoint (in the writer thread) after this many commits on the loop.
+CHECKPOINT_EVERY: Final = 256
 
 # The connection that a task holds with SQLite's write lock (key_lock), with its store and
 # task: the store's calls made by that task run on it (in a SAVEPOINT), since SQLite allows
@@ -186,11 +194,16 @@ class SqlBase:
         self._sync_engine: Engine | None = None
         self._sync: Engine | None = None
         self._sync_write: Engine | None = None
+        self._sync_write_now: Engine | None = None
+        self._sync_loop_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._loop_commits = 0
         if self._sqlite:
             self._sync_engine = _engine.sqlite_sync_engine(engine)
             self._sync_write = self._sync_engine.execution_options(**_engine.WRITE_OPTIONS)
             self._sync = self._sync_engine.execution_options(**{_engine.BEGIN_OPTION: "NONE"})
+            self._sync_loop_engine = _engine.sqlite_sync_engine(engine, wait=False)
+            self._sync_write_now = self._sync_loop_engine.execution_options(**_engine.WRITE_OPTIONS)
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authgate-sqlite")
         # PostgreSQL: one slot per connection the pool may open, less the one kept for
         # the key lock's own connection (see ``_slot``).
@@ -208,10 +221,11 @@ class SqlBase:
         return self._engine
 
     @property
-    def sqlite_engine(self) -> Engine | None:
-        """SQLite: the blocking engine that runs the store's reads and writes (for tests:
-        its events see every statement); None on PostgreSQL."""
-        return self._sync_engine
+    def sqlite_engines(self) -> tuple[Engine, ...]:
+        """SQLite: the blocking engines that run the store's reads and writes (the one
+        that waits for locks, and the event loop's that never does), for tests: their
+        events see every statement. None on PostgreSQL."""
+        return tuple(e for e in (self._sync_engine, self._sync_loop_engine) if e is not None)
 
     # -- the held connection -----------------------------------------------------------
 
@@ -293,10 +307,9 @@ class SqlBase:
             attempt = 1
             while True:
                 try:
-                    if self._sync_write is not None and self._writer is not None:
+                    if self._sync_write_now is not None:
                         async with self._write_lock:
-                            loop = asyncio.get_running_loop()
-                            return await loop.run_in_executor(self._writer, self._write_sync, body)
+                            return await self._write_sqlite(body)
                     async with self._slot(), self._write_engine.begin() as conn:
                         return await body(conn)
                 except exc.DBAPIError as e:
@@ -308,11 +321,40 @@ class SqlBase:
                 await asyncio.sleep(pause * secrets.randbelow(1001) / 1000)
                 attempt += 1
 
-    def _write_sync(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
-        """SQLite, in the writer thread: ``body`` in one BEGIN IMMEDIATE transaction."""
-        assert self._sync_write is not None
-        with self._sync_write.begin() as conn:
+    async def _write_sqlite(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """SQLite, holding ``_write_lock``: ``body`` in one BEGIN IMMEDIATE transaction, on
+        the loop unless another process holds the write lock, else in the writer thread."""
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        try:
+            result = self._write_sync(body, self._sync_write_now)
+        except exc.OperationalError as e:
+            if not _engine.is_sqlite_busy(e):
+                raise
+        else:
+            self._loop_commits += 1
+            if self._loop_commits % CHECKPOINT_EVERY == 0:
+                loop.run_in_executor(self._writer, self._checkpoint)
+            return result
+        # Rolled back, nothing done: run it again where it may wait for the lock.
+        return await loop.run_in_executor(self._writer, self._write_sync, body, self._sync_write)
+
+    @staticmethod
+    def _write_sync(body: Callable[[AsyncConnection], Awaitable[_T]], engine: Engine | None) -> _T:
+        """``body`` in one BEGIN IMMEDIATE transaction of ``engine``, here and now."""
+        assert engine is not None
+        with engine.begin() as conn:
             return _drive(cast(Coroutine[Any, Any, _T], body(_as_async(conn))))
+
+    def _checkpoint(self) -> None:
+        """SQLite, in the writer thread: move the WAL's pages into the database file (what
+        the loop's connections never do by themselves). A failure waits for the next."""
+        assert self._sync is not None
+        try:
+            with self._sync.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except exc.SQLAlchemyError:  # busy or closing: the next checkpoint catches up
+            pass
 
     async def _execute(self, statement: Executable) -> int:
         """Run one write statement in its own transaction; the number of rows it matched."""
@@ -346,5 +388,6 @@ class SqlBase:
         await self._engine.dispose()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        for sync_engine in (self._sync_engine, self._sync_loop_engine):
+            if sync_engine is not None:
+                sync_engine.dispose()

@@ -132,13 +132,17 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     return engine
 
 
-def sqlite_sync_engine(engine: AsyncEngine) -> Engine:
+def sqlite_sync_engine(engine: AsyncEngine, *, wait: bool = True) -> Engine:
     """A blocking engine (the stdlib ``sqlite3`` driver) on the same SQLite file as
     ``engine``, configured alike (WAL, busy timeout, foreign keys, the BEGIN modes) and
     pooled alike. The store runs each unit of work on it in one call (a read on the event
     loop, a write transaction in its writer thread) instead of one thread hop per step of
     every statement, as aiosqlite does. Its connections may move between those two threads
-    (``check_same_thread`` off): the pool hands each to one caller at a time."""
+    (``check_same_thread`` off): the pool hands each to one caller at a time.
+
+    With ``wait=False`` its connections never wait for a lock (busy timeout 0: SQLITE_BUSY
+    at once) and never checkpoint by themselves (``wal_autocheckpoint`` 0): they are for
+    the event loop, which must not block; the caller checkpoints elsewhere."""
     pool = engine.sync_engine.pool
     size = pool.size() if hasattr(pool, "size") else 5
     sync = create_engine(
@@ -148,7 +152,7 @@ def sqlite_sync_engine(engine: AsyncEngine) -> Engine:
         hide_parameters=True,
         connect_args={"check_same_thread": False},
     )
-    _configure_sqlite(sync, sync.url)
+    _configure_sqlite(sync, sync.url, wait=wait)
     return sync
 
 
@@ -192,7 +196,7 @@ def _sqlite_path(target: URL) -> str | None:
     return database
 
 
-def _configure_sqlite(engine: Engine, url: URL) -> None:
+def _configure_sqlite(engine: Engine, url: URL, *, wait: bool = True) -> None:
     path = _sqlite_path(url)
 
     @event.listens_for(engine, "do_connect")
@@ -207,7 +211,9 @@ def _configure_sqlite(engine: Engine, url: URL) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS if wait else 0}")
+            if not wait:
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             # With WAL, NORMAL keeps every commit across a process crash (kill -9); only
@@ -251,6 +257,13 @@ def _sqlstate(error: BaseException) -> str | None:
         orig = error.orig
     state = getattr(orig, "sqlstate", None)
     return state if isinstance(state, str) else None
+
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """True for SQLite's SQLITE_BUSY (another connection holds the lock; nothing done)."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+    name = getattr(orig, "sqlite_errorname", None)
+    return isinstance(name, str) and name.startswith("SQLITE_BUSY")
 
 
 def is_retryable(error: BaseException) -> bool:

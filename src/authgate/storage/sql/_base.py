@@ -39,7 +39,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -165,6 +165,38 @@ def _drive(work: Coroutine[Any, Any, _T]) -> _T:
     raise RuntimeError("a SQLite unit of work awaited something other than its connection")
 
 
+class _LoopRead:
+    """SQLite: a read connection on the event loop for one ``async with`` block, with the
+    driver's errors translated (what ``_read`` yields; a class, since it runs for every
+    read and a generator-based context manager costs several times more)."""
+
+    __slots__ = ("_conn", "_errors", "_sync")
+
+    def __init__(self, sync: Engine, errors: tuple[type[BaseException], ...]) -> None:
+        self._sync = sync
+        self._errors = errors
+        self._conn: Connection | None = None
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            self._conn = self._sync.connect()
+        except self._errors as e:
+            raise _engine.translate(e) from e
+        return _as_async(self._conn)
+
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> bool:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                conn.close()
+        except self._errors as e:
+            if error is None:
+                raise _engine.translate(e) from e
+        if error is not None and isinstance(error, self._errors):
+            raise _engine.translate(error) from error
+        return False
+
+
 class SqlBase:
     """The engine and transactions of the SQL store, and its error translation.
 
@@ -278,16 +310,18 @@ class SqlBase:
         except self._errors as e:
             raise _engine.translate(e) from e
 
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads (autocommit on SQLite: each SELECT on its own)."""
+        if self._sync is not None and self._held() is None:
+            return _LoopRead(self._sync, self._errors)  # the hot path: no generator
+        return self._read_async()
+
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read_async(self) -> AsyncIterator[AsyncConnection]:
         held = self._held()
         async with self._translated():
             if held is not None:
                 yield held
-                return
-            if self._sync is not None:
-                with self._sync.connect() as sync_conn:
-                    yield _as_async(sync_conn)
                 return
             async with self._slot(), self._read_engine.connect() as conn:
                 yield conn
@@ -300,6 +334,12 @@ class SqlBase:
         times); only then does the error surface, as StorageUnavailable.
         """
         held = self._held()
+        if self._sync_write_now is not None and held is None:  # SQLite: no retries
+            try:
+                async with self._write_lock:
+                    return await self._write_sqlite(body)
+            except self._errors as e:
+                raise _engine.translate(e) from e
         async with self._translated():
             if held is not None:
                 async with held.begin_nested():
@@ -307,9 +347,6 @@ class SqlBase:
             attempt = 1
             while True:
                 try:
-                    if self._sync_write_now is not None:
-                        async with self._write_lock:
-                            return await self._write_sqlite(body)
                     async with self._slot(), self._write_engine.begin() as conn:
                         return await body(conn)
                 except exc.DBAPIError as e:

@@ -37,7 +37,7 @@ from _harness.servers import Server, serve
 PASSWORD = "bench: a long enough passphrase 7"  # a throwaway bench account
 CLIENTS = 4
 PATHS = ("login", "refresh", "me")
-TOP = 30
+TOP = 40
 _OUTER = (
     *(
         f"({name})"

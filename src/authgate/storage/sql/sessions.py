@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import Float, String, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import (
@@ -60,6 +60,12 @@ _CLAIM: Final = (
     )
     .values(rotated_at=bindparam("b_now"), successor=bindparam("b_successor"))
     .returning(refresh_tokens.c.sid)
+)
+# The access check's jti lookup: is_revoked_query's rule, with its value and time bound later.
+_JTI_REVOKED: Final = is_revoked_query(
+    "jti",
+    cast(str, bindparam("b_jti", type_=String(255))),
+    now=cast(float, bindparam("b_now", type_=Float)),
 )
 _TOUCH: Final = (
     update(sessions)
@@ -135,11 +141,11 @@ class SqlSessions(SqlBase):
 
     async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
         """Session, user, permissions and the jti's revocation, in one read transaction."""
-        revoked = is_revoked_query("jti", jti, now=now)
         async with self._read() as conn:
             row = (await conn.execute(_SESSION, {"b_sid": sid})).first()
             user, permissions = await user_and_permissions(conn, user_id)
-            jti_revoked = bool((await conn.execute(revoked)).scalar())
+            revoked = await conn.execute(_JTI_REVOKED, {"b_jti": jti, "b_now": now})
+            jti_revoked = bool(revoked.scalar())
         return AccessState(
             session=None if row is None else record_of(SessionRecord, row),
             user=user,

@@ -619,7 +619,12 @@ def report(
             labels += ["authgate guard, ES256, decorator", "authgate guard, HS256, decorator"]
         for label in labels:
             hot = ratio(fw, label, "no auth", "hot")
-            say(f"  {fw} {label}, hot token: b/a = {hot:.2f} (>= 0.90) {verdict(hot >= 0.90)}")
+            # Issue 16: the FastAPI dependency within 5 % of no auth with a hot token.
+            bound = 0.95 if fw == "FastAPI" and label in (es, hs) else 0.90
+            say(
+                f"  {fw} {label}, hot token: b/a = {hot:.2f} (>= {bound:.2f}) "
+                f"{verdict(hot >= bound)}"
+            )
         for label in [es, *(["authgate guard, ES256, decorator"] if fw == "FastAPI" else [])]:
             ten = ratio(fw, label, "no auth", "10k")
             say(f"  {fw} {label}, 10,000 tokens: b/a = {ten:.2f} (>= 0.75) {verdict(ten >= 0.75)}")

@@ -46,7 +46,7 @@ from authgate.service.tokens import AccessTokens
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
 
-log = logging.getLogger("authgate.wiring")
+_log = logging.getLogger("authgate.wiring")
 
 
 def new_master_key() -> str:
@@ -109,7 +109,7 @@ def build_sender(settings: Settings, *, clock: Clock | None = None) -> EmailSend
             clock=clock,
         )
     if settings.is_production:
-        log.warning(
+        _log.warning(
             "AUTHGATE_EMAIL=console in production: no mail is delivered (verification and "
             "reset links included); set AUTHGATE_EMAIL=smtp or webhook"
         )

@@ -29,6 +29,8 @@ def settings_for(folder: Path) -> Settings:
         # Every fuzzed login comes from 127.0.0.1: with the default per-address limit, all
         # but the first hundred would stop at the throttle (tests/api covers throttling).
         "AUTHGATE_THROTTLE_IP_LIMIT": "1000000",
+        # The same for the requests that send mail (registrations among them).
+        "AUTHGATE_MAIL_IP_LIMIT": "1000000",
     }
     return Settings.from_env(env, config_dir=folder)
 

@@ -10,11 +10,14 @@ Content-Type is one the document names for it.
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyotp
 import pytest
 import requests
 import schemathesis
@@ -26,9 +29,10 @@ from schemathesis.checks import (
 
 from _support.http import basic, new_email
 from _support.tokens import claims_of
+from authgate.service.mail import Message
 from passkeys._authenticator import SoftAuthenticator
 
-from ._live import LiveServer, openapi_document
+from ._live import START, LiveServer, openapi_document
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 PASSWORD = "conformance is a virtue 8812"
@@ -350,7 +354,8 @@ def _authenticator(w: World) -> SoftAuthenticator:
 
 
 def _with_passkey(w: World) -> tuple[str, dict[str, Any], SoftAuthenticator, str]:
-    """A user with a passkey: its email, token response, authenticator and passkey id."""
+    """A user with a passkey: its email, the token response of a login with the passkey,
+    the authenticator and the passkey id."""
     email, tokens = w.user()
     key = _authenticator(w)
     options = w.post("/auth/passkeys/register/options", headers=_bearer(tokens))
@@ -359,7 +364,12 @@ def _with_passkey(w: World) -> tuple[str, dict[str, Any], SoftAuthenticator, str
         json={"credential": key.create(options)},
         headers=_bearer(tokens),
     )
-    return email, tokens, key, str(added["passkey"]["id"])
+    # A session that used the passkey (passwordless, user verified): MFA is on now.
+    login = w.post(
+        "/auth/passkeys/login/verify",
+        json={"credential": key.get(w.post("/auth/passkeys/login/options"))},
+    )
+    return email, login, key, str(added["passkey"]["id"])
 
 
 @builds("POST /auth/passkeys/register/options")
@@ -425,6 +435,169 @@ def _passkey_delete(w: World) -> list[Request]:
         media_type="application/json",
     )
     return [(case, _bearer(tokens), 204)]
+
+
+# --- the account lifecycle and MFA ------------------------------------------------------
+
+
+def _account(w: World) -> Any:
+    """A registered user's record, read through the services."""
+    email, tokens = w.user()
+    user = w.live.call(w.live.services.accounts.by_email(email))
+    return user, tokens
+
+
+def _token_in(text: str) -> str:
+    match = re.search(r"[?&]token=([A-Za-z0-9_-]+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def _totp(w: World, tokens: dict[str, Any]) -> pyotp.TOTP:
+    """TOTP turned on for the user (confirmed with the code of the step before START, so
+    that the codes of START and the step after it are still unused)."""
+    enrolled = w.post("/auth/mfa/totp", headers=_bearer(tokens))
+    totp = pyotp.TOTP(enrolled["secret"])
+    w.post(
+        "/auth/mfa/totp/confirm",
+        json={"code": totp.at(START - 30)},
+        headers=_bearer(tokens),
+    )
+    return totp
+
+
+@builds("POST /auth/verify-email/request")
+def _verify_request(w: World) -> list[Request]:
+    label = "POST /auth/verify-email/request"
+    _, tokens = w.user()
+    anonymous = w.case(label, body={"email": new_email("conf")}, media_type="application/json")
+    return [(w.case(label), _bearer(tokens), 202), (anonymous, {}, 202)]
+
+
+@builds("POST /auth/verify-email")
+def _verify(w: World) -> list[Request]:
+    user, _ = _account(w)
+    mail = w.live.call(w.live.services.links.verification_mail(user))
+    body = {"token": _token_in(mail.text)}
+    return [(w.case("POST /auth/verify-email", body=body, media_type="application/json"), {}, 204)]
+
+
+@builds("POST /auth/password/forgot")
+def _forgot(w: World) -> list[Request]:
+    body = {"email": new_email("conf")}
+    case = w.case("POST /auth/password/forgot", body=body, media_type="application/json")
+    return [(case, {}, 202)]
+
+
+@builds("POST /auth/password/reset")
+def _reset(w: World) -> list[Request]:
+    user, _ = _account(w)
+    token = w.live.call(w.live.services.links.reset_token(user, by="conformance"))
+    body = {"token": token, "new_password": NEW_PASSWORD}
+    return [
+        (w.case("POST /auth/password/reset", body=body, media_type="application/json"), {}, 204)
+    ]
+
+
+@builds("POST /auth/email")
+def _email_change(w: World) -> list[Request]:
+    _, tokens = w.user()
+    body = {"new_email": new_email("moved"), "current_password": PASSWORD}
+    case = w.case("POST /auth/email", body=body, media_type="application/json")
+    return [(case, _bearer(tokens), 202)]
+
+
+@builds("POST /auth/email/confirm")
+def _email_confirm(w: World) -> list[Request]:
+    user, _ = _account(w)
+    moved = new_email("moved")
+    outbox = Outbox(w.live)
+    w.live.call(w.live.services.links.request_email_change(user, moved, PASSWORD, ip=None))
+    body = {"token": _token_in(outbox.wait(moved).text)}
+    case = w.case("POST /auth/email/confirm", body=body, media_type="application/json")
+    return [(case, {}, 204)]
+
+
+@builds("POST /auth/mfa/totp")
+def _totp_begin(w: World) -> list[Request]:
+    return [(w.case("POST /auth/mfa/totp"), _bearer(w.user()[1]), 200)]
+
+
+@builds("POST /auth/mfa/totp/confirm")
+def _totp_confirm(w: World) -> list[Request]:
+    _, tokens = w.user()
+    secret = w.post("/auth/mfa/totp", headers=_bearer(tokens))["secret"]
+    body = {"code": pyotp.TOTP(secret).at(START)}
+    case = w.case("POST /auth/mfa/totp/confirm", body=body, media_type="application/json")
+    return [(case, _bearer(tokens), 200)]
+
+
+@builds("DELETE /auth/mfa/totp")
+def _totp_disable(w: World) -> list[Request]:
+    _, tokens = w.user()
+    totp = _totp(w, tokens)
+    body = {"password": PASSWORD, "code": totp.at(START)}
+    case = w.case("DELETE /auth/mfa/totp", body=body, media_type="application/json")
+    return [(case, _bearer(tokens), 204)]
+
+
+@builds("POST /auth/mfa/recovery-codes")
+def _recovery_codes(w: World) -> list[Request]:
+    email, tokens = w.user()
+    totp = _totp(w, tokens)
+    # From a session that logged in with the second factor (the code of START), with the
+    # code of the step after it.
+    first = w.post("/auth/login", json={"email": email, "password": PASSWORD})
+    mfa = w.post("/auth/login/mfa", json={"mfa_token": first["mfa_token"], "code": totp.at(START)})
+    body = {"password": PASSWORD, "code": totp.at(START + 30)}
+    case = w.case("POST /auth/mfa/recovery-codes", body=body, media_type="application/json")
+    return [(case, _bearer(mfa), 200)]
+
+
+@builds("POST /auth/login/mfa")
+def _login_mfa(w: World) -> list[Request]:
+    email, tokens = w.user()
+    totp = _totp(w, tokens)
+    first = w.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert first["mfa_required"] is True
+    body = {"mfa_token": first["mfa_token"], "code": totp.at(START)}
+    return [(w.case("POST /auth/login/mfa", body=body, media_type="application/json"), {}, 200)]
+
+
+def _admin_user_action(label: str, status: int) -> Builder:
+    def build(w: World) -> list[Request]:
+        case = w.case(label, path_parameters={"user_id": _user_id(w)})
+        return [(case, w.admin(), status)]
+
+    return build
+
+
+for _label, _status in (
+    ("POST /admin/users/{user_id}/mfa-reset", 204),
+    ("POST /admin/users/{user_id}/reset-link", 202),
+    ("POST /admin/users/{user_id}/verification-email", 202),
+):
+    BUILDERS[_label] = _admin_user_action(_label, _status)
+
+
+class Outbox:
+    """Records what the server's mail queue sends from now on (in place of its sender)."""
+
+    def __init__(self, live: LiveServer) -> None:
+        self.messages: list[Message] = []
+        live.services.mail.sender = self
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def wait(self, to: str) -> Message:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if message.to == to:
+                    return message
+            time.sleep(0.01)  # polling for the queue's delivery
+        raise AssertionError(f"no mail to {to}")
 
 
 def _plain_get(label: str) -> Builder:

@@ -39,7 +39,9 @@ class Account:
     def __init__(self, server: Server, email: str | None = None) -> None:
         self.server = server
         self.email = email or new_email("pk")
-        self.token = str(server.register(self.email)["access_token"])
+        tokens = server.register(self.email)
+        self.token = str(tokens["access_token"])
+        self.refresh = str(tokens["refresh_token"])
 
     @property
     def auth(self) -> dict[str, str]:
@@ -61,6 +63,16 @@ class Account:
         assert done.status_code == 201, done.text
         out: dict[str, Any] = done.json()
         return out
+
+    def login_with(self, authenticator: SoftAuthenticator) -> None:
+        """Log in again with a passkey (passwordless, user verified): from now on the
+        account's token is of a session that used its second factor."""
+        options = self.server.http.post("/auth/passkeys/login/options").json()
+        done = self.server.http.post(
+            "/auth/passkeys/login/verify", json={"credential": authenticator.get(options)}
+        )
+        assert done.status_code == 200, done.text
+        self.token = str(done.json()["access_token"])
 
     def first_step(self) -> dict[str, Any]:
         """``POST /auth/login`` with the password: the MFA challenge."""

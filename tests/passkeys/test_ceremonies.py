@@ -65,7 +65,13 @@ def test_registration_options_and_a_passkey_added(
     assert [e["detail"]["passkey"] for e in server.audit("passkey_added")] == [
         body["passkey"]["id"]
     ]
-    # The next registration excludes it, and does not mint new codes.
+    # With a second factor on, a password-only session adds no passkey.
+    assert_problem(
+        account.post("/auth/passkeys/register/options"), 401, "insufficient_user_authentication"
+    )
+    # The next registration (from a session that used the passkey) excludes it, and does
+    # not mint new codes.
+    account.login_with(authenticator)
     again = account.post("/auth/passkeys/register/options").json()
     assert [c["id"] for c in again["excludeCredentials"]] == [
         b64(next(iter(authenticator.credentials)))
@@ -75,6 +81,19 @@ def test_registration_options_and_a_passkey_added(
     second = account.add_passkey(SoftAuthenticator(origin=authenticator.origin, rp_id=RP_ID))
     assert second["recovery_codes"] is None
     assert second["passkey"]["name"] == "Passkey 2"
+
+
+def test_a_registration_needs_a_recent_login(
+    server: Server, account: Account, authenticator: SoftAuthenticator
+) -> None:
+    server.clock.advance(601)
+    # A refresh keeps the login's auth_time: the new access token is of a stale login.
+    refreshed = server.http.post("/auth/refresh", json={"refresh_token": account.refresh})
+    assert refreshed.status_code == 200, refreshed.text
+    account.token = refreshed.json()["access_token"]
+    stale = account.post("/auth/passkeys/register/options")
+    assert_problem(stale, 401, "insufficient_user_authentication")
+    assert 'max_age="600"' in stale.headers["www-authenticate"]
 
 
 def test_a_registration_needs_a_bearer(server: Server) -> None:

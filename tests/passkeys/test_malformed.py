@@ -51,6 +51,7 @@ def test_malformed_registrations_are_refused(
         answer = account.post("/auth/passkeys/register/verify", json={"credential": mutant})
         if answer.status_code == 201:
             accepted += 1  # a member py_webauthn ignores (transports, clientExtensionResults)
+            account.login_with(key)  # the next passkey needs a session that used one
             continue
         assert answer.status_code in (400, 422), (mutant, answer.text)
         assert answer.headers["content-type"].startswith("application/problem+json")

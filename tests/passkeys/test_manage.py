@@ -15,6 +15,7 @@ def test_list_rename_and_delete(
 ) -> None:
     first = account.add_passkey(authenticator, name="Laptop")["passkey"]
     server.clock.advance(1)  # oldest first: passkeys added at one instant have no order
+    account.login_with(authenticator)
     second = account.add_passkey(
         SoftAuthenticator(origin=authenticator.origin, rp_id=RP_ID), name="Phone"
     )["passkey"]
@@ -83,6 +84,12 @@ def test_deleting_the_last_second_factor_ends_mfa_and_the_codes(
 ) -> None:
     pid = account.add_passkey(authenticator)["passkey"]["id"]
     account.first_step()  # a second factor is asked
+    # A password-only session (opened before the passkey) cannot remove it.
+    refused = server.http.request(
+        "DELETE", f"/auth/passkeys/{pid}", headers=account.auth, json={"password": PASSWORD}
+    )
+    assert_problem(refused, 401, "insufficient_user_authentication")
+    account.login_with(authenticator)
     deleted = server.http.request(
         "DELETE", f"/auth/passkeys/{pid}", headers=account.auth, json={"password": PASSWORD}
     )

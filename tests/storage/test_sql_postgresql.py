@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from authgate.errors import StorageError, StorageUnavailable
+from authgate.errors import Overloaded, StorageError, StorageUnavailable
 from authgate.storage.base import KeyRecord, RoleRecord
 from authgate.storage.sql import SqlStorage, migrate, open_storage
+from authgate.storage.sql import _base as sql_base
 from authgate.storage.sql.engine import make_engine
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_MIGRATE_LOCK
 from authgate.storage.sql.store import PG_KEY_LOCK
@@ -432,3 +433,33 @@ async def test_stale_credential_session_insert_waits_for_a_password_change_in_fl
     finally:
         await other.close()
     assert await store.get_session("s1") is None
+
+
+async def test_a_unit_of_work_past_the_pool_is_shed_not_timed_out(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every connection of the pool taken, the next unit of work waits POOL_QUEUE_S
+    for one and is then refused as Overloaded (503 overloaded): a burst is shed before the
+    pool runs dry, and the pool's timeout (StorageUnavailable) keeps meaning an outage."""
+    monkeypatch.setattr(sql_base, "POOL_QUEUE_S", 0.05)
+    async with closed_after(open_storage(database_url, pool_size=1)) as store:
+        await store.create_user(user("u1"))
+        busy = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with store._read():
+                busy.set()
+                await release.wait()
+
+        # pool_size 1: 1 + 2 overflow connections, one kept back for the key lock.
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.wait_for(busy.wait(), WAIT_S)
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):
+            await store.get_user("u1")
+        assert store.shed == 1
+        release.set()
+        await asyncio.gather(*holders)
+        got = await store.get_user("u1")  # the slots came back
+        assert got is not None

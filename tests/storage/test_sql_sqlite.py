@@ -4,15 +4,16 @@ writers, key_lock as a held write transaction, and driver errors mapped to ours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 
 from authgate.errors import (
     ConfigurationError,
@@ -22,6 +23,7 @@ from authgate.errors import (
 )
 from authgate.storage.base import KeyRecord
 from authgate.storage.sql import SqlStorage, async_url, migrate, open_storage
+from authgate.storage.sql import _base as sql_base
 from authgate.storage.sql import engine as sql_engine
 
 from ._records import T0, user
@@ -59,6 +61,20 @@ async def settle_worker_threads(anyio_backend: str) -> AsyncIterator[None]:
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Connections opened from now on give up on a lock after 100 ms, not 5 s."""
     monkeypatch.setattr(sql_engine, "SQLITE_BUSY_TIMEOUT_MS", 100)
+
+
+@contextlib.contextmanager
+def listening(store: SqlStorage, fn: Callable[..., None]) -> Iterator[None]:
+    """``fn`` on ``before_cursor_execute`` of every engine the store runs statements on."""
+    engines = store.sqlite_engines
+    assert engines
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", fn)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", fn)
 
 
 def _file(url: str) -> str:
@@ -147,8 +163,7 @@ async def test_writes_begin_immediate_and_reads_take_no_transaction(store: SqlSt
     def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", capture)
-    try:
+    with listening(store, capture):
         await store.create_user(user("u1"))
         assert statements[0] == "BEGIN IMMEDIATE"
         assert statements[1].startswith("INSERT INTO users")
@@ -160,8 +175,6 @@ async def test_writes_begin_immediate_and_reads_take_no_transaction(store: SqlSt
         statements.clear()
         await store.hit("k", now=T0, window=1)
         assert statements[0] == "BEGIN IMMEDIATE"
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", capture)
 
 
 async def test_a_read_then_write_waits_for_another_writer(url: str, store: SqlStorage) -> None:
@@ -170,24 +183,25 @@ async def test_a_read_then_write_waits_for_another_writer(url: str, store: SqlSt
     await store.create_user(user("u1"))
     await store.ping()
     begun = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
     def on_begin(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The write waits in the store's writer thread: wake the loop from there.
         if statement.startswith("BEGIN"):
-            begun.set()
+            loop.call_soon_threadsafe(begun.set)
 
     other = sqlite3.connect(_file(url), isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO counters VALUES ('other-process', 1, 0)")
-        event.listen(store.engine.sync_engine, "before_cursor_execute", on_begin)
-        task = asyncio.create_task(store.set_roles("u1", ["editor"]))
-        await asyncio.wait_for(begun.wait(), 5)
-        await asyncio.sleep(0.2)  # let it reach the lock (a wrong BEGIN would get further)
-        assert not task.done()
-        other.execute("COMMIT")
-        assert await asyncio.wait_for(task, 10) == 1
+        with listening(store, on_begin):
+            task = asyncio.create_task(store.set_roles("u1", ["editor"]))
+            await asyncio.wait_for(begun.wait(), 5)
+            await asyncio.sleep(0.2)  # let it reach the lock (a wrong BEGIN would get further)
+            assert not task.done()
+            other.execute("COMMIT")
+            assert await asyncio.wait_for(task, 10) == 1
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", on_begin)
         other.close()
     got = await store.get_user("u1")
     assert got is not None
@@ -374,3 +388,42 @@ def test_only_serialization_failures_and_deadlocks_are_retryable(
     error: BaseException, expected: bool
 ) -> None:
     assert sql_engine.is_retryable(error) is expected
+
+
+# -- one unit of work per call ---------------------------------------------------------
+
+
+async def test_the_loop_connections_checkpoint_through_the_writer_thread(
+    store: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event loop's write connections never checkpoint by themselves (that could sync
+    the file on the loop): every CHECKPOINT_EVERY commits the writer thread does it."""
+    monkeypatch.setattr(sql_base, "CHECKPOINT_EVERY", 3)
+    done = threading.Event()
+    calls: list[str] = []
+    checkpoint = store._checkpoint
+
+    def counted() -> None:
+        checkpoint()
+        calls.append(threading.current_thread().name)
+        done.set()
+
+    monkeypatch.setattr(store, "_checkpoint", counted)
+    for i in range(3):
+        await store.hit(f"k{i}", now=T0, window=1)
+    assert await asyncio.to_thread(done.wait, 10)
+    assert len(calls) == 1
+    assert calls[0].startswith("authgate-sqlite")
+
+
+async def test_a_unit_of_work_that_awaits_anything_else_is_refused(store: SqlStorage) -> None:
+    """On SQLite a body runs to its end in one call; one that awaits anything but its
+    connection is a bug, refused, with nothing written."""
+
+    async def body(conn: Any) -> None:
+        await conn.execute(text("INSERT INTO counters VALUES ('half-done', 1, 0)"))
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="awaited something other"):
+        await store._transaction(body)
+    assert (await store.peek("half-done", now=T0, window=60)).count == 0

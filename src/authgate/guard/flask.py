@@ -121,7 +121,14 @@ class FlaskGuard:
         """Same as :meth:`Guard.flask_required`."""
         return required(
             self.guard,
-            self.guard._requirement(permissions, roles, any_of, verified, mfa, max_auth_age),
+            self.guard.requirement(
+                permissions,
+                roles=roles,
+                any_of=any_of,
+                verified=verified,
+                mfa=mfa,
+                max_auth_age=max_auth_age,
+            ),
         )
 
 

@@ -239,16 +239,18 @@ class Guard:
 
     # --- adapters (each imported on first use: the adapters import this module) ------------
 
-    def _requirement(
+    def requirement(
         self,
         permissions: Collection[str],
-        roles: Collection[str],
-        any_of: Collection[str],
-        verified: bool,
-        mfa: bool,
-        max_auth_age: int | None,
+        *,
+        roles: Collection[str] = (),
+        any_of: Collection[str] = (),
+        verified: bool = False,
+        mfa: bool = False,
+        max_auth_age: int | None = None,
     ) -> Requirement:
-        """A route's demand, with this guard's clock for ``max_auth_age``."""
+        """A route's demand (what :meth:`require` and the adapters check), on this guard's
+        clock for ``max_auth_age``."""
         return Requirement.of(
             permissions,
             roles=roles,
@@ -277,7 +279,15 @@ class Guard:
         from authgate.guard.fastapi import GuardDependency
 
         return GuardDependency(
-            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
+            self,
+            self.requirement(
+                permissions,
+                roles=roles,
+                any_of=any_of,
+                verified=verified,
+                mfa=mfa,
+                max_auth_age=max_auth_age,
+            ),
         )
 
     def asgi_middleware(self, app: ASGIApp) -> ASGIApp:
@@ -304,7 +314,15 @@ class Guard:
         from authgate.guard.asgi import required
 
         return required(
-            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
+            self,
+            self.requirement(
+                permissions,
+                roles=roles,
+                any_of=any_of,
+                verified=verified,
+                mfa=mfa,
+                max_auth_age=max_auth_age,
+            ),
         )
 
     def flask_required(
@@ -320,7 +338,15 @@ class Guard:
         from authgate.guard.flask import required
 
         return required(
-            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
+            self,
+            self.requirement(
+                permissions,
+                roles=roles,
+                any_of=any_of,
+                verified=verified,
+                mfa=mfa,
+                max_auth_age=max_auth_age,
+            ),
         )
 
     def django_required(
@@ -336,7 +362,15 @@ class Guard:
         from authgate.guard.django import required
 
         return required(
-            self, self._requirement(permissions, roles, any_of, verified, mfa, max_auth_age)
+            self,
+            self.requirement(
+                permissions,
+                roles=roles,
+                any_of=any_of,
+                verified=verified,
+                mfa=mfa,
+                max_auth_age=max_auth_age,
+            ),
         )
 
     # --- state ------------------------------------------------------------------------------

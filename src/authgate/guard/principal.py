@@ -181,7 +181,13 @@ class Requirement:
                 )
         if self.max_auth_age is not None:
             auth_time = principal.claims.get("auth_time")
-            if type(auth_time) is not int or self.clock.now() - auth_time > self.max_auth_age:
+            # A login after the token was issued is not a login: an auth_time past iat is
+            # refused (never a negative age that passes any max_auth_age).
+            if (
+                type(auth_time) is not int
+                or auth_time > principal.iat
+                or self.clock.now() - auth_time > self.max_auth_age
+            ):
                 raise InsufficientUserAuthentication(
                     "the route needs a more recent login",
                     description="a more recent login is needed",

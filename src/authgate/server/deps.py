@@ -33,6 +33,12 @@ def services(request: Request) -> Services:
     return svc
 
 
+async def _services(request: Request) -> Services:
+    # The dependency behind ``Svc``: async, since FastAPI runs a plain ``def`` dependency
+    # in its thread pool, a thread hop on every request.
+    return services(request)
+
+
 def metrics(request: Request) -> Metrics:
     """The app's metrics."""
     m: Metrics = request.app.state.metrics
@@ -111,4 +117,4 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 Authenticated = Annotated[AccessContext, Depends(authenticated)]
 Admin = Annotated[AccessContext, Depends(admin)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(_services)]

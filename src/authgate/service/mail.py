@@ -38,6 +38,7 @@ KINDS: Final = (
     "email_change_notice",
     "account_exists",
     "mfa_reset",
+    "mfa_changed",
 )
 SMTP_SCHEMES: Final = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 WEBHOOK_SECRET_PREFIX: Final = "whsec_"  # noqa: S105  (the format's prefix, not a secret)

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Protocol
 
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from authgate.clock import Clock
 from authgate.errors import (
     EmailNotVerified,
+    InsufficientUserAuthentication,
     InvalidMfaCode,
     InvalidMfaToken,
     InvalidRequest,
@@ -63,6 +65,9 @@ TOTP_STEP: Final = 30
 TOTP_DIGITS: Final = 6
 TOTP_WINDOW: Final = 1  # steps accepted either side of now
 RECOVERY_CODES: Final = 10
+FRESH_LOGIN_S: Final = 600  # turning a factor on without the password needs a login this recent
+PENDING_TTL_S: Final = 600  # an enrolment not confirmed by then starts over
+MFA_TOKEN_ATTEMPTS: Final = 3  # wrong second factors before an mfa_token dies
 _RECOVERY_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
 _RECOVERY_LEN: Final = 12  # 59 bits
 _NONCE: Final = 12
@@ -101,6 +106,28 @@ class MfaStatus:
     def enabled(self) -> bool:
         """True when a login needs a second factor."""
         return self.totp or self.passkeys > 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFacts:
+    """How and when the caller's session logged in (its access token's ``amr``,
+    ``auth_time`` and ``sid``)."""
+
+    sid: str | None
+    amr: tuple[str, ...]
+    auth_time: float | None
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> LoginFacts:
+        """The facts of verified access-token claims."""
+        amr = claims.get("amr")
+        auth_time = claims.get("auth_time")
+        sid = claims.get("sid")
+        return cls(
+            sid=sid if isinstance(sid, str) else None,
+            amr=tuple(a for a in amr if isinstance(a, str)) if isinstance(amr, list) else (),
+            auth_time=float(auth_time) if type(auth_time) is int else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,17 +206,41 @@ class Mfa:
 
     # --- TOTP ----------------------------------------------------------------------------
 
+    def require_fresh(self, login: LoginFacts, *, seconds: int = FRESH_LOGIN_S) -> None:
+        """InsufficientUserAuthentication (RFC 9470, with ``max_age``) unless the session
+        logged in at most ``seconds`` ago."""
+        if login.auth_time is None or self.clock.now() - login.auth_time > seconds:
+            raise InsufficientUserAuthentication(
+                "the login is not recent enough",
+                description="a recent login is needed",
+                max_age=seconds,
+            )
+
+    async def require_second_factor(self, user_id: str, login: LoginFacts) -> None:
+        """For an account with a second factor: InsufficientUserAuthentication unless this
+        session logged in with it (a password-only session, opened before MFA was turned
+        on or stolen, cannot change the account's credentials)."""
+        if AMR_MFA not in login.amr and (await self.status(user_id)).enabled:
+            raise InsufficientUserAuthentication(
+                "the account has a second factor and this session did not use it",
+                description="a login with the second factor is needed",
+                acr_values="mfa",
+            )
+
     async def begin_totp(
         self,
         user: UserRecord,
         *,
+        login: LoginFacts,
         password: str | None = None,
         code: str | None = None,
         ip: str | None,
     ) -> TotpEnrolment:
-        """Start enrolling a new TOTP secret; it is not active until confirmed. When one is
-        active already, re-enrolling needs the password and a current code (MfaConflict
-        without them)."""
+        """Start enrolling a new TOTP secret; it is not active until confirmed (within ten
+        minutes). The first enrolment needs the password or a login of the last ten
+        minutes (InsufficientUserAuthentication), so that a stolen access token cannot
+        lock the owner out; re-enrolling while one is active needs the password and a
+        current code (MfaConflict without them)."""
         if self.require_verified_email and not user.email_verified:
             raise EmailNotVerified("verify the email address before turning on MFA")
         current = await self.store.get_totp(user.id)
@@ -197,6 +248,10 @@ class Mfa:
             if password is None or code is None:
                 raise MfaConflict("TOTP is on: send the password and a current code")
             await self._reauthenticate(user, password, code, ip=ip)
+        elif password is not None:
+            await self.accounts.verify_password(user, password, ip=ip)
+        else:
+            self.require_fresh(login)
         secret = pyotp.random_base32()
         if not await self.store.put_pending_totp(
             user.id, self._seal(user.id, secret), now=self.clock.now()
@@ -221,12 +276,20 @@ class Mfa:
             if hmac.compare_digest(totp.generate_otp(step), code)
         ]
 
-    async def confirm_totp(self, user: UserRecord, code: str, *, ip: str | None) -> list[str]:
+    async def confirm_totp(
+        self, user: UserRecord, code: str, *, login: LoginFacts, ip: str | None
+    ) -> list[str]:
         """Activate the secret being enrolled with a current code from it; a new set of
-        recovery codes (shown once; the old set dies)."""
+        recovery codes (shown once; the old set dies). Every other session of the user
+        ends (a password-only intruder is evicted), and the user is told by mail."""
         record = await self.store.get_totp(user.id)
-        if record is None or record.pending_secret is None:
-            raise MfaNotEnabled("no TOTP enrolment to confirm")
+        if (
+            record is None
+            or record.pending_secret is None
+            or record.pending_at is None
+            or self.clock.now() - record.pending_at > PENDING_TTL_S
+        ):
+            raise MfaNotEnabled("no TOTP enrolment to confirm (or it is over ten minutes old)")
         pending = record.pending_secret
         secret = self._open(user.id, pending)
 
@@ -248,6 +311,8 @@ class Mfa:
         ):
             raise MfaNotEnabled("the enrolment changed meanwhile: start again")
         await self.audit.record("totp_enabled", user_id=user.id, ip=ip)
+        await self.sessions.end_all(user.id, keep=login.sid, reason="mfa_enabled")
+        self._notify(user, "Two-step sign-in was turned on")
         return codes
 
     async def _check_totp(self, user_id: str, code: str) -> bool:
@@ -311,9 +376,13 @@ class Mfa:
     async def _reauthenticate(
         self, user: UserRecord, password: str, code: str, *, ip: str | None
     ) -> None:
-        """The password (login throttle) and a current TOTP code (second-factor throttle)."""
+        """The password (login throttle) and a second factor (its own throttle): a current
+        TOTP code, or a recovery code for a user who lost the authenticator."""
         await self.accounts.verify_password(user, password, ip=ip)
-        await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
+        if _looks_like_totp(code):
+            await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
+        else:
+            await self._second_factor(user.id, code=None, recovery_code=code, ip=ip)
 
     async def disable_totp(
         self, user: UserRecord, *, password: str, code: str, ip: str | None
@@ -326,33 +395,51 @@ class Mfa:
         await self._reauthenticate(user, password, code, ip=ip)
         await self.store.delete_totp(user.id, keep_recovery_codes=status.passkeys > 0)
         await self.audit.record("totp_disabled", user_id=user.id, ip=ip)
+        self._notify(user, "Two-step sign-in with an authenticator app was turned off")
 
     async def regenerate_recovery_codes(
-        self, user: UserRecord, *, password: str, code: str, ip: str | None
+        self,
+        user: UserRecord,
+        *,
+        password: str,
+        code: str,
+        login: LoginFacts,
+        ip: str | None,
     ) -> list[str]:
-        """A new set of recovery codes (the old set dies), with the password and a current
-        code."""
+        """A new set of recovery codes (the old set dies): from a session that logged in
+        with the second factor, with the password and a current code."""
         if not (await self.status(user.id)).enabled:
             raise MfaNotEnabled("turn on a second factor first")
+        await self.require_second_factor(user.id, login)
         await self._reauthenticate(user, password, code, ip=ip)
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
         await self.store.replace_recovery_codes(
             user.id, [self._code_digest(c) for c in codes], now=self.clock.now()
         )
         await self.audit.record("recovery_codes_regenerated", user_id=user.id, ip=ip)
+        self._notify(user, "New recovery codes were made; the old ones no longer work")
         return codes
 
-    async def reset(self, user_id: str, *, by: str) -> None:
+    def _notify(self, user: UserRecord, change: str) -> None:
+        """Tell the user by mail that a second factor changed."""
+        self.mail.enqueue(
+            self.templates.render("mfa_changed", to=user.email, name=user.name, change=change)
+        )
+
+    async def reset(self, user_id: str, *, by: str, ip: str | None = None) -> None:
         """An admin turns every second factor of the user off (the recovery codes too);
-        audited, and the user is told by mail."""
+        audited (``by``: the acting admin's user id, or ``cli``), and the user is told by
+        mail."""
         user = await self.accounts.get(user_id)
+        codes = await self.store.recovery_codes_left(user.id)
         had = await self.store.delete_totp(user.id, keep_recovery_codes=False)
         await self.store.replace_recovery_codes(user.id, [], now=self.clock.now())
         passkeys = await self.passkeys.delete_all(user.id) if self.passkeys is not None else 0
         await self.audit.record(
-            "mfa_reset", user_id=user.id, by=by, had_totp=had, passkeys=passkeys
+            "mfa_reset", user_id=user.id, ip=ip, by=by, had_totp=had, passkeys=passkeys
         )
-        self.mail.enqueue(self.templates.render("mfa_reset", to=user.email, name=user.name))
+        if had or codes or passkeys:  # nothing to tell a user who had no second factor
+            self.mail.enqueue(self.templates.render("mfa_reset", to=user.email, name=user.name))
 
     # --- the two-step login --------------------------------------------------------------
 
@@ -439,6 +526,8 @@ class Mfa:
             raise InvalidMfaToken("the account is gone") from exc
         if user.disabled:
             raise InvalidMfaToken("the account is disabled")
+        if not hmac.compare_digest(user.password_hash, login.password_hash):
+            raise InvalidMfaToken("the password changed since the first step")
         return login, user
 
     async def webauthn_options(self, mfa_token: object) -> dict[str, Any]:
@@ -446,9 +535,7 @@ class Mfa:
         that ``mfa_token`` names: its challenge is bound to that login. InvalidMfaToken,
         or PasskeyRefused when the user has no passkey."""
         login, user = await self._pending(mfa_token)
-        if self.passkeys is None:
-            raise InvalidRequest("passkeys are not available here")
-        return await self.passkeys.authentication_options(user_id=user.id, login_jti=login.jti)
+        return await self._passkeys().authentication_options(user_id=user.id, login_jti=login.jti)
 
     async def finish_login(
         self,
@@ -464,16 +551,27 @@ class Mfa:
         code, a recovery code, or a passkey assertion answering a challenge of this
         login); the token pair of a new session whose ``amr`` names both factors."""
         login, user = await self._pending(mfa_token)
-        added = await self._second_factor(
-            user.id,
-            code=code,
-            recovery_code=recovery_code,
-            webauthn=webauthn,
-            login_jti=login.jti,
-            ip=ip,
-        )
-        if await self.store.use_mfa_login(login.jti, now=self.clock.now()) is None:
+        now = self.clock.now()
+        # Claim the pending login before a single-use factor is spent: a racer that loses
+        # the claim, or a login that cannot open, uses up no code. A wrong factor gives
+        # the claim back, so the user may try again (through the throttle).
+        if await self.store.use_mfa_login(login.jti, now=now) is None:
             raise InvalidMfaToken("the mfa_token was used meanwhile")
+        try:
+            added = await self._second_factor(
+                user.id,
+                code=code,
+                recovery_code=recovery_code,
+                webauthn=webauthn,
+                login_jti=login.jti,
+                ip=ip,
+            )
+        except BaseException:
+            # Given back for another try, or, at the last allowed failure, kept used.
+            await self.store.release_mfa_login(
+                login.jti, used_at=now, burn_after=MFA_TOKEN_ATTEMPTS
+            )
+            raise
         amr = (AMR_PASSWORD, *added, AMR_MFA)
         # The session opens only while the password checked in the first step is stored.
         checked = dataclasses.replace(user, password_hash=login.password_hash)
@@ -488,12 +586,26 @@ class Mfa:
             raise InvalidRequest("passkeys are not available here")
         return self.passkeys
 
+    async def passkey_registration_options(
+        self, user: UserRecord, *, login: LoginFacts, ip: str | None
+    ) -> dict[str, Any]:
+        """Start adding a passkey (``Passkeys.registration_options``), from a login of the
+        last ten minutes, and, for an account with a second factor, one made with it
+        (InsufficientUserAuthentication otherwise): a stolen access token must not add a
+        key that logs in without a password."""
+        await self.require_second_factor(user.id, login)
+        self.require_fresh(login)
+        return await self._passkeys().registration_options(user, ip=ip)
+
     async def add_passkey(
         self, user: UserRecord, response: object, *, name: str | None, ip: str | None
     ) -> tuple[PasskeyRecord, list[str] | None]:
-        """Register a passkey (``Passkeys.register``). When it is the user's first second
-        factor, also a set of recovery codes (shown once), as for TOTP; else None."""
+        """Register a passkey (``Passkeys.register``; its challenge came from
+        :meth:`passkey_registration_options`) and tell the user by mail. When it is the
+        user's first second factor, also a set of recovery codes (shown once), as for
+        TOTP; else None."""
         passkey = await self._passkeys().register(user, response, name=name, ip=ip)
+        self._notify(user, f"A passkey was added: {passkey.name}")
         status = await self.status(user.id)
         if status.totp or status.passkeys != 1 or status.recovery_codes_left:
             return passkey, None
@@ -505,17 +617,31 @@ class Mfa:
         return passkey, codes
 
     async def delete_passkey(
-        self, user: UserRecord, passkey_id: str, *, password: str, ip: str | None
+        self,
+        user: UserRecord,
+        passkey_id: str,
+        *,
+        password: str,
+        login: LoginFacts,
+        ip: str | None,
     ) -> None:
-        """Delete a passkey with the password (``Passkeys.delete``); with the last second
-        factor gone, the recovery codes go too."""
+        """Delete a passkey with the password (``Passkeys.delete``), from a session that
+        used the second factor (InsufficientUserAuthentication otherwise); the user is
+        told by mail. With the last second factor gone, the recovery codes go too."""
+        await self.require_second_factor(user.id, login)
         await self._passkeys().delete(user, passkey_id, password=password, ip=ip)
+        self._notify(user, "A passkey was removed")
         if not (await self.status(user.id)).enabled:
             await self.store.replace_recovery_codes(user.id, [], now=self.clock.now())
 
     async def purge(self) -> int:
         """Delete the pending logins that expired over a minute ago."""
         return await self.store.purge_mfa_logins(before=self.clock.now() - 60)
+
+
+def _looks_like_totp(code: str) -> bool:
+    cleaned = _clean(code)
+    return len(cleaned) == TOTP_DIGITS and cleaned.isascii() and cleaned.isdigit()
 
 
 def _clean(code: str) -> str:

@@ -39,6 +39,8 @@ from webauthn import (
 from webauthn.helpers import (
     base64url_to_bytes,
     bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
     parse_authentication_credential_json,
     parse_client_data_json,
     parse_registration_credential_json,
@@ -232,6 +234,10 @@ class Passkeys:
                 expected_challenge=challenge,
                 expected_rp_id=self.rp_id,
                 expected_origin=list(self.origins),
+            )
+            # "none" attestation signs nothing: refuse a public key that could never verify.
+            decoded_public_key_to_cryptography(
+                decode_credential_public_key(verified.credential_public_key)
             )
         except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
             await self.audit.record(

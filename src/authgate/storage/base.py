@@ -93,6 +93,7 @@ class MfaLoginRecord:
     created_at: float
     expires_at: float
     used_at: float | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -702,6 +703,12 @@ class MfaStore(Protocol):
     async def use_mfa_login(self, jti: str, *, now: float) -> MfaLoginRecord | None:
         """Atomic compare-and-set: mark an unused, unexpired pending login used and return
         it; None otherwise."""
+        ...
+
+    async def release_mfa_login(self, jti: str, *, used_at: float, burn_after: int) -> bool:
+        """A failed attempt on a claimed pending login (if ``used_at`` is still its claim):
+        count it, and mark the login unused again unless that makes ``burn_after``
+        failures; True if it may be tried again."""
         ...
 
     async def purge_mfa_logins(self, *, before: float) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from authgate.errors import NotFound
-from authgate.server.deps import Admin, Svc
+from authgate.server.deps import Admin, Svc, client_ip
 from authgate.server.routes.auth import mfa_out
 from authgate.server.routes.lifecycle import accepted
 from authgate.server.schemas import (
@@ -124,10 +124,10 @@ async def resend_verification(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
 
 
 @router.post("/users/{user_id}/mfa-reset", status_code=204)
-async def reset_mfa(user_id: str, _: Admin, svc: Svc) -> Response:
-    """Turn every second factor of the user off (recovery codes too); audited, and the user
-    is told by mail."""
-    await svc.mfa.reset(user_id, by="admin")
+async def reset_mfa(user_id: str, request: Request, ctx: Admin, svc: Svc) -> Response:
+    """Turn every second factor of the user off (recovery codes too); audited with the
+    acting admin, and the user is told by mail."""
+    await svc.mfa.reset(user_id, by=ctx.user.id, ip=client_ip(request))
     return Response(status_code=204)
 
 

@@ -46,6 +46,7 @@ from authgate.server.schemas import (
     problem_responses,
 )
 from authgate.service.clients import REVOCATIONS_SCOPE
+from authgate.service.mfa import LoginFacts
 from authgate.service.sessions import TokenPair
 from authgate.storage.base import UserRecord
 from authgate.wiring import Services
@@ -239,7 +240,10 @@ async def change_password(
     body: PasswordIn, request: Request, ctx: Authenticated, svc: Svc
 ) -> Response:
     """Change the password; every other session ends, this one goes on. The current
-    password is checked through the login throttle (429 while locked)."""
+    password is checked through the login throttle (429 while locked). On an account with
+    a second factor, only a session that logged in with it may (401
+    ``insufficient_user_authentication`` otherwise)."""
+    await svc.mfa.require_second_factor(ctx.user.id, LoginFacts.of(ctx.claims))
     await svc.accounts.change_password(
         ctx.user,
         body.current_password,

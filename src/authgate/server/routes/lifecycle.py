@@ -29,6 +29,7 @@ from authgate.server.schemas import (
     ResetIn,
     problem_responses,
 )
+from authgate.service.mfa import LoginFacts
 
 router = APIRouter(prefix="/auth", tags=["account"])
 
@@ -126,7 +127,9 @@ async def change_email(
 ) -> JSONResponse:
     """Ask to change the account's address: a confirmation link goes to the new address
     and a notice to the old one; nothing changes until the link is used. The current
-    password is checked through the login throttle."""
+    password is checked through the login throttle. On an account with a second factor,
+    only a session that logged in with it may (401 ``insufficient_user_authentication``)."""
+    await svc.mfa.require_second_factor(ctx.user.id, LoginFacts.of(ctx.claims))
     await svc.links.request_email_change(
         ctx.user, body.new_email, body.current_password, ip=client_ip(request)
     )

@@ -21,6 +21,7 @@ from authgate.server.schemas import (
     TotpEnrolOut,
     problem_responses,
 )
+from authgate.service.mfa import LoginFacts
 
 router = APIRouter(prefix="/auth", tags=["mfa"])
 
@@ -42,14 +43,20 @@ def _no_store(body: dict[str, object]) -> JSONResponse:
 )
 async def begin_totp(request: Request, ctx: Authenticated, svc: Svc) -> JSONResponse:
     """Start enrolling TOTP: the secret, its ``otpauth://`` URI and a QR code (SVG). It is
-    not active until confirmed. Replacing an active TOTP needs ``{password, code}``."""
+    not active until confirmed (within ten minutes). Without ``{password}``, the session
+    must have logged in within ten minutes (401 ``insufficient_user_authentication``
+    otherwise); replacing an active TOTP needs ``{password, code}``."""
     raw = await request.body()
     try:
         body = TotpEnrolIn.model_validate(loads_body(raw)) if raw.strip() else TotpEnrolIn()
     except (ValidationError, ValueError, TypeError) as exc:
         raise InvalidRequest("send nothing, or {password, code}") from exc
     enrolment = await svc.mfa.begin_totp(
-        ctx.user, password=body.password, code=body.code, ip=client_ip(request)
+        ctx.user,
+        login=LoginFacts.of(ctx.claims),
+        password=body.password,
+        code=body.code,
+        ip=client_ip(request),
     )
     return _no_store(
         {
@@ -69,8 +76,11 @@ async def confirm_totp(
     body: CodeIn, request: Request, ctx: Authenticated, svc: Svc
 ) -> JSONResponse:
     """Turn TOTP on with a current code of the new secret; answers ten recovery codes,
-    shown this once (an older set dies)."""
-    codes = await svc.mfa.confirm_totp(ctx.user, body.code, ip=client_ip(request))
+    shown this once (an older set dies). Every other session of the user ends, and the
+    user is told by mail."""
+    codes = await svc.mfa.confirm_totp(
+        ctx.user, body.code, login=LoginFacts.of(ctx.claims), ip=client_ip(request)
+    )
     return _no_store({"recovery_codes": codes})
 
 
@@ -91,10 +101,14 @@ async def disable_totp(body: ReauthIn, request: Request, ctx: Authenticated, svc
 async def regenerate_recovery_codes(
     body: ReauthIn, request: Request, ctx: Authenticated, svc: Svc
 ) -> JSONResponse:
-    """A new set of ten recovery codes, with the password and a current code; the old set
-    dies."""
+    """A new set of ten recovery codes, from a session that logged in with the second
+    factor, with the password and a current code; the old set dies."""
     codes = await svc.mfa.regenerate_recovery_codes(
-        ctx.user, password=body.password, code=body.code, ip=client_ip(request)
+        ctx.user,
+        password=body.password,
+        code=body.code,
+        login=LoginFacts.of(ctx.claims),
+        ip=client_ip(request),
     )
     return _no_store({"recovery_codes": codes})
 

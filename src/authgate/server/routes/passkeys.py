@@ -30,6 +30,7 @@ from authgate.server.schemas import (
     TokenOut,
     problem_responses,
 )
+from authgate.service.mfa import LoginFacts
 from authgate.storage.base import PasskeyRecord
 
 router = APIRouter(prefix="/auth/passkeys", tags=["passkeys"])
@@ -62,9 +63,13 @@ def _no_store(body: dict[str, Any]) -> JSONResponse:
 )
 async def register_options(request: Request, ctx: Authenticated, svc: Svc) -> JSONResponse:
     """Start adding a passkey: the options of ``navigator.credentials.create()`` (no
-    attestation; the user's passkeys excluded; user verification preferred). 403
+    attestation; the user's passkeys excluded; user verification preferred). It needs a
+    login of the last ten minutes and, for an account with a second factor, one made
+    with it: else 401 ``insufficient_user_authentication`` (RFC 9470). 403
     ``email_not_verified`` when a verified address is required."""
-    options = await svc.passkeys.registration_options(ctx.user, ip=client_ip(request))
+    options = await svc.mfa.passkey_registration_options(
+        ctx.user, login=LoginFacts.of(ctx.claims), ip=client_ip(request)
+    )
     return _no_store(options)
 
 
@@ -162,8 +167,14 @@ async def delete_passkey(
     passkey_id: str, body: PasswordOnlyIn, request: Request, ctx: Authenticated, svc: Svc
 ) -> Response:
     """Delete one of the user's passkeys, with the password (401 if wrong; the login
-    throttle counts it). With the last second factor gone, the recovery codes go too."""
+    throttle counts it), from a session that used the second factor (else 401
+    ``insufficient_user_authentication``). With the last second factor gone, the
+    recovery codes go too."""
     await svc.mfa.delete_passkey(
-        ctx.user, passkey_id, password=body.password, ip=client_ip(request)
+        ctx.user,
+        passkey_id,
+        password=body.password,
+        login=LoginFacts.of(ctx.claims),
+        ip=client_ip(request),
     )
     return Response(status_code=204)

@@ -9,6 +9,25 @@ isolation (READ COMMITTED, or whatever the server is configured with): the atomi
 are single conditional statements (``UPDATE ... WHERE ... RETURNING``, ``INSERT ... ON
 CONFLICT``) or take a row lock first, and a transaction rolled back as a serialization
 failure or a deadlock runs again instead of surfacing.
+
+SQLite runs the same bodies on the stdlib driver, one unit of work per call, without
+aiosqlite's thread hops for every step of every statement. A read runs on the event loop
+(WAL readers never wait for a lock, and a read of a few rows costs less than a hop). A
+write transaction first runs on the event loop too, on a connection that never waits
+(busy timeout 0): this process's writers already queue on ``_write_lock``, so it waits
+only when another process holds SQLite's write lock, and then BEGIN IMMEDIATE fails at
+once, nothing done, and the transaction runs whole in the store's one writer thread,
+which waits on the busy timeout. Commits in WAL mode do not sync (synchronous NORMAL);
+the loop's connections never checkpoint, the writer thread does, every
+``CHECKPOINT_EVERY`` commits. A body sees an ``AsyncConnection`` either way; on SQLite
+its ``execute`` returns at once, so a body that awaits anything else is a bug, refused
+with RuntimeError.
+
+PostgreSQL: a unit of work first takes one of as many slots as the pool has connections,
+waiting at most ``POOL_QUEUE_S`` (well under the pool's own timeout and a client's), and
+past that is shed as Overloaded (503 ``overloaded``, retry later): a burst is refused
+before the pool runs dry, so that a pool timeout (StorageUnavailable) keeps meaning a
+database that does not answer.
 """
 
 from __future__ import annotations
@@ -18,13 +37,16 @@ import dataclasses
 import functools
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
+    CursorResult,
     Executable,
     Row,
     Table,
@@ -36,8 +58,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authgate.errors import Overloaded
 from authgate.storage.sql import engine as _engine
 
 if TYPE_CHECKING:
@@ -51,6 +75,10 @@ _R = TypeVar("_R", bound="DataclassInstance")
 WRITE_ATTEMPTS: Final = 16
 RETRY_PAUSE_S: Final = 0.005
 MAX_RETRY_PAUSE_S: Final = 0.25
+# PostgreSQL: the longest wait for a free connection before a unit of work is shed.
+POOL_QUEUE_S: Final = 1.0
+# SQLite: a WAL checkpoint (in the writer thread) after this many commits on the loop.
+CHECKPOINT_EVERY: Final = 256
 
 # The connection that a task holds with SQLite's write lock (key_lock), with its store and
 # task: the store's calls made by that task run on it (in a SAVEPOINT), since SQLite allows
@@ -108,6 +136,67 @@ def mark_revoked(table: Table, *where: ColumnElement[bool], now: float) -> Updat
     return update(table).where(*where, not_revoked(table)).values(revoked_at=now)
 
 
+class _UnitOfWork:
+    """What a store body needs of an ``AsyncConnection`` (``execute``), on a blocking
+    SQLite connection: each statement runs at once, in the thread that drives the body."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
+def _as_async(conn: Connection) -> AsyncConnection:
+    # The bodies are typed for AsyncConnection and use only its ``execute``.
+    return cast(AsyncConnection, _UnitOfWork(conn))
+
+
+def _drive(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run a body whose only awaits are ``_UnitOfWork.execute`` (they never suspend) to
+    its end, here, in this thread."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return cast(_T, done.value)
+    work.close()
+    raise RuntimeError("a SQLite unit of work awaited something other than its connection")
+
+
+class _LoopRead:
+    """SQLite: a read connection on the event loop for one ``async with`` block, with the
+    driver's errors translated (what ``_read`` yields; a class, since it runs for every
+    read and a generator-based context manager costs several times more)."""
+
+    __slots__ = ("_conn", "_errors", "_sync")
+
+    def __init__(self, sync: Engine, errors: tuple[type[BaseException], ...]) -> None:
+        self._sync = sync
+        self._errors = errors
+        self._conn: Connection | None = None
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            self._conn = self._sync.connect()
+        except self._errors as e:
+            raise _engine.translate(e) from e
+        return _as_async(self._conn)
+
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> bool:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                conn.close()
+        except self._errors as e:
+            if error is None:
+                raise _engine.translate(e) from e
+        if error is not None and isinstance(error, self._errors):
+            raise _engine.translate(error) from error
+        return False
+
+
 class SqlBase:
     """The engine and transactions of the SQL store, and its error translation.
 
@@ -132,11 +221,43 @@ class SqlBase:
         # on the busy handler (other processes still queue on the busy timeout).
         self._write_lock = asyncio.Lock()
         self.retries = 0
+        # SQLite: the blocking engine each unit of work runs on, and the one writer thread
+        # (writes are one at a time anyway: the lock above).
+        self._sync_engine: Engine | None = None
+        self._sync: Engine | None = None
+        self._sync_write: Engine | None = None
+        self._sync_write_now: Engine | None = None
+        self._sync_loop_engine: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._loop_commits = 0
+        if self._sqlite:
+            self._sync_engine = _engine.sqlite_sync_engine(engine)
+            self._sync_write = self._sync_engine.execution_options(**_engine.WRITE_OPTIONS)
+            self._sync = self._sync_engine.execution_options(**{_engine.BEGIN_OPTION: "NONE"})
+            self._sync_loop_engine = _engine.sqlite_sync_engine(engine, wait=False)
+            self._sync_write_now = self._sync_loop_engine.execution_options(**_engine.WRITE_OPTIONS)
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authgate-sqlite")
+        # PostgreSQL: one slot per connection the pool may open, less the one kept for
+        # the key lock's own connection (see ``_slot``).
+        self._slots: asyncio.Semaphore | None = None
+        if self._postgresql:
+            pool = engine.sync_engine.pool
+            capacity = int(getattr(pool, "size", lambda: 5)())
+            capacity += max(0, int(getattr(pool, "_max_overflow", 0)))
+            self._slots = asyncio.Semaphore(max(1, capacity - 1))
+        self.shed = 0
 
     @property
     def engine(self) -> AsyncEngine:
         """The underlying engine (for tests and migrations)."""
         return self._engine
+
+    @property
+    def sqlite_engines(self) -> tuple[Engine, ...]:
+        """SQLite: the blocking engines that run the store's reads and writes (the one
+        that waits for locks, and the event loop's that never does), for tests: their
+        events see every statement. None on PostgreSQL."""
+        return tuple(e for e in (self._sync_engine, self._sync_loop_engine) if e is not None)
 
     # -- the held connection -----------------------------------------------------------
 
@@ -161,20 +282,48 @@ class SqlBase:
     # -- transactions ------------------------------------------------------------------
 
     @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Hold one of the pool's connections' slots for the block (PostgreSQL); Overloaded
+        when none frees up within ``POOL_QUEUE_S``. ``shed`` counts those refusals."""
+        slots = self._slots
+        if slots is None:
+            yield
+            return
+        if slots.locked():
+            try:
+                async with asyncio.timeout(POOL_QUEUE_S):
+                    await slots.acquire()
+            except TimeoutError:
+                self.shed += 1
+                raise Overloaded("every database connection is busy", retry_after=1) from None
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
+
+    @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
         try:
             yield
         except self._errors as e:
             raise _engine.translate(e) from e
 
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads (autocommit on SQLite: each SELECT on its own)."""
+        if self._sync is not None and self._held() is None:
+            return _LoopRead(self._sync, self._errors)  # the hot path: no generator
+        return self._read_async()
+
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read_async(self) -> AsyncIterator[AsyncConnection]:
         held = self._held()
         async with self._translated():
             if held is not None:
                 yield held
                 return
-            async with self._read_engine.connect() as conn:
+            async with self._slot(), self._read_engine.connect() as conn:
                 yield conn
 
     async def _transaction(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
@@ -185,6 +334,12 @@ class SqlBase:
         times); only then does the error surface, as StorageUnavailable.
         """
         held = self._held()
+        if self._sync_write_now is not None and held is None:  # SQLite: no retries
+            try:
+                async with self._write_lock:
+                    return await self._write_sqlite(body)
+            except self._errors as e:
+                raise _engine.translate(e) from e
         async with self._translated():
             if held is not None:
                 async with held.begin_nested():
@@ -192,10 +347,7 @@ class SqlBase:
             attempt = 1
             while True:
                 try:
-                    if self._sqlite:
-                        async with self._write_lock, self._write_engine.begin() as conn:
-                            return await body(conn)
-                    async with self._write_engine.begin() as conn:
+                    async with self._slot(), self._write_engine.begin() as conn:
                         return await body(conn)
                 except exc.DBAPIError as e:
                     if attempt >= WRITE_ATTEMPTS or not _engine.is_retryable(e):
@@ -205,6 +357,41 @@ class SqlBase:
                 pause = min(RETRY_PAUSE_S * 2 ** (attempt - 1), MAX_RETRY_PAUSE_S)
                 await asyncio.sleep(pause * secrets.randbelow(1001) / 1000)
                 attempt += 1
+
+    async def _write_sqlite(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """SQLite, holding ``_write_lock``: ``body`` in one BEGIN IMMEDIATE transaction, on
+        the loop unless another process holds the write lock, else in the writer thread."""
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        try:
+            result = self._write_sync(body, self._sync_write_now)
+        except exc.OperationalError as e:
+            if not _engine.is_sqlite_busy(e):
+                raise
+        else:
+            self._loop_commits += 1
+            if self._loop_commits % CHECKPOINT_EVERY == 0:
+                loop.run_in_executor(self._writer, self._checkpoint)
+            return result
+        # Rolled back, nothing done: run it again where it may wait for the lock.
+        return await loop.run_in_executor(self._writer, self._write_sync, body, self._sync_write)
+
+    @staticmethod
+    def _write_sync(body: Callable[[AsyncConnection], Awaitable[_T]], engine: Engine | None) -> _T:
+        """``body`` in one BEGIN IMMEDIATE transaction of ``engine``, here and now."""
+        assert engine is not None
+        with engine.begin() as conn:
+            return _drive(cast(Coroutine[Any, Any, _T], body(_as_async(conn))))
+
+    def _checkpoint(self) -> None:
+        """SQLite, in the writer thread: move the WAL's pages into the database file (what
+        the loop's connections never do by themselves). A failure waits for the next."""
+        assert self._sync is not None
+        try:
+            with self._sync.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except exc.SQLAlchemyError:  # busy or closing: the next checkpoint catches up
+            pass
 
     async def _execute(self, statement: Executable) -> int:
         """Run one write statement in its own transaction; the number of rows it matched."""
@@ -236,3 +423,8 @@ class SqlBase:
     async def close(self) -> None:
         """Release every connection."""
         await self._engine.dispose()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+        for sync_engine in (self._sync_engine, self._sync_loop_engine):
+            if sync_engine is not None:
+                sync_engine.dispose()

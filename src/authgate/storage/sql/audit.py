@@ -1,17 +1,35 @@
-"""AuditLog on SQL: security events in one hash chain."""
+"""AuditLog on SQL: security events in one hash chain.
+
+An append is two statements under the chain's lock: one read of the last event's hash
+together with the id the new event gets (the sequence's next value on PostgreSQL; past
+both ``sqlite_sequence`` and the largest id on SQLite, as AUTOINCREMENT would give it),
+then one INSERT that carries the new event's hash. An id is never reused, and ids grow in
+the chain's order.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import AuditRecord, audit_hash
 from authgate.storage.sql._base import SqlBase, dumps, record_of
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, xact_lock
 from authgate.storage.sql.tables import audit_events
+
+_NEXT_PG: Final = text(
+    "SELECT (SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1), "
+    "nextval(pg_get_serial_sequence('audit_events', 'id'))"
+)
+_NEXT_SQLITE: Final = text(
+    "SELECT (SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1), 1 + max("
+    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'), 0), "
+    "coalesce((SELECT max(id) FROM audit_events), 0))"
+)
+_INSERT: Final = audit_events.insert()
 
 
 class SqlAudit(SqlBase):
@@ -34,26 +52,8 @@ class SqlAudit(SqlBase):
         async def _body(conn: AsyncConnection) -> None:
             if self._postgresql:  # SQLite's write lock already serialises appends
                 await xact_lock(conn, PG_AUDIT_LOCK)
-            prev = (
-                await conn.execute(
-                    select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
-                )
-            ).scalar_one_or_none()
-            new_id = (
-                await conn.execute(
-                    audit_events.insert()
-                    .values(
-                        at=at,
-                        event=event,
-                        user_id=user_id,
-                        sid=sid,
-                        ip=ip,
-                        detail=dumps(body_detail),
-                        prev_hash=prev,
-                    )
-                    .returning(audit_events.c.id)
-                )
-            ).scalar_one()
+            row = (await conn.execute(_NEXT_PG if self._postgresql else _NEXT_SQLITE)).one()
+            prev, new_id = row[0], int(row[1])
             digest = audit_hash(
                 id=new_id,
                 at=at,
@@ -64,9 +64,18 @@ class SqlAudit(SqlBase):
                 detail=body_detail,
                 prev_hash=prev,
             )
-            await conn.execute(
-                update(audit_events).where(audit_events.c.id == new_id).values(hash=digest)
-            )
+            values = {
+                "id": new_id,
+                "at": at,
+                "event": event,
+                "user_id": user_id,
+                "sid": sid,
+                "ip": ip,
+                "detail": dumps(body_detail),
+                "prev_hash": prev,
+                "hash": digest,
+            }
+            await conn.execute(_INSERT, values)
 
         await self._transaction(_body)
 

@@ -24,7 +24,7 @@ import os
 import stat
 from typing import Any, Final
 
-from sqlalchemy import event, exc
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -128,8 +128,32 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
             "(PostgreSQL needs the 'postgres' extra: pip install 'authgate[postgres]')"
         ) from e
     if is_sqlite(engine):
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine, engine.url)
     return engine
+
+
+def sqlite_sync_engine(engine: AsyncEngine, *, wait: bool = True) -> Engine:
+    """A blocking engine (the stdlib ``sqlite3`` driver) on the same SQLite file as
+    ``engine``, configured alike (WAL, busy timeout, foreign keys, the BEGIN modes) and
+    pooled alike. The store runs each unit of work on it in one call (a read on the event
+    loop, a write transaction in its writer thread) instead of one thread hop per step of
+    every statement, as aiosqlite does. Its connections may move between those two threads
+    (``check_same_thread`` off): the pool hands each to one caller at a time.
+
+    With ``wait=False`` its connections never wait for a lock (busy timeout 0: SQLITE_BUSY
+    at once) and never checkpoint by themselves (``wal_autocheckpoint`` 0): they are for
+    the event loop, which must not block; the caller checkpoints elsewhere."""
+    pool = engine.sync_engine.pool
+    size = pool.size() if hasattr(pool, "size") else 5
+    sync = create_engine(
+        engine.url.set(drivername="sqlite"),
+        pool_size=size,
+        max_overflow=2 * size,
+        hide_parameters=True,
+        connect_args={"check_same_thread": False},
+    )
+    _configure_sqlite(sync, sync.url, wait=wait)
+    return sync
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -172,22 +196,24 @@ def _sqlite_path(target: URL) -> str | None:
     return database
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    path = _sqlite_path(engine.url)
+def _configure_sqlite(engine: Engine, url: URL, *, wait: bool = True) -> None:
+    path = _sqlite_path(url)
 
-    @event.listens_for(engine.sync_engine, "do_connect")
+    @event.listens_for(engine, "do_connect")
     def _create_file(*_: Any) -> None:
         # Before SQLite opens (and would create) the file with the process umask.
         if path is not None:
             prepare_sqlite_file(path)
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # The driver must not BEGIN by itself: the "begin" listener below does it.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS if wait else 0}")
+            if not wait:
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             # With WAL, NORMAL keeps every commit across a process crash (kill -9); only
@@ -196,7 +222,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
         if mode not in _BEGIN_MODES:
@@ -231,6 +257,13 @@ def _sqlstate(error: BaseException) -> str | None:
         orig = error.orig
     state = getattr(orig, "sqlstate", None)
     return state if isinstance(state, str) else None
+
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """True for SQLite's SQLITE_BUSY (another connection holds the lock; nothing done)."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+    name = getattr(orig, "sqlite_errorname", None)
+    return isinstance(name, str) and name.startswith("SQLITE_BUSY")
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import MfaLoginRecord, TotpRecord
@@ -75,6 +75,11 @@ class SqlMfa(SqlBase):
         )
 
         async def _body(conn: AsyncConnection) -> bool:
+            # The user's row first, as put_pending_totp takes it: one lock order, no
+            # deadlock between an enrolment and its confirmation.
+            held = select(users.c.id).where(users.c.id == user_id).with_for_update()
+            if (await conn.execute(held)).first() is None:
+                return False
             if (await conn.execute(activate)).rowcount != 1:
                 return False
             await _replace_codes(conn, user_id, recovery_digests, now)
@@ -184,6 +189,26 @@ class SqlMfa(SqlBase):
         async def _body(conn: AsyncConnection) -> MfaLoginRecord | None:
             row = (await conn.execute(stmt)).first()
             return None if row is None else record_of(MfaLoginRecord, row)
+
+        return await self._transaction(_body)
+
+    async def release_mfa_login(self, jti: str, *, used_at: float, burn_after: int) -> bool:
+        """Count a failed attempt on a claimed pending login and, below ``burn_after``
+        failures, mark it unused again (one statement); True if it may be tried again."""
+        burnt = mfa_logins.c.failures + 1 >= burn_after
+        stmt = (
+            update(mfa_logins)
+            .where(mfa_logins.c.jti == jti, mfa_logins.c.used_at == used_at)
+            .values(
+                failures=mfa_logins.c.failures + 1,
+                used_at=case((burnt, mfa_logins.c.used_at), else_=None),
+            )
+            .returning(mfa_logins.c.used_at)
+        )
+
+        async def _body(conn: AsyncConnection) -> bool:
+            row = (await conn.execute(stmt)).first()
+            return row is not None and row.used_at is None
 
         return await self._transaction(_body)
 

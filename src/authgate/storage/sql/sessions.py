@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import Float, String, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import (
@@ -46,6 +46,34 @@ _TOKEN_WITH_SESSION: Final = (
     .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
     .where(refresh_tokens.c.digest == bindparam("digest"))
 )
+# The hot statements, built once: a call binds its values (``b_*``: SQLAlchemy keeps the
+# column names for the VALUES and SET clauses).
+_SESSION: Final = select(sessions).where(sessions.c.sid == bindparam("b_sid"))
+_REFRESH: Final = select(refresh_tokens).where(refresh_tokens.c.digest == bindparam("b_digest"))
+_INSERT_SESSION: Final = sessions.insert()
+_INSERT_REFRESH: Final = refresh_tokens.insert()
+# Rotation's compare-and-set: the token is not rotated yet and its session is not revoked.
+_CLAIM: Final = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.digest == bindparam("b_digest"),
+        refresh_tokens.c.rotated_at.is_(None),
+        exists().where(sessions.c.sid == refresh_tokens.c.sid, not_revoked(sessions)),
+    )
+    .values(rotated_at=bindparam("b_now"), successor=bindparam("b_successor"))
+    .returning(refresh_tokens.c.sid)
+)
+# The access check's jti lookup: is_revoked_query's rule, with its value and time bound later.
+_JTI_REVOKED: Final = is_revoked_query(
+    "jti",
+    cast(str, bindparam("b_jti", type_=String(255))),
+    now=cast(float, bindparam("b_now", type_=Float)),
+)
+_TOUCH: Final = (
+    update(sessions)
+    .where(sessions.c.sid == bindparam("b_sid"))
+    .values(last_used_at=bindparam("b_now"))
+)
 
 
 class SqlSessions(SqlBase):
@@ -67,8 +95,8 @@ class SqlSessions(SqlBase):
                 user.password_hash, password_hash
             ):
                 return None  # the password changed since it was checked
-            await conn.execute(sessions.insert().values(values_of(session, sessions)))
-            await conn.execute(refresh_tokens.insert().values(values_of(first, refresh_tokens)))
+            await conn.execute(_INSERT_SESSION, values_of(session, sessions))
+            await conn.execute(_INSERT_REFRESH, values_of(first, refresh_tokens))
             return LiveUser(user=user, permissions=permissions)
 
         return await self._transaction(_body)
@@ -76,7 +104,7 @@ class SqlSessions(SqlBase):
     async def get_session(self, sid: str) -> SessionRecord | None:
         """A session by sid."""
         async with self._read() as conn:
-            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+            row = (await conn.execute(_SESSION, {"b_sid": sid})).first()
         return None if row is None else record_of(SessionRecord, row)
 
     async def list_sessions(self, user_id: str, *, live_at: float | None) -> list[SessionRecord]:
@@ -96,9 +124,7 @@ class SqlSessions(SqlBase):
     async def get_refresh(self, digest: str) -> RefreshRecord | None:
         """A refresh token by digest."""
         async with self._read() as conn:
-            row = (
-                await conn.execute(select(refresh_tokens).where(refresh_tokens.c.digest == digest))
-            ).first()
+            row = (await conn.execute(_REFRESH, {"b_digest": digest})).first()
         return None if row is None else record_of(RefreshRecord, row)
 
     async def refresh_context(self, digest: str) -> RefreshContext | None:
@@ -117,11 +143,11 @@ class SqlSessions(SqlBase):
 
     async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
         """Session, user, permissions and the jti's revocation, in one read transaction."""
-        revoked = is_revoked_query("jti", jti, now=now)
         async with self._read() as conn:
-            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+            row = (await conn.execute(_SESSION, {"b_sid": sid})).first()
             user, permissions = await user_and_permissions(conn, user_id)
-            jti_revoked = bool((await conn.execute(revoked)).scalar())
+            revoked = await conn.execute(_JTI_REVOKED, {"b_jti": jti, "b_now": now})
+            jti_revoked = bool(revoked.scalar())
         return AccessState(
             session=None if row is None else record_of(SessionRecord, row),
             user=user,
@@ -135,26 +161,14 @@ class SqlSessions(SqlBase):
         session's ``last_used_at``, in one transaction, and return True. Otherwise change
         nothing and return False. Two concurrent callers never both win: the UPDATE's
         ``rotated_at IS NULL`` condition is checked by the database under its row lock."""
-        session_live = exists().where(sessions.c.sid == refresh_tokens.c.sid, not_revoked(sessions))
-        claim = (
-            update(refresh_tokens)
-            .where(
-                refresh_tokens.c.digest == digest,
-                refresh_tokens.c.rotated_at.is_(None),
-                session_live,
-            )
-            .values(rotated_at=now, successor=successor.digest)
-            .returning(refresh_tokens.c.sid)
-        )
+        claim = {"b_digest": digest, "b_now": now, "b_successor": successor.digest}
 
         async def _body(conn: AsyncConnection) -> bool:
-            sid = (await conn.execute(claim)).scalar_one_or_none()
+            sid = (await conn.execute(_CLAIM, claim)).scalar_one_or_none()
             if sid is None:
                 return False
-            await conn.execute(refresh_tokens.insert().values(values_of(successor, refresh_tokens)))
-            await conn.execute(
-                update(sessions).where(sessions.c.sid == sid).values(last_used_at=now)
-            )
+            await conn.execute(_INSERT_REFRESH, values_of(successor, refresh_tokens))
+            await conn.execute(_TOUCH, {"b_sid": sid, "b_now": now})
             return True
 
         return await self._transaction(_body)

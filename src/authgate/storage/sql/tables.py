@@ -233,6 +233,7 @@ mfa_logins = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
     Column("used_at", Float, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
 )
 
 # Passkeys (WebAuthn credentials). ``credential_id`` is the authenticator's id (base64url of

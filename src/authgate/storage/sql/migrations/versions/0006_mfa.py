@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("expires_at", sa.Float(), nullable=False),
         sa.Column("used_at", sa.Float(), nullable=True),
+        sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("jti", name="pk_mfa_logins"),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name="fk_mfa_logins_user_id_users", ondelete="CASCADE"

@@ -516,8 +516,11 @@ async def test_forgot_password_does_the_same_storage_work_in_the_request(world: 
     def on_statement(*args: Any) -> None:
         statements.append(re.sub(r"\s+", " ", str(args[2])))
 
-    engine = services.storage.engine.sync_engine  # type: ignore[attr-defined]
-    event.listen(engine, "before_cursor_execute", on_statement)
+    # Every engine the store runs statements on (on SQLite, its own synchronous ones).
+    storage: Any = services.storage
+    engines = [storage.engine.sync_engine, *storage.sqlite_engines]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_statement)
     try:
         seen: dict[str, tuple[list[str], list[str], list[str]]] = {}
         for n, address in enumerate(["known@example.com", "unknown@example.com"]):
@@ -530,7 +533,8 @@ async def test_forgot_password_does_the_same_storage_work_in_the_request(world: 
             await services.jobs.drain()
             seen[address] = (*in_request, list(store.calls[len(in_request[0]) :]))
     finally:
-        event.remove(engine, "before_cursor_execute", on_statement)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_statement)
 
     known_calls, known_sql, known_job = seen["known@example.com"]
     unknown_calls, unknown_sql, unknown_job = seen["unknown@example.com"]

@@ -25,7 +25,11 @@ LINKS = {
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_renders_with_its_link(kind: str) -> None:
     message = MailTemplates(public_url=PUBLIC).render(
-        kind, to="ada@example.com", token=TOKEN, new_email="new@example.com"
+        kind,
+        to="ada@example.com",
+        token=TOKEN,
+        new_email="new@example.com",
+        change="Two-step sign-in was turned on",
     )
     assert message.kind == kind
     assert message.to == "ada@example.com"

@@ -274,16 +274,19 @@ def test_a_passwordless_login_with_user_verification_counts_as_mfa(
     assert [e["detail"]["amr"] for e in server.audit("passkey_login")] == [["hwk", "user", "mfa"]]
 
 
-def test_a_passwordless_login_without_user_verification_is_one_factor(
+def test_a_passwordless_login_without_user_verification_is_refused(
     server: Server, account: Account
 ) -> None:
+    """Possession alone (a security key without a PIN) is one factor: weaker than what the
+    account asks of every other login, so no session opens; the options require user
+    verification. The same key still serves as the second factor after the password."""
     key = SoftAuthenticator(origin="https://app.example.com", rp_id=RP_ID, verifies_user=False)
     account.add_passkey(key)
-    done = server.http.post(
-        "/auth/passkeys/login/verify", json={"credential": key.get(passwordless_options(server))}
-    )
-    assert done.status_code == 200, done.text
-    assert claims(done.json()["access_token"])["amr"] == ["hwk"]
+    options = passwordless_options(server)
+    assert options["userVerification"] == "required"
+    done = server.http.post("/auth/passkeys/login/verify", json={"credential": key.get(options)})
+    assert_problem(done, 401, "passkey_refused")
+    assert server.audit("passkey_failed")[-1]["detail"]["reason"] == "no_uv"
 
 
 def test_a_synced_passkey_is_a_software_key(server: Server, account: Account) -> None:

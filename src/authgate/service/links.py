@@ -133,6 +133,16 @@ class SendLimit:
         state = await self.counters.hit(f"mail:{kind}:{subject}", now=now, window=self.window)
         return state.count <= self.per_subject
 
+    async def ip_budget(self, kind: str, ip: str | None, limit: int) -> None:
+        """Count one anonymous request of ``kind`` from ``ip``: Throttled over ``limit`` in
+        the window."""
+        if ip:
+            now = self.clock.now()
+            state = await self.counters.hit(f"{kind}-ip:{ip}", now=now, window=self.window)
+            refused = self._over(state, limit, now)
+            if refused is not None:
+                raise refused
+
     async def check_refusals(self, ip: str | None) -> None:
         """Throttled while ``ip`` is over its limit of refused links."""
         if ip:

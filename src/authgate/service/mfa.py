@@ -248,10 +248,17 @@ class Mfa:
             if password is None or code is None:
                 raise MfaConflict("TOTP is on: send the password and a current code")
             await self._reauthenticate(user, password, code, ip=ip)
-        elif password is not None:
+            return await self._new_pending(user, ip=ip)
+        # Another second factor (a passkey) is on: only a session that used it adds one.
+        await self.require_second_factor(user.id, login)
+        if password is not None:
             await self.accounts.verify_password(user, password, ip=ip)
         else:
             self.require_fresh(login)
+        return await self._new_pending(user, ip=ip)
+
+    async def _new_pending(self, user: UserRecord, *, ip: str | None) -> TotpEnrolment:
+        """Store a new secret being enrolled; what the authenticator app needs."""
         secret = pyotp.random_base32()
         if not await self.store.put_pending_totp(
             user.id, self._seal(user.id, secret), now=self.clock.now()
@@ -598,17 +605,24 @@ class Mfa:
         return await self._passkeys().registration_options(user, ip=ip)
 
     async def add_passkey(
-        self, user: UserRecord, response: object, *, name: str | None, ip: str | None
+        self,
+        user: UserRecord,
+        response: object,
+        *,
+        name: str | None,
+        login: LoginFacts,
+        ip: str | None,
     ) -> tuple[PasskeyRecord, list[str] | None]:
         """Register a passkey (``Passkeys.register``; its challenge came from
         :meth:`passkey_registration_options`) and tell the user by mail. When it is the
-        user's first second factor, also a set of recovery codes (shown once), as for
-        TOTP; else None."""
+        user's first second factor, every other session ends (as when TOTP is turned on)
+        and the answer carries a set of recovery codes (shown once); else None."""
         passkey = await self._passkeys().register(user, response, name=name, ip=ip)
         self._notify(user, f"A passkey was added: {passkey.name}")
         status = await self.status(user.id)
         if status.totp or status.passkeys != 1 or status.recovery_codes_left:
             return passkey, None
+        await self.sessions.end_all(user.id, keep=login.sid, reason="mfa_enabled")
         codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
         await self.store.replace_recovery_codes(
             user.id, [self._code_digest(c) for c in codes], now=self.clock.now()

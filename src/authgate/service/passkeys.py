@@ -108,6 +108,9 @@ class _PasskeyStorage(UserStore, PasskeyStore, Protocol):
     """What passkeys need of the store."""
 
 
+MAX_CREDENTIAL_ID = 1023
+
+
 def _digest(challenge: bytes) -> str:
     return hashlib.sha256(challenge).hexdigest()
 
@@ -249,6 +252,8 @@ class Passkeys:
                 "passkey_registration_failed", user_id=user.id, ip=ip, reason="challenge"
             )
             raise
+        if len(verified.credential_id) > MAX_CREDENTIAL_ID:  # WebAuthn L3: at most 1023 bytes
+            raise PasskeyRegistrationRefused("the credential id is over 1023 bytes")
         now = self.clock.now()
         count = await self.store.count_passkeys(user.id)
         record = PasskeyRecord(
@@ -321,7 +326,12 @@ class Passkeys:
             challenge=challenge,
             timeout=CHALLENGE_TTL * 1000,
             allow_credentials=allowed,
-            user_verification=UserVerificationRequirement.PREFERRED,
+            # A passwordless login is refused without user verification.
+            user_verification=(
+                UserVerificationRequirement.PREFERRED
+                if user_id is not None
+                else UserVerificationRequirement.REQUIRED
+            ),
         )
         return _options(options)
 
@@ -438,6 +448,11 @@ class Passkeys:
             response, "passwordless", user_id=None, login_jti=None, ip=ip
         )
         user = assertion.user
+        if not assertion.user_verified:
+            # Possession alone is one factor, weaker than the password and second factor
+            # the account asks of every other login.
+            await self.audit.record("passkey_failed", user_id=user.id, ip=ip, reason="no_uv")
+            raise PasskeyRefused("a passwordless login needs user verification")
         if user.disabled:
             await self.audit.record("passkey_failed", user_id=user.id, ip=ip, reason="disabled")
             raise PasskeyRefused("the account is disabled")

@@ -33,6 +33,8 @@ from authgate.server.schemas import (
 from authgate.service.mfa import LoginFacts
 from authgate.storage.base import PasskeyRecord
 
+PER_IP_OPTIONS = 300  # anonymous passwordless challenges per IP an hour
+
 router = APIRouter(prefix="/auth/passkeys", tags=["passkeys"])
 
 _OPTIONS = {
@@ -86,7 +88,11 @@ async def register_verify(
     (a wrong origin or RP ID, an unknown or used challenge), 409 ``passkey_exists``. The
     first second factor of an account also gets ten recovery codes, shown once."""
     passkey, codes = await svc.mfa.add_passkey(
-        ctx.user, body.credential, name=body.name, ip=client_ip(request)
+        ctx.user,
+        body.credential,
+        name=body.name,
+        login=LoginFacts.of(ctx.claims),
+        ip=client_ip(request),
     )
     out = PasskeyRegisteredOut(passkey=_out(passkey), recovery_codes=codes)
     return JSONResponse(out.model_dump(), status_code=201, headers=NO_STORE)
@@ -119,6 +125,8 @@ async def login_options(request: Request, svc: Svc) -> JSONResponse:
     if body.mfa_token is not None:
         options = await svc.mfa.webauthn_options(body.mfa_token)
     else:
+        # Anonymous, and each one stores a challenge: a budget per IP.
+        await svc.links.limit.ip_budget("passkey-options", client_ip(request), PER_IP_OPTIONS)
         options = await svc.passkeys.authentication_options()
     return _no_store(options)
 

@@ -181,6 +181,9 @@ class SmtpSender:
                 timeout=self._timeout,
             )
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            # A refused handshake leaves its transport closing: one turn of the loop lets
+            # it close before the failure is reported (and the caller may stop the loop).
+            await asyncio.sleep(0)
             raise MailError(
                 f"SMTP delivery to {target.host}:{target.port} failed: {type(exc).__name__}",
                 error=type(exc).__name__,

@@ -101,12 +101,22 @@ class SmtpServer:
     recorder: Recorder
 
 
+def _collect_server_leftovers() -> None:
+    """aiosmtpd leaves the server side of some connections (its own readiness probe, a
+    refused TLS handshake) for the garbage collector when its loop stops: collect them
+    here, as the test server's leftovers, not in the middle of a later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 def _run(controller: Controller, recorder: Recorder, port: int) -> Iterator[SmtpServer]:
     controller.start()
     try:
         yield SmtpServer(port, recorder)
     finally:
         controller.stop()
+        _collect_server_leftovers()
 
 
 @pytest.fixture
@@ -140,17 +150,14 @@ def smtps(pki: Pki) -> Iterator[SmtpServer]:
         recorder, hostname="127.0.0.1", port=port, ssl_context=pki.server_context()
     )
     controller.start()
-    # aiosmtpd's start() probes an implicit-TLS server with a connection of its own, whose
-    # server side it leaves for the garbage collector: collect it here, as the test
-    # server's leftover, not in the middle of the test that follows.
+    # start() probes an implicit-TLS server with a connection of its own.
     time.sleep(0.1)  # lets the server's loop see the probe hang up
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    _collect_server_leftovers()
     try:
         yield SmtpServer(port, recorder)
     finally:
         controller.stop()
+        _collect_server_leftovers()
 
 
 @pytest.fixture

@@ -209,12 +209,11 @@ class Settings:
         )
 
     def link_policy(self) -> LinkPolicy:
-        """Lifetimes of mailed links, the verified-address rule and the mail limits."""
+        """Lifetimes of mailed links and the mail limits."""
         return LinkPolicy(
             verify_ttl=self.verify_ttl,
             reset_ttl=self.reset_ttl,
             email_change_ttl=self.email_change_ttl,
-            require_verified=self.require_verified_email,
             send_limit=self.mail_limit,
             send_ip_limit=self.mail_ip_limit,
         )

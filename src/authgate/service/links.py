@@ -88,7 +88,6 @@ class LinkPolicy:
     verify_ttl: float = 86400.0
     reset_ttl: float = 1800.0
     email_change_ttl: float = 3600.0
-    require_verified: bool = False
     send_window: float = 3600.0
     send_limit: int = 5
     send_ip_limit: int = 50

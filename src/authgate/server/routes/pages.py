@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import jinja2
@@ -17,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from authgate.errors import AuthgateError, LinkTokenRefused
 from authgate.server.deps import client_ip, services
 from authgate.server.problems import status_of
+from authgate.wiring import Services
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,56 +93,65 @@ async def _form(request: Request) -> dict[str, str]:
     return out
 
 
+async def _button_page(request: Request, template: str, title: str) -> HTMLResponse:
+    """The form of a link whose page is one button (GET changes nothing)."""
+    return render(template, title=title, token=_token(request), action=request.url.path)
+
+
+async def _button_submit(
+    request: Request,
+    template: str,
+    title: str,
+    done_title: str,
+    use: Callable[[Services, str, str | None], Awaitable[object]],
+) -> HTMLResponse:
+    """The button's POST: ``use`` the link's token through the service, then the result."""
+    form = await _form(request)
+    try:
+        await use(services(request), form.get("token", ""), client_ip(request))
+    except AuthgateError as exc:
+        return render(template, title=title, status=status_of(exc)[0], error=_message(exc))
+    return render(template, title=done_title, done=True)
+
+
+_VERIFY_TITLE: Final = "Confirm your email address"
+_CONFIRM_TITLE: Final = "Confirm your new email address"
+
+
 @router.get("/verify-email")
 async def verify_email_page(request: Request) -> HTMLResponse:
     """The form of a verification link."""
-    return render(
-        "verify_email.html",
-        title="Confirm your email address",
-        token=_token(request),
-        action=request.url.path,
-    )
+    return await _button_page(request, "verify_email.html", _VERIFY_TITLE)
 
 
 @router.post("/verify-email")
 async def verify_email_submit(request: Request) -> HTMLResponse:
     """Confirm the address of a verification link."""
-    form = await _form(request)
-    title = "Confirm your email address"
-    try:
-        await services(request).links.verify_email(form.get("token", ""), ip=client_ip(request))
-    except AuthgateError as exc:
-        return render(
-            "verify_email.html", title=title, status=status_of(exc)[0], error=_message(exc)
-        )
-    return render("verify_email.html", title="Email address confirmed", done=True)
+    return await _button_submit(
+        request,
+        "verify_email.html",
+        _VERIFY_TITLE,
+        "Email address confirmed",
+        lambda svc, token, ip: svc.links.verify_email(token, ip=ip),
+    )
 
 
 @router.get("/email/confirm")
 async def email_confirm_page(request: Request) -> HTMLResponse:
     """The form of an email-change link."""
-    return render(
-        "email_confirm.html",
-        title="Confirm your new email address",
-        token=_token(request),
-        action=request.url.path,
-    )
+    return await _button_page(request, "email_confirm.html", _CONFIRM_TITLE)
 
 
 @router.post("/email/confirm")
 async def email_confirm_submit(request: Request) -> HTMLResponse:
     """Move the account to the address of an email-change link."""
-    form = await _form(request)
-    title = "Confirm your new email address"
-    try:
-        await services(request).links.confirm_email_change(
-            form.get("token", ""), ip=client_ip(request)
-        )
-    except AuthgateError as exc:
-        return render(
-            "email_confirm.html", title=title, status=status_of(exc)[0], error=_message(exc)
-        )
-    return render("email_confirm.html", title="Email address changed", done=True)
+    return await _button_submit(
+        request,
+        "email_confirm.html",
+        _CONFIRM_TITLE,
+        "Email address changed",
+        lambda svc, token, ip: svc.links.confirm_email_change(token, ip=ip),
+    )
 
 
 @router.get("/reset-password")

@@ -65,7 +65,7 @@ async def test_migrated_schema_equals_tables_py(sql_storage: SqlStorage) -> None
             d[1].name for d in await conn.run_sync(_diff, MetaData()) if d[0] == "remove_table"
         }
     assert removed == set(metadata.tables)
-    assert _head() == "0007"
+    assert _head() == "0008"
 
 
 async def test_schema_comparison_checks_column_types(sql_storage: SqlStorage) -> None:

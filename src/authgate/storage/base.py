@@ -158,6 +158,7 @@ class SessionRecord:
     replayed_at: float | None = None  # when the grace window's one replay was used
     amr: str | None = None  # how the login was made: RFC 8176 values, space-separated
     auth_time: float | None = None  # when (None: at created_at)
+    parent_sid: str | None = None  # the hosted-login session it came from (OIDC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +271,13 @@ class ClientRecord:
     public_jwk: str | None = None  # JSON
     access_ttl: float | None = None
     revoked_at: float | None = None
+    # OpenID Connect: exact redirect URIs; a public client (no secret, PKCE only); a
+    # first-party client skips consent; the ID token's algorithm (None: RS256).
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    public: bool = False
+    first_party: bool = False
+    id_token_alg: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

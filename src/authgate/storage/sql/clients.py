@@ -27,7 +27,13 @@ def _jti_digest(jti: str) -> str:
 
 
 def _client(row: Row[Any]) -> ClientRecord:
-    return record_of(ClientRecord, row, scopes=tuple(json.loads(row.scopes)))
+    return record_of(
+        ClientRecord,
+        row,
+        scopes=tuple(json.loads(row.scopes)),
+        redirect_uris=tuple(json.loads(row.redirect_uris or "[]")),
+        post_logout_redirect_uris=tuple(json.loads(row.post_logout_redirect_uris or "[]")),
+    )
 
 
 class SqlClients(SqlBase):
@@ -37,7 +43,14 @@ class SqlClients(SqlBase):
         """Insert a client; Conflict if the id exists. Its scopes are stored unique and
         sorted."""
         scopes = dumps(list(names(client.scopes)))
-        await self._execute(clients.insert().values(values_of(client, clients, scopes=scopes)))
+        values = values_of(
+            client,
+            clients,
+            scopes=scopes,
+            redirect_uris=dumps(list(client.redirect_uris)),
+            post_logout_redirect_uris=dumps(list(client.post_logout_redirect_uris)),
+        )
+        await self._execute(clients.insert().values(values))
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
         """A client by id (revoked ones too)."""

@@ -42,6 +42,7 @@ _TOKEN_WITH_SESSION: Final = (
         sessions.c.replayed_at,
         sessions.c.amr,
         sessions.c.auth_time,
+        sessions.c.parent_sid,
     )
     .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
     .where(refresh_tokens.c.digest == bindparam("digest"))

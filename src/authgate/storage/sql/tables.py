@@ -89,6 +89,9 @@ sessions = Table(
     # refresh keeps both as they were.
     Column("amr", String(64), nullable=True),
     Column("auth_time", Float, nullable=True),
+    # The hosted-login session a client's session came from (OpenID Connect code flow):
+    # ending that login ends it too.
+    Column("parent_sid", String(128), nullable=True, index=True),
 )
 
 refresh_tokens = Table(
@@ -164,6 +167,13 @@ clients = Table(
     Column("access_ttl", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # OpenID Connect: JSON arrays of exact URIs; a public client has no secret (PKCE only);
+    # a first-party client skips consent; the ID token's algorithm (RS256 when None).
+    Column("redirect_uris", Text, nullable=True),
+    Column("post_logout_redirect_uris", Text, nullable=True),
+    Column("public", Boolean, nullable=False, server_default=false()),
+    Column("first_party", Boolean, nullable=False, server_default=false()),
+    Column("id_token_alg", String(16), nullable=True),
 )
 
 # Seen client-assertion ids. ``jti`` holds the SHA-256 (hex) of the assertion's jti, which
@@ -275,6 +285,70 @@ webauthn_challenges = Table(
     Column("used_at", Float, nullable=True),
 )
 
+# The hosted login's browser sessions: the cookie's value by its SHA-256 (hex); each is a
+# row of ``sessions`` (no refresh token), so every way of ending a session ends it.
+web_logins = Table(
+    "web_logins",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column(
+        "sid",
+        String(128),
+        ForeignKey("sessions.sid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("idle_expires_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+# OpenID Connect authorization codes, by the SHA-256 (hex) of their value: single use,
+# bound to the client, the redirect URI and the PKCE challenge. ``issued_sid`` is the
+# session the exchange created, ended if the code is presented again.
+auth_codes = Table(
+    "auth_codes",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("client_id", String(255), nullable=False),
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("login_sid", String(128), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("nonce", Text, nullable=True),
+    Column("auth_time", Float, nullable=False),
+    Column("amr", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("used_at", Float, nullable=True),
+    Column("issued_sid", String(128), nullable=True),
+)
+
+# Consents a user gave to third-party clients: remembered, revocable.
+consents = Table(
+    "consents",
+    metadata,
+    Column("user_id", String(128), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("client_id", String(255), primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("granted_at", Float, nullable=False),
+)
+
 counters = Table(
     "counters",
     metadata,
@@ -285,8 +359,10 @@ counters = Table(
 
 __all__ = [
     "audit_events",
+    "auth_codes",
     "client_assertions",
     "clients",
+    "consents",
     "counters",
     "keys",
     "link_tokens",
@@ -301,5 +377,6 @@ __all__ = [
     "sessions",
     "user_roles",
     "users",
+    "web_logins",
     "webauthn_challenges",
 ]

@@ -278,7 +278,8 @@ def finish(request: Request, response: Response) -> Response:
 
 def render(
     request: Request,
-    name: str,
+    template: str,
+    /,
     *,
     title: str,
     status: int = 200,
@@ -293,7 +294,7 @@ def render(
     current hosted login, if read in this request). ``cookies=False``: a page that sets
     no cookie (and so has no CSRF token), such as a mailed link's."""
     w = web(request)
-    html = w.env.get_template(name).render(
+    html = w.env.get_template(template).render(
         {
             "error_field": None,
             **context,
@@ -313,13 +314,13 @@ def render(
 
 
 def error_page(
-    request: Request, exc: AuthgateError, name: str, *, title: str, **context: Any
+    request: Request, exc: AuthgateError, template: str, /, *, title: str, **context: Any
 ) -> HTMLResponse:
-    """``name`` with the refusal in words and its status (and Retry-After)."""
+    """``template`` with the refusal in words and its status (and Retry-After)."""
     status = status_of(exc)[0]
     return render(
         request,
-        name,
+        template,
         title=title,
         status=status,
         error=message_of(exc),

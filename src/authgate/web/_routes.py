@@ -367,8 +367,8 @@ async def _plain_form(request: Request) -> dict[str, str]:
     return out
 
 
-def _link_page(request: Request, name: str, *, title: str, **context: Any) -> Response:
-    return render(request, name, title=title, cookies=False, **context)
+def _link_page(request: Request, template: str, /, *, title: str, **context: Any) -> Response:
+    return render(request, template, title=title, cookies=False, **context)
 
 
 async def _button_submit(

@@ -137,9 +137,7 @@ def test_password_sign_in_then_sign_out(site: AuthgateServer, page: Page) -> Non
     page.wait_for_url(site.url + "/login?next=%2Faccount")
 
 
-def test_totp_as_the_second_factor(
-    site: AuthgateServer, page: Page, clock: FixedClock
-) -> None:
+def test_totp_as_the_second_factor(site: AuthgateServer, page: Page, clock: FixedClock) -> None:
     address = new_email()
     access = site.register(address)["access_token"]
     secret = site.http.post("/auth/mfa/totp", headers=bearer(access)).json()["secret"]
@@ -178,9 +176,7 @@ async ([access]) => {
 """
 
 
-def test_passkey_sign_in_with_a_virtual_authenticator(
-    site: AuthgateServer, page: Page
-) -> None:
+def test_passkey_sign_in_with_a_virtual_authenticator(site: AuthgateServer, page: Page) -> None:
     address = new_email()
     access = site.register(address)["access_token"]
     cdp = page.context.new_cdp_session(page)

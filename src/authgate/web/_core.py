@@ -306,8 +306,12 @@ def render(
             "login": getattr(request.state, "web_login", None),
         }
     )
+    extra = dict(headers or {})
+    if not cookies:
+        # A mailed link's page has its token in the URL: no Referer carries it anywhere.
+        extra.setdefault("Referrer-Policy", "no-referrer")
     response = HTMLResponse(
-        html, status_code=status, headers={**page_headers(form_action), **(headers or {})}
+        html, status_code=status, headers={**page_headers(form_action), **extra}
     )
     finish(request, response)
     return response

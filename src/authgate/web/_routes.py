@@ -382,7 +382,7 @@ async def _button_submit(
     try:
         await use(services(request), form.get("token", ""), client_ip(request))
     except AuthgateError as exc:
-        return error_page(request, exc, template, title=title, cookies=False, token="")
+        return error_page(request, exc, template, title=title, cookies=False, token="", done=False)
     return _link_page(request, template, title=done_title, done=True, token="")
 
 

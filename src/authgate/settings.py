@@ -185,6 +185,10 @@ class Settings:
     # Passkeys (WebAuthn)
     webauthn_rp_id: str | None = None  # None: the public URL's host
     webauthn_origins: tuple[str, ...] = ()  # empty: the public URL's origin
+    # Hosted pages
+    web_theme_dir: Path | None = None  # templates and theme.css over the packaged ones
+    web_login_idle_ttl: float = 43200.0  # the login-session cookie's idle lifetime (12 h)
+    web_login_max_ttl: float = 604800.0  # and its absolute lifetime (7 days)
 
     def token_policy(self) -> TokenPolicy:
         """Lifetimes and identity of the tokens the server issues."""
@@ -372,6 +376,8 @@ class Settings:
             "verify_ttl",
             "reset_ttl",
             "email_change_ttl",
+            "web_login_idle_ttl",
+            "web_login_max_ttl",
         ):
             if name in raw:
                 kw[name] = parse_duration(raw[name], name=f"AUTHGATE_{name.upper()}")
@@ -444,7 +450,7 @@ class Settings:
                 raise ConfigurationError("AUTHGATE_EMAIL must be one of console, smtp, webhook")
         kw["smtp_url"] = read_secret("smtp_url")
         kw["email_webhook_secret"] = read_secret("email_webhook_secret")
-        for name in ("smtp_ca_file", "email_templates"):
+        for name in ("smtp_ca_file", "email_templates", "web_theme_dir"):
             if raw.get(name) not in (None, ""):
                 kw[name] = path_of(raw[name])
         for name in ("require_verified_email", "enumeration_safe_registration"):
@@ -506,6 +512,11 @@ class Settings:
                 raise ConfigurationError(
                     f"AUTHGATE_{name.upper()} must be between 1 minute and 30 days"
                 )
+        if not 60 <= self.web_login_idle_ttl <= self.web_login_max_ttl <= 365 * 86400:
+            raise ConfigurationError(
+                "AUTHGATE_WEB_LOGIN_IDLE_TTL must be at least 1 minute and at most "
+                "AUTHGATE_WEB_LOGIN_MAX_TTL, itself at most 365 days"
+            )
         if self.enumeration_safe_registration and not self.require_verified_email:
             raise ConfigurationError(
                 "AUTHGATE_ENUMERATION_SAFE_REGISTRATION needs AUTHGATE_REQUIRE_VERIFIED_EMAIL=true"
@@ -531,7 +542,7 @@ class Settings:
             raise ConfigurationError("production refuses a plain-http AUTHGATE_PUBLIC_URL")
         if self.email_from is not None and not re.fullmatch(r"[^\r\n]*@[^\r\n]+", self.email_from):
             raise ConfigurationError("AUTHGATE_EMAIL_FROM must be an email address")
-        for name in ("smtp_ca_file", "email_templates"):
+        for name in ("smtp_ca_file", "email_templates", "web_theme_dir"):
             path = getattr(self, name)
             if path is not None and not path.exists():
                 raise ConfigurationError(f"AUTHGATE_{name.upper()}: {path} does not exist")

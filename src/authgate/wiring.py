@@ -43,6 +43,7 @@ from authgate.service.passkeys import Passkeys
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
 from authgate.service.tokens import AccessTokens
+from authgate.service.weblogin import WebLogins
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
 
@@ -146,6 +147,7 @@ class Services:
     jobs: Jobs
     mfa: Mfa
     passkeys: Passkeys
+    web_logins: WebLogins
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -305,7 +307,17 @@ class Services:
             require_verified_email=settings.require_verified_email,
             passkeys=passkeys,
         )
+        web_logins = WebLogins(
+            storage,
+            sessions=sessions,
+            audit=audit,
+            clock=clock,
+            idle_ttl=settings.web_login_idle_ttl,
+            max_ttl=settings.web_login_max_ttl,
+            csrf_key=derive(master, b"authgate web csrf v1"),
+        )
         services = cls(
+            web_logins=web_logins,
             mfa=mfa,
             passkeys=passkeys,
             mail=mail,

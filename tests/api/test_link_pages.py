@@ -24,8 +24,8 @@ from _support.live import FAST_ARGON2, AuthgateServer, bound_socket, free_port
 from _support.services import unavailable
 from api.server import START, SleepRecorder
 from authgate.clock import FixedClock
-from authgate.server.routes.pages import PAGE_CSP
 from authgate.settings import Settings
+from authgate.web import PAGE_CSP
 from authgate.wiring import new_master_key
 
 NEW_PASSWORD = "a brand new passphrase 42"

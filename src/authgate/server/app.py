@@ -29,12 +29,12 @@ from authgate.server.routes import (
     mfa,
     oauth2,
     ops,
-    pages,
     passkeys,
     wellknown,
 )
 from authgate.server.schemas import OAuthError, Problem
 from authgate.settings import Settings
+from authgate.web import mount as mount_pages
 from authgate.wiring import Services, open_services
 
 log = logging.getLogger("authgate.server")
@@ -51,6 +51,7 @@ async def _maintain(svc: Services, interval: float) -> None:
             await svc.links.purge()
             await svc.mfa.purge()
             await svc.passkeys.purge()
+            await svc.web_logins.purge()
         except AuthgateError as exc:
             log.warning("maintenance failed: %s", exc.code)
 
@@ -99,13 +100,13 @@ def create_app(
     app.include_router(lifecycle.router)
     app.include_router(mfa.router)
     app.include_router(passkeys.router)
-    app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(oauth2.router)
     app.include_router(wellknown.router)
     app.include_router(ops.router)
     if settings.docs_enabled:
         app.include_router(docs.router)
+    mount_pages(app, settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -172,7 +172,11 @@ class HardeningMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), *security]}
+                headers = list(message.get("headers", []))
+                # A response that sets one of these itself (a page's Referrer-Policy) keeps it.
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in security if k not in present]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

@@ -35,6 +35,7 @@ from authgate.errors import (
     LinkTokenWrongPurpose,
     MailError,
     NotFound,
+    RegistrationClosed,
     Throttled,
 )
 from authgate.passwords import PasswordHasher, check_new_password
@@ -441,6 +442,25 @@ class AccountLinks:
         await self.audit.record("email_verified", user_id=user_id, by=by)
 
     # --- registration --------------------------------------------------------------------
+
+    async def self_register(
+        self, email: str, password: str, *, name: str | None, ip: str | None, quiet: bool
+    ) -> UserRecord | None:
+        """Self-service registration, for every front end (``/auth/register``, the hosted
+        page). With ``quiet`` (enumeration-safe): ``register_quietly``, and None. Otherwise
+        the attempt counts against the mail limits, the account is created (RegistrationClosed,
+        EmailTaken, WeakPassword...) and mailed its verification link; the user when it may
+        log in now, None when it must verify its address first."""
+        if quiet:
+            if not self.accounts.registration_open:
+                raise RegistrationClosed("registration is closed")
+            await self.register_quietly(email, password, name=name, ip=ip)
+            return None
+        # Registration mails the address: it counts against the IP's mail limit.
+        await self.limit.allow("register", email, ip)
+        user = await self.accounts.create_user(email, password, name=name, self_service=True)
+        await self.send_verification(user)
+        return None if self.accounts.require_verified_email else user
 
     async def register_quietly(
         self, email: str, password: str, *, name: str | None, ip: str | None

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Protocol
 
@@ -50,7 +50,7 @@ from authgate.service.keyring import Keyring
 from authgate.service.limits import LoginThrottle
 from authgate.service.mail import MailQueue, MailTemplates
 from authgate.service.passkeys import Passkeys
-from authgate.service.sessions import Sessions, TokenPair
+from authgate.service.sessions import OpenedT, Sessions, TokenPair
 from authgate.storage.base import (
     MfaLoginRecord,
     MfaStore,
@@ -557,6 +557,32 @@ class Mfa:
         """The second step: the mfa_token of the first and one second factor (a TOTP
         code, a recovery code, or a passkey assertion answering a challenge of this
         login); the token pair of a new session whose ``amr`` names both factors."""
+
+        async def start(user: UserRecord, amr: tuple[str, ...]) -> TokenPair:
+            return await self.sessions.start(user, ip=ip, user_agent=user_agent, amr=amr)
+
+        return await self.finish_login_with(
+            mfa_token,
+            code=code,
+            recovery_code=recovery_code,
+            webauthn=webauthn,
+            ip=ip,
+            open_session=start,
+        )
+
+    async def finish_login_with(
+        self,
+        mfa_token: object,
+        *,
+        code: str | None = None,
+        recovery_code: str | None = None,
+        webauthn: object = None,
+        ip: str | None,
+        open_session: Callable[[UserRecord, tuple[str, ...]], Awaitable[OpenedT]],
+    ) -> OpenedT:
+        """``finish_login``, with the session opened by ``open_session(user, amr)`` (a
+        token pair, or the hosted login's): every rule of the second step is here, once.
+        ``open_session`` must refuse a user whose password hash is not ``user``'s."""
         login, user = await self._pending(mfa_token)
         now = self.clock.now()
         # Claim the pending login before a single-use factor is spent: a racer that loses
@@ -582,9 +608,9 @@ class Mfa:
         amr = (AMR_PASSWORD, *added, AMR_MFA)
         # The session opens only while the password checked in the first step is stored.
         checked = dataclasses.replace(user, password_hash=login.password_hash)
-        pair = await self.sessions.start(checked, ip=ip, user_agent=user_agent, amr=amr)
-        await self.audit.record("mfa_ok", user_id=user.id, sid=pair.sid, ip=ip, amr=list(amr))
-        return pair
+        opened = await open_session(checked, amr)
+        await self.audit.record("mfa_ok", user_id=user.id, sid=opened.sid, ip=ip, amr=list(amr))
+        return opened
 
     # --- passkeys as a second factor -----------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Protocol
 
@@ -70,7 +70,7 @@ from authgate.errors import (
 )
 from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
-from authgate.service.sessions import Sessions, TokenPair
+from authgate.service.sessions import OpenedT, Sessions, TokenPair
 from authgate.storage.base import (
     PasskeyRecord,
     PasskeyStore,
@@ -444,6 +444,21 @@ class Passkeys:
         is ``hwk`` or ``swk``, with ``user`` and ``mfa`` when the authenticator verified
         the user. PasskeyRefused (or PasskeyCloned) if the assertion is refused or the
         account is disabled; EmailNotVerified when a verified address is required."""
+
+        async def start(user: UserRecord, amr: tuple[str, ...]) -> TokenPair:
+            return await self.sessions.start(user, ip=ip, user_agent=user_agent, amr=amr)
+
+        return await self.login_with(response, ip=ip, open_session=start)
+
+    async def login_with(
+        self,
+        response: object,
+        *,
+        ip: str | None,
+        open_session: Callable[[UserRecord, tuple[str, ...]], Awaitable[OpenedT]],
+    ) -> OpenedT:
+        """``login``, with the session opened by ``open_session(user, amr)`` (a token
+        pair, or the hosted login's): every rule of a passwordless login is here, once."""
         assertion = await self._assert(
             response, "passwordless", user_id=None, login_jti=None, ip=ip
         )
@@ -462,11 +477,11 @@ class Passkeys:
         amr = assertion.amr
         if assertion.user_verified:
             amr = (*amr, AMR_USER, AMR_MFA)
-        pair = await self.sessions.start(user, ip=ip, user_agent=user_agent, amr=amr)
+        opened = await open_session(user, tuple(amr))
         await self.audit.record(
-            "passkey_login", user_id=user.id, sid=pair.sid, ip=ip, amr=list(amr)
+            "passkey_login", user_id=user.id, sid=opened.sid, ip=ip, amr=list(amr)
         )
-        return pair
+        return opened
 
     # --- the user's passkeys -------------------------------------------------------------
 

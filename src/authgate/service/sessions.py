@@ -23,7 +23,7 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from authgate.clock import Clock
 from authgate.errors import (
@@ -71,6 +71,18 @@ class TokenPair:
             refresh_token=self.refresh_token,
             refresh_expires_in=self.refresh_expires_in,
         )
+
+
+class Opened(Protocol):
+    """What opening a session after a login gives: a token pair, or a hosted login."""
+
+    @property
+    def sid(self) -> str:
+        """The new session's id."""
+        ...
+
+
+OpenedT = TypeVar("OpenedT", bound=Opened)
 
 
 @dataclass(frozen=True, slots=True)

@@ -475,6 +475,58 @@ class SessionStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class WebLoginRecord:
+    """A hosted-login browser session, by the SHA-256 digest (hex) of its cookie's value;
+    it belongs to one row of ``sessions`` (``sid``, no refresh token)."""
+
+    digest: str
+    sid: str
+    user_id: str
+    created_at: float
+    last_seen_at: float
+    idle_expires_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebLoginState:
+    """A web login with its session and its user (None if gone), read in one transaction."""
+
+    login: WebLoginRecord
+    session: SessionRecord
+    user: UserRecord | None
+
+
+class WebLoginStore(Protocol):
+    """The hosted login's browser sessions, stored as digests of their cookies."""
+
+    async def create_web_login(
+        self, session: SessionRecord, login: WebLoginRecord, *, password_hash: str | None
+    ) -> LiveUser | None:
+        """As ``create_session``, but the session's one credential is the web login (no
+        refresh token): in one transaction, the user as read (it exists, is not disabled
+        and, with ``password_hash``, still has that hash), the session and the login
+        inserted; or None and nothing written."""
+        ...
+
+    async def web_login_state(self, digest: str) -> WebLoginState | None:
+        """The web login with this digest, its session and user; None if unknown."""
+        ...
+
+    async def touch_web_login(self, digest: str, *, now: float, idle_expires_at: float) -> None:
+        """Record a use of the web login: ``last_seen_at`` and the new idle deadline."""
+        ...
+
+    async def delete_web_login(self, digest: str) -> WebLoginRecord | None:
+        """Delete the web login with this digest; what it was, or None if unknown."""
+        ...
+
+    async def purge_web_logins(self, *, before: float) -> int:
+        """Delete the web logins idle or expired before ``before``; how many."""
+        ...
+
+
 class RevocationStore(Protocol):
     """The revocation feed."""
 
@@ -823,6 +875,7 @@ class Storage(
     LinkTokenStore,
     MfaStore,
     PasskeyStore,
+    WebLoginStore,
     Counters,
     Database,
     Protocol,

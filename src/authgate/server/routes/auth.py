@@ -13,7 +13,6 @@ from authgate.errors import (
     InvalidClient,
     InvalidCredentials,
     InvalidRequest,
-    RegistrationClosed,
 )
 from authgate.jsonbody import loads_body
 from authgate.server.deps import (
@@ -99,21 +98,15 @@ async def register(body: RegisterIn, request: Request, svc: Svc) -> JSONResponse
     AUTHGATE_ENUMERATION_SAFE_REGISTRATION, 202 for a new and a taken address alike; the
     owner of a taken address gets a mail instead."""
     ip = client_ip(request)
-    settings = svc.settings
-    if settings.enumeration_safe_registration:
-        if not svc.accounts.registration_open:
-            raise RegistrationClosed("registration is closed")
-        await svc.links.register_quietly(body.email, body.password, name=body.name, ip=ip)
-        metrics(request).registrations.inc()
-        return accepted(CHECK_MAILBOX)
-    # Registration mails the address: it counts against the IP's mail limit.
-    await svc.links.limit.allow("register", body.email, ip)
-    user = await svc.accounts.create_user(
-        body.email, body.password, name=body.name, self_service=True
+    user = await svc.links.self_register(
+        body.email,
+        body.password,
+        name=body.name,
+        ip=ip,
+        quiet=svc.settings.enumeration_safe_registration,
     )
     metrics(request).registrations.inc()
-    await svc.links.send_verification(user)
-    if settings.require_verified_email:
+    if user is None:
         return accepted(CHECK_MAILBOX)
     pair = await svc.sessions.start(user, ip=ip, user_agent=request.headers.get("user-agent"))
     me = await user_out(svc, user)

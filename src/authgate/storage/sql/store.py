@@ -6,7 +6,7 @@ the locks. Every public method maps driver errors with ``engine.translate``: cal
 only Conflict, StorageUnavailable or StorageError.
 
 Each Protocol has its own module (``users``, ``sessions``, ``revocations``, ``keys``,
-``audit``, ``clients``, ``links``, ``mfa``, ``passkeys``, ``counters``) on the shared
+``audit``, ``clients``, ``links``, ``mfa``, ``passkeys``, ``weblogins``, ``counters``) on the shared
 ``_base.SqlBase``: its engine, transactions with their serialization retry, and error
 translation. The advisory-lock ids are in ``locks``.
 """
@@ -27,6 +27,7 @@ from authgate.storage.sql.passkeys import SqlPasskeys
 from authgate.storage.sql.revocations import SqlRevocations
 from authgate.storage.sql.sessions import SqlSessions
 from authgate.storage.sql.users import SqlUsers
+from authgate.storage.sql.weblogins import SqlWebLogins
 
 if TYPE_CHECKING:
     from authgate.storage.base import Storage
@@ -42,6 +43,7 @@ class SqlStorage(
     SqlLinkTokens,
     SqlMfa,
     SqlPasskeys,
+    SqlWebLogins,
     SqlCounters,
 ):
     """Every storage Protocol (``authgate.storage.base.Storage``) on one AsyncEngine.

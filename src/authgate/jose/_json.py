@@ -98,17 +98,24 @@ def loads_object(data: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     objects = data.count(b"{")
     if objects + data.count(b"[") > max_depth and _depth_exceeds_bytes(data, max_depth):
         raise MalformedToken("JSON nesting is too deep")
-    folded = data.translate(_FOLD)
-    if _LONG_DIGITS in folded:
-        return _loads_exact(data)
     try:
         # orjson refuses invalid UTF-8, a BOM, NaN/Infinity, overflowing numbers and lone
         # surrogates; duplicate members are the one rule it does not keep (last one wins).
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if _LONG_DIGITS in data.translate(_FOLD):
+            return _loads_exact(data)  # an integer orjson cannot hold
         raise MalformedToken("invalid JSON") from exc
     if type(obj) is not dict:
         raise MalformedToken("JSON value is not an object")
+    # The compact form that our own tokens have: when ``data`` is byte for byte what orjson
+    # writes for ``obj``, it holds every member of ``obj`` once, so no name was repeated,
+    # and no integer was rounded to a float (orjson writes that as a float).
+    if orjson.dumps(obj) == data:
+        return obj
+    folded = data.translate(_FOLD)
+    if _LONG_DIGITS in folded:
+        return _loads_exact(data)
     # Every member name is a string whose closing quote is followed by ':' (with no space
     # between when no quote is followed by whitespace), so '":' occurs at least once per
     # member. If that count equals the number of distinct names, no name was repeated;

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from authgate.clock import Clock
 from authgate.errors import InvalidClient, InvalidCredentials, Throttled
@@ -65,39 +65,53 @@ class _Throttle:
         by_subject, by_ip = self.prefixes
         return f"{by_subject}:{subject}", (f"{by_ip}:{ip}" if ip else None)
 
-    async def _reserve(self, subject: str, ip: str | None, *, what: str) -> Reservation:
-        """Count one attempt on the IP, then on the subject; Throttled (with nothing left
-        counted) when the IP is over its limit. The subject's lock is the caller's call."""
+    async def _reserve(
+        self, subject: str, ip: str | None, *, what: str, ip_seen: CounterState | None = None
+    ) -> Reservation:
+        """Count one attempt on the IP, then on the subject, in one atomic step; Throttled
+        (with nothing left counted) when the IP is over its limit. ``ip_seen`` is the IP's
+        window when the caller has read it already. The subject's lock is the caller's call.
+        """
         p = self.policy
         now = self.clock.now()
         subject_key, ip_key = self._keys(subject, ip)
-        ip_state: CounterState | None = None
-        if ip_key is not None:
-            # A read first, so that a flood from a locked address costs no write.
-            seen = await self.counters.peek(ip_key, now=now, window=p.window)
-            if seen.count < p.ip_limit:
-                ip_state = await self.counters.hit(ip_key, now=now, window=p.window)
-            if ip_state is None or ip_state.count > p.ip_limit:
-                if ip_state is not None:
-                    await self.counters.release(ip_key, window_start=ip_state.window_start)
-                raise Throttled(
-                    f"too many failed {what} from this address",
-                    retry_after=_retry_after(ip_state or seen, p.window, now),
-                )
-        try:
+        if ip_key is None:
             state = await self.counters.hit(subject_key, now=now, window=p.window)
-        except Exception:  # cancelled: it stays counted, the safe side
-            if ip_state is not None and ip_key is not None:
-                await self.counters.release(ip_key, window_start=ip_state.window_start)
-            raise
-        return Reservation(subject_key, state, ip_key, ip_state)
+            return Reservation(subject_key, state, None, None)
+        if ip_seen is None:
+            # A read first, so that a flood from a locked address costs no write.
+            ip_seen = await self.counters.peek(ip_key, now=now, window=p.window)
+        if ip_seen.count >= p.ip_limit:
+            raise Throttled(
+                f"too many failed {what} from this address",
+                retry_after=_retry_after(ip_seen, p.window, now),
+            )
+        # Cancelled once it ran, both hits stay counted: the safe side.
+        ip_state, counted = await self.counters.hit_guarded(
+            ip_key, subject_key, limit=p.ip_limit, now=now, window=p.window
+        )
+        if counted is None:  # over the IP's limit: the IP's hit was taken back
+            raise Throttled(
+                f"too many failed {what} from this address",
+                retry_after=_retry_after(ip_state, p.window, now),
+            )
+        return Reservation(subject_key, counted, ip_key, ip_state)
 
-    async def _release(self, r: Reservation, *, subject: bool = True) -> None:
-        """Give a reservation back (the subject's part too unless ``subject=False``)."""
-        if subject:
-            await self.counters.release(r.subject_key, window_start=r.subject.window_start)
+    def _settle(self, r: Reservation, *, subject: Literal["release", "reset"]) -> Awaitable[None]:
+        """Give a reservation's IP part back, then ``release`` or ``reset`` the subject's, in
+        one step. The IP first, as ``hit_guarded`` counts, so that two PostgreSQL
+        transactions never wait on each other's rows."""
+        release: list[tuple[str, float]] = []
         if r.ip_key is not None and r.ip is not None:
-            await self.counters.release(r.ip_key, window_start=r.ip.window_start)
+            release.append((r.ip_key, r.ip.window_start))
+        if subject == "release":
+            release.append((r.subject_key, r.subject.window_start))
+        reset = (r.subject_key,) if subject == "reset" else ()
+        return self.counters.settle(release=release, reset=reset)
+
+    async def _release(self, r: Reservation) -> None:
+        """Give a reservation back, whole."""
+        await self._settle(r, subject="release")
 
     def _locked(self, r: Reservation) -> bool:
         # The attempt after lock_after - 1 failures is the lock_after-th: refused.
@@ -128,14 +142,20 @@ class LoginThrottle(_Throttle):
         """
         p = self.policy
         now = self.clock.now()
-        subject_key, _ = self._keys(account, ip)
-        seen = await self.counters.peek(subject_key, now=now, window=p.window)
+        subject_key, ip_key = self._keys(account, ip)
+        ip_seen: CounterState | None = None
+        if ip_key is None:
+            seen = await self.counters.peek(subject_key, now=now, window=p.window)
+        else:  # both windows in one read
+            seen, ip_seen = await self.counters.peek_many(
+                (subject_key, ip_key), now=now, window=p.window
+            )
         if seen.count >= p.lock_after - 1:  # already locked: refuse without a write
             raise Throttled(
                 "too many failed logins for this account",
                 retry_after=_retry_after(seen, p.window, now),
             )
-        r = await self._reserve(account, ip, what="logins")
+        r = await self._reserve(account, ip, what="logins", ip_seen=ip_seen)
         if self._locked(r):
             await self._release(r)
             raise Throttled(
@@ -152,8 +172,7 @@ class LoginThrottle(_Throttle):
         except Exception:
             await self._release(r)  # the check did not run to a verdict: not a failure
             raise
-        await self.counters.reset(r.subject_key)
-        await self._release(r, subject=False)
+        await self._settle(r, subject="reset")
         return result
 
 

@@ -852,6 +852,27 @@ class Counters(Protocol):
         (never below zero): an attempt counted by :meth:`hit` that was not a failure."""
         ...
 
+    async def peek_many(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> tuple[CounterState, ...]:
+        """:meth:`peek` of each of ``keys``, in their order, in one read."""
+        ...
+
+    async def hit_guarded(
+        self, guard: str, key: str, *, limit: int, now: float, window: float
+    ) -> tuple[CounterState, CounterState | None]:
+        """Add one to ``guard``'s window; if it is then over ``limit``, take that hit back
+        and return ``(guard's state, None)``; else add one to ``key``'s window too and
+        return both. One atomic step: no other call sees the guard's hit alone."""
+        ...
+
+    async def settle(
+        self, *, release: Sequence[tuple[str, float]] = (), reset: Sequence[str] = ()
+    ) -> None:
+        """:meth:`release` each ``(key, window_start)`` of ``release`` in order, then
+        :meth:`reset` each key of ``reset``: one atomic step."""
+        ...
+
 
 class Database(Protocol):
     """Lifecycle and health of a backend."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis import asyncio as aioredis
@@ -52,6 +52,48 @@ end
 return 0
 """
 
+# KEYS[1] = the guard, KEYS[2] = the counter; ARGV = now, window, limit. The guard's hit,
+# taken back when it is over the limit, else the counter's too: each as _HIT does it.
+_HIT_GUARDED = """
+local function hit(key, now, window)
+  local raw = redis.call('HGET', key, 'start')
+  local start = tonumber(raw)
+  if start == nil or start + window <= tonumber(now) then
+    redis.call('HSET', key, 'start', now, 'count', 1)
+    redis.call('PEXPIRE', key, math.ceil(window * 1000))
+    return {now, '1'}
+  end
+  return {raw, tostring(redis.call('HINCRBY', key, 'count', 1))}
+end
+local window = tonumber(ARGV[2])
+local guard = hit(KEYS[1], ARGV[1], window)
+if tonumber(guard[2]) > tonumber(ARGV[3]) then
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+  return guard
+end
+local counted = hit(KEYS[2], ARGV[1], window)
+return {guard[1], guard[2], counted[1], counted[2]}
+"""
+
+# KEYS = the counters to release, then those to reset; ARGV[1] = how many to release,
+# ARGV[1 + i] = the window start of the i-th: each release as _RELEASE does it, then DEL.
+_SETTLE = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local start = redis.call('HGET', KEYS[i], 'start')
+  if start and tonumber(start) == tonumber(ARGV[i + 1]) then
+    local count = tonumber(redis.call('HGET', KEYS[i], 'count'))
+    if count and count > 0 then
+      redis.call('HINCRBY', KEYS[i], 'count', -1)
+    end
+  end
+end
+for i = n + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return 0
+"""
+
 
 def connect(url: str) -> aioredis.Redis:
     """A client with short timeouts, so that an outage turns into a fallback quickly."""
@@ -79,6 +121,8 @@ class RedisCounters:
         self._on_fallback = on_fallback
         self._hit = client.register_script(_HIT)
         self._release = client.register_script(_RELEASE)
+        self._hit_guarded = client.register_script(_HIT_GUARDED)
+        self._settle = client.register_script(_SETTLE)
 
     def _failed(self, op: str, exc: Exception) -> None:
         log.warning("redis %s failed (%s); using the database", op, type(exc).__name__)
@@ -120,6 +164,60 @@ class RedisCounters:
         except (RedisError, OSError) as exc:
             self._failed("release", exc)
             await self._fallback.release(key, window_start=window_start)
+
+    async def peek_many(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> tuple[CounterState, ...]:
+        """The current window of each of ``keys``: one round trip."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(_PREFIX + key, ["start", "count"])
+            replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed("peek", exc)
+            return await self._fallback.peek_many(keys, now=now, window=window)
+        return tuple(
+            CounterState(count=0, window_start=now)
+            if start is None or float(start) + window <= now
+            else CounterState(count=int(count or 0), window_start=float(start))
+            for start, count in replies
+        )
+
+    async def hit_guarded(
+        self, guard: str, key: str, *, limit: int, now: float, window: float
+    ) -> tuple[CounterState, CounterState | None]:
+        """``guard``'s hit, taken back over ``limit``, else ``key``'s too: one script."""
+        try:
+            reply = await self._hit_guarded(
+                keys=[_PREFIX + guard, _PREFIX + key], args=[repr(now), repr(window), limit]
+            )
+        except (RedisError, OSError) as exc:
+            self._failed("hit", exc)
+            return await self._fallback.hit_guarded(guard, key, limit=limit, now=now, window=window)
+        first = CounterState(count=int(reply[1]), window_start=float(reply[0]))
+        if len(reply) == 2:
+            return first, None
+        return first, CounterState(count=int(reply[3]), window_start=float(reply[2]))
+
+    async def settle(
+        self, *, release: Sequence[tuple[str, float]] = (), reset: Sequence[str] = ()
+    ) -> None:
+        """The releases, then the resets: one script (the resets in the fallback too,
+        which may hold outage-time hits)."""
+        if not release and not reset:
+            return
+        keys = [_PREFIX + key for key, _ in release] + [_PREFIX + key for key in reset]
+        try:
+            await self._settle(
+                keys=keys, args=[len(release), *(repr(start) for _, start in release)]
+            )
+        except (RedisError, OSError) as exc:
+            self._failed("settle", exc)
+            await self._fallback.settle(release=release, reset=reset)
+            return
+        if reset:
+            await self._fallback.settle(reset=reset)
 
 
 class RevocationFanout:

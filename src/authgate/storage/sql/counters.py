@@ -7,6 +7,7 @@ the column names for the VALUES and SET clauses).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from sqlalchemy import Float, String, bindparam, case, delete, select, update
@@ -43,6 +44,9 @@ def _hit_statement(insert: Any) -> Any:
 _HIT_PG: Final = _hit_statement(pg_dialect.insert)
 _HIT_SQLITE: Final = _hit_statement(sqlite_dialect.insert)
 _PEEK: Final = select(counters.c.count, counters.c.window_start).where(counters.c.key == _KEY)
+_PEEK_MANY: Final = select(counters.c.key, counters.c.count, counters.c.window_start).where(
+    counters.c.key.in_(bindparam("b_keys", expanding=True))
+)
 _RESET: Final = delete(counters).where(counters.c.key == _KEY)
 _RELEASE: Final = (
     update(counters)
@@ -55,6 +59,11 @@ _RELEASE: Final = (
 )
 
 
+def _state(row: Any) -> CounterState:
+    # Row is a tuple: ``row.count`` would be tuple.count, so index it.
+    return CounterState(count=int(row[0]), window_start=float(row[1]))
+
+
 class SqlCounters(SqlBase):
     """Counters: a count and the start of its window, per key."""
 
@@ -65,9 +74,7 @@ class SqlCounters(SqlBase):
         params = {"b_key": key, "b_now": now, "b_window": window}
 
         async def _body(conn: AsyncConnection) -> CounterState:
-            row = (await conn.execute(stmt, params)).one()
-            # Row is a tuple: ``row.count`` would be tuple.count, so index it.
-            return CounterState(count=int(row[0]), window_start=float(row[1]))
+            return _state((await conn.execute(stmt, params)).one())
 
         return await self._transaction(_body)
 
@@ -94,5 +101,56 @@ class SqlCounters(SqlBase):
 
         async def _body(conn: AsyncConnection) -> None:
             await conn.execute(_RELEASE, {"b_key": key, "b_window_start": window_start})
+
+        await self._transaction(_body)
+
+    async def peek_many(
+        self, keys: Sequence[str], *, now: float, window: float
+    ) -> tuple[CounterState, ...]:
+        """``peek`` of each of ``keys``, in their order: one SELECT."""
+        async with self._read() as conn:
+            rows = (await conn.execute(_PEEK_MANY, {"b_keys": list(keys)})).all()
+        found = {row[0]: row for row in rows}
+        states = []
+        for key in keys:
+            row = found.get(key)
+            if row is None or row[2] + window <= now:
+                states.append(CounterState(count=0, window_start=now))
+            else:
+                states.append(CounterState(count=int(row[1]), window_start=float(row[2])))
+        return tuple(states)
+
+    async def hit_guarded(
+        self, guard: str, key: str, *, limit: int, now: float, window: float
+    ) -> tuple[CounterState, CounterState | None]:
+        """``hit`` of ``guard``, then (unless that is over ``limit``, when it is taken back)
+        of ``key``: one transaction, in that order (the order ``settle`` keeps, so that two
+        PostgreSQL transactions never wait on each other's rows)."""
+        stmt = _HIT_PG if self._postgresql else _HIT_SQLITE
+
+        async def _body(conn: AsyncConnection) -> tuple[CounterState, CounterState | None]:
+            params = {"b_key": guard, "b_now": now, "b_window": window}
+            first = _state((await conn.execute(stmt, params)).one())
+            if first.count > limit:
+                release = {"b_key": guard, "b_window_start": first.window_start}
+                await conn.execute(_RELEASE, release)
+                return first, None
+            params = {"b_key": key, "b_now": now, "b_window": window}
+            return first, _state((await conn.execute(stmt, params)).one())
+
+        return await self._transaction(_body)
+
+    async def settle(
+        self, *, release: Sequence[tuple[str, float]] = (), reset: Sequence[str] = ()
+    ) -> None:
+        """The releases in order, then the resets: one transaction."""
+        if not release and not reset:
+            return
+
+        async def _body(conn: AsyncConnection) -> None:
+            for key, window_start in release:
+                await conn.execute(_RELEASE, {"b_key": key, "b_window_start": window_start})
+            for key in reset:
+                await conn.execute(_RESET, {"b_key": key})
 
         await self._transaction(_body)

@@ -42,7 +42,7 @@ from authgate.service.mfa import Mfa, OtpThrottle
 from authgate.service.passkeys import Passkeys
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
-from authgate.service.tokens import AccessTokens
+from authgate.service.tokens import ID_TOKEN_TTL, AccessTokens
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
 
@@ -214,6 +214,8 @@ class Services:
             token_lifetime=lifetime,
             clock=clock,
             static_key=static,
+            id_token_algs=settings.id_token_algs,
+            id_token_lifetime=ID_TOKEN_TTL + settings.leeway,
         )
         await keyring.load()
         tokens = AccessTokens(keyring, policy=settings.token_policy(), clock=clock)

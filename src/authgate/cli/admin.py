@@ -260,7 +260,7 @@ def _key_line(record: Any) -> None:
 @keys.command("list")
 @service_command()
 async def keys_list(svc: Services) -> int:
-    """List stored keys and their states."""
+    """List stored keys (of every algorithm) and their states."""
     for record in await svc.keyring.records():
         _key_line(record)
     return 0
@@ -269,10 +269,12 @@ async def keys_list(svc: Services) -> int:
 @keys.command("rotate")
 @service_command()
 async def keys_rotate(svc: Services) -> int:
-    """Make the next key current now."""
+    """Make the next key of every algorithm current now."""
     view = await svc.keyring.rotate()
-    await svc.audit.record("key_rotated", kid=view.signing.current.kid)
-    click.echo(f"current key is now {view.signing.current.kid}", err=True)
+    for alg in svc.keyring.algorithms:
+        kid = view.keyset_for(alg).current.kid
+        await svc.audit.record("key_rotated", kid=kid, alg=alg)
+        click.echo(f"current {alg} key is now {kid}", err=True)
     return 0
 
 

@@ -244,7 +244,7 @@ async def list_keys(_: Admin, svc: Svc) -> list[KeyOut]:
 
 @router.post("/keys/rotate", response_model=list[KeyOut])
 async def rotate_keys(ctx: Admin, svc: Svc) -> list[KeyOut]:
-    """Make the next key current now."""
+    """Make the next key of every algorithm (access and ID tokens) current now."""
     await svc.keyring.rotate()
     await svc.audit.record("key_rotated", user_id=ctx.user.id)
     return [_key(k) for k in await svc.keyring.records()]

@@ -243,6 +243,7 @@ class Services:
                 clock=clock,
             ),
             leeway=settings.leeway,
+            id_token_algs=settings.id_token_algs,
         )
         fanout = None
         if redis_client is not None:

@@ -69,7 +69,7 @@ class World:
         *,
         public: bool = False,
         first_party: bool = False,
-        scopes: tuple[str, ...] = ("openid", "profile", "email", "offline_access"),
+        scopes: tuple[str, ...] = ("openid", "profile", "email"),
         id_token_alg: str | None = None,
     ) -> tuple[ClientRecord, str | None]:
         """A registered OpenID Connect client."""

@@ -39,6 +39,7 @@ from authgate.service.mail import (
     WebhookSender,
 )
 from authgate.service.mfa import Mfa, OtpThrottle
+from authgate.service.oidc import Oidc
 from authgate.service.passkeys import Passkeys
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
@@ -146,6 +147,7 @@ class Services:
     jobs: Jobs
     mfa: Mfa
     passkeys: Passkeys
+    oidc: Oidc
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -308,7 +310,19 @@ class Services:
             require_verified_email=settings.require_verified_email,
             passkeys=passkeys,
         )
+        oidc = Oidc(
+            storage,
+            clients=clients,
+            accounts=accounts,
+            sessions=sessions,
+            revocations=revocations,
+            keyring=keyring,
+            audit=audit,
+            clock=clock,
+            issuer=settings.issuer,
+        )
         services = cls(
+            oidc=oidc,
             mfa=mfa,
             passkeys=passkeys,
             mail=mail,

@@ -20,11 +20,11 @@ Tree::
     ├── PasskeyExists               passkey_exists
     ├── InvalidClient               invalid_client
     ├── UnauthorizedClient          unauthorized_client
-    ├── AuthorizeError              invalid_request (an /authorize refusal; its own codes below)
-    │   ├── UnknownAuthorizeClient  invalid_client (never redirected)
-    │   ├── InvalidRedirectUri      invalid_redirect_uri (never redirected)
+    ├── AuthorizeError              authorize_invalid_request
+    │   ├── UnknownAuthorizeClient  authorize_unknown_client
+    │   ├── InvalidRedirectUri      invalid_redirect_uri
     │   ├── UnsupportedResponseType unsupported_response_type
-    │   ├── AuthorizeInvalidScope   invalid_scope
+    │   ├── AuthorizeInvalidScope   authorize_invalid_scope
     │   ├── RequestNotSupported     request_not_supported
     │   ├── RequestUriNotSupported  request_uri_not_supported
     │   ├── LoginRequired           login_required
@@ -219,19 +219,15 @@ class UnauthorizedClient(AuthgateError):
 
 
 class AuthorizeError(AuthgateError):
-    """An OpenID Connect authorization request is refused; ``code`` is the OAuth error
-    code. ``redirect`` says whether the error may go back to the client: never for an
-    unknown client or a redirect URI that is not registered (RFC 6749 4.1.2.1). When it
-    may, ``redirect_uri`` and ``state`` are in ``context``."""
+    """An OpenID Connect authorization request is refused; ``error`` is the OAuth error
+    code the client sees. ``redirect`` says whether the error may go back to the client:
+    never for an unknown client or a redirect URI that is not registered (RFC 6749
+    4.1.2.1). When it may, ``redirect_uri`` and ``state`` are in ``context``."""
 
-    code = "invalid_request"
+    code = "authorize_invalid_request"
+    error: ClassVar[str] = "invalid_request"
     redirect: ClassVar[bool] = True
     description: ClassVar[str] = "The authorization request is invalid."
-
-    def __init__(
-        self, reason: str = "", *, redirect_uri: str | None = None, state: str | None = None
-    ) -> None:
-        super().__init__(reason, redirect_uri=redirect_uri, state=state)
 
     @property
     def redirectable(self) -> bool:
@@ -242,7 +238,8 @@ class AuthorizeError(AuthgateError):
 class UnknownAuthorizeClient(AuthorizeError):
     """The client is unknown or revoked: an error page, never a redirect."""
 
-    code = "invalid_client"
+    code = "authorize_unknown_client"
+    error = "invalid_client"
     redirect = False
     description = "The client is unknown."
 
@@ -251,6 +248,7 @@ class InvalidRedirectUri(AuthorizeError):
     """The redirect URI is missing or not registered: an error page, never a redirect."""
 
     code = "invalid_redirect_uri"
+    error = "invalid_redirect_uri"
     redirect = False
     description = "The redirect URI is not registered for this client."
 
@@ -259,13 +257,15 @@ class UnsupportedResponseType(AuthorizeError):
     """Only ``response_type=code`` is supported."""
 
     code = "unsupported_response_type"
+    error = "unsupported_response_type"
     description = "Only the authorization code flow is supported."
 
 
 class AuthorizeInvalidScope(AuthorizeError):
     """The scope lacks ``openid`` or goes beyond the client's."""
 
-    code = "invalid_scope"
+    code = "authorize_invalid_scope"
+    error = "invalid_scope"
     description = "The requested scope is invalid or not allowed."
 
 
@@ -273,6 +273,7 @@ class RequestNotSupported(AuthorizeError):
     """Request objects are not supported."""
 
     code = "request_not_supported"
+    error = "request_not_supported"
     description = "Request objects are not supported."
 
 
@@ -280,6 +281,7 @@ class RequestUriNotSupported(AuthorizeError):
     """``request_uri`` is not supported."""
 
     code = "request_uri_not_supported"
+    error = "request_uri_not_supported"
     description = "request_uri is not supported."
 
 
@@ -287,6 +289,7 @@ class LoginRequired(AuthorizeError):
     """``prompt=none`` and the user must log in."""
 
     code = "login_required"
+    error = "login_required"
     description = "The user must log in."
 
 
@@ -294,6 +297,7 @@ class ConsentRequired(AuthorizeError):
     """``prompt=none`` and the user must consent."""
 
     code = "consent_required"
+    error = "consent_required"
     description = "The user must consent."
 
 
@@ -301,6 +305,7 @@ class AccessDenied(AuthorizeError):
     """The user refused consent."""
 
     code = "access_denied"
+    error = "access_denied"
     description = "The user denied the request."
 
 

@@ -59,7 +59,11 @@ def test_endpoints(
 
 
 def test_grant_types_and_auth_methods(doc: dict[str, Any]) -> None:
-    assert set(doc["grant_types_supported"]) == {"client_credentials", "refresh_token"}
+    assert set(doc["grant_types_supported"]) == {
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+    }
     assert set(doc["token_endpoint_auth_methods_supported"]) >= AUTH_METHODS
     assert set(doc["revocation_endpoint_auth_methods_supported"]) >= AUTH_METHODS
     assert set(doc["introspection_endpoint_auth_methods_supported"]) == AUTH_METHODS

@@ -105,3 +105,24 @@ def test_id_token_algorithms_must_be_asymmetric() -> None:
         "RS256",
         "PS256",
     )
+
+
+async def test_a_new_algorithm_is_never_added_under_a_wrong_master_key(world: World) -> None:
+    from authgate.clock import FixedClock
+    from authgate.service.keyring import Keyring
+    from authgate.wiring import derive
+
+    store = world.services.storage
+    before = await store.list_keys()
+    wrong = Keyring(
+        store,
+        master_key=derive(b"\x01" * 32, b"not the master key"),
+        alg="ES256",
+        rotation=86400.0,
+        token_lifetime=600.0,
+        clock=FixedClock(),
+        id_token_algs=("RS256", "ES384"),
+    )
+    with pytest.raises(ConfigurationError):
+        await wrong.load()
+    assert await store.list_keys() == before

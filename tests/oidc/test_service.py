@@ -183,7 +183,7 @@ async def test_authorization_request_refusals(
         assert url is not None
         assert url.startswith(REDIRECT + "?")
         q = query(url)
-        assert q["error"] == error.code
+        assert q["error"] == error.error
         assert q["state"] == "st-1"
         assert q["iss"] == ISSUER
 

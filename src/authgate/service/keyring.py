@@ -154,6 +154,10 @@ class Keyring:
         if self._algs:
             records = await self._store.list_keys()
             if self._missing(records):
+                # Never add keys beside stored ones this master key cannot read.
+                for r in records:
+                    if r.state in PUBLISHED:
+                        decrypt_private(self._master, r)
                 async with self._store.key_lock():
                     records = await self._store.list_keys()
                     now = self._clock.now()

@@ -264,7 +264,7 @@ class Oidc:
         return with_query(
             str(exc.context["redirect_uri"]),
             {
-                "error": exc.code,
+                "error": exc.error,
                 "error_description": exc.description,
                 "state": exc.context.get("state"),
                 "iss": self.issuer,
@@ -608,7 +608,10 @@ def _profile_claims(
 
 
 __all__ = [
+    "CLAIMS",
     "CODE_TTL",
+    "DEFAULT_ID_TOKEN_ALG",
+    "PROMPTS",
     "AuthorizationRequest",
     "Decision",
     "EndSession",

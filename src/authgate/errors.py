@@ -19,6 +19,17 @@ Tree::
     ├── MfaConflict                 mfa_already_enabled
     ├── PasskeyExists               passkey_exists
     ├── InvalidClient               invalid_client
+    ├── UnauthorizedClient          unauthorized_client
+    ├── AuthorizeError              authorize_invalid_request
+    │   ├── UnknownAuthorizeClient  authorize_unknown_client
+    │   ├── InvalidRedirectUri      invalid_redirect_uri
+    │   ├── UnsupportedResponseType unsupported_response_type
+    │   ├── AuthorizeInvalidScope   authorize_invalid_scope
+    │   ├── RequestNotSupported     request_not_supported
+    │   ├── RequestUriNotSupported  request_uri_not_supported
+    │   ├── LoginRequired           login_required
+    │   ├── ConsentRequired         consent_required
+    │   └── AccessDenied            access_denied
     ├── UnsupportedGrantType        unsupported_grant_type
     ├── InvalidGrant                invalid_grant
     ├── InvalidRequest              invalid_request
@@ -198,6 +209,104 @@ class InvalidClient(AuthgateError):
     """Client authentication failed (unknown client, wrong secret, bad assertion)."""
 
     code = "invalid_client"
+
+
+class UnauthorizedClient(AuthgateError):
+    """The client is not allowed this grant (a client of the code flow asking for
+    client_credentials, or the reverse)."""
+
+    code = "unauthorized_client"
+
+
+class AuthorizeError(AuthgateError):
+    """An OpenID Connect authorization request is refused; ``error`` is the OAuth error
+    code the client sees. ``redirect`` says whether the error may go back to the client:
+    never for an unknown client or a redirect URI that is not registered (RFC 6749
+    4.1.2.1). When it may, ``redirect_uri`` and ``state`` are in ``context``."""
+
+    code = "authorize_invalid_request"
+    error: ClassVar[str] = "invalid_request"
+    redirect: ClassVar[bool] = True
+    description: ClassVar[str] = "The authorization request is invalid."
+
+    @property
+    def redirectable(self) -> bool:
+        """True if the error may be sent to the client's redirect URI."""
+        return self.redirect and self.context.get("redirect_uri") is not None
+
+
+class UnknownAuthorizeClient(AuthorizeError):
+    """The client is unknown or revoked: an error page, never a redirect."""
+
+    code = "authorize_unknown_client"
+    error = "invalid_client"
+    redirect = False
+    description = "The client is unknown."
+
+
+class InvalidRedirectUri(AuthorizeError):
+    """The redirect URI is missing or not registered: an error page, never a redirect."""
+
+    code = "invalid_redirect_uri"
+    error = "invalid_redirect_uri"
+    redirect = False
+    description = "The redirect URI is not registered for this client."
+
+
+class UnsupportedResponseType(AuthorizeError):
+    """Only ``response_type=code`` is supported."""
+
+    code = "unsupported_response_type"
+    error = "unsupported_response_type"
+    description = "Only the authorization code flow is supported."
+
+
+class AuthorizeInvalidScope(AuthorizeError):
+    """The scope lacks ``openid`` or goes beyond the client's."""
+
+    code = "authorize_invalid_scope"
+    error = "invalid_scope"
+    description = "The requested scope is invalid or not allowed."
+
+
+class RequestNotSupported(AuthorizeError):
+    """Request objects are not supported."""
+
+    code = "request_not_supported"
+    error = "request_not_supported"
+    description = "Request objects are not supported."
+
+
+class RequestUriNotSupported(AuthorizeError):
+    """``request_uri`` is not supported."""
+
+    code = "request_uri_not_supported"
+    error = "request_uri_not_supported"
+    description = "request_uri is not supported."
+
+
+class LoginRequired(AuthorizeError):
+    """``prompt=none`` and the user must log in."""
+
+    code = "login_required"
+    error = "login_required"
+    description = "The user must log in."
+
+
+class ConsentRequired(AuthorizeError):
+    """``prompt=none`` and the user must consent."""
+
+    code = "consent_required"
+    error = "consent_required"
+    description = "The user must consent."
+
+
+class AccessDenied(AuthorizeError):
+    """The user refused consent."""
+
+    code = "access_denied"
+    error = "access_denied"
+    description = "The user denied the request."
 
 
 class UnsupportedGrantType(AuthgateError):
@@ -461,12 +570,16 @@ class LifetimeTooLong(InvalidClaims):
 
 
 __all__ = [
+    "AccessDenied",
     "AlgorithmNotAllowed",
     "AuthenticationRequired",
     "AuthgateError",
+    "AuthorizeError",
+    "AuthorizeInvalidScope",
     "BodyTooLarge",
     "ConfigurationError",
     "Conflict",
+    "ConsentRequired",
     "EmailNotVerified",
     "EmailTaken",
     "Forbidden",
@@ -484,6 +597,7 @@ __all__ = [
     "InvalidKey",
     "InvalidMfaCode",
     "InvalidMfaToken",
+    "InvalidRedirectUri",
     "InvalidRequest",
     "InvalidScope",
     "InvalidSignature",
@@ -497,6 +611,7 @@ __all__ = [
     "LinkTokenSuperseded",
     "LinkTokenUsed",
     "LinkTokenWrongPurpose",
+    "LoginRequired",
     "MailError",
     "MalformedToken",
     "MfaConflict",
@@ -510,7 +625,9 @@ __all__ = [
     "PasskeyRegistrationRefused",
     "PredictablePassword",
     "RegistrationClosed",
+    "RequestNotSupported",
     "RequestTimeout",
+    "RequestUriNotSupported",
     "StorageError",
     "StorageUnavailable",
     "Throttled",
@@ -518,8 +635,11 @@ __all__ = [
     "TokenNotYetValid",
     "TokenRevoked",
     "TokenTooLarge",
+    "UnauthorizedClient",
+    "UnknownAuthorizeClient",
     "UnknownKey",
     "UnsupportedAlgorithm",
     "UnsupportedGrantType",
+    "UnsupportedResponseType",
     "WeakPassword",
 ]

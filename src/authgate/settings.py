@@ -130,6 +130,7 @@ class Settings:
     master_key_file_explicit: bool = False
     signing_alg: str = "ES256"
     hs256_secret: Secret | None = None
+    id_token_algs: tuple[str, ...] = ("RS256",)  # OpenID Connect ID tokens (asymmetric only)
     access_ttl: float = 600.0
     refresh_idle_ttl: float = 14 * 86400.0
     refresh_max_ttl: float = 90 * 86400.0
@@ -407,6 +408,8 @@ class Settings:
                     raise ConfigurationError(f"AUTHGATE_{name.upper()} must be at least 1")
         if "signing_alg" in raw:
             kw["signing_alg"] = str(raw["signing_alg"])
+        if raw.get("id_token_algs") not in (None, ""):
+            kw["id_token_algs"] = tuple(dict.fromkeys(_split_list(raw["id_token_algs"])))
         for name, allowed in (
             ("registration", ("open", "closed")),
             ("env", ("development", "production")),
@@ -469,6 +472,13 @@ class Settings:
         """Refuse inconsistent or weak settings; stricter in production."""
         if self.signing_alg not in ALGORITHMS:
             raise ConfigurationError(f"AUTHGATE_SIGNING_ALG {self.signing_alg!r} is not supported")
+        if not self.id_token_algs:
+            raise ConfigurationError("AUTHGATE_ID_TOKEN_ALGS names no algorithm")
+        for alg in self.id_token_algs:
+            if alg not in ALGORITHMS or alg.startswith("HS"):
+                raise ConfigurationError(
+                    f"AUTHGATE_ID_TOKEN_ALGS: {alg!r} is not a supported asymmetric algorithm"
+                )
         if not re.fullmatch(r"https?://[^\s]+", self.issuer) or self.issuer.endswith("/"):
             raise ConfigurationError("AUTHGATE_ISSUER must be an http(s) URL without a trailing /")
         if not 0 <= self.leeway <= 300:

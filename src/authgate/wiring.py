@@ -39,10 +39,11 @@ from authgate.service.mail import (
     WebhookSender,
 )
 from authgate.service.mfa import Mfa, OtpThrottle
+from authgate.service.oidc import Oidc
 from authgate.service.passkeys import Passkeys
 from authgate.service.revocation import Revocations
 from authgate.service.sessions import Sessions
-from authgate.service.tokens import AccessTokens
+from authgate.service.tokens import ID_TOKEN_TTL, AccessTokens
 from authgate.service.weblogin import WebLogins
 from authgate.settings import Settings, decode_master_key
 from authgate.storage.base import Counters, Storage
@@ -148,6 +149,7 @@ class Services:
     mfa: Mfa
     passkeys: Passkeys
     web_logins: WebLogins
+    oidc: Oidc
     fanout: Any = None
     fallback_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
@@ -216,6 +218,8 @@ class Services:
             token_lifetime=lifetime,
             clock=clock,
             static_key=static,
+            id_token_algs=settings.id_token_algs,
+            id_token_lifetime=ID_TOKEN_TTL + settings.leeway,
         )
         await keyring.load()
         tokens = AccessTokens(keyring, policy=settings.token_policy(), clock=clock)
@@ -243,6 +247,7 @@ class Services:
                 clock=clock,
             ),
             leeway=settings.leeway,
+            id_token_algs=settings.id_token_algs,
         )
         fanout = None
         if redis_client is not None:
@@ -316,8 +321,20 @@ class Services:
             max_ttl=settings.web_login_max_ttl,
             csrf_key=derive(master, b"authgate web csrf v1"),
         )
+        oidc = Oidc(
+            storage,
+            clients=clients,
+            accounts=accounts,
+            sessions=sessions,
+            revocations=revocations,
+            keyring=keyring,
+            audit=audit,
+            clock=clock,
+            issuer=settings.issuer,
+        )
         services = cls(
             web_logins=web_logins,
+            oidc=oidc,
             mfa=mfa,
             passkeys=passkeys,
             mail=mail,

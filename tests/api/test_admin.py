@@ -409,10 +409,12 @@ def test_admin_sessions(server: LiveServer, admin: str) -> None:
 
 
 def test_keys_list_and_rotate(server: LiveServer, admin: str) -> None:
-    keys = ok(server.http.get("/admin/keys", headers=bearer(admin)))
+    listed = ok(server.http.get("/admin/keys", headers=bearer(admin)))
+    # The access tokens' ES256 keys, and the ID tokens' RS256 keys beside them.
+    assert sorted(k["alg"] for k in listed) == ["ES256", "ES256", "RS256", "RS256"]
+    keys = [k for k in listed if k["alg"] == "ES256"]
     states = {k["state"]: k for k in keys}
     assert sorted(states) == ["current", "next"]
-    assert all(k["alg"] == "ES256" for k in keys)
     assert set(states["current"]) == {
         "kid",
         "alg",
@@ -426,7 +428,8 @@ def test_keys_list_and_rotate(server: LiveServer, admin: str) -> None:
     assert states["current"]["kid"]
 
     rotated = ok(server.http.post("/admin/keys/rotate", headers=bearer(admin)))
-    after = {k["state"]: k for k in rotated}
+    assert {k["alg"] for k in rotated if k["state"] == "retiring"} == {"ES256", "RS256"}
+    after = {k["state"]: k for k in rotated if k["alg"] == "ES256"}
     assert sorted(after) == ["current", "next", "retiring"]
     assert after["current"]["kid"] == states["next"]["kid"]
     assert after["retiring"]["kid"] == states["current"]["kid"]

@@ -308,9 +308,12 @@ def test_internal_scope_disclosure_admin_permission_is_not_advertised(
     assert doc["scopes_supported"] == [
         "authgate:introspect",
         "authgate:revocations",
+        "email",
         "metrics:read",
+        "openid",
         "posts:read",
         "posts:write",
+        "profile",
     ]
 
 

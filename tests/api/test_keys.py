@@ -15,16 +15,17 @@ from .conftest import ServerFactory
 from .server import LiveServer
 
 
-def jwks_kids(live: LiveServer) -> set[str]:
+def jwks_kids(live: LiveServer, alg: str = "ES256") -> set[str]:
+    """The published kids of one algorithm (the access tokens' by default)."""
     r = live.http.get("/.well-known/jwks.json")
     assert r.status_code == 200
-    return {k["kid"] for k in r.json()["keys"]}
+    return {k["kid"] for k in r.json()["keys"] if k["alg"] == alg}
 
 
-def keys_by_state(live: LiveServer, admin: str) -> dict[str, dict[str, Any]]:
+def keys_by_state(live: LiveServer, admin: str, alg: str = "ES256") -> dict[str, dict[str, Any]]:
     r = live.http.get("/admin/keys", headers=bearer(admin))
     assert r.status_code == 200, r.text
-    return {k["state"]: k for k in r.json() if k["state"] != "retired"}
+    return {k["state"]: k for k in r.json() if k["state"] != "retired" and k["alg"] == alg}
 
 
 def test_jwks_publishes_current_and_next_without_private_parts(server: LiveServer) -> None:
@@ -32,8 +33,12 @@ def test_jwks_publishes_current_and_next_without_private_parts(server: LiveServe
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/jwk-set+json")
     assert "max-age=" in r.headers["cache-control"]
-    keys = r.json()["keys"]
-    assert len(keys) == 2  # current and next
+    published = r.json()["keys"]
+    # The access tokens' current and next, and the ID tokens' (RS256) current and next.
+    assert sorted(k["alg"] for k in published) == ["ES256", "ES256", "RS256", "RS256"]
+    keys = [k for k in published if k["alg"] == "ES256"]
+    for jwk in published:
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & jwk.keys()
     for jwk in keys:
         assert jwk["kty"] == "EC"
         assert jwk["crv"] == "P-256"

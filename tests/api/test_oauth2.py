@@ -184,7 +184,7 @@ def test_client_authentication_failures(server: LiveServer, admin: str) -> None:
     ("data", "error"),
     [
         ({"grant_type": "password", "username": "a", "password": "b"}, "unsupported_grant_type"),
-        ({"grant_type": "authorization_code", "code": "x"}, "unsupported_grant_type"),
+        ({"grant_type": "implicit", "code": "x"}, "unsupported_grant_type"),
         ({}, "invalid_request"),
         ({"grant_type": "refresh_token", "client_id": "authgate"}, "invalid_request"),
     ],

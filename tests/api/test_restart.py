@@ -108,7 +108,7 @@ def test_wrong_master_key_refuses_to_start(make_server: ServerFactory, tmp_path:
     # Nothing was written: the stored keys were not replaced by new ones.
     with live.db() as db:
         kids = db.execute("SELECT kid, state FROM keys").fetchall()
-    assert len(kids) == 2
+    assert len(kids) == 4  # current and next, of ES256 and of RS256
     assert before  # the file is still there
 
 

@@ -41,7 +41,8 @@ def test_init_writes_config_key_and_database(home: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert key.read_bytes() == before  # idempotent: never overwrites a key
     keys = [json.loads(line) for line in run(home, "keys", "list").stdout.splitlines()]
-    assert sorted(k["state"] for k in keys) == ["current", "next"]
+    for alg in ("ES256", "RS256"):  # the access tokens' and the ID tokens' keys
+        assert sorted(k["state"] for k in keys if k["alg"] == alg) == ["current", "next"]
 
 
 def test_init_refuses_an_unignored_key_in_a_git_work_tree(tmp_path: Path) -> None:
@@ -257,3 +258,48 @@ def test_audit_verify_names_the_tampered_row(home: Path) -> None:
     broken = run(home, "audit", "verify")
     assert broken.returncode == 1
     assert json.loads(broken.stdout)["broken_at"] == 2
+
+
+def test_clients_add_an_openid_connect_client(home: Path) -> None:
+    public = run(
+        home,
+        "clients",
+        "add",
+        "native",
+        "--redirect-uri",
+        "com.example.app:/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:8765/cb",
+        "--public",
+        "--first-party",
+    )
+    assert public.returncode == 0, public.stderr
+    created = json.loads(public.stdout)
+    assert created["client_secret"] is None
+    assert created["client_id"]
+    web = run(
+        home,
+        "clients",
+        "add",
+        "web",
+        "--redirect-uri",
+        "https://app.example.com/cb",
+        "--post-logout-redirect-uri",
+        "https://app.example.com/bye",
+        "--scope",
+        "openid",
+        "--scope",
+        "email",
+    )
+    assert web.returncode == 0, web.stderr
+    assert json.loads(web.stdout)["client_secret"]
+    listed = {
+        c["name"]: c for c in map(json.loads, run(home, "clients", "list").stdout.splitlines())
+    }
+    assert listed["native"]["public"]
+    assert listed["native"]["first_party"]
+    assert listed["web"]["redirect_uris"] == ["https://app.example.com/cb"]
+    # A custom scheme is for a public client only; plain http for loopback only.
+    for uri in ("com.example.app:/cb", "http://app.example.com/cb"):
+        refused = run(home, "clients", "add", "bad", "--redirect-uri", uri)
+        assert refused.returncode != 0

@@ -306,7 +306,9 @@ def _token(w: World) -> list[Request]:
     }
     client_id, secret = w.client(["authgate:revocations"])
     credentials = {"grant_type": "client_credentials"}
+    _, code_form = _oidc_tokens(w)
     return [
+        (w.case("POST /oauth2/token", body=code_form, media_type=FORM), {}, 200),
         (w.case("POST /oauth2/token", body=refresh, media_type=FORM), {}, 200),
         (
             w.case("POST /oauth2/token", body=credentials, media_type=FORM),
@@ -314,6 +316,68 @@ def _token(w: World) -> list[Request]:
             200,
         ),
     ]
+
+
+def _oidc_tokens(w: World) -> tuple[dict[str, Any], dict[str, str]]:
+    """A public OpenID Connect client's code, issued through the service for a registered
+    user (the hosted pages are not part of the document); the exchange's form."""
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, urlsplit
+
+    redirect = "http://127.0.0.1:9/cb"
+    client = w.post(
+        "/admin/clients",
+        json={"name": "oidc", "redirect_uris": [redirect], "public": True},
+        headers=w.admin(),
+    )
+    _, tokens = w.user()
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    oidc = w.live.services.oidc
+    params = {
+        "client_id": client["client_id"],
+        "redirect_uri": redirect,
+        "response_type": "code",
+        "scope": "openid email profile",
+        "code_challenge": challenge.decode(),
+        "code_challenge_method": "S256",
+    }
+
+    async def issue() -> str:
+        request = await oidc.authorization_request(params)
+        return await oidc.issue_code(
+            request,
+            user_id=tokens["user"]["id"],
+            login_sid="wl_conformance",
+            auth_time=time.time(),
+            amr=["pwd"],
+        )
+
+    code = parse_qs(urlsplit(w.live.call(issue())).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect,
+        "code_verifier": verifier,
+        "client_id": client["client_id"],
+    }
+    return client, form
+
+
+@builds("GET /userinfo")
+def _userinfo_get(w: World) -> list[Request]:
+    _, form = _oidc_tokens(w)
+    tokens = w.post("/oauth2/token", data=form)
+    return [(w.case("GET /userinfo"), _bearer(tokens), 200)]
+
+
+@builds("POST /userinfo")
+def _userinfo_post(w: World) -> list[Request]:
+    _, form = _oidc_tokens(w)
+    tokens = w.post("/oauth2/token", data=form)
+    return [(w.case("POST /userinfo"), _bearer(tokens), 200)]
 
 
 @builds("POST /oauth2/revoke")
@@ -610,6 +674,7 @@ def _plain_get(label: str) -> Builder:
 for _label in (
     "GET /.well-known/jwks.json",
     "GET /.well-known/oauth-authorization-server",
+    "GET /.well-known/openid-configuration",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",

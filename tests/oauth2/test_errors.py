@@ -212,7 +212,12 @@ def test_widened_scope_on_refresh(live: LiveServer) -> None:
 
 @pytest.mark.parametrize(
     "grant_type",
-    ["password", "authorization_code", "urn:ietf:params:oauth:grant-type:jwt-bearer", "implicit"],
+    [
+        "password",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "implicit",
+    ],
 )
 def test_unsupported_grant_type(
     live: LiveServer, secret_client: dict[str, Any], grant_type: str
@@ -221,6 +226,15 @@ def test_unsupported_grant_type(
     data = {"grant_type": grant_type, "username": "a@example.com", "password": PASSWORD}
     r = token(live, data, headers=basic(cid, secret))
     assert_oauth_error(r, 400, "unsupported_grant_type")
+
+
+def test_authorization_code_is_not_a_service_clients_grant(
+    live: LiveServer, secret_client: dict[str, Any]
+) -> None:
+    cid, secret = secret_client["client_id"], secret_client["client_secret"]
+    data = {"grant_type": "authorization_code", "code": "x", "redirect_uri": "https://a/cb"}
+    r = token(live, data, headers=basic(cid, secret))
+    assert_oauth_error(r, 400, "unauthorized_client")
 
 
 def test_missing_grant_type(live: LiveServer, secret_client: dict[str, Any]) -> None:

@@ -59,7 +59,11 @@ def test_endpoints(
 
 
 def test_grant_types_and_auth_methods(doc: dict[str, Any]) -> None:
-    assert set(doc["grant_types_supported"]) == {"client_credentials", "refresh_token"}
+    assert set(doc["grant_types_supported"]) == {
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+    }
     assert set(doc["token_endpoint_auth_methods_supported"]) >= AUTH_METHODS
     assert set(doc["revocation_endpoint_auth_methods_supported"]) >= AUTH_METHODS
     assert set(doc["introspection_endpoint_auth_methods_supported"]) == AUTH_METHODS
@@ -77,8 +81,9 @@ def test_grant_types_and_auth_methods(doc: dict[str, Any]) -> None:
 def test_signing_algorithms_of_the_published_keys(live: LiveServer, doc: dict[str, Any]) -> None:
     jwks = live.http.get(doc["jwks_uri"]).json()
     published = {k["alg"] for k in jwks["keys"]}
-    assert published == {"ES256"}  # the default AUTHGATE_SIGNING_ALG
-    assert set(doc["authgate_access_token_signing_alg_values_supported"]) == published
+    # The default AUTHGATE_SIGNING_ALG, and the ID tokens' default AUTHGATE_ID_TOKEN_ALGS.
+    assert published == {"ES256", "RS256"}
+    assert doc["authgate_access_token_signing_alg_values_supported"] == ["ES256"]
 
 
 def test_scopes_are_the_defined_permissions(doc: dict[str, Any]) -> None:

@@ -176,7 +176,7 @@ async def roles_list(svc: Services) -> int:
 
 @main.group()
 def clients() -> None:
-    """Service clients (OAuth2 client_credentials)."""
+    """Clients: service clients (client_credentials) and OpenID Connect clients."""
 
 
 def _client_options(kw: dict[str, Any]) -> None:
@@ -207,6 +207,21 @@ def _client_options(kw: dict[str, Any]) -> None:
     help="The client's PUBLIC JWK: a private_key_jwt client, with no secret.",
 )
 @click.option("--access-ttl", default=None, help="Access-token lifetime (e.g. 5m).")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="An exact redirect URI (repeatable): an OpenID Connect client.",
+)
+@click.option(
+    "--post-logout-redirect-uri",
+    "post_logout_redirect_uris",
+    multiple=True,
+    help="An exact URI to return to after logout (repeatable).",
+)
+@click.option("--public", is_flag=True, help="A public client: no secret, PKCE only.")
+@click.option("--first-party", is_flag=True, help="A first-party client: no consent page.")
+@click.option("--id-token-alg", default=None, help="The ID tokens' algorithm (default RS256).")
 @service_command(before=_client_options)
 async def clients_add(
     svc: Services,
@@ -214,9 +229,25 @@ async def clients_add(
     scopes: tuple[str, ...],
     jwk: dict[str, Any] | None,
     ttl: float | None,
+    redirect_uris: tuple[str, ...],
+    post_logout_redirect_uris: tuple[str, ...],
+    public: bool,
+    first_party: bool,
+    id_token_alg: str | None,
 ) -> int:
-    """Create a client; print {"client_id", "client_secret"} once, on stdout."""
-    record, secret = await svc.clients.create(name, scopes, jwk=jwk, access_ttl=ttl)
+    """Create a client; print {"client_id", "client_secret"} once, on stdout (the secret
+    is null for a public or a private_key_jwt client)."""
+    record, secret = await svc.clients.create(
+        name,
+        scopes,
+        jwk=jwk,
+        access_ttl=ttl,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout_redirect_uris,
+        public=public,
+        first_party=first_party,
+        id_token_alg=id_token_alg,
+    )
     json_line(client_id=record.client_id, client_secret=secret)
     return 0
 
@@ -227,7 +258,15 @@ async def clients_list(svc: Services) -> int:
     """List clients (never their secrets)."""
     for c in await svc.clients.list():
         revoked = c.revoked_at is not None
-        json_line(client_id=c.client_id, name=c.name, scopes=list(c.scopes), revoked=revoked)
+        json_line(
+            client_id=c.client_id,
+            name=c.name,
+            scopes=list(c.scopes),
+            revoked=revoked,
+            redirect_uris=list(c.redirect_uris),
+            public=c.public,
+            first_party=c.first_party,
+        )
     return 0
 
 
@@ -260,7 +299,7 @@ def _key_line(record: Any) -> None:
 @keys.command("list")
 @service_command()
 async def keys_list(svc: Services) -> int:
-    """List stored keys and their states."""
+    """List stored keys (of every algorithm) and their states."""
     for record in await svc.keyring.records():
         _key_line(record)
     return 0
@@ -269,10 +308,12 @@ async def keys_list(svc: Services) -> int:
 @keys.command("rotate")
 @service_command()
 async def keys_rotate(svc: Services) -> int:
-    """Make the next key current now."""
+    """Make the next key of every algorithm current now."""
     view = await svc.keyring.rotate()
-    await svc.audit.record("key_rotated", kid=view.signing.current.kid)
-    click.echo(f"current key is now {view.signing.current.kid}", err=True)
+    for alg in svc.keyring.algorithms:
+        kid = view.keyset_for(alg).current.kid
+        await svc.audit.record("key_rotated", kid=kid, alg=alg)
+        click.echo(f"current {alg} key is now {kid}", err=True)
     return 0
 
 

@@ -28,6 +28,7 @@ from authgate.server.routes import (
     lifecycle,
     mfa,
     oauth2,
+    oidc,
     ops,
     passkeys,
     wellknown,
@@ -52,6 +53,7 @@ async def _maintain(svc: Services, interval: float) -> None:
             await svc.mfa.purge()
             await svc.passkeys.purge()
             await svc.web_logins.purge()
+            await svc.oidc.purge()
         except AuthgateError as exc:
             log.warning("maintenance failed: %s", exc.code)
 
@@ -102,6 +104,7 @@ def create_app(
     app.include_router(passkeys.router)
     app.include_router(admin.router)
     app.include_router(oauth2.router)
+    app.include_router(oidc.router)
     app.include_router(wellknown.router)
     app.include_router(ops.router)
     if settings.docs_enabled:

@@ -31,6 +31,8 @@ _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.MfaConflict, 409, "A second factor is on already"),
     (e.PasskeyExists, 409, "This passkey is registered already"),
     (e.InvalidGrant, 401, "The grant is invalid, expired or revoked"),
+    (e.UnauthorizedClient, 400, "The client is not allowed this grant"),
+    (e.AuthorizeError, 400, "The authorization request is refused"),
     (e.InvalidScope, 400, "The requested scope is not allowed"),
     (e.WeakPassword, 400, "The password is too weak"),
     (e.PasskeyRegistrationRefused, 400, "The passkey registration is refused"),

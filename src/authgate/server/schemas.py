@@ -253,20 +253,34 @@ class RoleOut(BaseModel):
 
 
 class ClientIn(Strict):
+    """A client. With ``redirect_uris`` it is an OpenID Connect client (authorization
+    code with PKCE S256; scopes within ``openid profile email``); ``public`` means no
+    secret (a native or browser app); ``first_party`` skips the consent page."""
+
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(default_factory=list, max_length=256)
     jwk: dict[str, object] | None = None
     access_ttl: float | None = Field(default=None, gt=0, le=86400)
+    redirect_uris: list[str] = Field(default_factory=list, max_length=10)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=10)
+    public: bool = False
+    first_party: bool = False
+    id_token_alg: str | None = Field(default=None, max_length=10)
 
 
 class ClientOut(BaseModel):
     client_id: str
     name: str
     scopes: list[str]
-    auth_method: Literal["client_secret_basic", "private_key_jwt"]
+    auth_method: Literal["client_secret_basic", "private_key_jwt", "none"]
     access_ttl: float | None
     created_at: float
     revoked_at: float | None
+    redirect_uris: list[str] = Field(default_factory=list)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list)
+    public: bool = False
+    first_party: bool = False
+    id_token_alg: str | None = None
 
 
 class ClientCreated(ClientOut):

@@ -17,9 +17,10 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from authgate.clock import Clock
 from authgate.errors import (
@@ -31,6 +32,7 @@ from authgate.errors import (
     InvalidRequest,
     InvalidScope,
     InvalidToken,
+    UnauthorizedClient,
 )
 from authgate.jose import ClaimsPolicy, Key, b64encode_str, decode, jws, loads_object
 from authgate.passwords import PasswordHasher
@@ -52,6 +54,52 @@ ASSERTION_ALGORITHMS = frozenset(
 MAX_ASSERTION_LIFETIME = 3600.0
 SECRET_DIGEST_PREFIX = "hmac-sha256$"  # noqa: S105 (a format tag, not a secret)
 _MAX_CLIENT_ID = 64
+# The scopes an OpenID Connect client may hold: identity only, never API permissions. A
+# refresh token is always issued; it dies with the hosted login, so there is no offline_access.
+OIDC_SCOPES = ("openid", "profile", "email")
+MAX_REDIRECT_URIS = 10
+_MAX_URI = 2000
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# Schemes a native app's private-use redirect may never take (RFC 8252 7.1 wants reverse DNS).
+_FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob", "about"})
+
+
+def check_redirect_uri(uri: object, *, public: bool, field: str = "redirect_uris") -> str:
+    """An exact redirect URI a client may register; InvalidRequest otherwise.
+
+    Absolute, no fragment, no user info, no wildcard; https, or http to a loopback host
+    (RFC 8252 7.3); a private-use scheme in reverse-DNS form only for a public (native)
+    client (RFC 8252 7.1)."""
+    if not isinstance(uri, str) or not 0 < len(uri) <= _MAX_URI:
+        raise InvalidRequest("a redirect URI must be a string of 1 to 2000 characters", field=field)
+    if any(c.isspace() or ord(c) < 0x21 or ord(c) == 0x7F for c in uri) or "*" in uri:
+        raise InvalidRequest("a redirect URI has no spaces, controls or wildcards", field=field)
+    if "#" in uri:
+        raise InvalidRequest("a redirect URI has no fragment", field=field)
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+        parts.port  # noqa: B018 (a malformed port raises here)
+    except ValueError as exc:
+        raise InvalidRequest("a redirect URI is malformed", field=field) from exc
+    scheme = parts.scheme
+    if not scheme or not uri.startswith(scheme + ":"):
+        raise InvalidRequest("a redirect URI must be absolute (lower-case scheme)", field=field)
+    if scheme in ("http", "https"):
+        if not host or "@" in parts.netloc:
+            raise InvalidRequest("a redirect URI needs a host and no user info", field=field)
+        if scheme == "http" and host not in _LOOPBACK_HOSTS:
+            raise InvalidRequest("plain http is for loopback redirect URIs only", field=field)
+        return uri
+    if not public:
+        raise InvalidRequest("a private-use scheme is for public (native) clients", field=field)
+    if scheme in _FORBIDDEN_SCHEMES or "." not in scheme or parts.netloc:
+        raise InvalidRequest(
+            "a private-use redirect URI is reverse-DNS:/path (RFC 8252 7.1)", field=field
+        )
+    return uri
+
+
 _NO_CLIENT = "\x00invalid"  # the throttle's subject for an id no client can have
 
 
@@ -85,6 +133,7 @@ class Clients:
     secret_key: bytes
     throttle: ClientThrottle
     leeway: float = 0.0
+    id_token_algs: tuple[str, ...] = ("RS256",)
     _dummy_digest: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,15 +171,54 @@ class Clients:
         *,
         jwk: dict[str, Any] | None = None,
         access_ttl: float | None = None,
+        redirect_uris: Sequence[str] = (),
+        post_logout_redirect_uris: Sequence[str] = (),
+        public: bool = False,
+        first_party: bool = False,
+        id_token_alg: str | None = None,
     ) -> tuple[ClientRecord, str | None]:
-        """Create a client; return it with its secret (None for a private_key_jwt client).
-        The secret is never stored and cannot be shown again."""
+        """Create a client; return it with its secret (None for a private_key_jwt or a
+        public client). The secret is never stored and cannot be shown again.
+
+        With ``redirect_uris`` it is an OpenID Connect client (authorization code with
+        PKCE): its scopes are within ``openid profile email`` (``openid`` at least; all
+        three when none are given), and it has no client_credentials grant. A ``public``
+        client has no secret and no key. InvalidRequest or InvalidScope otherwise."""
         if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
             raise InvalidRequest("a client needs a name of 1 to 100 characters", field="name")
-        wanted = check_permissions(scopes)
-        unknown = set(wanted) - await self.defined_permissions()
-        if unknown:
-            raise InvalidScope(f"scopes {sorted(unknown)} are not defined permissions")
+        oidc = bool(redirect_uris)
+        if not oidc and (post_logout_redirect_uris or public or first_party or id_token_alg):
+            raise InvalidRequest("an OpenID Connect client needs redirect_uris")
+        if len(redirect_uris) > MAX_REDIRECT_URIS or (
+            len(post_logout_redirect_uris) > MAX_REDIRECT_URIS
+        ):
+            raise InvalidRequest(f"at most {MAX_REDIRECT_URIS} redirect URIs")
+        uris = tuple(dict.fromkeys(check_redirect_uri(u, public=public) for u in redirect_uris))
+        logout_uris = tuple(
+            dict.fromkeys(
+                check_redirect_uri(u, public=public, field="post_logout_redirect_uris")
+                for u in post_logout_redirect_uris
+            )
+        )
+        if public and jwk is not None:
+            raise InvalidRequest("a public client has no key", field="jwk")
+        if id_token_alg is not None and id_token_alg not in self.id_token_algs:
+            raise InvalidRequest(
+                f"id_token_alg must be one of {', '.join(self.id_token_algs)}",
+                field="id_token_alg",
+            )
+        if oidc:
+            wanted = check_permissions(scopes) or OIDC_SCOPES
+            if not set(wanted) <= set(OIDC_SCOPES) or "openid" not in wanted:
+                raise InvalidScope(
+                    "an OpenID Connect client's scopes are openid, and profile or email"
+                )
+            wanted = tuple(sorted(set(wanted)))
+        else:
+            wanted = check_permissions(scopes)
+            unknown = set(wanted) - await self.defined_permissions()
+            if unknown:
+                raise InvalidScope(f"scopes {sorted(unknown)} are not defined permissions")
         # Never longer than the server's: key retirement and revocation events are sized to it.
         if access_ttl is not None and not 1 <= access_ttl <= self.access_ttl:
             raise InvalidRequest(
@@ -150,7 +238,7 @@ class Clients:
             if key.is_symmetric or key.can_sign:
                 raise InvalidRequest("register the client's PUBLIC key only", field="jwk")
             public_jwk = json.dumps(key.to_jwk())
-        else:
+        elif not public:
             secret = secrets.token_urlsafe(32)
             secret_hash = self._digest(client_id, secret)
         record = ClientRecord(
@@ -161,12 +249,23 @@ class Clients:
             secret_hash=secret_hash,
             public_jwk=public_jwk,
             access_ttl=access_ttl,
+            redirect_uris=uris,
+            post_logout_redirect_uris=logout_uris,
+            public=public,
+            first_party=first_party,
+            id_token_alg=id_token_alg,
         )
         try:
             await self.store.create_client(record)
         except Conflict as exc:  # a 96-bit id collision: refuse rather than overwrite
             raise InvalidRequest("client id collision; try again") from exc
-        await self.audit.record("client_created", client_id=record.client_id, scopes=list(wanted))
+        await self.audit.record(
+            "client_created",
+            client_id=record.client_id,
+            scopes=list(wanted),
+            oidc=oidc,
+            public=public,
+        )
         return record, secret
 
     async def list(self) -> list[ClientRecord]:
@@ -206,6 +305,18 @@ class Clients:
                 "client_auth_failed", ip=ip, client_id=record.client_id if record else None
             )
         raise InvalidClient(reason)
+
+    async def public_client(self, client_id: object) -> ClientRecord:
+        """A public client named by ``client_id`` alone (token_endpoint_auth_method none);
+        InvalidClient if unknown, revoked or not public."""
+        record = (
+            await self.store.get_client(client_id)
+            if isinstance(client_id, str) and 0 < len(client_id) <= _MAX_CLIENT_ID
+            else None
+        )
+        if record is None or record.revoked_at is not None or not record.public:
+            raise InvalidClient("not a live public client")
+        return record
 
     async def authenticate_secret(
         self, client_id: str, secret: str, *, ip: str | None
@@ -323,7 +434,10 @@ class Clients:
 
     def grant(self, client: ClientRecord, scope: str | None) -> ClientGrant:
         """client_credentials: an access token for the client itself, with the requested
-        scope narrowed from what it is allowed (never widened)."""
+        scope narrowed from what it is allowed (never widened). UnauthorizedClient for a
+        client of the code flow."""
+        if client.redirect_uris:
+            raise UnauthorizedClient("an OpenID Connect client has no client_credentials grant")
         allowed = set(client.scopes)
         if scope is None:
             granted = sorted(allowed)

@@ -156,6 +156,16 @@ class Sessions:
             auth_time=int(now if auth_time is None else auth_time),
         )
 
+    @classmethod
+    def _granted(
+        cls, client_id: str, permissions: tuple[str, ...], scope: str | None
+    ) -> tuple[str, ...]:
+        """A token's scope: the first party's narrowed from the user's permissions; another
+        client's exactly the scope its session was granted."""
+        if client_id == FIRST_PARTY_CLIENT:
+            return cls._narrow(permissions, scope)
+        return tuple(sorted(set((scope or "").split())))
+
     @staticmethod
     def _narrow(allowed: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
         if scope is None:
@@ -174,16 +184,26 @@ class Sessions:
         client_id: str = FIRST_PARTY_CLIENT,
         scope: str | None = None,
         amr: Sequence[str] = ("pwd",),
+        auth_time: float | None = None,
+        parent_sid: str | None = None,
+        sid: str | None = None,
     ) -> TokenPair:
         """Open a session (a new refresh family) and issue its first pair. The token carries
         the user's roles, permissions and ``ver`` as read in the transaction that creates
-        the session, and ``amr`` (how the login was made) with ``auth_time`` (now), which
-        every refresh keeps; InvalidCredentials (nothing written) if the user was disabled
-        or deleted meanwhile, or its password hash is no longer ``user.password_hash``."""
+        the session, and ``amr`` (how the login was made) with ``auth_time`` (now unless
+        given), which every refresh keeps; InvalidCredentials (nothing written) if the user
+        was disabled or deleted meanwhile, or its password hash is no longer
+        ``user.password_hash``.
+
+        A session of another client than the first party's (an OpenID Connect client) has
+        the ``scope`` it was granted, exactly, never the user's permissions; ``parent_sid``
+        names the hosted login it came from, whose end ends it (:meth:`end_tree`)."""
         now = self.clock.now()
-        if scope is not None:  # refuse a bad scope before anything is written
+        if scope is not None and client_id == FIRST_PARTY_CLIENT:
+            # Refuse a bad scope before anything is written.
             self._narrow(await self.accounts.permissions(user), scope)
-        sid = "sid_" + secrets.token_urlsafe(16)
+        sid = sid or "sid_" + secrets.token_urlsafe(16)
+        auth_time = now if auth_time is None else auth_time
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
         expires_at = now + self.policy.refresh_max_ttl
         idle = min(now + self.policy.refresh_idle_ttl, expires_at)
@@ -198,7 +218,8 @@ class Sessions:
             user_agent=(user_agent or "")[:512] or None,
             scope=scope,
             amr=" ".join(amr),
-            auth_time=now,
+            auth_time=auth_time,
+            parent_sid=parent_sid,
         )
         first = RefreshRecord(
             digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
@@ -206,7 +227,7 @@ class Sessions:
         live = await self.store.create_session(session, first, password_hash=user.password_hash)
         if live is None:
             raise InvalidCredentials("the account was disabled or deleted during the login")
-        permissions = self._narrow(live.permissions, scope)
+        permissions = self._granted(client_id, live.permissions, scope)
         access, ttl = self.issue_access(
             live.user,
             sid=sid,
@@ -214,7 +235,7 @@ class Sessions:
             client_id=client_id,
             now=now,
             amr=amr,
-            auth_time=now,
+            auth_time=auth_time,
         )
         return TokenPair(access, ttl, refresh, int(idle - now), " ".join(permissions), sid, user.id)
 
@@ -276,7 +297,10 @@ class Sessions:
         ):
             await self._reuse_detected(session, ip)
             raise InvalidGrant("refresh token reuse")
-        permissions = self._narrow(context.permissions, scope or session.scope)
+        if session.client_id == FIRST_PARTY_CLIENT:
+            permissions = self._narrow(context.permissions, scope or session.scope)
+        else:  # a client's session keeps its grant; a refresh may only narrow it
+            permissions = self._narrow(self._granted(session.client_id, (), session.scope), scope)
         # A refresh keeps how and when the login was made: it never adds a factor.
         access, ttl = self.issue_access(
             user,
@@ -417,6 +441,42 @@ class Sessions:
                 await self.revocations.revoke_sid(sid)
         await self.audit.record("sessions_revoked", user_id=user_id, count=len(sids), reason=reason)
         return sids
+
+    async def end_tree(self, sid: str, *, reason: str = "logout") -> list[str]:
+        """End a session and every session opened from it (``parent_sid``: the OpenID
+        Connect sessions of a hosted login); their tokens die everywhere. The sids ended."""
+        now = self.clock.now()
+        ended = []
+        session = await self.store.get_session(sid)
+        if session is not None and await self.store.revoke_session(sid, now=now):
+            ended.append(sid)
+        ended += await self.store.revoke_child_sessions(sid, now=now)
+        for each in ended:
+            await self.revocations.revoke_sid(each)
+        if ended:
+            await self.audit.record(
+                "sessions_revoked",
+                user_id=session.user_id if session else None,
+                sid=sid,
+                count=len(ended),
+                reason=reason,
+            )
+        return ended
+
+    async def end_client(self, user_id: str, client_id: str, *, reason: str) -> list[str]:
+        """End every session of the user issued to ``client_id``. The sids ended."""
+        ended = await self.store.revoke_client_sessions(user_id, client_id, now=self.clock.now())
+        for sid in ended:
+            await self.revocations.revoke_sid(sid)
+        if ended:
+            await self.audit.record(
+                "sessions_revoked",
+                user_id=user_id,
+                client_id=client_id,
+                count=len(ended),
+                reason=reason,
+            )
+        return ended
 
     async def list(self, user_id: str) -> list[SessionRecord]:
         """The user's live sessions, newest first."""

@@ -15,6 +15,7 @@ from authgate.service.keyring import Keyring
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 (a media type, RFC 9068)
 MAX_ACCESS_LIFETIME = 86400.0  # what a verifier accepts as exp - iat, whatever the setting
+ID_TOKEN_TTL = 300.0  # an OpenID Connect ID token: read once by the client, at the login
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

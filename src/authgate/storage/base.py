@@ -281,6 +281,37 @@ class ClientRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthCodeRecord:
+    """An OpenID Connect authorization code, by the SHA-256 digest of its value (hex),
+    bound to its client, redirect URI and PKCE challenge; single use."""
+
+    digest: str
+    client_id: str
+    user_id: str
+    login_sid: str  # the hosted-login session it was issued under
+    redirect_uri: str
+    code_challenge: str  # S256
+    scope: str
+    nonce: str | None
+    auth_time: float
+    amr: str
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+    issued_sid: str | None = None  # the session the exchange opened
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """The scopes a user let a client have, remembered."""
+
+    user_id: str
+    client_id: str
+    scope: str
+    granted_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshContext:
     """Everything a refresh needs, read in one go: the token, its session, the session's
     user (None if deleted) and that user's permissions."""
@@ -470,6 +501,18 @@ class SessionStore(Protocol):
         """Revoke every live session of the user except ``keep``; return their sids."""
         ...
 
+    async def revoke_child_sessions(self, parent_sid: str, *, now: float) -> list[str]:
+        """Revoke every unrevoked session whose ``parent_sid`` is ``parent_sid``; return
+        their sids, sorted."""
+        ...
+
+    async def revoke_client_sessions(
+        self, user_id: str, client_id: str, *, now: float
+    ) -> list[str]:
+        """Revoke every unrevoked session of the user issued to ``client_id``; return
+        their sids, sorted."""
+        ...
+
     async def purge_sessions(self, *, before: float) -> int:
         """Delete sessions (and their tokens) revoked or expired before ``before``."""
         ...
@@ -654,6 +697,44 @@ class ClientStore(Protocol):
 
     async def purge_assertion_ids(self, *, now: float) -> int:
         """Drop assertion ids whose assertions have expired."""
+        ...
+
+
+class OidcStore(Protocol):
+    """Authorization codes (single use) and remembered consents."""
+
+    async def create_auth_code(self, code: AuthCodeRecord) -> None:
+        """Insert a code; Conflict if its digest exists."""
+        ...
+
+    async def get_auth_code(self, digest: str) -> AuthCodeRecord | None:
+        """A code by digest (used ones too)."""
+        ...
+
+    async def use_auth_code(self, digest: str, *, now: float, sid: str) -> AuthCodeRecord | None:
+        """Mark an unused code used at ``now`` and record ``sid`` as the session it
+        opens, in one compare-and-set; the code, now used, or None if it is unknown or
+        was used already (of concurrent callers, exactly one wins)."""
+        ...
+
+    async def purge_auth_codes(self, *, before: float) -> int:
+        """Delete codes that expired before ``before``; return how many."""
+        ...
+
+    async def put_consent(self, consent: ConsentRecord) -> None:
+        """Insert or replace the user's consent for the client."""
+        ...
+
+    async def get_consent(self, user_id: str, client_id: str) -> ConsentRecord | None:
+        """The user's consent for the client, or None."""
+        ...
+
+    async def list_consents(self, user_id: str) -> list[ConsentRecord]:
+        """The user's consents, by client id."""
+        ...
+
+    async def delete_consent(self, user_id: str, client_id: str) -> bool:
+        """Forget a consent; False if there was none."""
         ...
 
 
@@ -893,6 +974,7 @@ class Storage(
     KeyStore,
     AuditLog,
     ClientStore,
+    OidcStore,
     LinkTokenStore,
     MfaStore,
     PasskeyStore,

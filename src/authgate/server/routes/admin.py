@@ -205,10 +205,19 @@ def _client(c: ClientRecord) -> ClientOut:
         client_id=c.client_id,
         name=c.name,
         scopes=list(c.scopes),
-        auth_method="private_key_jwt" if c.public_jwk else "client_secret_basic",
+        auth_method="none"
+        if c.public
+        else "private_key_jwt"
+        if c.public_jwk
+        else "client_secret_basic",
         access_ttl=c.access_ttl,
         created_at=c.created_at,
         revoked_at=c.revoked_at,
+        redirect_uris=list(c.redirect_uris),
+        post_logout_redirect_uris=list(c.post_logout_redirect_uris),
+        public=c.public,
+        first_party=c.first_party,
+        id_token_alg=c.id_token_alg,
     )
 
 
@@ -222,7 +231,15 @@ async def list_clients(_: Admin, svc: Svc) -> list[ClientOut]:
 async def create_client(body: ClientIn, _: Admin, svc: Svc) -> JSONResponse:
     """Create a client; its secret is in this answer and nowhere else, ever."""
     record, secret = await svc.clients.create(
-        body.name, body.scopes, jwk=body.jwk, access_ttl=body.access_ttl
+        body.name,
+        body.scopes,
+        jwk=body.jwk,
+        access_ttl=body.access_ttl,
+        redirect_uris=body.redirect_uris,
+        post_logout_redirect_uris=body.post_logout_redirect_uris,
+        public=body.public,
+        first_party=body.first_party,
+        id_token_alg=body.id_token_alg,
     )
     out = ClientCreated(**_client(record).model_dump(), client_secret=secret)
     return JSONResponse(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
@@ -244,7 +261,7 @@ async def list_keys(_: Admin, svc: Svc) -> list[KeyOut]:
 
 @router.post("/keys/rotate", response_model=list[KeyOut])
 async def rotate_keys(ctx: Admin, svc: Svc) -> list[KeyOut]:
-    """Make the next key current now."""
+    """Make the next key of every algorithm (access and ID tokens) current now."""
     await svc.keyring.rotate()
     await svc.audit.record("key_rotated", user_id=ctx.user.id)
     return [_key(k) for k in await svc.keyring.records()]

@@ -1,8 +1,9 @@
 """/oauth2: the token (RFC 6749), revocation (RFC 7009) and introspection (RFC 7662) endpoints.
 
 Client authentication: client_secret_basic, client_secret_post and private_key_jwt
-(RFC 7523). The first-party public client ``authgate`` may use the refresh_token grant and
-revoke its own tokens without a secret. Errors use the RFC 6749 section 5.2 body.
+(RFC 7523). The first-party public client ``authgate`` and the public OpenID Connect
+clients may use the refresh_token grant (and a public client the authorization_code grant)
+and revoke their own tokens with their client_id only. Errors use the RFC 6749 section 5.2 body.
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ async def authenticate_client(
         raise
     if allow_public and post_id == FIRST_PARTY_CLIENT:
         return Caller(FIRST_PARTY_CLIENT, None, basic=False)
+    if allow_public and post_id is not None:
+        # A public OpenID Connect client (token_endpoint_auth_method none): client_id only.
+        record = await svc.clients.public_client(post_id)
+        return Caller(record.client_id, record, basic=False)
     raise InvalidClient("client authentication is required")
 
 
@@ -139,9 +144,15 @@ async def authenticate_client(
     "/token",
     openapi_extra=_form_body(
         {
-            "grant_type": {"type": "string", "enum": ["client_credentials", "refresh_token"]},
+            "grant_type": {
+                "type": "string",
+                "enum": ["authorization_code", "client_credentials", "refresh_token"],
+            },
             "scope": {"type": "string", "maxLength": 1024},
             "refresh_token": {"type": "string", "maxLength": 256},
+            "code": {"type": "string", "maxLength": 256},
+            "redirect_uri": {"type": "string", "maxLength": 2000},
+            "code_verifier": {"type": "string", "maxLength": 128},
             **_CLIENT_FIELDS,
         },
         ["grant_type"],
@@ -149,7 +160,8 @@ async def authenticate_client(
     responses=_OAUTH_ERRORS,
 )
 async def token(request: Request) -> Response:
-    """RFC 6749 token endpoint: client_credentials and refresh_token."""
+    """RFC 6749 token endpoint: authorization_code (OpenID Connect, PKCE S256; a public
+    client sends its client_id only), client_credentials and refresh_token."""
     svc = services(request)
     try:
         form = await _form(request)
@@ -161,6 +173,19 @@ async def token(request: Request) -> Response:
             grant = svc.clients.grant(caller.record, scope)
             metrics(request).grants.labels("client_credentials").inc()
             return JSONResponse(grant.response(), headers=NO_STORE)
+        if grant_type == "authorization_code":
+            caller = await authenticate_client(request, form, svc, allow_public=True)
+            if caller.record is None:
+                raise InvalidClient("the first-party client has no authorization code grant")
+            body = await svc.oidc.exchange_code(
+                caller.record,
+                code=_param(form, "code"),
+                redirect_uri=_param(form, "redirect_uri"),
+                code_verifier=_param(form, "code_verifier"),
+                ip=client_ip(request),
+            )
+            metrics(request).grants.labels("authorization_code").inc()
+            return JSONResponse(body, headers=NO_STORE)
         if grant_type == "refresh_token":
             caller = await authenticate_client(request, form, svc, allow_public=True)
             refresh = _required(form, "refresh_token")

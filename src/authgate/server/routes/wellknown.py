@@ -1,4 +1,4 @@
-"""/.well-known: the JWKS and the RFC 8414 metadata."""
+"""/.well-known: the JWKS, the RFC 8414 metadata and the OpenID Provider metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from authgate.server.deps import Svc
-from authgate.service.clients import ASSERTION_ALGORITHMS, BUILTIN_SCOPES
+from authgate.service.clients import ASSERTION_ALGORITHMS, BUILTIN_SCOPES, OIDC_SCOPES
 
 router = APIRouter(prefix="/.well-known", tags=["well-known"])
 JWKS_MAX_AGE = 300
@@ -49,19 +49,34 @@ async def metadata(svc: Svc) -> JSONResponse:
         "token_endpoint": f"{issuer}/oauth2/token",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
-        # No authorization endpoint: "none" (OAuth 2.0 Multiple Response Types, section 4).
-        "response_types_supported": ["none"],
-        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "authorization_endpoint": f"{issuer}/authorize",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "end_session_endpoint": f"{issuer}/logout",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "scopes_supported": advertised_scopes(await svc.clients.defined_permissions()),
+        "scopes_supported": sorted(
+            {*advertised_scopes(await svc.clients.defined_permissions()), *OIDC_SCOPES}
+        ),
         "authgate_revocation_feed_endpoint": f"{issuer}/auth/revocations",
         "authgate_access_token_signing_alg_values_supported": sorted(svc.keyring.view.algorithms),
     }
     if svc.settings.docs_enabled:
         doc["service_documentation"] = f"{issuer}/docs"
+    return JSONResponse(doc, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+
+
+@router.get("/openid-configuration")
+async def openid_configuration(svc: Svc) -> JSONResponse:
+    """OpenID Connect Discovery 1.0: every endpoint and what it supports."""
+    doc = svc.oidc.metadata()
+    doc["token_endpoint_auth_signing_alg_values_supported"] = sorted(ASSERTION_ALGORITHMS)
     return JSONResponse(doc, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})

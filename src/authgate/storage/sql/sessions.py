@@ -5,7 +5,18 @@ from __future__ import annotations
 import hmac
 from typing import Final, cast
 
-from sqlalchemy import Float, String, and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    String,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import (
@@ -196,6 +207,28 @@ class SqlSessions(SqlBase):
         if keep is not None:
             conditions.append(sessions.c.sid != keep)
         stmt = mark_revoked(sessions, *conditions, now=now).returning(sessions.c.sid)
+
+        async def _body(conn: AsyncConnection) -> list[str]:
+            return sorted((await conn.execute(stmt)).scalars())
+
+        return await self._transaction(_body)
+
+    async def revoke_child_sessions(self, parent_sid: str, *, now: float) -> list[str]:
+        """Revoke every unrevoked session whose ``parent_sid`` is ``parent_sid``; return
+        their sids, sorted."""
+        return await self._revoke_where(sessions.c.parent_sid == parent_sid, now=now)
+
+    async def revoke_client_sessions(
+        self, user_id: str, client_id: str, *, now: float
+    ) -> list[str]:
+        """Revoke every unrevoked session of the user issued to ``client_id``; return
+        their sids, sorted."""
+        return await self._revoke_where(
+            sessions.c.user_id == user_id, sessions.c.client_id == client_id, now=now
+        )
+
+    async def _revoke_where(self, *where: ColumnElement[bool], now: float) -> list[str]:
+        stmt = mark_revoked(sessions, *where, now=now).returning(sessions.c.sid)
 
         async def _body(conn: AsyncConnection) -> list[str]:
             return sorted((await conn.execute(stmt)).scalars())

@@ -6,8 +6,9 @@ the locks. Every public method maps driver errors with ``engine.translate``: cal
 only Conflict, StorageUnavailable or StorageError.
 
 Each Protocol has its own module (``users``, ``sessions``, ``revocations``, ``keys``,
-``audit``, ``clients``, ``links``, ``mfa``, ``passkeys``, ``weblogins``, ``counters``) on the shared
-``_base.SqlBase``: its engine, transactions with their serialization retry, and error
+``audit``, ``clients``, ``oidc``, ``links``, ``mfa``, ``passkeys``, ``weblogins``,
+``counters``) on the shared ``_base.SqlBase``: its engine, transactions with their
+serialization retry, and error
 translation. The advisory-lock ids are in ``locks``.
 """
 
@@ -23,6 +24,7 @@ from authgate.storage.sql.keys import SqlKeys
 from authgate.storage.sql.links import SqlLinkTokens
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, PG_KEY_LOCK, PG_REVOCATION_LOCK
 from authgate.storage.sql.mfa import SqlMfa
+from authgate.storage.sql.oidc import SqlOidc
 from authgate.storage.sql.passkeys import SqlPasskeys
 from authgate.storage.sql.revocations import SqlRevocations
 from authgate.storage.sql.sessions import SqlSessions
@@ -40,6 +42,7 @@ class SqlStorage(
     SqlKeys,
     SqlAudit,
     SqlClients,
+    SqlOidc,
     SqlLinkTokens,
     SqlMfa,
     SqlPasskeys,

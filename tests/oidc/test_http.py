@@ -57,8 +57,16 @@ def issue(server: LiveServer, client_id: str, user_id: str, challenge: str) -> s
 
     async def go() -> str:
         request = await oidc.authorization_request(params)
+        user = await server.services.accounts.get(user_id)
+        login = await server.services.web_logins.start(
+            user, amr=["pwd"], ip=None, user_agent=None
+        )
         return await oidc.issue_code(
-            request, user_id=user_id, login_sid="wl_x", auth_time=server.clock.now(), amr=["pwd"]
+            request,
+            user_id=user_id,
+            login_sid=login.login.sid,
+            auth_time=server.clock.now(),
+            amr=["pwd"],
         )
 
     return parse_qs(urlsplit(server.call(go())).query)["code"][0]

@@ -44,8 +44,13 @@ async def code_for(
 ) -> tuple[AuthorizationRequest, str]:
     oidc = world.services.oidc
     request = await oidc.authorization_request(params(client, challenge, **more))
+    login = await world.services.web_logins.start(user, amr=["pwd"], ip=None, user_agent=None)
     url = await oidc.issue_code(
-        request, user_id=user.id, login_sid="wl_login1", auth_time=world.clock.now(), amr=["pwd"]
+        request,
+        user_id=user.id,
+        login_sid=login.login.sid,
+        auth_time=world.clock.now(),
+        amr=["pwd"],
     )
     q = query(url)
     assert q["state"] == request.state
@@ -87,7 +92,11 @@ async def test_code_flow_issues_tokens_and_an_id_token(world: World) -> None:
     claims = verify_with_pyjwt(world, body["id_token"], client.client_id, "RS256")
     assert claims["sub"] == user.id
     assert claims["azp"] == client.client_id
-    assert claims["sid"] == "wl_login1"
+    child = await world.services.storage.get_session(
+        world.services.tokens.decode(body["access_token"])["sid"]
+    )
+    assert child is not None
+    assert claims["sid"] == child.parent_sid is not None
     assert claims["nonce"] == "n-1"
     assert claims["amr"] == ["pwd"]
     assert claims["email"] == user.email
@@ -115,7 +124,10 @@ async def test_code_flow_issues_tokens_and_an_id_token(world: World) -> None:
     }
     session = await world.services.storage.get_session(access["sid"])
     assert session is not None
-    assert session.parent_sid == "wl_login1"
+    assert session.parent_sid == claims["sid"]
+    login = await world.services.storage.get_session(claims["sid"])
+    assert login is not None
+    assert login.client_id == "authgate-web"
 
 
 async def test_id_token_with_the_clients_algorithm(open_world: Any) -> None:
@@ -353,6 +365,7 @@ async def test_end_session_and_revoked_consent(world: World) -> None:
     body = await oidc.exchange_code(
         client, code=code, redirect_uri=REDIRECT, code_verifier=verifier
     )
+    child = world.services.tokens.decode(body["access_token"])["sid"]
     world.clock.advance(3600)  # an expired hint is still a hint
     end = await oidc.end_session_request(
         {
@@ -362,7 +375,10 @@ async def test_end_session_and_revoked_consent(world: World) -> None:
         }
     )
     assert end.user_id == user.id
-    assert end.login_sid == "wl_login1"
+    child_session = await world.services.storage.get_session(child)
+    assert child_session is not None
+    assert child_session.parent_sid is not None
+    assert end.login_sid == child_session.parent_sid
     assert end.client is not None
     assert end.redirect_url == LOGOUT_REDIRECT + "?state=s2"
     for bad in (
@@ -375,8 +391,8 @@ async def test_end_session_and_revoked_consent(world: World) -> None:
         with pytest.raises(e.InvalidRequest):
             await oidc.end_session_request(bad)
     assert (await oidc.end_session_request({})).redirect_url is None
-    ended = await oidc.end_login("wl_login1")
-    assert len(ended) == 1
+    ended = await oidc.end_login(end.login_sid)
+    assert set(ended) == {end.login_sid, child}  # the hosted login and its client's session
     with pytest.raises(e.InvalidGrant):
         await world.services.sessions.refresh(
             body["refresh_token"], ip=None, client_id=client.client_id

@@ -418,6 +418,8 @@ class Oidc:
         user = await self.accounts.users.get_user(record.user_id)
         if user is None or user.disabled:
             raise InvalidGrant("the user is gone or disabled")
+        if not await self._login_live(record.login_sid, now):
+            raise InvalidGrant("the login the code came from has ended")
         pair = await self.sessions.start(
             user,
             ip=ip,
@@ -429,6 +431,10 @@ class Oidc:
             parent_sid=record.login_sid,
             sid=sid,
         )
+        if not await self._login_live(record.login_sid, now):
+            # The login ended while this session was being opened: end it too.
+            await self.sessions.end_tree(sid, reason="login_ended")
+            raise InvalidGrant("the login the code came from has ended")
         scope = record.scope.split()
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -453,6 +459,10 @@ class Oidc:
             "oidc_code_exchanged", user_id=user.id, sid=sid, client_id=client.client_id, ip=ip
         )
         return {**pair.response(), "id_token": id_token}
+
+    async def _login_live(self, login_sid: str, now: float) -> bool:
+        login = await self.sessions.store.get_session(login_sid)
+        return login is not None and login.revoked_at is None and login.expires_at > now
 
     async def _reused(self, digest: str, ip: str | None) -> None:
         """A used code came back: end what its first exchange opened (RFC 6749 4.1.2)."""

@@ -419,12 +419,17 @@ class Sessions:
     # --- ending sessions ------------------------------------------------------------------
 
     async def end(self, sid: str, *, user_id: str | None = None, reason: str = "logout") -> None:
-        """End one session (NotFound if it is not the user's); its tokens die everywhere."""
+        """End one session (NotFound if it is not the user's) and the sessions opened from
+        it (``parent_sid``); their tokens die everywhere."""
         session = await self.store.get_session(sid)
         if session is None or (user_id is not None and session.user_id != user_id):
             raise NotFound("no such session")
-        if await self.store.revoke_session(sid, now=self.clock.now()):
+        now = self.clock.now()
+        if await self.store.revoke_session(sid, now=now):
             await self.revocations.revoke_sid(sid)
+        # A hosted login's end is the end of the sessions its OpenID Connect clients got.
+        for child in await self.store.revoke_child_sessions(sid, now=now):
+            await self.revocations.revoke_sid(child)
         await self.audit.record("session_revoked", user_id=session.user_id, sid=sid, reason=reason)
 
     async def end_all(self, user_id: str, *, keep: str | None = None, reason: str) -> list[str]:

@@ -36,6 +36,7 @@ from authgate.web._core import (
     safe_next,
 )
 from authgate.web._core import form_of as form_data
+from authgate.web._oidc import router as oidc_router
 from authgate.web._routes import router
 
 
@@ -44,6 +45,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
     403 page of a refused form."""
     app.state.web = Web(settings)
     app.include_router(router)
+    app.include_router(oidc_router)
 
     async def _csrf_failed(request: Request, exc: Exception) -> Response:
         return csrf_failed_page(request)

@@ -36,6 +36,14 @@ from authgate.web._core import (
     safe_next,
     web,
 )
+from authgate.web._oidc import (
+    authorize_origins,
+    end_session,
+    end_session_params,
+    end_session_refused,
+    end_session_request,
+    origin_of,
+)
 from authgate.wiring import Services
 
 router = APIRouter(include_in_schema=False)
@@ -77,7 +85,7 @@ async def static(name: str, request: Request) -> Response:
 # --- sign in -------------------------------------------------------------------------------
 
 
-def _login_page(
+async def _login_page(
     request: Request,
     *,
     next_path: str | None,
@@ -88,6 +96,7 @@ def _login_page(
         "next": next_path or "",
         "email": email,
         "registration_open": services(request).accounts.registration_open,
+        "form_action": await authorize_origins(request, next_path),
     }
     if exc is not None:
         return error_page(request, exc, "login.html", title="Sign in", **context)
@@ -96,11 +105,13 @@ def _login_page(
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    """The sign-in form; a browser already signed in goes on to ``next``."""
+    """The sign-in form; a browser already signed in goes on to ``next`` (unless
+    ``reauth``: an authorization request asks for a new login)."""
     next_path = _next(request)
-    if await current_login(request) is not None:
+    reauth = request.query_params.get("reauth") == "1"
+    if not reauth and await current_login(request) is not None:
         return redirect(request, next_path or DEFAULT_NEXT)
-    return _login_page(request, next_path=next_path)
+    return await _login_page(request, next_path=next_path)
 
 
 @router.post("/login")
@@ -126,7 +137,7 @@ async def login_submit(request: Request) -> Response:
     except AuthgateError as exc:
         if isinstance(exc, InvalidCredentials):
             metrics(request).logins.labels("failed").inc()
-        return _login_page(request, next_path=next_path, email=email, exc=exc)
+        return await _login_page(request, next_path=next_path, email=email, exc=exc)
     if challenge is not None:
         metrics(request).logins.labels("mfa_required").inc()
         w = web(request)
@@ -154,10 +165,14 @@ def _pending(request: Request) -> tuple[tuple[str, ...], str] | None:
     return tuple(m for m in methods.split(".") if m), token
 
 
-def _mfa_page(
+async def _mfa_page(
     request: Request, methods: tuple[str, ...], next_path: str | None, exc: AuthgateError | None
 ) -> Response:
-    context: dict[str, Any] = {"next": next_path or "", "methods": methods}
+    context: dict[str, Any] = {
+        "next": next_path or "",
+        "methods": methods,
+        "form_action": await authorize_origins(request, next_path),
+    }
     title = "Second step"
     if exc is not None:
         return error_page(request, exc, "mfa.html", title=title, **context)
@@ -170,7 +185,7 @@ async def mfa_page(request: Request) -> Response:
     pending = _pending(request)
     if pending is None:
         return redirect(request, "/login")
-    return _mfa_page(request, pending[0], _next(request), None)
+    return await _mfa_page(request, pending[0], _next(request), None)
 
 
 @router.post("/login/mfa/options")
@@ -202,7 +217,9 @@ async def mfa_submit(request: Request) -> Response:
     next_path = _next(request, form)
     pending = _pending(request)
     if pending is None:
-        return _login_page(request, next_path=next_path, exc=InvalidMfaToken("no login is waiting"))
+        return await _login_page(
+            request, next_path=next_path, exc=InvalidMfaToken("no login is waiting")
+        )
     methods, token = pending
     try:
         webauthn = _credential(form["webauthn"]) if "webauthn" in form else None
@@ -215,11 +232,11 @@ async def mfa_submit(request: Request) -> Response:
             open_session=_opener(request),
         )
     except InvalidMfaToken as exc:
-        response = _login_page(request, next_path=next_path, exc=exc)
+        response = await _login_page(request, next_path=next_path, exc=exc)
         web(request).clear_cookie(response, web(request).mfa_cookie)
         return response
     except AuthgateError as exc:
-        return _mfa_page(request, methods, next_path, exc)
+        return await _mfa_page(request, methods, next_path, exc)
     metrics(request).logins.labels("ok").inc()
     return open_login(request, opened, next_path)
 
@@ -237,7 +254,7 @@ async def passkey_submit(request: Request) -> Response:
             open_session=_opener(request),
         )
     except AuthgateError as exc:
-        return _login_page(request, next_path=next_path, exc=exc)
+        return await _login_page(request, next_path=next_path, exc=exc)
     metrics(request).logins.labels("ok").inc()
     return open_login(request, opened, next_path)
 
@@ -478,19 +495,50 @@ async def reset_password_submit(request: Request) -> Response:
 
 @router.get("/logout")
 async def logout_page(request: Request) -> Response:
-    """Asks before signing out (a GET changes nothing)."""
-    await current_login(request)
-    return render(request, "logout.html", title="Sign out", done=False)
+    """Asks before signing out (a GET changes nothing). It is also the OpenID Connect
+    end-session endpoint: ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
+    (registered, exactly) and ``state`` are checked here and carried to the button."""
+    params = end_session_params(request.query_params.multi_items())
+    try:
+        ending = await end_session_request(request, params)
+    except InvalidRequest as exc:
+        return end_session_refused(request, exc)
+    login = await current_login(request)
+    pending = login is not None or (ending is not None and ending.login_sid is not None)
+    if not pending and ending is not None and ending.redirect_url is not None:
+        return redirect(request, ending.redirect_url)  # nothing to end: straight back
+    client = ending.client.name if ending is not None and ending.client is not None else None
+    targets = (ending.redirect_url,) if ending is not None and ending.redirect_url else ()
+    return render(
+        request,
+        "logout.html",
+        title="Sign out",
+        done=False,
+        params=params,
+        client_name=client,
+        pending=pending,
+        form_action=tuple(origin_of(t) for t in targets),
+    )
 
 
 @router.post("/logout")
 async def logout_submit(request: Request) -> Response:
-    """End the hosted login (``Sessions.end``: the revocation feed) and drop its cookie."""
-    await form_of(request)
+    """End the hosted login and every session opened from it (the revocation feed), drop
+    its cookie; for an RP-initiated logout, back to its registered address."""
+    form = await form_of(request)
+    params = end_session_params(form.items())
+    try:
+        ending = await end_session_request(request, params)
+    except InvalidRequest as exc:
+        return end_session_refused(request, exc)
     w = web(request)
+    await end_session(request, ending)
     await services(request).web_logins.end(request.cookies.get(w.login_cookie))
     request.state.web_login, request.state.web_login_read = None, True
-    response = render(request, "logout.html", title="Signed out", done=True)
+    if ending is not None and ending.redirect_url is not None:
+        response: Response = redirect(request, ending.redirect_url)
+    else:
+        response = render(request, "logout.html", title="Signed out", done=True)
     w.clear_cookie(response, w.login_cookie)
     return response
 

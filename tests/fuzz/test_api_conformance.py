@@ -347,11 +347,13 @@ def _oidc_tokens(w: World) -> tuple[dict[str, Any], dict[str, str]]:
 
     async def issue() -> str:
         request = await oidc.authorization_request(params)
+        user = await w.live.services.accounts.get(tokens["user"]["id"])
+        login = await w.live.services.web_logins.start(user, amr=["pwd"], ip=None, user_agent=None)
         return await oidc.issue_code(
             request,
-            user_id=tokens["user"]["id"],
-            login_sid="wl_conformance",
-            auth_time=time.time(),
+            user_id=user.id,
+            login_sid=login.login.sid,
+            auth_time=login.login.auth_time,
             amr=["pwd"],
         )
 
@@ -378,6 +380,34 @@ def _userinfo_post(w: World) -> list[Request]:
     _, form = _oidc_tokens(w)
     tokens = w.post("/oauth2/token", data=form)
     return [(w.case("POST /userinfo"), _bearer(tokens), 200)]
+
+
+def _consented(w: World) -> tuple[str, dict[str, Any]]:
+    """A user who let a third-party client have ``openid email``; the client's id."""
+    client = w.post(
+        "/admin/clients",
+        json={"name": "third party", "redirect_uris": ["https://rp.example/cb"]},
+        headers=w.admin(),
+    )
+    _, tokens = w.user()
+    grant = w.live.services.oidc.grant_consent(
+        tokens["user"]["id"], client["client_id"], ["openid", "email"]
+    )
+    w.live.call(grant)
+    return str(client["client_id"]), tokens
+
+
+@builds("GET /auth/consents")
+def _consents(w: World) -> list[Request]:
+    _, tokens = _consented(w)
+    return [(w.case("GET /auth/consents"), _bearer(tokens), 200)]
+
+
+@builds("DELETE /auth/consents/{client_id}")
+def _revoke_consent(w: World) -> list[Request]:
+    client_id, tokens = _consented(w)
+    case = w.case("DELETE /auth/consents/{client_id}", path_parameters={"client_id": client_id})
+    return [(case, _bearer(tokens), 204)]
 
 
 @builds("POST /oauth2/revoke")

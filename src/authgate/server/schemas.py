@@ -194,6 +194,13 @@ class SessionOut(BaseModel):
     current: bool
 
 
+class ConsentOut(BaseModel):
+    client_id: str
+    client_name: str
+    scope: list[str]
+    granted_at: float
+
+
 class AdminSessionOut(BaseModel):
     sid: str
     user_id: str

@@ -1,4 +1,5 @@
-"""/userinfo (OpenID Connect Core 5.3): the claims of an access token's user, by its scope.
+"""/userinfo (OpenID Connect Core 5.3): the claims of an access token's user, by its scope;
+and the user's remembered consents (``/auth/consents``): list, and revoke one.
 
 The token comes in ``Authorization: Bearer`` only; failures carry the RFC 6750 challenge
 (``invalid_token`` 401, ``insufficient_scope`` 403 for a token without ``openid``).
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from authgate.server.deps import NO_STORE, Svc, bearer_scheme, bearer_token
-from authgate.server.schemas import problem_responses
+from authgate.errors import NotFound
+from authgate.server.deps import NO_STORE, Authenticated, Svc, bearer_scheme, bearer_token
+from authgate.server.schemas import COMMON_ERRORS, ConsentOut, problem_responses
 
 router = APIRouter(tags=["oidc"])
 _Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
@@ -54,3 +56,33 @@ async def userinfo_get(request: Request, svc: Svc, _: _Bearer) -> JSONResponse:
 async def userinfo_post(request: Request, svc: Svc, _: _Bearer) -> JSONResponse:
     """The same as GET (OpenID Connect Core 5.3.1)."""
     return await _userinfo(request, svc)
+
+
+@router.get("/auth/consents", response_model=list[ConsentOut], responses=COMMON_ERRORS)
+async def consents(ctx: Authenticated, svc: Svc) -> list[ConsentOut]:
+    """The third-party clients the user let use the account, and with which scopes."""
+    out = []
+    for c in await svc.oidc.consents(ctx.user.id):
+        client = await svc.clients.get(c.client_id)
+        out.append(
+            ConsentOut(
+                client_id=c.client_id,
+                client_name=client.name if client is not None else c.client_id,
+                scope=sorted(c.scope.split()),
+                granted_at=c.granted_at,
+            )
+        )
+    return out
+
+
+@router.delete(
+    "/auth/consents/{client_id}",
+    status_code=204,
+    responses=COMMON_ERRORS | problem_responses(404),
+)
+async def revoke_consent(client_id: str, ctx: Authenticated, svc: Svc) -> Response:
+    """Take a consent back: the client asks again next time, and the sessions the user
+    gave it end now (the revocation feed)."""
+    if not await svc.oidc.revoke_consent(ctx.user.id, client_id):
+        raise NotFound("no such consent")
+    return Response(status_code=204)

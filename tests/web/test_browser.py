@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from _support.axe import assert_accessible
 from _support.http import PASSWORD, bearer, new_email
 from _support.live import FAST_ARGON2, AuthgateServer, bound_socket, free_port
 from _support.services import unavailable
@@ -30,7 +31,9 @@ NEW_PASSWORD = "a brand new passphrase 42"
 
 
 def shot(page: Page, name: str) -> None:
-    """Save the page as docs/screenshots/NAME.png when AUTHGATE_SCREENSHOTS is set."""
+    """Check the page with axe-core (no serious or critical violation); save it as
+    docs/screenshots/NAME.png when AUTHGATE_SCREENSHOTS is set."""
+    assert_accessible(page)
     if os.environ.get("AUTHGATE_SCREENSHOTS"):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -241,3 +244,11 @@ def test_the_login_page_works_at_phone_width(site: AuthgateServer, browser: Brow
         assert page.evaluate("document.activeElement.tagName") in ("A", "INPUT")
     finally:
         context.close()
+
+
+def test_the_accessibility_check_is_live(page: Page) -> None:
+    """axe-core runs and sees a field without a label: the checks above can fail."""
+    from _support.axe import violations
+
+    page.set_content("<html lang='en'><title>t</title><main><input type='text'></main></html>")
+    assert "label" in {v["id"] for v in violations(page)}

@@ -1,5 +1,6 @@
 """docs/security.md is checked: every test id it names exists, every file it names exists,
-and no item of RFC 8725 section 3, ASVS V7, ASVS V9 or RFC 9700 section 4.14.2 is missing.
+and no item of RFC 8725 section 3, ASVS V7, ASVS V9, RFC 9700 section 4.14.2 or the code-flow
+checklist (BCP 240) is missing.
 
 A test id is ``tests/<path>.py::<function>`` or ``tests/<path>.py::<Class>::<method>``
 (parametrized tests are named without their brackets). It exists when the file is a test
@@ -36,6 +37,7 @@ ASVS_V7 = [
     "V7.6.2",
 ]
 RFC_9700 = [f"R{n}" for n in range(1, 10)]
+CODE_FLOW = [f"C{n}" for n in range(1, 13)]  # RFC 9700 (BCP 240) for the code flow
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,14 @@ def test_the_document_has_tables_for_every_source() -> None:
 
 @pytest.mark.parametrize(
     ("section", "expected"),
-    [("RFC 8725", RFC_8725), ("V9 ", ASVS_V9), ("V7 ", ASVS_V7), ("RFC 9700", RFC_9700)],
-    ids=["rfc8725-s3", "asvs-v9", "asvs-v7", "rfc9700-s4.14"],
+    [
+        ("RFC 8725", RFC_8725),
+        ("V9 ", ASVS_V9),
+        ("V7 ", ASVS_V7),
+        ("RFC 9700", RFC_9700),
+        ("BCP 240", CODE_FLOW),
+    ],
+    ids=["rfc8725-s3", "asvs-v9", "asvs-v7", "rfc9700-s4.14", "bcp240-code-flow"],
 )
 def test_every_item_is_taken_in_turn(section: str, expected: list[str]) -> None:
     items = [r.item for r in rows() if section in r.section or r.section.startswith(section)]

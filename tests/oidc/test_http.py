@@ -58,9 +58,7 @@ def issue(server: LiveServer, client_id: str, user_id: str, challenge: str) -> s
     async def go() -> str:
         request = await oidc.authorization_request(params)
         user = await server.services.accounts.get(user_id)
-        login = await server.services.web_logins.start(
-            user, amr=["pwd"], ip=None, user_agent=None
-        )
+        login = await server.services.web_logins.start(user, amr=["pwd"], ip=None, user_agent=None)
         return await oidc.issue_code(
             request,
             user_id=user_id,

@@ -93,7 +93,7 @@ async def test_code_flow_issues_tokens_and_an_id_token(world: World) -> None:
     assert claims["sub"] == user.id
     assert claims["azp"] == client.client_id
     child = await world.services.storage.get_session(
-        world.services.tokens.decode(body["access_token"])["sid"]
+        world.services.tokens.decode(body["access_token"], client=True)["sid"]
     )
     assert child is not None
     assert claims["sid"] == child.parent_sid is not None
@@ -112,7 +112,7 @@ async def test_code_flow_issues_tokens_and_an_id_token(world: World) -> None:
     )
     authlib_claims.validate(now=int(world.clock.now()))
     # The access token stays an access token of the server's algorithm, with the grant.
-    access = world.services.tokens.decode(body["access_token"])
+    access = world.services.tokens.decode(body["access_token"], client=True)
     assert access["scope"] == "email openid profile"
     assert access["client_id"] == client.client_id
     info = await world.services.oidc.userinfo(body["access_token"])
@@ -296,11 +296,11 @@ async def test_a_code_used_twice_revokes_the_first_exchange(world: World) -> Non
     body = await oidc.exchange_code(
         client, code=code, redirect_uri=REDIRECT, code_verifier=verifier
     )
-    await world.services.sessions.authenticate(body["access_token"])
+    await world.services.sessions.authenticate(body["access_token"], client=True)
     with pytest.raises(e.InvalidGrant):
         await oidc.exchange_code(client, code=code, redirect_uri=REDIRECT, code_verifier=verifier)
     with pytest.raises(e.TokenRevoked):
-        await world.services.sessions.authenticate(body["access_token"])
+        await world.services.sessions.authenticate(body["access_token"], client=True)
     with pytest.raises(e.InvalidGrant):
         await world.services.sessions.refresh(
             body["refresh_token"], ip=None, client_id=client.client_id
@@ -346,7 +346,9 @@ async def test_refresh_of_a_public_client(world: World) -> None:
         await sessions.refresh(body["refresh_token"], ip=None, client_id=other.client_id)
     pair = await sessions.refresh(body["refresh_token"], ip=None, client_id=client.client_id)
     assert pair.scope == "email openid profile"
-    assert world.services.tokens.decode(pair.access_token)["auth_time"] == int(world.clock.now())
+    assert world.services.tokens.decode(pair.access_token, client=True)["auth_time"] == int(
+        world.clock.now()
+    )
 
 
 async def test_userinfo_refuses_a_first_party_token(world: World) -> None:
@@ -365,7 +367,7 @@ async def test_end_session_and_revoked_consent(world: World) -> None:
     body = await oidc.exchange_code(
         client, code=code, redirect_uri=REDIRECT, code_verifier=verifier
     )
-    child = world.services.tokens.decode(body["access_token"])["sid"]
+    child = world.services.tokens.decode(body["access_token"], client=True)["sid"]
     world.clock.advance(3600)  # an expired hint is still a hint
     end = await oidc.end_session_request(
         {

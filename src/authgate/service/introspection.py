@@ -45,7 +45,7 @@ class TokenIntrospection:
                 return inactive
             return {"active": True, **info}
         try:
-            claims = self.tokens.decode(token)
+            claims = self.tokens.decode_either(token)
             if "sid" in claims:  # a user's token: the session's own checks
                 await self.sessions.authenticate(token)
             elif not await self._client_token_live(claims):

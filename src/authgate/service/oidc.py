@@ -30,6 +30,7 @@ from authgate.errors import (
     AuthorizeInvalidScope,
     ConsentRequired,
     InsufficientScope,
+    InvalidAudience,
     InvalidGrant,
     InvalidRedirectUri,
     InvalidRequest,
@@ -47,9 +48,15 @@ from authgate.service.audit import Audit
 from authgate.service.clients import OIDC_SCOPES, Clients
 from authgate.service.keyring import Keyring
 from authgate.service.revocation import Revocations
-from authgate.service.sessions import FIRST_PARTY_CLIENT, Sessions
+from authgate.service.sessions import Sessions
 from authgate.service.tokens import ID_TOKEN_TTL
-from authgate.storage.base import AuthCodeRecord, ClientRecord, ConsentRecord, OidcStore
+from authgate.storage.base import (
+    AuthCodeRecord,
+    ClientRecord,
+    ConsentRecord,
+    OidcStore,
+    SessionRecord,
+)
 
 CODE_TTL = 60.0
 DEFAULT_ID_TOKEN_ALG = "RS256"  # noqa: S105 (an algorithm name)
@@ -277,16 +284,20 @@ class Oidc:
         login: HostedLogin | None,
         *,
         fresh_login: bool = False,
+        consented: bool = False,
     ) -> Decision:
         """Login, consent, or issue. A login is needed without one, for ``prompt=login``
         (unless ``fresh_login``: the user has just logged in for this request), or past
-        ``max_age``; consent for a third-party client without a remembered consent that
-        covers the scope, or for ``prompt=consent``. With ``prompt=none`` these raise
-        LoginRequired or ConsentRequired (redirectable) instead."""
+        ``max_age`` (unless ``fresh_login``); consent for a third-party client without a
+        remembered consent that covers the scope, or for ``prompt=consent`` (unless
+        ``consented``: the user has just answered this request's consent page). With
+        ``prompt=none`` these raise LoginRequired or ConsentRequired (redirectable)
+        instead."""
         where = {"redirect_uri": request.redirect_uri, "state": request.state}
         none = "none" in request.prompt
         too_old = (
             login is not None
+            and not fresh_login
             and request.max_age is not None
             and self.clock.now() - login.auth_time > request.max_age
         )
@@ -299,7 +310,7 @@ class Oidc:
             if none:
                 raise LoginRequired("the user must log in", **where)
             return Decision("login")
-        if request.client.first_party and "consent" not in request.prompt:
+        if consented or (request.client.first_party and "consent" not in request.prompt):
             return Decision("issue")
         consent = await self.store.get_consent(login.user_id, request.client.client_id)
         covered = consent is not None and set(request.scope) <= set(consent.scope.split())
@@ -418,7 +429,8 @@ class Oidc:
         user = await self.accounts.users.get_user(record.user_id)
         if user is None or user.disabled:
             raise InvalidGrant("the user is gone or disabled")
-        if not await self._login_live(record.login_sid, now):
+        login = await self._live_login(record.login_sid, now)
+        if login is None:
             raise InvalidGrant("the login the code came from has ended")
         pair = await self.sessions.start(
             user,
@@ -430,8 +442,9 @@ class Oidc:
             auth_time=record.auth_time,
             parent_sid=record.login_sid,
             sid=sid,
+            not_after=login.expires_at,  # it ends with the hosted login, at the latest
         )
-        if not await self._login_live(record.login_sid, now):
+        if await self._live_login(record.login_sid, now) is None:
             # The login ended while this session was being opened: end it too.
             await self.sessions.end_tree(sid, reason="login_ended")
             raise InvalidGrant("the login the code came from has ended")
@@ -460,9 +473,11 @@ class Oidc:
         )
         return {**pair.response(), "id_token": id_token}
 
-    async def _login_live(self, login_sid: str, now: float) -> bool:
+    async def _live_login(self, login_sid: str, now: float) -> SessionRecord | None:
         login = await self.sessions.store.get_session(login_sid)
-        return login is not None and login.revoked_at is None and login.expires_at > now
+        if login is None or login.revoked_at is not None or login.expires_at <= now:
+            return None
+        return login
 
     async def _reused(self, digest: str, ip: str | None) -> None:
         """A used code came back: end what its first exchange opened (RFC 6749 4.1.2)."""
@@ -488,9 +503,12 @@ class Oidc:
         ``email`` and ``email_verified`` (email). InvalidToken for a bad, revoked or
         expired token; InsufficientScope for a token without ``openid`` (not from a code
         flow)."""
-        ctx = await self.sessions.authenticate(access_token)
+        try:
+            ctx = await self.sessions.authenticate(access_token, client=True)
+        except InvalidAudience as exc:  # the user's own token, or a service's
+            raise InsufficientScope("the token has no openid scope", scope=("openid",)) from exc
         scope = str(ctx.claims.get("scope", "")).split()
-        if "openid" not in scope or ctx.claims.get("client_id") == FIRST_PARTY_CLIENT:
+        if "openid" not in scope:
             raise InsufficientScope("the token has no openid scope", scope=("openid",))
         user = ctx.user
         return {

@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from authgate.clock import Clock
 from authgate.errors import (
+    InvalidAudience,
     InvalidCredentials,
     InvalidGrant,
     InvalidScope,
@@ -142,7 +143,20 @@ class Sessions:
     ) -> tuple[str, int]:
         """Sign an RFC 9068 access token of a session; return it with its lifetime. ``amr``
         and ``auth_time`` (RFC 8176, OpenID Connect) say how and when the session's login
-        was made."""
+        was made. An OpenID Connect client's token (any client but the first party's) has
+        the /userinfo audience and no roles: it is never the user's own token."""
+        if client_id != FIRST_PARTY_CLIENT:
+            return self.tokens.issue(
+                sub=user.id,
+                client_id=client_id,
+                scope=permissions,
+                now=now,
+                audience=self.tokens.client_audience,
+                sid=sid,
+                ver=user.ver,
+                amr=list(amr),
+                auth_time=int(now if auth_time is None else auth_time),
+            )
         return self.tokens.issue(
             sub=user.id,
             client_id=client_id,
@@ -187,6 +201,7 @@ class Sessions:
         auth_time: float | None = None,
         parent_sid: str | None = None,
         sid: str | None = None,
+        not_after: float | None = None,
     ) -> TokenPair:
         """Open a session (a new refresh family) and issue its first pair. The token carries
         the user's roles, permissions and ``ver`` as read in the transaction that creates
@@ -197,7 +212,8 @@ class Sessions:
 
         A session of another client than the first party's (an OpenID Connect client) has
         the ``scope`` it was granted, exactly, never the user's permissions; ``parent_sid``
-        names the hosted login it came from, whose end ends it (:meth:`end_tree`)."""
+        names the hosted login it came from, whose end ends it (:meth:`end_tree`), and
+        ``not_after`` caps its lifetime (the hosted login's own end)."""
         now = self.clock.now()
         if scope is not None and client_id == FIRST_PARTY_CLIENT:
             # Refuse a bad scope before anything is written.
@@ -206,6 +222,8 @@ class Sessions:
         auth_time = now if auth_time is None else auth_time
         refresh = REFRESH_PREFIX + secrets.token_urlsafe(32)
         expires_at = now + self.policy.refresh_max_ttl
+        if not_after is not None:
+            expires_at = min(expires_at, not_after)
         idle = min(now + self.policy.refresh_idle_ttl, expires_at)
         session = SessionRecord(
             sid=sid,
@@ -385,7 +403,7 @@ class Sessions:
         """RFC 7009 for an access token: revoke its jti until it expires, if it verifies and
         was issued to ``client_id``."""
         try:
-            claims = self.tokens.decode(token)
+            claims = self.tokens.decode_either(token)
         except InvalidToken:
             return False
         if claims.get("client_id") != client_id:
@@ -396,10 +414,13 @@ class Sessions:
 
     # --- access tokens ----------------------------------------------------------------------
 
-    async def authenticate(self, token: str) -> AccessContext:
-        """Verify an access token strictly, and refuse it at once if revoked or if its user
+    async def authenticate(self, token: str, *, client: bool = False) -> AccessContext:
+        """Verify a user's own access token strictly (or, with ``client``, an OpenID
+        Connect client's, for /userinfo), and refuse it at once if revoked or if its user
         is disabled or gone (TokenRevoked)."""
-        claims = await self.tokens.decode_fresh(token)
+        claims = await self.tokens.decode_fresh(token, client=client)
+        if (claims.get("client_id") == FIRST_PARTY_CLIENT) == client:
+            raise InvalidAudience("the token is not for this endpoint")
         sid, jti, sub = claims.get("sid"), claims["jti"], claims["sub"]
         if not isinstance(sid, str) or not sid:
             raise TokenRevoked("token has no session")

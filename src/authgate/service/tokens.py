@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.errors import UnknownKey
+from authgate.errors import InvalidAudience, UnknownKey
 from authgate.jose import ClaimsPolicy, decode, encode
 from authgate.service.keyring import Keyring
 
@@ -38,11 +38,18 @@ class AccessTokens:
         self._keyring = keyring
         self._clock = clock
         self.policy = policy
-        self.claims_policy = ClaimsPolicy.access_token(
-            issuer=policy.issuer,
-            audience=policy.audience,
-            leeway=policy.leeway,
-            max_lifetime=max(policy.access_ttl, MAX_ACCESS_LIFETIME),
+        self.claims_policy = self._policy_for(policy.audience)
+        # An OpenID Connect client's token is for /userinfo only: its own audience keeps
+        # it away from the account API and from every resource server's guard.
+        self.client_audience = policy.issuer.rstrip("/") + "/userinfo"
+        self._client_policy = self._policy_for(self.client_audience)
+
+    def _policy_for(self, audience: str) -> ClaimsPolicy:
+        return ClaimsPolicy.access_token(
+            issuer=self.policy.issuer,
+            audience=audience,
+            leeway=self.policy.leeway,
+            max_lifetime=max(self.policy.access_ttl, MAX_ACCESS_LIFETIME),
         )
 
     def issue(
@@ -53,15 +60,17 @@ class AccessTokens:
         scope: Sequence[str],
         now: float,
         ttl: float | None = None,
+        audience: str | None = None,
         **claims: Any,
     ) -> tuple[str, int]:
         """Sign an access token for ``sub``; return it with its lifetime in seconds.
-        ``claims`` adds members (``sid``, ``ver``, ``roles``...)."""
+        ``claims`` adds members (``sid``, ``ver``, ``roles``...); ``audience`` replaces
+        the server's (``client_audience`` for an OpenID Connect client's token)."""
         lifetime = int(ttl or self.policy.access_ttl)
         body = {
             "iss": self.policy.issuer,
             "sub": sub,
-            "aud": self.policy.audience,
+            "aud": audience or self.policy.audience,
             "exp": int(now) + lifetime,
             "iat": int(now),
             "jti": secrets.token_urlsafe(16),
@@ -71,27 +80,35 @@ class AccessTokens:
         }
         return encode(body, self._keyring.keyset, typ=ACCESS_TOKEN_TYPE), lifetime
 
-    def decode(self, token: str) -> dict[str, Any]:
-        """The claims of a token this server signed, checked at the injected clock's time;
+    def decode(self, token: str, *, client: bool = False) -> dict[str, Any]:
+        """The claims of a token this server signed, checked at the injected clock's time
+        for the server's audience (or, with ``client``, an OpenID Connect client's);
         InvalidToken (with its code) otherwise."""
         return decode(
             token,
             self._keyring.keyset,
             algorithms=self._keyring.view.algorithms,
-            policy=self.claims_policy,
+            policy=self._client_policy if client else self.claims_policy,
             now=self._clock.now(),
         )
 
-    async def decode_fresh(self, token: str) -> dict[str, Any]:
+    def decode_either(self, token: str) -> dict[str, Any]:
+        """:meth:`decode` for either audience (revocation and introspection take both)."""
+        try:
+            return self.decode(token)
+        except InvalidAudience:
+            return self.decode(token, client=True)
+
+    async def decode_fresh(self, token: str, *, client: bool = False) -> dict[str, Any]:
         """:meth:`decode`, re-reading the keys once (at most each second) when the token
         names a key this instance has not loaded: another instance may have imported or
         activated it."""
         try:
-            return self.decode(token)
+            return self.decode(token, client=client)
         except UnknownKey:
             if not await self._keyring.refresh_if_older_than(1.0):
                 raise
-            return self.decode(token)
+            return self.decode(token, client=client)
 
 
 def token_response(

@@ -18,6 +18,7 @@ from authgate.server.deps import services
 from authgate.service.oidc import AuthorizationRequest, EndSession, HostedLogin
 from authgate.service.weblogin import WebLogin
 from authgate.web._core import (
+    csrf_token,
     current_login,
     finish,
     form_of,
@@ -31,6 +32,7 @@ router = APIRouter(include_in_schema=False)
 # A login sent for ``prompt=login`` or ``max_age`` comes back with this marker: the time
 # the login was asked for, signed, so that the login made then counts as fresh.
 _MARK: Final = "_authgate_login_after"
+_MARK_TTL: Final = 900  # a login asked for is made within this, or asked for again
 _MAX_QUERY: Final = 8192
 SCOPE_WORDS: Final = {
     "openid": "Know who you are (your account id)",
@@ -49,20 +51,30 @@ def origin_of(uri: str) -> str:
     return f"{parts.scheme}:"
 
 
-def _mark(request: Request, at: int) -> str:
+def _request_digest(pairs: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(urlencode(pairs).encode()).hexdigest()
+
+
+def _mark(request: Request, at: int, pairs: list[tuple[str, str]]) -> str:
+    """A marker for this browser (its CSRF token), this request and this time."""
     key = services(request).web_logins.csrf_key
-    mac = hmac.new(key, b"authgate login-after\x00%d" % at, hashlib.sha256).hexdigest()[:32]
+    message = f"authgate login-after\x00{csrf_token(request)}\x00{_request_digest(pairs)}\x00{at}"
+    mac = hmac.new(key, message.encode(), hashlib.sha256).hexdigest()[:32]
     return f"{at}.{mac}"
 
 
-def _marked_time(request: Request, value: str | None) -> int | None:
-    """The time in a valid marker, or None (a forged marker is ignored)."""
-    if not value:
+def _marked_time(request: Request, value: str | None, pairs: list[tuple[str, str]]) -> int | None:
+    """The time in a valid marker of this browser and request, made in the last
+    ``_MARK_TTL`` seconds; None otherwise (a forged, replayed or stale one is ignored)."""
+    if not value or not value.isascii() or len(value) > 64:
         return None
     at, _, _mac = value.partition(".")
     if not at.isdigit() or len(at) > 12:
         return None
-    return int(at) if hmac.compare_digest(_mark(request, int(at)), value) else None
+    if not 0 <= services(request).clock.now() - int(at) <= _MARK_TTL:
+        return None
+    expected = _mark(request, int(at), pairs)
+    return int(at) if hmac.compare_digest(expected.encode(), value.encode()) else None
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:
@@ -122,8 +134,9 @@ def _consent_page(request: Request, authz: AuthorizationRequest, query: str) -> 
     )
 
 
-async def _proceed(request: Request, query: str) -> Response:
-    """Validate, then log in, ask for consent, or issue the code."""
+async def _proceed(request: Request, query: str, *, consented: bool = False) -> Response:
+    """Validate, then log in, ask for consent, or issue the code. ``consented``: the user
+    has just allowed this request on its consent page (CSRF-checked)."""
     if len(query) > _MAX_QUERY:
         return render(
             request,
@@ -133,18 +146,18 @@ async def _proceed(request: Request, query: str) -> Response:
             error="The request is too long.",
             code="invalid_request",
         )
-    pairs = _pairs(query)
-    marked = _marked_time(request, next((v for k, v in pairs if k == _MARK), None))
-    pairs = [(k, v) for k, v in pairs if k != _MARK]
+    all_pairs = _pairs(query)
+    pairs = [(k, v) for k, v in all_pairs if k != _MARK]
+    marked = _marked_time(request, next((v for k, v in all_pairs if k == _MARK), None), pairs)
     oidc = services(request).oidc
     try:
         authz = await oidc.authorization_request(pairs)
         login = await current_login(request)
         fresh = login is not None and marked is not None and login.auth_time >= marked
-        decision = await oidc.decide(authz, _hosted(login), fresh_login=fresh)
+        decision = await oidc.decide(authz, _hosted(login), fresh_login=fresh, consented=consented)
         if decision.action == "login":
             now = int(services(request).clock.now())
-            back = urlencode([*pairs, (_MARK, _mark(request, now))])
+            back = urlencode([*pairs, (_MARK, _mark(request, now, pairs))])
             target = login_url("/authorize?" + back)
             if login is not None:  # signed in, but this request needs a new login
                 target += "&reauth=1"
@@ -153,7 +166,8 @@ async def _proceed(request: Request, query: str) -> Response:
             )
         assert login is not None
         if decision.action == "consent":
-            return _consent_page(request, authz, urlencode(pairs))
+            # The marker goes along: a login just made for this request stays fresh.
+            return _consent_page(request, authz, query)
         url = await oidc.issue_code(
             authz,
             user_id=login.user.id,
@@ -174,23 +188,30 @@ async def authorize(request: Request) -> Response:
 
 @router.post("/authorize/consent")
 async def consent(request: Request) -> Response:
-    """The consent form's answer (CSRF-checked): remember the grant and issue the code,
-    or send ``access_denied`` back to the client."""
+    """The consent form's answer (CSRF-checked): remember the grant and issue the code
+    (the request is checked again, with its login, ``max_age`` and ``prompt=login``), or
+    send ``access_denied`` back to the client."""
     form = await form_of(request)
     query = form.get("request", "")
-    oidc = services(request).oidc
-    try:
-        authz = await oidc.authorization_request(_pairs(query))
-    except AuthorizeError as exc:
-        return _refused(request, exc)
-    login = await current_login(request)
-    if login is None:
-        return await _proceed(request, query)  # the login ended meanwhile: start again
-    where = {"redirect_uri": authz.redirect_uri, "state": authz.state}
     if form.get("decision") != "allow":
+        pairs = [(k, v) for k, v in _pairs(query) if k != _MARK]
+        try:
+            authz = await services(request).oidc.authorization_request(pairs)
+        except AuthorizeError as exc:
+            return _refused(request, exc)
+        where = {"redirect_uri": authz.redirect_uri, "state": authz.state}
         return _refused(request, AccessDenied("the user denied the request", **where))
-    await oidc.grant_consent(login.user.id, authz.client.client_id, authz.scope)
-    return await _proceed(request, query)
+    login = await current_login(request)
+    if login is not None:
+        pairs = [(k, v) for k, v in _pairs(query) if k != _MARK]
+        try:
+            authz = await services(request).oidc.authorization_request(pairs)
+        except AuthorizeError as exc:
+            return _refused(request, exc)
+        await services(request).oidc.grant_consent(
+            login.user.id, authz.client.client_id, authz.scope
+        )
+    return await _proceed(request, query, consented=login is not None)
 
 
 # --- end session ---------------------------------------------------------------------------
@@ -214,15 +235,15 @@ async def end_session_request(request: Request, params: dict[str, str]) -> EndSe
 
 
 async def end_session(request: Request, ending: EndSession | None) -> None:
-    """End the browser's hosted login and, for an RP-initiated logout, the login the ID
-    token names, each with every session opened from it (the revocation feed)."""
-    oidc = services(request).oidc
+    """End the browser's own hosted login, with every session opened from it (the
+    revocation feed). An ID token's ``sid`` never ends another login: a hint from someone
+    else's login ends nothing of theirs (RP-Initiated Logout 1.0, section 4)."""
     login = await current_login(request)
-    sids = {login.sid} if login is not None else set()
-    if ending is not None and ending.login_sid is not None:
-        sids.add(ending.login_sid)
-    for sid in sorted(sids):
-        await oidc.end_login(sid)
+    if login is None:
+        return
+    if ending is not None and ending.user_id is not None and ending.user_id != login.user.id:
+        return  # a hint of another user: this browser's login is not the one meant
+    await services(request).oidc.end_login(login.sid)
 
 
 def end_session_refused(request: Request, exc: InvalidRequest) -> Response:

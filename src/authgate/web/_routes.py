@@ -504,7 +504,7 @@ async def logout_page(request: Request) -> Response:
     except InvalidRequest as exc:
         return end_session_refused(request, exc)
     login = await current_login(request)
-    pending = login is not None or (ending is not None and ending.login_sid is not None)
+    pending = login is not None
     if not pending and ending is not None and ending.redirect_url is not None:
         return redirect(request, ending.redirect_url)  # nothing to end: straight back
     client = ending.client.name if ending is not None and ending.client is not None else None

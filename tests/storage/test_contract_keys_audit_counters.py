@@ -186,6 +186,15 @@ async def test_append_and_query_audit(storage: Storage) -> None:
     assert [r.id for r in await storage.query_audit(event="login", after=ids[1])] == [ids[3]]
     assert await storage.query_audit(user_id="nobody") == []
     assert await storage.query_audit(after=ids[-1]) == []
+    # Newest first: the limit keeps the latest.
+    assert [r.id for r in await storage.query_audit(newest_first=True, limit=2)] == [
+        ids[3],
+        ids[2],
+    ]
+    assert [r.id for r in await storage.query_audit(user_id="u1", newest_first=True)] == [
+        ids[1],
+        ids[0],
+    ]
 
 
 # -- counters ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.storage.base import AuditLog, record_hash
+from authgate.storage.base import AuditLog, AuditRecord, record_hash
 
 log = logging.getLogger("authgate.audit")
 
@@ -54,6 +54,10 @@ class Audit:
         log.info(
             "audit %s", event, extra={"event": event, "user_id": user_id, "sid": sid, "ip": ip}
         )
+
+    async def recent(self, user_id: str, *, limit: int = 20) -> list[AuditRecord]:
+        """The user's latest ``limit`` events, newest first (the account page's list)."""
+        return await self._store.query_audit(user_id=user_id, limit=limit, newest_first=True)
 
     async def verify(self, *, page: int = 1000) -> ChainReport:
         """Walk the chain from the first event; report the first row that was edited

@@ -657,8 +657,10 @@ class AuditLog(Protocol):
         event: str | None = None,
         after: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[AuditRecord]:
-        """Events in id order, filtered."""
+        """Events in id order (``newest_first``: the reverse, so that ``limit`` keeps the
+        latest), filtered."""
         ...
 
     async def audit_chain(self, *, after: int | None, limit: int) -> list[AuditRecord]:

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from authgate.settings import Settings
+from authgate.web._account import router as account_router
 from authgate.web._core import (
     DEFAULT_NEXT,
     MESSAGES,
@@ -46,6 +47,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
     app.state.web = Web(settings)
     app.include_router(router)
     app.include_router(oidc_router)
+    app.include_router(account_router)
 
     async def _csrf_failed(request: Request, exc: Exception) -> Response:
         return csrf_failed_page(request)

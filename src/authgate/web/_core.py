@@ -39,6 +39,14 @@ MESSAGES: Final = {
     "invalid_mfa_token": "This sign-in took too long or was already used. Sign in again.",
     "passkey_refused": "The passkey was not accepted.",
     "passkey_cloned": "The passkey was not accepted: it may have been copied.",
+    "passkey_registration_refused": "The passkey was not added. Try again; adding a passkey "
+    "needs JavaScript.",
+    "passkey_exists": "This passkey is added already.",
+    "insufficient_user_authentication": "Sign in again to do this.",
+    "mfa_already_enabled": "The authenticator app is on already. Turn it off first.",
+    "mfa_not_enabled": "This needs a second factor that is on: set one up first, or start "
+    "again (an unconfirmed set-up ends after ten minutes).",
+    "not_found": "This no longer exists: it was ended or removed already.",
     "registration_closed": "Registration is closed here.",
     "email_taken": "An account with this email address exists already.",
     "invalid_link_token": "This link is not valid. Ask for a new one.",

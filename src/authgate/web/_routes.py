@@ -1,7 +1,7 @@
 """The hosted pages: sign in (password, second factor, passkey), register, forgotten
-password, the mailed-link pages, sign out, and the account page. Each POST calls the same
-service method as its JSON route, so throttling, enumeration safety and the verified-email
-rule are the same rules, once."""
+password, the mailed-link pages, and sign out (the account page is ``_account``). Each
+POST calls the same service method as its JSON route, so throttling, enumeration safety
+and the verified-email rule are the same rules, once."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from authgate.web._core import (
     current_login,
     error_page,
     form_of,
-    login_redirect,
     open_login,
     redirect,
     render,
@@ -490,7 +489,7 @@ async def reset_password_submit(request: Request) -> Response:
     return _link_page(request, "reset_password.html", title="Password changed", done=True)
 
 
-# --- sign out and the account --------------------------------------------------------------
+# --- sign out --------------------------------------------------------------
 
 
 @router.get("/logout")
@@ -541,14 +540,6 @@ async def logout_submit(request: Request) -> Response:
         response = render(request, "logout.html", title="Signed out", done=True)
     w.clear_cookie(response, w.login_cookie)
     return response
-
-
-@router.get("/account")
-async def account_page(request: Request) -> Response:
-    """Who is signed in, and a sign-out button."""
-    if await current_login(request) is None:
-        return login_redirect(request)
-    return render(request, "account.html", title="Your account")
 
 
 __all__ = ["router"]

@@ -86,9 +86,12 @@ class SqlAudit(SqlBase):
         event: str | None = None,
         after: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[AuditRecord]:
-        """Events in id order, filtered by user, event name and id > ``after``."""
-        query = select(audit_events).order_by(audit_events.c.id).limit(limit)
+        """Events in id order (``newest_first``: the reverse), filtered by user, event name
+        and id > ``after``."""
+        order = audit_events.c.id.desc() if newest_first else audit_events.c.id
+        query = select(audit_events).order_by(order).limit(limit)
         if user_id is not None:
             query = query.where(audit_events.c.user_id == user_id)
         if event is not None:

@@ -4,9 +4,14 @@ first or its last."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 
-from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
+from authgate.errors import AuthenticationRequired, CsrfFailed, InvalidRequest, InvalidToken
+
+CSRF_HEADER = "X-CSRF-Token"
+"""The header that carries the CSRF proof of a request whose token is a cookie."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 _OWS = " \t\r\n\x0b\x0c"  # ASCII whitespace only: a header value is bytes read as latin-1
 
@@ -42,4 +47,30 @@ def parse_bearer(authorization: Sequence[str], *, cookie: str | None = None) -> 
     return token
 
 
-__all__ = ["parse_bearer"]
+def csrf_cookie_for(cookie: str) -> str:
+    """The CSRF cookie that authgate's cookie mode sets beside an access cookie:
+    ``__Host-authgate_csrf_token`` when the access cookie is prefixed (an https
+    deployment), else ``authgate_csrf_token``."""
+    prefixed = cookie.startswith(("__Host-", "__Secure-"))
+    return "__Host-authgate_csrf_token" if prefixed else "authgate_csrf_token"
+
+
+def check_cookie_csrf(method: str, *, header: str | None, cookie: str | None) -> None:
+    """For a request whose token came from a cookie (which a browser attaches by itself):
+    a safe method (GET, HEAD, OPTIONS, TRACE) passes; any other needs the CSRF header
+    equal to the CSRF cookie (double submit, compared in constant time), or CsrfFailed."""
+    if method.upper() in SAFE_METHODS:
+        return
+    if not header or not cookie:
+        raise CsrfFailed("a cookie-authenticated unsafe request without its CSRF proof")
+    if not hmac.compare_digest(header.encode("utf-8"), cookie.encode("utf-8")):
+        raise CsrfFailed("the CSRF header does not match the CSRF cookie")
+
+
+__all__ = [
+    "CSRF_HEADER",
+    "SAFE_METHODS",
+    "check_cookie_csrf",
+    "csrf_cookie_for",
+    "parse_bearer",
+]

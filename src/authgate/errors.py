@@ -38,14 +38,16 @@ Tree::
     │   │   └── PredictablePassword password_too_predictable
     │   ├── InvalidJSON             invalid_json
     │   ├── PasskeyRegistrationRefused  passkey_registration_refused
-    │   └── InvalidHost             invalid_host
+    │   ├── InvalidHost             invalid_host
+    │   └── CookieModeOff           cookie_mode_off
     ├── EmailTaken                  email_taken
     ├── RegistrationClosed          registration_closed
     ├── NotFound                    not_found
     │   └── MfaNotEnabled           mfa_not_enabled
     ├── Forbidden                   forbidden
     │   ├── InsufficientScope       insufficient_scope
-    │   └── EmailNotVerified        email_not_verified
+    │   ├── EmailNotVerified        email_not_verified
+    │   └── CsrfFailed              csrf_failed
     ├── LinkTokenRefused            invalid_link_token
     │   ├── LinkTokenUsed           link_token_used
     │   ├── LinkTokenSuperseded     link_token_superseded
@@ -364,6 +366,12 @@ class InvalidHost(InvalidRequest):
     code = "invalid_host"
 
 
+class CookieModeOff(InvalidRequest):
+    """A request asked for cookie delivery of its tokens, and AUTHGATE_COOKIE_MODE is off."""
+
+    code = "cookie_mode_off"
+
+
 class EmailTaken(AuthgateError):
     """An account with this (normalised) email exists."""
 
@@ -404,6 +412,13 @@ class EmailNotVerified(Forbidden):
     """The account's email address is not verified, and this needs it."""
 
     code = "email_not_verified"
+
+
+class CsrfFailed(Forbidden):
+    """A request authenticated by a cookie lacks its CSRF proof (the ``X-CSRF-Token``
+    header), carries a wrong one, or comes from an origin that is not allowed."""
+
+    code = "csrf_failed"
 
 
 class LinkTokenRefused(AuthgateError):
@@ -580,6 +595,8 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "ConsentRequired",
+    "CookieModeOff",
+    "CsrfFailed",
     "EmailNotVerified",
     "EmailTaken",
     "Forbidden",

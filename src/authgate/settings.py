@@ -190,6 +190,9 @@ class Settings:
     web_theme_dir: Path | None = None  # templates and theme.css over the packaged ones
     web_login_idle_ttl: float = 43200.0  # the login-session cookie's idle lifetime (12 h)
     web_login_max_ttl: float = 604800.0  # and its absolute lifetime (7 days)
+    # Browser sessions for first-party single-page apps (README: "Browser sessions")
+    cookie_mode: bool = False  # /auth/login, refresh, logout may deliver tokens in cookies
+    access_cookie: bool = False  # in cookie mode, the access token too (for a guard's cookie)
 
     def token_policy(self) -> TokenPolicy:
         """Lifetimes and identity of the tokens the server issues."""
@@ -456,7 +459,12 @@ class Settings:
         for name in ("smtp_ca_file", "email_templates", "web_theme_dir"):
             if raw.get(name) not in (None, ""):
                 kw[name] = path_of(raw[name])
-        for name in ("require_verified_email", "enumeration_safe_registration"):
+        for name in (
+            "require_verified_email",
+            "enumeration_safe_registration",
+            "cookie_mode",
+            "access_cookie",
+        ):
             if raw.get(name) not in (None, ""):
                 kw[name] = _parse_bool(raw[name], f"AUTHGATE_{name.upper()}")
         # Passkeys
@@ -527,6 +535,7 @@ class Settings:
                 "AUTHGATE_WEB_LOGIN_IDLE_TTL must be at least 1 minute and at most "
                 "AUTHGATE_WEB_LOGIN_MAX_TTL, itself at most 365 days"
             )
+        self._validate_cookie_mode()
         if self.enumeration_safe_registration and not self.require_verified_email:
             raise ConfigurationError(
                 "AUTHGATE_ENUMERATION_SAFE_REGISTRATION needs AUTHGATE_REQUIRE_VERIFIED_EMAIL=true"
@@ -538,6 +547,26 @@ class Settings:
                 raise ConfigurationError(
                     "production needs AUTHGATE_MASTER_KEY or an explicit AUTHGATE_MASTER_KEY_FILE"
                 )
+
+    @property
+    def cookies_secure(self) -> bool:
+        """True when the public URL is https: the cookie mode's cookies are Secure."""
+        return self.public_base_url.startswith("https://")
+
+    def _validate_cookie_mode(self) -> None:
+        if self.access_cookie and not self.cookie_mode:
+            raise ConfigurationError("AUTHGATE_ACCESS_COOKIE needs AUTHGATE_COOKIE_MODE=on")
+        # A refresh token in a cookie that is not Secure may cross plain http: only to
+        # loopback, in development.
+        if (
+            self.cookie_mode
+            and not self.cookies_secure
+            and (self.is_production or _url_host(self.public_base_url) not in _LOOPBACK_HOSTS)
+        ):
+            raise ConfigurationError(
+                "AUTHGATE_COOKIE_MODE needs an https public URL (plain http only on loopback, "
+                "outside production)"
+            )
 
     def _validate_mail(self) -> None:
         from authgate.service.mail import WEBHOOK_SECRET_PREFIX, SmtpTarget, webhook_key

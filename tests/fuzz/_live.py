@@ -31,6 +31,8 @@ def settings_for(folder: Path) -> Settings:
         "AUTHGATE_THROTTLE_IP_LIMIT": "1000000",
         # The same for the requests that send mail (registrations among them).
         "AUTHGATE_MAIL_IP_LIMIT": "1000000",
+        # The browser-session cookie mode, so that its answers are checked too.
+        "AUTHGATE_COOKIE_MODE": "on",
     }
     return Settings.from_env(env, config_dir=folder)
 

@@ -38,6 +38,7 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 PASSWORD = "conformance is a virtue 8812"
 NEW_PASSWORD = "conformance is still a virtue 9923"
 FORM = "application/x-www-form-urlencoded"
+COOKIE_MODE = {"Authgate-Token-Delivery": "cookie"}
 OPERATIONS = sorted(
     f"{method.upper()} {path}"
     for path, item in openapi_document()["paths"].items()
@@ -102,6 +103,20 @@ def _bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
+def _cookie_session(w: World) -> dict[str, str]:
+    """A cookie-mode login's headers for a refresh or a logout: its cookies and the proof."""
+    email, _ = w.user()
+    r = requests.post(
+        f"{w.live.url}/auth/login",
+        json={"email": email, "password": PASSWORD},
+        headers=COOKIE_MODE,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    jar = "; ".join(f"{k}={v}" for k, v in r.cookies.get_dict().items())
+    return {**COOKIE_MODE, "Cookie": jar, "X-CSRF-Token": r.json()["csrf_token"]}
+
+
 @builds("POST /auth/register")
 def _register(w: World) -> list[Request]:
     body = {"email": new_email("conf"), "password": PASSWORD, "name": "Conformance"}
@@ -119,19 +134,25 @@ def _login(w: World) -> list[Request]:
     as_form = w.case(
         "POST /auth/login", body={"username": email, "password": PASSWORD}, media_type=FORM
     )
-    return [(as_json, {}, 200), (as_form, {}, 200)]
+    return [(as_json, {}, 200), (as_form, {}, 200), (as_json, COOKIE_MODE, 200)]
 
 
 @builds("POST /auth/refresh")
 def _refresh(w: World) -> list[Request]:
     _, tokens = w.user()
     body = {"refresh_token": tokens["refresh_token"]}
-    return [(w.case("POST /auth/refresh", body=body, media_type="application/json"), {}, 200)]
+    return [
+        (w.case("POST /auth/refresh", body=body, media_type="application/json"), {}, 200),
+        (w.case("POST /auth/refresh"), _cookie_session(w), 200),
+    ]
 
 
 @builds("POST /auth/logout")
 def _logout(w: World) -> list[Request]:
-    return [(w.case("POST /auth/logout"), _bearer(w.user()[1]), 204)]
+    return [
+        (w.case("POST /auth/logout"), _bearer(w.user()[1]), 204),
+        (w.case("POST /auth/logout"), _cookie_session(w), 204),
+    ]
 
 
 @builds("POST /auth/logout-all")

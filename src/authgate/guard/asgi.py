@@ -24,33 +24,50 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authgate.bearer import parse_bearer
-from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
+from authgate.bearer import CSRF_HEADER, check_cookie_csrf, csrf_cookie_for, parse_bearer
+from authgate.errors import AuthenticationRequired, CsrfFailed, InvalidRequest, InvalidToken
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement
 from authgate.guard.responses import REFUSALS, challenge
 
+_CSRF_HEADER = CSRF_HEADER.lower().encode("latin-1")
 SCOPE_KEY = "authgate.principal"
 """``scope[SCOPE_KEY]`` is ``(guard, principal)``: which guard verified the request, so that
 a second guard (another audience) never takes a principal it did not verify."""
 
 
-def token_from_scope(scope: Scope, cookie: str | None) -> str | None:
+def token_from_scope(
+    scope: Scope, cookie: str | None, *, csrf_cookie: str | None = None
+) -> str | None:
     """The bearer token of an ASGI scope, or None when it carries none (no Authorization
     header and no cookie, or another scheme). Raises what
-    :func:`authgate.bearer.parse_bearer` raises for a repeated header or an empty token."""
+    :func:`authgate.bearer.parse_bearer` raises for a repeated header or an empty token,
+    and CsrfFailed for a token from ``cookie`` on an unsafe request without the
+    ``X-CSRF-Token`` header equal to ``csrf_cookie`` (default: authgate's own CSRF cookie;
+    a WebSocket handshake is a GET)."""
     values: list[str] = []
     cookies: list[bytes] | None = None
+    csrf: str | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             values.append(value.decode("latin-1"))
         elif name == b"cookie" and cookie is not None:
             cookies = [value] if cookies is None else [*cookies, value]
+        elif name == _CSRF_HEADER:
+            csrf = value.decode("latin-1")
     if not values:
         if cookie is None or cookies is None:
             return None
-        token = cookie_parser(b"; ".join(cookies).decode("latin-1")).get(cookie)
-        return token or None
+        jar = cookie_parser(b"; ".join(cookies).decode("latin-1"))
+        token = jar.get(cookie)
+        if not token:
+            return None
+        check_cookie_csrf(
+            scope.get("method", "GET"),
+            header=csrf,
+            cookie=jar.get(csrf_cookie or csrf_cookie_for(cookie)),
+        )
+        return token
     try:
         return parse_bearer(values)
     except AuthenticationRequired:
@@ -82,7 +99,7 @@ class GuardMiddleware:
         if kind == "http" or kind == "websocket":
             guard = self.guard
             try:
-                token = token_from_scope(scope, guard.cookie)
+                token = token_from_scope(scope, guard.cookie, csrf_cookie=guard.csrf_cookie)
                 if token is None:
                     scope["user"] = UnauthenticatedUser()
                     scope["auth"] = AuthCredentials()
@@ -93,7 +110,7 @@ class GuardMiddleware:
                     scope["user"] = principal
                     scope["auth"] = credentials(principal)
                     scope[SCOPE_KEY] = (guard, principal)
-            except (InvalidRequest, InvalidToken) as exc:
+            except (InvalidRequest, InvalidToken, CsrfFailed) as exc:
                 if kind == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                 else:
@@ -143,7 +160,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_Endpoint], _E
                 if seen is not None and seen[0] is guard:
                     principal: Principal = seen[1]
                 else:
-                    token = token_from_scope(scope, guard.cookie)
+                    token = token_from_scope(scope, guard.cookie, csrf_cookie=guard.csrf_cookie)
                     if token is None:
                         raise AuthenticationRequired("no bearer token")
                     principal = await guard.verify(token)

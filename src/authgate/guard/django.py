@@ -18,8 +18,8 @@ from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-u
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped,unused-ignore]
 from django.utils.module_loading import import_string  # type: ignore[import-untyped,unused-ignore]
 
-from authgate.bearer import parse_bearer
-from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
+from authgate.bearer import CSRF_HEADER, check_cookie_csrf, csrf_cookie_for, parse_bearer
+from authgate.errors import AuthenticationRequired, CsrfFailed, InvalidRequest, InvalidToken
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement
 from authgate.guard.responses import REFUSALS, challenge
@@ -45,12 +45,25 @@ def refusal(exc: Exception, realm: str | None) -> HttpResponse:
     return HttpResponse(ch.body, status=ch.status, headers=ch.headers)
 
 
-def request_token(request: HttpRequest, cookie: str | None) -> str:
-    """The bearer token of ``request`` (AuthenticationRequired without one)."""
+def request_token(
+    request: HttpRequest, cookie: str | None, *, csrf_cookie: str | None = None
+) -> str:
+    """The bearer token of ``request`` (AuthenticationRequired without one); CsrfFailed
+    for a token from ``cookie`` on an unsafe request without its CSRF proof."""
     header = request.META.get("HTTP_AUTHORIZATION")
     values = [header] if isinstance(header, str) else []
     value = request.COOKIES.get(cookie) if cookie and not values else None
+    if cookie and value:
+        check_cookie_csrf(
+            request.method or "GET",
+            header=request.headers.get(CSRF_HEADER),
+            cookie=request.COOKIES.get(csrf_cookie or csrf_cookie_for(cookie)),
+        )
     return parse_bearer(values, cookie=value or None)
+
+
+def _token(request: HttpRequest, guard: Guard) -> str:
+    return request_token(request, guard.cookie, csrf_cookie=guard.csrf_cookie)
 
 
 def _seen(request: HttpRequest, guard: Guard) -> Principal | None:
@@ -80,10 +93,10 @@ class GuardMiddleware:
         guard = self.guard
         request.principal = None  # type: ignore[attr-defined,unused-ignore]
         try:
-            principal = guard.verify_sync(request_token(request, guard.cookie))
+            principal = guard.verify_sync(_token(request, guard))
         except AuthenticationRequired:
             return self.get_response(request)
-        except (InvalidRequest, InvalidToken) as exc:
+        except (InvalidRequest, InvalidToken, CsrfFailed) as exc:
             return refusal(exc, guard.realm)
         _remember(request, guard, principal)
         return self.get_response(request)
@@ -100,7 +113,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]
                 try:
                     principal = _seen(request, guard)
                     if principal is None:
-                        principal = await guard.verify(request_token(request, guard.cookie))
+                        principal = await guard.verify(_token(request, guard))
                         _remember(request, guard, principal)
                     requirement.check(principal)
                 except REFUSALS as exc:
@@ -114,7 +127,7 @@ def required(guard: Guard, requirement: Requirement) -> Callable[[_View], _View]
             try:
                 principal = _seen(request, guard)
                 if principal is None:
-                    principal = guard.verify_sync(request_token(request, guard.cookie))
+                    principal = guard.verify_sync(_token(request, guard))
                     _remember(request, guard, principal)
                 requirement.check(principal)
             except REFUSALS as exc:

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
-from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
+from authgate.errors import AuthenticationRequired, CsrfFailed, InvalidRequest, InvalidToken
 from authgate.guard.asgi import SCOPE_KEY, token_from_scope
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement
@@ -46,13 +46,13 @@ class GuardDependency(SecurityBase):
             principal: Principal = seen[1]
         else:
             try:
-                token = token_from_scope(scope, guard.cookie)
+                token = token_from_scope(scope, guard.cookie, csrf_cookie=guard.csrf_cookie)
                 if token is None:
                     raise AuthenticationRequired("no bearer token")
                 found = guard.verify_cached(token)  # the hot path: no coroutine
                 # None: only I/O can decide (start the guard, or fetch a key).
                 principal = found if found is not None else await guard.verify(token)
-            except (AuthenticationRequired, InvalidRequest, InvalidToken) as exc:
+            except (AuthenticationRequired, CsrfFailed, InvalidRequest, InvalidToken) as exc:
                 raise http_error(exc, guard.realm) from None
             scope[SCOPE_KEY] = (guard, principal)
         try:

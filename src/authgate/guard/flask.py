@@ -15,8 +15,8 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from authgate.bearer import parse_bearer
-from authgate.errors import AuthenticationRequired, InvalidRequest, InvalidToken
+from authgate.bearer import CSRF_HEADER, check_cookie_csrf, csrf_cookie_for, parse_bearer
+from authgate.errors import AuthenticationRequired, CsrfFailed, InvalidRequest, InvalidToken
 from authgate.guard.guard import Guard
 from authgate.guard.principal import Principal, Requirement
 from authgate.guard.responses import REFUSALS, challenge
@@ -30,10 +30,17 @@ def refusal(exc: Exception, realm: str | None) -> Response:
     return Response(ch.body, status=ch.status, headers=ch.headers)
 
 
-def request_token(cookie: str | None) -> str:
-    """The bearer token of the current request (AuthenticationRequired without one)."""
+def request_token(cookie: str | None, *, csrf_cookie: str | None = None) -> str:
+    """The bearer token of the current request (AuthenticationRequired without one);
+    CsrfFailed for a token from ``cookie`` on an unsafe request without its CSRF proof."""
     values = request.headers.getlist("Authorization")
     value = request.cookies.get(cookie) if cookie and not values else None
+    if cookie and value:
+        check_cookie_csrf(
+            request.method,
+            header=request.headers.get(CSRF_HEADER),
+            cookie=request.cookies.get(csrf_cookie or csrf_cookie_for(cookie)),
+        )
     return parse_bearer(values, cookie=value or None)
 
 
@@ -43,7 +50,7 @@ def principal_of_request(guard: Guard) -> Principal:
     if seen is not None and seen[0] is guard:
         principal: Principal = seen[1]
         return principal
-    principal = guard.verify_sync(request_token(guard.cookie))
+    principal = guard.verify_sync(request_token(guard.cookie, csrf_cookie=guard.csrf_cookie))
     g._authgate = (guard, principal)
     g.principal = principal
     return principal
@@ -105,7 +112,7 @@ class FlaskGuard:
             principal_of_request(self.guard)
         except AuthenticationRequired:
             return None
-        except (InvalidRequest, InvalidToken) as exc:
+        except (InvalidRequest, InvalidToken, CsrfFailed) as exc:
             return refusal(exc, self.guard.realm)
         return None
 

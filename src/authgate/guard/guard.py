@@ -81,6 +81,7 @@ class Guard:
         feed_interval: float = 1.0,
         fail_closed_after: float | None = 30.0,
         cookie: str | None = None,
+        csrf_cookie: str | None = None,
         realm: str | None = None,
         metadata_url: str | None = None,
         allowed_origins: Collection[str] = (),
@@ -109,6 +110,7 @@ class Guard:
             feed_interval=feed_interval,
             fail_closed_after=fail_closed_after,
             cookie=cookie,
+            csrf_cookie=csrf_cookie,
             realm=realm,
             metadata_url=metadata_url,
             allowed_origins=allowed_origins,
@@ -122,6 +124,7 @@ class Guard:
         self.audience = options.audience
         self.realm = options.realm
         self.cookie = options.cookie
+        self.csrf_cookie = options.csrf_cookie
         self.algorithms = options.allowed_algorithms
         self.policy = options.policy
         self._clock = options.clock

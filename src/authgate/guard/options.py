@@ -9,6 +9,7 @@ from typing import Literal
 
 import httpx
 
+from authgate.bearer import csrf_cookie_for
 from authgate.clock import Clock, SystemClock
 from authgate.errors import ConfigurationError
 from authgate.guard._origins import EndpointPolicy
@@ -42,7 +43,12 @@ class GuardOptions:
     * ``leeway`` (0..300 s) and ``max_lifetime`` (1 day) for the claims; ``clock`` (a
       :class:`authgate.clock.Clock`) for every time decision.
     * ``cookie``: also read the token from this cookie when there is no Authorization
-      header (off by default; the query string is never read); ``realm`` for the
+      header (off by default; the query string is never read), such as the
+      ``__Host-authgate_access`` cookie of authgate's cookie mode. A request whose token
+      came from the cookie with an unsafe method (anything but GET, HEAD, OPTIONS, TRACE)
+      must carry ``X-CSRF-Token`` equal to the ``csrf_cookie`` cookie (default: authgate's
+      own, ``__Host-authgate_csrf_token``, or ``authgate_csrf_token`` beside an unprefixed
+      ``cookie``), or it is refused 403 ``csrf_failed``. ``realm`` for the
       ``WWW-Authenticate`` challenges.
     * ``allowed_origins``: origins (``"https://keys.example.com"``) besides the issuer's
       that the metadata may point the guard to. Every URL the guard fetches or sends its
@@ -82,6 +88,7 @@ class GuardOptions:
     feed_interval: float = 1.0
     fail_closed_after: float | None = 30.0
     cookie: str | None = None
+    csrf_cookie: str | None = None
     realm: str | None = None
     metadata_url: str | None = None
     allowed_origins: Collection[str] = ()
@@ -100,6 +107,8 @@ class GuardOptions:
 
     def __post_init__(self) -> None:
         self._check_scalars()
+        if self.csrf_cookie is not None and (not self.cookie or self.csrf_cookie == self.cookie):
+            raise ConfigurationError("csrf_cookie needs a cookie, and another one")
         endpoints = self._endpoint_policy()
         local = self._local_keys()
         allowed = self._allowed_algorithms(local)
@@ -118,6 +127,11 @@ class GuardOptions:
                 else None
             ),
             "allowed_origins": tuple(self.allowed_origins),
+            # Never None beside a cookie: a cookie-authenticated unsafe request is always
+            # checked.
+            "csrf_cookie": (
+                (self.csrf_cookie or csrf_cookie_for(self.cookie)) if self.cookie else None
+            ),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)  # a frozen dataclass sets its own fields so

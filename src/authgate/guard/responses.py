@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from authgate.errors import (
     AuthenticationRequired,
     AuthgateError,
+    CsrfFailed,
     EmailNotVerified,
     InsufficientScope,
     InsufficientUserAuthentication,
@@ -18,6 +19,7 @@ from authgate.errors import (
 
 REFUSALS = (
     AuthenticationRequired,
+    CsrfFailed,
     InvalidRequest,
     InvalidToken,
     InsufficientScope,
@@ -64,7 +66,8 @@ def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
     included: no token is accepted then), 403 ``error="insufficient_scope"`` with the
     needed ``scope``, 403 ``error="insufficient_scope"`` with the body's error
     ``email_not_verified`` for a route that needs a verified address, 400
-    ``error="invalid_request"`` for a malformed request."""
+    ``error="invalid_request"`` for a malformed request, 403 with the body's error
+    ``csrf_failed`` for a cookie-authenticated unsafe request without its CSRF proof."""
     params = [f'realm="{realm}"'] if realm else []
     if isinstance(exc, InsufficientScope):
         status, error = 403, "insufficient_scope"
@@ -81,6 +84,10 @@ def challenge(exc: AuthgateError, *, realm: str | None = None) -> Challenge:
             params.append(f'acr_values="{exc.context["acr_values"]}"')
         if exc.context.get("max_age") is not None:
             params.append(f'max_age="{int(exc.context["max_age"])}"')
+    elif isinstance(exc, CsrfFailed):
+        # A token from a cookie on an unsafe request without its CSRF proof: the token
+        # itself is fine, the request is not the user's own.
+        status, error = 403, "csrf_failed"
     elif isinstance(exc, EmailNotVerified):
         status, error = 403, "email_not_verified"
         params.append('error="insufficient_scope"')

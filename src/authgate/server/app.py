@@ -161,8 +161,14 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-            allow_credentials=False,
+            # The cookie mode's requests send cookies and its two headers (README: "Browser
+            # sessions"); the origins are an explicit list ('*' is refused).
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                *(["Authgate-Token-Delivery", "X-CSRF-Token"] if settings.cookie_mode else []),
+            ],
+            allow_credentials=settings.cookie_mode,
             max_age=600,
         )
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.host_names)

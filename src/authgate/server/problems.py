@@ -43,6 +43,8 @@ _STATUS: list[tuple[type[e.AuthgateError], int, str]] = [
     (e.RegistrationClosed, 403, "Registration is closed"),
     (e.InsufficientScope, 403, "The token lacks a needed permission"),
     (e.EmailNotVerified, 403, "The email address is not verified"),
+    (e.CsrfFailed, 403, "The CSRF proof is missing or wrong"),
+    (e.CookieModeOff, 400, "The cookie mode is off"),
     (e.LinkTokenRefused, 400, "The link is invalid, used, expired or replaced"),
     (e.Forbidden, 403, "Forbidden"),
     (e.NotFound, 404, "Not found"),

@@ -166,6 +166,20 @@ class TokenOut(BaseModel):
     scope: str
 
 
+class CookieTokenOut(BaseModel):
+    """The token response of the cookie mode (``Authgate-Token-Delivery: cookie``): the
+    refresh token is in an HttpOnly cookie, never here; ``access_token`` is absent when
+    AUTHGATE_ACCESS_COOKIE puts it in a cookie too; ``csrf_token`` goes back in
+    ``X-CSRF-Token`` on the next refresh or logout."""
+
+    access_token: str | None = None
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_expires_in: int
+    scope: str
+    csrf_token: str
+
+
 class UserOut(BaseModel):
     id: str
     email: str

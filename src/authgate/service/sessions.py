@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from authgate.clock import Clock
 from authgate.errors import (
+    CsrfFailed,
     InvalidAudience,
     InvalidCredentials,
     InvalidGrant,
@@ -129,6 +130,23 @@ class Sessions:
     def _successor(self, token: str) -> str:
         mac = hmac.new(self.refresh_secret, token.encode("utf-8"), hashlib.sha256).digest()
         return REFRESH_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def csrf_token(self, refresh_token: str) -> str:
+        """The CSRF proof that goes with a refresh token delivered in a cookie: an HMAC of
+        the token under the server's refresh secret (its own label), so that it is bound to
+        the token it guards, changes with each rotation and is never stored."""
+        label = b"authgate cookie csrf\x00" + refresh_token.encode("utf-8")
+        mac = hmac.new(self.refresh_secret, label, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def check_csrf(self, refresh_token: str, proof: str | None) -> None:
+        """Refuse (CsrfFailed) a proof that is not :meth:`csrf_token` of ``refresh_token``,
+        compared in constant time."""
+        if not proof or len(proof) > 128:
+            raise CsrfFailed("no CSRF proof")
+        expected = self.csrf_token(refresh_token)
+        if not hmac.compare_digest(proof.encode("utf-8"), expected.encode("utf-8")):
+            raise CsrfFailed("wrong CSRF proof")
 
     def issue_access(
         self,
@@ -385,9 +403,12 @@ class Sessions:
             "iss": self.policy.issuer,
         }
 
-    async def revoke_refresh_token(self, refresh_token: str, *, client_id: str) -> bool:
-        """RFC 7009 for a refresh token: end its whole family, if it was issued to
-        ``client_id``. False (and nothing done) for an unknown or foreign token."""
+    async def revoke_refresh_token(
+        self, refresh_token: str, *, client_id: str, reason: str = "oauth2_revoke"
+    ) -> bool:
+        """RFC 7009 for a refresh token (and the cookie mode's logout): end its whole family,
+        if it was issued to ``client_id``. False (and nothing done) for an unknown or foreign
+        token."""
         if len(refresh_token) != _REFRESH_LEN or not refresh_token.startswith(REFRESH_PREFIX):
             return False
         record = await self.store.get_refresh(digest_of(refresh_token))
@@ -396,7 +417,7 @@ class Sessions:
         session = await self.store.get_session(record.sid)
         if session is None or session.client_id != client_id:
             return False
-        await self.end(session.sid, reason="oauth2_revoke")
+        await self.end(session.sid, reason=reason)
         return True
 
     async def revoke_access_token(self, token: str, *, client_id: str) -> bool:

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
 from authgate.errors import (
+    AuthenticationRequired,
     InsufficientScope,
     InvalidClient,
     InvalidCredentials,
+    InvalidGrant,
     InvalidRequest,
 )
 from authgate.jsonbody import loads_body
+from authgate.server.cookies import (
+    CSRF_HEADER,
+    DELIVERY_HEADER,
+    Delivery,
+    check_origin,
+    clear_cookies,
+    refresh_cookie,
+    token_cookies_response,
+    wants_cookies,
+)
 from authgate.server.deps import (
     NO_STORE,
     Authenticated,
@@ -27,10 +40,12 @@ from authgate.server.deps import (
     client_ip,
     metrics,
 )
+from authgate.server.problems import error_response
 from authgate.server.routes.lifecycle import CHECK_MAILBOX, accepted
 from authgate.server.schemas import (
     COMMON_ERRORS,
     AcceptedOut,
+    CookieTokenOut,
     LoginIn,
     MfaOut,
     MfaRequiredOut,
@@ -46,7 +61,7 @@ from authgate.server.schemas import (
 )
 from authgate.service.clients import REVOCATIONS_SCOPE
 from authgate.service.mfa import LoginFacts
-from authgate.service.sessions import TokenPair
+from authgate.service.sessions import FIRST_PARTY_CLIENT, TokenPair
 from authgate.storage.base import UserRecord
 from authgate.wiring import Services
 
@@ -82,6 +97,34 @@ def token_response(
 ) -> JSONResponse:
     """A token response, never cached."""
     return JSONResponse({**pair.response(), **(extra or {})}, status_code=status, headers=NO_STORE)
+
+
+DeliveryHeader = Annotated[
+    Delivery | None,
+    Header(
+        alias=DELIVERY_HEADER,
+        description="``cookie``: the browser-session cookie mode (AUTHGATE_COOKIE_MODE must "
+        "be on, 400 ``cookie_mode_off`` otherwise): the refresh token travels in an "
+        "HttpOnly cookie scoped to /auth, never in the body. ``body`` (the default): the "
+        "JSON token response.",
+    ),
+]
+CsrfHeader = Annotated[
+    str | None,
+    Header(
+        alias=CSRF_HEADER,
+        max_length=128,
+        description="In the cookie mode: the ``csrf_token`` of the last token response (or "
+        "of the ``authgate_csrf_token`` cookie); 403 ``csrf_failed`` without it.",
+    ),
+]
+
+
+def deliver(pair: TokenPair, svc: Services, delivery: Delivery | None) -> JSONResponse:
+    """The token response the request asked for: the JSON body, or the cookie mode's."""
+    if wants_cookies(delivery, svc.settings):
+        return token_cookies_response(pair, svc)
+    return token_response(pair)
 
 
 @router.post(
@@ -153,14 +196,17 @@ async def _login_body(request: Request) -> LoginIn:
 
 @router.post(
     "/login",
-    response_model=TokenOut | MfaRequiredOut,
+    response_model=TokenOut | CookieTokenOut | MfaRequiredOut,
     openapi_extra=_LOGIN_BODY,
     responses=COMMON_ERRORS | problem_responses(403),
 )
-async def login(request: Request, svc: Svc) -> JSONResponse:
+async def login(request: Request, svc: Svc, delivery: DeliveryHeader = None) -> JSONResponse:
     """Log in with an email and password (JSON, or FastAPI's OAuth2 password form). When
     the account has a second factor, the answer is ``{mfa_required, mfa_token, methods}``
-    and no token pair: ``POST /auth/login/mfa`` finishes the login."""
+    and no token pair: ``POST /auth/login/mfa`` finishes the login. With
+    ``Authgate-Token-Delivery: cookie``, the refresh token is set as an HttpOnly cookie and
+    the body carries ``csrf_token`` instead (see the README, "Browser sessions")."""
+    wants_cookies(delivery, svc.settings)  # refused before any password is checked
     body = await _login_body(request)
     ip = client_ip(request)
     try:
@@ -182,27 +228,87 @@ async def login(request: Request, svc: Svc) -> JSONResponse:
         )
     metrics(request).logins.labels("ok").inc()
     pair = await svc.sessions.start(user, ip=ip, user_agent=request.headers.get("user-agent"))
-    return token_response(pair)
+    return deliver(pair, svc, delivery)
 
 
-@router.post("/refresh", response_model=TokenOut, responses=COMMON_ERRORS)
-async def refresh(body: RefreshIn, request: Request, svc: Svc) -> JSONResponse:
-    """Rotate a refresh token for a new pair."""
+@router.post(
+    "/refresh",
+    response_model=TokenOut | CookieTokenOut,
+    responses=COMMON_ERRORS | problem_responses(403),
+)
+async def refresh(
+    request: Request,
+    svc: Svc,
+    body: RefreshIn | None = None,
+    delivery: DeliveryHeader = None,
+    csrf: CsrfHeader = None,
+) -> Response:
+    """Rotate a refresh token for a new pair. In the cookie mode
+    (``Authgate-Token-Delivery: cookie``, no body), the refresh token is read from its
+    cookie, and ``X-CSRF-Token`` must carry the CSRF proof (and ``Origin``, when sent, be
+    the public URL's or one of AUTHGATE_CORS_ORIGINS): 403 ``csrf_failed`` otherwise, and
+    nothing rotates. A refused cookie (401 ``invalid_grant``) is cleared."""
     m = metrics(request)
+    cookie_mode = wants_cookies(delivery, svc.settings)
     try:
-        pair = await svc.sessions.refresh(body.refresh_token, ip=client_ip(request))
+        if not cookie_mode:
+            if body is None:
+                raise InvalidRequest("a refresh_token is needed", field="refresh_token")
+            pair = await svc.sessions.refresh(body.refresh_token, ip=client_ip(request))
+            m.refreshes.labels("ok").inc()
+            return token_response(pair)
+        if body is not None:
+            raise InvalidRequest("in the cookie mode the refresh token is its cookie")
+        check_origin(request, svc.settings)
+        token = refresh_cookie(request, svc.settings)
+        if token is None:
+            raise InvalidGrant("no refresh cookie")
+        svc.sessions.check_csrf(token, csrf)
+        try:
+            pair = await svc.sessions.refresh(token, ip=client_ip(request))
+        except InvalidGrant as exc:
+            # The cookie is dead (expired, ended, or reused): the browser forgets it.
+            m.refreshes.labels("refused").inc()
+            response = error_response(request, exc)
+            clear_cookies(response, svc.settings)
+            return response
     except Exception:
         m.refreshes.labels("refused").inc()
         raise
     m.refreshes.labels("ok").inc()
-    return token_response(pair)
+    return token_cookies_response(pair, svc)
 
 
-@router.post("/logout", status_code=204, responses=COMMON_ERRORS)
-async def logout(ctx: Authenticated, svc: Svc) -> Response:
-    """End this session; its access tokens die at every guard."""
-    await svc.sessions.end(ctx.sid, user_id=ctx.user.id, reason="logout")
-    return Response(status_code=204)
+@router.post("/logout", status_code=204, responses=COMMON_ERRORS | problem_responses(403))
+async def logout(
+    request: Request,
+    svc: Svc,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    delivery: DeliveryHeader = None,
+    csrf: CsrfHeader = None,
+) -> Response:
+    """End this session; its access tokens die at every guard. In the cookie mode
+    (``Authgate-Token-Delivery: cookie``), the cookies are cleared too, and the session
+    may be named by the refresh cookie instead of a Bearer token: then ``X-CSRF-Token``
+    must carry the CSRF proof (403 ``csrf_failed`` otherwise, and nothing ends)."""
+    cookie_mode = wants_cookies(delivery, svc.settings)
+    if not cookie_mode or request.headers.get("authorization") is not None:
+        ctx = await authenticated(request, None)
+        await svc.sessions.end(ctx.sid, user_id=ctx.user.id, reason="logout")
+    else:
+        check_origin(request, svc.settings)
+        token = refresh_cookie(request, svc.settings)
+        if token is None:
+            raise AuthenticationRequired("no bearer token and no refresh cookie")
+        svc.sessions.check_csrf(token, csrf)
+        # Any token of the family names it, a rotated one too: the session ends either way.
+        await svc.sessions.revoke_refresh_token(
+            token, client_id=FIRST_PARTY_CLIENT, reason="logout"
+        )
+    response = Response(status_code=204)
+    if cookie_mode:
+        clear_cookies(response, svc.settings)
+    return response
 
 
 @router.post("/logout-all", status_code=204, responses=COMMON_ERRORS)

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 
 from authgate.errors import InvalidRequest
 from authgate.jsonbody import loads_body
+from authgate.server.cookies import wants_cookies
 from authgate.server.deps import NO_STORE, Authenticated, Svc, client_ip, metrics
-from authgate.server.routes.auth import token_response
+from authgate.server.routes.auth import DeliveryHeader, deliver
 from authgate.server.schemas import (
     COMMON_ERRORS,
     CodeIn,
+    CookieTokenOut,
     MfaLoginIn,
     ReauthIn,
     RecoveryCodesOut,
@@ -113,12 +115,16 @@ async def regenerate_recovery_codes(
     return _no_store({"recovery_codes": codes})
 
 
-@router.post("/login/mfa", response_model=TokenOut, responses=COMMON_ERRORS)
-async def login_mfa(body: MfaLoginIn, request: Request, svc: Svc) -> JSONResponse:
+@router.post("/login/mfa", response_model=TokenOut | CookieTokenOut, responses=COMMON_ERRORS)
+async def login_mfa(
+    body: MfaLoginIn, request: Request, svc: Svc, delivery: DeliveryHeader = None
+) -> JSONResponse:
     """The second step of a login: the ``mfa_token`` of the first, and a TOTP ``code``, a
     ``recovery_code`` or a passkey assertion (``webauthn``, answering
     ``POST /auth/passkeys/login/options {mfa_token}``). Failures count against a throttle
-    of their own (429 while locked); the mfa_token works once and for five minutes."""
+    of their own (429 while locked); the mfa_token works once and for five minutes. With
+    ``Authgate-Token-Delivery: cookie``, the cookie mode's answer, as ``/auth/login``."""
+    wants_cookies(delivery, svc.settings)
     pair = await svc.mfa.finish_login(
         body.mfa_token,
         code=body.code,
@@ -128,4 +134,4 @@ async def login_mfa(body: MfaLoginIn, request: Request, svc: Svc) -> JSONRespons
         user_agent=request.headers.get("user-agent"),
     )
     metrics(request).logins.labels("ok").inc()
-    return token_response(pair)
+    return deliver(pair, svc, delivery)

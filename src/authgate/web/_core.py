@@ -18,6 +18,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from authgate import errors
 from authgate.errors import AuthgateError
 from authgate.server.deps import services
 from authgate.server.problems import headers_of, status_of
@@ -69,10 +70,9 @@ def message_of(exc: AuthgateError) -> str:
     return MESSAGES.get(exc.code, status_of(exc)[1] + ".")
 
 
-class CsrfFailed(Exception):
-    """A form's CSRF token (or its Origin) is missing or wrong: 403 ``csrf_failed``."""
-
-    code = "csrf_failed"
+class CsrfFailed(errors.CsrfFailed):
+    """A page's form: its CSRF token (or its Origin) is missing or wrong. The 403
+    ``csrf_failed`` of the JSON API, answered with a page."""
 
 
 def safe_next(value: object) -> str | None:

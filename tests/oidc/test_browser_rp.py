@@ -35,7 +35,7 @@ from api.server import SleepRecorder
 from authgate.clock import FixedClock
 from authgate.settings import Settings
 from authgate.wiring import new_master_key
-from web.test_browser import REGISTER_PASSKEY, shot
+from web.test_browser import REGISTER_PASSKEY, shots
 
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
 NODE_RP = INTEROP / "oidc_rp.mjs"
@@ -216,7 +216,7 @@ def test_authlib_fastapi_app_with_totp_and_consent(
         page.wait_for_url(site.url + "/authorize?**")
         assert "Notes <b>app</b> asks to use your account" in page.inner_text("main")
         assert "See your email address" in page.inner_text("main")
-        shot(page, "consent")
+        shots(page, "consent")
         allow = page.get_by_role("button", name="Allow")
         assert allow.get_attribute("type") == "submit"
         assert allow.get_attribute("value") == "allow"
@@ -352,7 +352,7 @@ def test_node_openid_client_with_a_passkey_refresh_and_logout(
     # the hosted login and the client's session end (the revocation feed carries both).
     page.goto(result["end_session_url"])
     assert "Node app" in page.inner_text("main")
-    shot(page, "logout-rp")
+    shots(page, "logout-rp")
     page.get_by_role("button", name="Sign out").click()
     assert catcher.wait(page, rp + "/bye") == rp + "/bye?state=bye"
     dead = site.http.get("/userinfo", headers=bearer(refreshed["access_token"]))

@@ -26,21 +26,10 @@ site, inbox, clock, browser, page = (
     shared.browser,
     shared.page,
 )
-shot = shared.shot
+shots = shared.shots
+PHONE = shared.PHONE
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 360, "height": 740}
 WRONG_PASSWORD = "not the password at all"
-
-
-def shots(page: Page, name: str) -> None:
-    """``shot`` at desktop width, then at phone width (360 px: nothing wider than the
-    screen), then back."""
-    shot(page, name)
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
-    shot(page, name + "-phone")
-    page.set_viewport_size(DESKTOP)
 
 
 def tab_to(page: Page, condition: str) -> None:

@@ -39,6 +39,20 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+
+
+def shots(page: Page, name: str) -> None:
+    """``shot`` at desktop width, then at phone width (360 px: nothing wider than the
+    screen), then back."""
+    shot(page, name)
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
+    shot(page, name + "-phone")
+    page.set_viewport_size(DESKTOP)
+
+
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
     """A plain SMTP server on loopback."""
@@ -120,20 +134,20 @@ def test_password_sign_in_then_sign_out(site: AuthgateServer, page: Page) -> Non
     address = new_email()
     site.register(address, name="Ada Lovelace")
     page.goto(site.url + "/login")
-    shot(page, "login")
+    shots(page, "login")
     page.get_by_label("Email address").fill(address)
     page.get_by_label("Password").fill("wrong password")
     page.get_by_label("Password").press("Enter")
     assert page.get_by_role("alert").inner_text() == "The email address or the password is wrong."
     assert page.get_by_label("Email address").input_value() == address
-    shot(page, "login-error")
+    shots(page, "login-error")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Password").press("Enter")
     page.wait_for_url(site.url + "/account")
     assert "Ada Lovelace" in page.inner_text("main")
-    shot(page, "account")
+    shots(page, "account")
     page.goto(site.url + "/logout")
-    shot(page, "logout")
+    shots(page, "logout")
     page.get_by_role("button", name="Sign out").click()
     assert page.get_by_role("status").inner_text() == "You are signed out."
     page.goto(site.url + "/account")
@@ -152,7 +166,7 @@ def test_totp_as_the_second_factor(site: AuthgateServer, page: Page, clock: Fixe
     clock.advance(30)  # a code is used once: the login's is the next one
     sign_in(page, site, address)
     page.wait_for_url(site.url + "/login/mfa")
-    shot(page, "login-mfa")
+    shots(page, "login-mfa")
     code = page.get_by_label("Code from your authenticator app")
     assert code.get_attribute("autocomplete") == "one-time-code"
     code.fill("000000" if totp.at(clock.now()) != "000000" else "111111")
@@ -209,7 +223,7 @@ def test_register_then_forgot_and_reset_the_password(
 ) -> None:
     address = new_email()
     page.goto(site.url + "/register")
-    shot(page, "register")
+    shots(page, "register")
     page.get_by_label("Name (optional)").fill("Grace <b>Hopper</b>")
     page.get_by_label("Email address").fill(address)
     page.get_by_label("Password").fill(PASSWORD)
@@ -219,13 +233,13 @@ def test_register_then_forgot_and_reset_the_password(
     inbox[0].wait_for(address, "Confirm your email")
     page.get_by_role("button", name="Sign out").click()
     page.goto(site.url + "/forgot-password")
-    shot(page, "forgot-password")
+    shots(page, "forgot-password")
     page.get_by_label("Email address").fill(address)
     page.get_by_label("Email address").press("Enter")
     assert "If an account has this address" in page.get_by_role("status").inner_text()
     link = link_in(inbox[0].wait_for(address, "Reset your password"))
     page.goto(link)
-    shot(page, "reset-password")
+    shots(page, "reset-password")
     page.get_by_label("New password").fill(NEW_PASSWORD)
     page.get_by_label("New password").press("Enter")
     assert "Your password is changed" in page.get_by_role("status").inner_text()

@@ -86,6 +86,29 @@ async def test_list_users_pages_by_id(storage: Storage) -> None:
     assert len(await storage.list_users(after=None, limit=100)) == 5
 
 
+async def test_list_users_filters_by_email_substring(storage: Storage) -> None:
+    for uid, email in [
+        ("u1", "ada@example.com"),
+        ("u2", "bob@example.org"),
+        ("u3", "adam@example.com"),
+        ("u4", "x_y%z@example.com"),
+    ]:
+        await storage.create_user(user(uid, email=email))
+
+    found = await storage.list_users(after=None, limit=10, email_contains="ada")
+    assert [u.id for u in found] == ["u1", "u3"]
+    page = await storage.list_users(after="u1", limit=10, email_contains="example.com")
+    assert [u.id for u in page] == ["u3", "u4"]
+    # Wildcards match themselves only.
+    assert [u.id for u in await storage.list_users(after=None, limit=10, email_contains="_")] == [
+        "u4"
+    ]
+    assert await storage.list_users(after=None, limit=10, email_contains="%@") == []
+    assert [u.id for u in await storage.list_users(after=None, limit=10, email_contains="%")] == [
+        "u4"
+    ]
+
+
 async def test_update_user_changes_only_given_fields(storage: Storage) -> None:
     await storage.create_user(user("u1", roles=("a",)))
     assert await storage.update_user("u1", name="Renamed") is True

@@ -199,9 +199,13 @@ class Accounts:
             raise NotFound("no such user")
         return user
 
-    async def list_users(self, *, after: str | None = None, limit: int = 50) -> list[UserRecord]:
-        """A page of users ordered by id."""
-        return await self.users.list_users(after=after, limit=limit)
+    async def list_users(
+        self, *, after: str | None = None, limit: int = 50, email: str | None = None
+    ) -> list[UserRecord]:
+        """A page of users ordered by id; with ``email``, those whose address contains it
+        (case-folded and NFKC-normalised as addresses are stored)."""
+        needle = unicodedata.normalize("NFKC", email).strip().casefold() if email else None
+        return await self.users.list_users(after=after, limit=limit, email_contains=needle)
 
     async def verify_password(self, user: UserRecord, password: str, *, ip: str | None) -> None:
         """Check a signed-in user's current password (for sensitive changes) through the

@@ -34,6 +34,7 @@ from authgate.clock import Clock
 from authgate.errors import (
     EmailNotVerified,
     InsufficientUserAuthentication,
+    InvalidCredentials,
     InvalidMfaCode,
     InvalidMfaToken,
     InvalidRequest,
@@ -390,6 +391,22 @@ class Mfa:
             await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
         else:
             await self._second_factor(user.id, code=None, recovery_code=code, ip=ip)
+
+    async def confirm_identity(
+        self, user: UserRecord, *, password: str | None, code: str | None, ip: str | None
+    ) -> str:
+        """A signed-in user proves again who they are before a dangerous action: a current
+        TOTP code when the user has TOTP and sends one (the second-factor throttle), else
+        the password (the login throttle). The method used (``otp`` or ``pwd``).
+        InvalidCredentials (nothing sent, or wrong), InvalidMfaCode, Throttled."""
+        if code and (await self.status(user.id)).totp:
+            await self._second_factor(user.id, code=code, recovery_code=None, ip=ip)
+            return AMR_OTP
+        if not password:
+            await self.audit.record("password_check_failed", user_id=user.id, ip=ip)
+            raise InvalidCredentials("no password was sent")
+        await self.accounts.verify_password(user, password, ip=ip)
+        return AMR_PASSWORD
 
     async def disable_totp(
         self, user: UserRecord, *, password: str, code: str, ip: str | None

@@ -364,8 +364,11 @@ class UserStore(Protocol):
         """A user by normalised email, with roles."""
         ...
 
-    async def list_users(self, *, after: str | None, limit: int) -> list[UserRecord]:
-        """Users ordered by id, strictly after ``after``."""
+    async def list_users(
+        self, *, after: str | None, limit: int, email_contains: str | None = None
+    ) -> list[UserRecord]:
+        """Users ordered by id, strictly after ``after``; with ``email_contains``, only
+        those whose (normalised) email contains it, literally (no wildcards)."""
         ...
 
     async def update_user(self, user_id: str, *, name: str | None = None) -> bool:

@@ -248,6 +248,13 @@ class RevocationFanout:
             if self._on_fallback is not None:
                 self._on_fallback("fanout")
 
+    async def ping(self) -> bool:
+        """True if Redis answers a PING now (within the client's short timeouts)."""
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
     def start(self) -> None:
         """Subscribe in the background, reconnecting after an outage."""
         self._task = asyncio.create_task(self._listen())

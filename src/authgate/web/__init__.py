@@ -19,6 +19,8 @@ from fastapi.responses import Response
 
 from authgate.settings import Settings
 from authgate.web._account import router as account_router
+from authgate.web._console import ConsoleDenied, console_denied
+from authgate.web._console import router as console_router
 from authgate.web._core import (
     DEFAULT_NEXT,
     MESSAGES,
@@ -48,11 +50,18 @@ def mount(app: FastAPI, settings: Settings) -> None:
     app.include_router(router)
     app.include_router(oidc_router)
     app.include_router(account_router)
+    app.include_router(console_router)
 
     async def _csrf_failed(request: Request, exc: Exception) -> Response:
         return csrf_failed_page(request)
 
     app.add_exception_handler(CsrfFailed, _csrf_failed)
+
+    async def _console_denied(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ConsoleDenied)
+        return console_denied(request, exc)
+
+    app.add_exception_handler(ConsoleDenied, _console_denied)
 
 
 __all__ = [

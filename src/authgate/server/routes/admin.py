@@ -67,15 +67,31 @@ def _key(k: KeyRecord) -> KeyOut:
     return KeyOut.model_validate(k, from_attributes=True)
 
 
+async def rotate_now(svc: Services, *, by: str) -> list[KeyRecord]:
+    """Make the next key of every algorithm current now, audited with the acting admin
+    (the admin API and the console both call this)."""
+    await svc.keyring.rotate()
+    await svc.audit.record("key_rotated", user_id=by)
+    return await svc.keyring.records()
+
+
+async def mail_reset_link(svc: Services, user: UserRecord) -> None:
+    """Mail the user a password-reset link asked for by an admin (the admin API and the
+    console both call this)."""
+    svc.mail.enqueue(await svc.links.reset_mail(user, by="admin"))
+
+
 @router.get("/users", response_model=UserPage)
 async def list_users(
     _: Admin,
     svc: Svc,
     after: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=50, ge=1, le=200),
+    email: str | None = Query(default=None, max_length=320),
 ) -> UserPage:
-    """A page of users, ordered by id; pass ``next`` as ``after`` for the next page."""
-    users = await svc.accounts.list_users(after=after, limit=limit + 1)
+    """A page of users, ordered by id; pass ``next`` as ``after`` for the next page.
+    ``email``: only the users whose address contains it."""
+    users = await svc.accounts.list_users(after=after, limit=limit + 1, email=email)
     page = users[:limit]
     role_perms = {r.name: r.permissions for r in await svc.accounts.list_roles()}
     return UserPage(
@@ -134,8 +150,7 @@ async def reset_mfa(user_id: str, request: Request, ctx: Admin, svc: Svc) -> Res
 @router.post("/users/{user_id}/reset-link", status_code=202, response_model=AcceptedOut)
 async def send_reset_link(user_id: str, _: Admin, svc: Svc) -> JSONResponse:
     """Mail the user a password-reset link; the admin never sees it nor the password."""
-    user = await svc.accounts.get(user_id)
-    svc.mail.enqueue(await svc.links.reset_mail(user, by="admin"))
+    await mail_reset_link(svc, await svc.accounts.get(user_id))
     return accepted("A reset link is on its way to the user's address.")
 
 
@@ -262,9 +277,7 @@ async def list_keys(_: Admin, svc: Svc) -> list[KeyOut]:
 @router.post("/keys/rotate", response_model=list[KeyOut])
 async def rotate_keys(ctx: Admin, svc: Svc) -> list[KeyOut]:
     """Make the next key of every algorithm (access and ID tokens) current now."""
-    await svc.keyring.rotate()
-    await svc.audit.record("key_rotated", user_id=ctx.user.id)
-    return [_key(k) for k in await svc.keyring.records()]
+    return [_key(k) for k in await rotate_now(svc, by=ctx.user.id)]
 
 
 @router.get("/audit", response_model=list[AuditOut])

@@ -168,11 +168,16 @@ class SqlUsers(SqlBase):
         """A user by normalised email (compared exactly), with roles."""
         return await self._get_user_where(users.c.email == email)
 
-    async def list_users(self, *, after: str | None, limit: int) -> list[UserRecord]:
-        """Users ordered by id, strictly after ``after``."""
+    async def list_users(
+        self, *, after: str | None, limit: int, email_contains: str | None = None
+    ) -> list[UserRecord]:
+        """Users ordered by id, strictly after ``after``; with ``email_contains``, those
+        whose email contains it (``%``, ``_`` and ``\\`` match themselves)."""
         query = select(users).order_by(users.c.id).limit(limit)
         if after is not None:
             query = query.where(users.c.id > after)
+        if email_contains:
+            query = query.where(users.c.email.contains(email_contains, autoescape=True))
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
             found = await _roles_of(conn, [row.id for row in rows])

@@ -46,11 +46,6 @@ def cors_site(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: the CORS middleware (allow_credentials for the cookie mode) covers "
-    "every path, so the CORS origin reads /account and /console with the login cookie",
-)
 def test_cors_never_shares_the_hosted_pages_with_credentials(cors_site: LiveServer) -> None:
     """AUTHGATE_CORS_ORIGINS with the cookie mode is for /auth/login, /auth/refresh and
     /auth/logout. A credentialed fetch from that origin (same-site: the Lax login cookie
@@ -88,11 +83,6 @@ def site(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 2: /console/audit runs Audit.verify() over the whole chain on every "
-    "view and every page (a cost that grows without bound, on the event loop)",
-)
 def test_the_audit_page_does_not_walk_the_whole_chain_on_every_view(site: LiveServer) -> None:
     """Anyone can grow the audit log (every failed login is an event); a view of the audit
     page, or its next page, must not cost a walk over every event ever written. The first
@@ -140,11 +130,6 @@ def _ws_app(guard: Guard) -> Starlette:
     return app
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 3: token_from_scope reads the cookie token of a WebSocket handshake "
-    "as a GET (no CSRF proof, no Origin check): cross-site WebSocket hijacking",
-)
 def test_the_guard_refuses_a_cookie_websocket_from_a_foreign_origin() -> None:
     """A browser attaches the access cookie to a WebSocket handshake that any page may
     open, and the socket is not covered by CORS: a page of another origin would talk to
@@ -199,11 +184,6 @@ def pg_site(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: audit_page filters an unknown email with the user id '\\x00none', "
-    "which PostgreSQL refuses: a raw 400 storage_error instead of the page",
-)
 def test_the_audit_filter_by_an_unknown_address_works_on_postgresql(pg_site: LiveServer) -> None:
     with browser(pg_site) as client:
         _admin_browser(pg_site, client)

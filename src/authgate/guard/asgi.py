@@ -17,6 +17,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +37,14 @@ SCOPE_KEY = "authgate.principal"
 a second guard (another audience) never takes a principal it did not verify."""
 
 
+def _same_origin_handshake(origin: str | None, host: str | None) -> None:
+    if not origin or not host:
+        raise CsrfFailed("a cookie-authenticated WebSocket handshake without Origin or Host")
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
+        raise CsrfFailed("a cookie-authenticated WebSocket handshake from another origin")
+
+
 def token_from_scope(
     scope: Scope, cookie: str | None, *, csrf_cookie: str | None = None
 ) -> str | None:
@@ -43,11 +52,13 @@ def token_from_scope(
     header and no cookie, or another scheme). Raises what
     :func:`authgate.bearer.parse_bearer` raises for a repeated header or an empty token,
     and CsrfFailed for a token from ``cookie`` on an unsafe request without the
-    ``X-CSRF-Token`` header equal to ``csrf_cookie`` (default: authgate's own CSRF cookie;
-    a WebSocket handshake is a GET)."""
+    ``X-CSRF-Token`` header equal to ``csrf_cookie`` (default: authgate's own CSRF cookie),
+    or on a WebSocket handshake whose ``Origin`` is not this host's."""
     values: list[str] = []
     cookies: list[bytes] | None = None
     csrf: str | None = None
+    origin: str | None = None
+    host: str | None = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             values.append(value.decode("latin-1"))
@@ -55,6 +66,10 @@ def token_from_scope(
             cookies = [value] if cookies is None else [*cookies, value]
         elif name == _CSRF_HEADER:
             csrf = value.decode("latin-1")
+        elif name == b"origin":
+            origin = value.decode("latin-1")
+        elif name == b"host":
+            host = value.decode("latin-1")
     if not values:
         if cookie is None or cookies is None:
             return None
@@ -62,6 +77,11 @@ def token_from_scope(
         token = jar.get(cookie)
         if not token:
             return None
+        if scope["type"] == "websocket":
+            # No CORS and no custom header on a WebSocket: a cookie authenticates only a
+            # handshake from this very origin (cross-site WebSocket hijacking).
+            _same_origin_handshake(origin, host)
+            return token
         check_cookie_csrf(
             scope.get("method", "GET"),
             header=csrf,

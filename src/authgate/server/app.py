@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -19,7 +18,7 @@ from authgate.clock import Clock
 from authgate.errors import AuthgateError, InvalidJSON
 from authgate.server.intake import AllowedHostsMiddleware, StrictJSONMiddleware
 from authgate.server.metrics import Metrics
-from authgate.server.middleware import HardeningMiddleware
+from authgate.server.middleware import HardeningMiddleware, ScopedCORSMiddleware
 from authgate.server.problems import error_response, oauth_error, problem
 from authgate.server.routes import (
     admin,
@@ -158,7 +157,8 @@ def create_app(
     app.add_middleware(StrictJSONMiddleware)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ScopedCORSMiddleware,
+            credentials=settings.cookie_mode,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             # The cookie mode's requests send cookies and its two headers (README: "Browser
@@ -168,7 +168,6 @@ def create_app(
                 "Content-Type",
                 *(["Authgate-Token-Delivery", "X-CSRF-Token"] if settings.cookie_mode else []),
             ],
-            allow_credentials=settings.cookie_mode,
             max_age=600,
         )
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.host_names)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.errors import AuthgateError, BodyTooLarge, InvalidToken, Overloaded, RequestTimeout
@@ -189,3 +191,52 @@ class HardeningMiddleware:
             self.metrics.observe_request(
                 scope["method"], path, int(status), time.perf_counter() - started
             )
+
+
+# The JSON API: where a browser app on another origin may call (AUTHGATE_CORS_ORIGINS).
+CORS_PREFIXES = ("/auth/", "/oauth2/", "/admin/", "/.well-known/", "/userinfo")
+# The cookie mode's endpoints: the only ones a cross-origin call may send cookies to.
+CREDENTIALED_PATHS = frozenset({"/auth/login", "/auth/login/mfa", "/auth/refresh", "/auth/logout"})
+
+
+class ScopedCORSMiddleware:
+    """CORS for the JSON API only, with credentials only on the cookie mode's endpoints.
+    The hosted pages (``/login``, ``/account``, ``/console``, ``/authorize``...) never
+    answer a cross-origin read: their login cookie must not become readable from an
+    allowed origin."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        credentials: bool = False,
+        allow_origins: Sequence[str] = (),
+        allow_methods: Sequence[str] = ("GET",),
+        allow_headers: Sequence[str] = (),
+        max_age: int = 600,
+    ) -> None:
+        self.app = app
+
+        def cors(with_credentials: bool) -> CORSMiddleware:
+            return CORSMiddleware(
+                app,
+                allow_origins=allow_origins,
+                allow_methods=allow_methods,
+                allow_headers=allow_headers,
+                allow_credentials=with_credentials,
+                max_age=max_age,
+            )
+
+        self.api = cors(False)
+        self.credentialed = cors(True) if credentials else self.api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in CREDENTIALED_PATHS:
+            await self.credentialed(scope, receive, send)
+        elif path.startswith(CORS_PREFIXES):
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import MfaLoginRecord, TotpRecord
 from authgate.storage.sql._base import SqlBase, record_of, values_of
-from authgate.storage.sql.tables import mfa_logins, mfa_totp, recovery_codes, users
+from authgate.storage.sql.tables import mfa_logins, mfa_totp, passkeys, recovery_codes, users
 
 
 async def _replace_codes(
@@ -134,9 +134,9 @@ class SqlMfa(SqlBase):
             .values(used_at=now)
         )
 
-    async def mfa_summary(self, user_id: str) -> tuple[bool, int]:
-        """Whether the user has an active TOTP, and how many unused recovery codes: one
-        statement."""
+    async def mfa_summary(self, user_id: str) -> tuple[bool, int, int]:
+        """Whether the user has an active TOTP, how many unused recovery codes and how
+        many passkeys: one statement."""
         totp = (
             select(mfa_totp.c.user_id)
             .where(mfa_totp.c.user_id == user_id, mfa_totp.c.secret.is_not(None))
@@ -147,9 +147,11 @@ class SqlMfa(SqlBase):
             .where(recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))
             .scalar_subquery()
         )
+        keys = select(func.count()).where(passkeys.c.user_id == user_id).scalar_subquery()
+        query = select(totp.label("totp"), left.label("left"), keys.label("keys"))
         async with self._read() as conn:
-            row = (await conn.execute(select(totp.label("totp"), left.label("left")))).one()
-        return bool(row.totp), int(row.left)
+            row = (await conn.execute(query)).one()
+        return bool(row.totp), int(row.left), int(row.keys)
 
     async def recovery_codes_left(self, user_id: str) -> int:
         """How many unused recovery codes the user has."""

@@ -61,7 +61,7 @@ async def alice(storage: Storage) -> str:
 
 async def test_enrolment_round_trip(storage: Storage, alice: str) -> None:
     assert await storage.get_totp(alice) is None
-    assert await storage.mfa_summary(alice) == (False, 0)
+    assert await storage.mfa_summary(alice) == (False, 0, 0)
     assert await storage.put_pending_totp("ghost", NEW, now=T0) is False
     assert await storage.get_totp("ghost") is None
 
@@ -69,7 +69,7 @@ async def test_enrolment_round_trip(storage: Storage, alice: str) -> None:
     assert await storage.get_totp(alice) == TotpRecord(
         user_id=alice, pending_secret=NEW, pending_at=T0 + 1
     )
-    assert await storage.mfa_summary(alice) == (False, 0)  # pending is not active
+    assert await storage.mfa_summary(alice) == (False, 0, 0)  # pending is not active
     assert await storage.use_totp_step(alice, 5) is False  # no active secret yet
 
     assert await storage.confirm_totp(
@@ -78,9 +78,9 @@ async def test_enrolment_round_trip(storage: Storage, alice: str) -> None:
     assert await storage.get_totp(alice) == TotpRecord(
         user_id=alice, secret=NEW, confirmed_at=T0 + 2, last_step=7
     )
-    assert await storage.mfa_summary(alice) == (True, 10)
+    assert await storage.mfa_summary(alice) == (True, 10, 0)
     assert await storage.recovery_codes_left(alice) == 10
-    assert await storage.mfa_summary("bob") == (False, 0)
+    assert await storage.mfa_summary("bob") == (False, 0, 0)
 
 
 async def test_re_enrolling_keeps_the_active_secret_until_confirmed(
@@ -114,7 +114,7 @@ async def test_confirm_with_a_stale_pending_secret_changes_nothing(
         is False
     )
     assert await storage.get_totp(alice) == before
-    assert await storage.mfa_summary(alice) == (False, 0)
+    assert await storage.mfa_summary(alice) == (False, 0, 0)
 
     # With an active secret and codes: a stale confirm leaves both as they were.
     await storage.confirm_totp(alice, pending=NEW, step=9, now=T0 + 3, recovery_digests=codes("y"))
@@ -127,7 +127,7 @@ async def test_confirm_with_a_stale_pending_secret_changes_nothing(
         is False
     )
     assert await storage.get_totp(alice) == before
-    assert await storage.mfa_summary(alice) == (True, 10)
+    assert await storage.mfa_summary(alice) == (True, 10, 0)
     assert await storage.use_recovery_code(alice, codes("z")[0], now=T0) is False
     assert await storage.use_recovery_code(alice, codes("y")[0], now=T0) is True
     # Another user's pending secret never confirms this one's.
@@ -161,13 +161,13 @@ async def test_delete_totp(storage: Storage, alice: str) -> None:
     await active(storage, alice)
     assert await storage.delete_totp(alice, keep_recovery_codes=True) is True
     assert await storage.get_totp(alice) is None
-    assert await storage.mfa_summary(alice) == (False, 10)
+    assert await storage.mfa_summary(alice) == (False, 10, 0)
     await active(storage, alice, prefix="again")
     await active(storage, "bob")
     assert await storage.delete_totp(alice, keep_recovery_codes=False) is True
-    assert await storage.mfa_summary(alice) == (False, 0)
+    assert await storage.mfa_summary(alice) == (False, 0, 0)
     assert await storage.use_totp_step(alice, 1000) is False
-    assert await storage.mfa_summary("bob") == (True, 10)  # untouched
+    assert await storage.mfa_summary("bob") == (True, 10, 0)  # untouched
 
 
 # -- recovery codes --------------------------------------------------------------------------
@@ -187,7 +187,7 @@ async def test_recovery_codes_are_single_use_and_per_user(storage: Storage, alic
     assert await storage.use_recovery_code(alice, codes("a")[1], now=T0) is False
     await storage.replace_recovery_codes(alice, [], now=T0 + 4)
     assert await storage.recovery_codes_left(alice) == 0
-    assert await storage.mfa_summary(alice) == (False, 0)
+    assert await storage.mfa_summary(alice) == (False, 0, 0)
 
 
 # -- pending logins ------------------------------------------------------------------------

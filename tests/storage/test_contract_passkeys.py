@@ -100,6 +100,10 @@ async def test_list_is_per_user_and_oldest_first(storage: Storage) -> None:
     await storage.add_passkey(passkey("p3", "bob"))
     assert [p.id for p in await storage.list_passkeys("alice")] == ["p1", "p2"]
     assert await storage.count_passkeys("bob") == 1
+    # The login's one second-factor read counts them too, per user.
+    assert await storage.mfa_summary("alice") == (False, 0, 2)
+    assert await storage.mfa_summary("bob") == (False, 0, 1)
+    assert await storage.mfa_summary("carol") == (False, 0, 0)
     assert await storage.list_passkeys("carol") == []
 
 

@@ -200,9 +200,10 @@ class Mfa:
     # --- status --------------------------------------------------------------------------
 
     async def status(self, user_id: str) -> MfaStatus:
-        """The user's second factors."""
-        totp, left = await self.store.mfa_summary(user_id)
-        count = await self.passkeys.count(user_id) if self.passkeys is not None else 0
+        """The user's second factors, in one read (passkeys count only where they are
+        available)."""
+        totp, left, keys = await self.store.mfa_summary(user_id)
+        count = keys if self.passkeys is not None else 0
         return MfaStatus(totp=totp, passkeys=count, recovery_codes_left=left)
 
     # --- TOTP ----------------------------------------------------------------------------

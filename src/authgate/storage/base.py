@@ -833,9 +833,9 @@ class MfaStore(Protocol):
         """How many unused recovery codes the user has."""
         ...
 
-    async def mfa_summary(self, user_id: str) -> tuple[bool, int]:
-        """Whether the user has an active TOTP, and how many unused recovery codes, read
-        in one statement."""
+    async def mfa_summary(self, user_id: str) -> tuple[bool, int, int]:
+        """Whether the user has an active TOTP, how many unused recovery codes and how
+        many passkeys, read in one statement (a login's one second-factor read)."""
         ...
 
     async def create_mfa_login(self, login: MfaLoginRecord) -> None:

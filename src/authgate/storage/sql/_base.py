@@ -165,21 +165,53 @@ def _drive(work: Coroutine[Any, Any, _T]) -> _T:
     raise RuntimeError("a SQLite unit of work awaited something other than its connection")
 
 
+class _LoopReader:
+    """SQLite: the event loop's kept read connection, and whether a block is using it."""
+
+    __slots__ = ("busy", "conn")
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.busy = False
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+
 class _LoopRead:
     """SQLite: a read connection on the event loop for one ``async with`` block, with the
     driver's errors translated (what ``_read`` yields; a class, since it runs for every
-    read and a generator-based context manager costs several times more)."""
+    read and a generator-based context manager costs several times more).
 
-    __slots__ = ("_conn", "_errors", "_sync")
+    The block gets the loop's kept connection (a pool checkout and return cost as much as
+    a small SELECT), or a pooled one while another block holds it (a block that awaited
+    something else). After an error the kept connection is closed; the next block opens a
+    fresh one."""
 
-    def __init__(self, sync: Engine, errors: tuple[type[BaseException], ...]) -> None:
+    __slots__ = ("_conn", "_errors", "_kept", "_reader", "_sync")
+
+    def __init__(
+        self, sync: Engine, errors: tuple[type[BaseException], ...], reader: _LoopReader
+    ) -> None:
         self._sync = sync
         self._errors = errors
+        self._reader = reader
         self._conn: Connection | None = None
+        self._kept = False
 
     async def __aenter__(self) -> AsyncConnection:
+        reader = self._reader
         try:
-            self._conn = self._sync.connect()
+            if reader.busy:
+                self._conn = self._sync.connect()
+            else:
+                conn = reader.conn
+                if conn is None:
+                    conn = reader.conn = self._sync.connect()
+                reader.busy = self._kept = True
+                self._conn = conn
         except self._errors as e:
             raise _engine.translate(e) from e
         return _as_async(self._conn)
@@ -187,9 +219,17 @@ class _LoopRead:
     async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> bool:
         conn, self._conn = self._conn, None
         try:
-            if conn is not None:
+            if self._kept:
+                self._reader.busy = self._kept = False
+                if error is None:
+                    assert conn is not None
+                    conn.rollback()  # ends the block's (autocommit) transaction
+                else:
+                    self._reader.close()
+            elif conn is not None:
                 conn.close()
         except self._errors as e:
+            self._reader.close()
             if error is None:
                 raise _engine.translate(e) from e
         if error is not None and isinstance(error, self._errors):
@@ -230,6 +270,8 @@ class SqlBase:
         self._sync_loop_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._loop_commits = 0
+        self._loop_writer: Connection | None = None  # see ``_write_on_loop``
+        self._loop_reader = _LoopReader()  # see ``_LoopRead``
         if self._sqlite:
             self._sync_engine = _engine.sqlite_sync_engine(engine)
             self._sync_write = self._sync_engine.execution_options(**_engine.WRITE_OPTIONS)
@@ -313,7 +355,7 @@ class SqlBase:
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads (autocommit on SQLite: each SELECT on its own)."""
         if self._sync is not None and self._held() is None:
-            return _LoopRead(self._sync, self._errors)  # the hot path: no generator
+            return _LoopRead(self._sync, self._errors, self._loop_reader)  # no generator
         return self._read_async()
 
     @asynccontextmanager
@@ -364,7 +406,7 @@ class SqlBase:
         assert self._writer is not None
         loop = asyncio.get_running_loop()
         try:
-            result = self._write_sync(body, self._sync_write_now)
+            result = self._write_on_loop(body)
         except exc.OperationalError as e:
             if not _engine.is_sqlite_busy(e):
                 raise
@@ -375,6 +417,23 @@ class SqlBase:
             return result
         # Rolled back, nothing done: run it again where it may wait for the lock.
         return await loop.run_in_executor(self._writer, self._write_sync, body, self._sync_write)
+
+    def _write_on_loop(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """``body`` in one BEGIN IMMEDIATE transaction of the loop's write connection, here
+        and now (holding ``_write_lock``). The connection stays open between transactions
+        (a pool checkout and return cost more than the statements of a small transaction);
+        after any error it is closed, and the next transaction opens a fresh one."""
+        conn = self._loop_writer
+        if conn is None:
+            assert self._sync_write_now is not None
+            conn = self._loop_writer = self._sync_write_now.connect()
+        try:
+            with conn.begin():
+                return _drive(cast(Coroutine[Any, Any, _T], body(_as_async(conn))))
+        except BaseException:
+            self._loop_writer = None
+            conn.close()
+            raise
 
     @staticmethod
     def _write_sync(body: Callable[[AsyncConnection], Awaitable[_T]], engine: Engine | None) -> _T:
@@ -422,6 +481,10 @@ class SqlBase:
 
     async def close(self) -> None:
         """Release every connection."""
+        writer, self._loop_writer = self._loop_writer, None
+        if writer is not None:
+            writer.close()
+        self._loop_reader.close()
         await self._engine.dispose()
         if self._writer is not None:
             self._writer.shutdown(wait=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import ClientRecord
@@ -19,6 +19,9 @@ from authgate.storage.sql._base import (
     values_of,
 )
 from authgate.storage.sql.tables import client_assertions, clients
+
+# Every client authentication's lookup: built once, only the id bound.
+_CLIENT: Final = select(clients).where(clients.c.client_id == bindparam("b_client_id"))
 
 
 def _jti_digest(jti: str) -> str:
@@ -55,9 +58,7 @@ class SqlClients(SqlBase):
     async def get_client(self, client_id: str) -> ClientRecord | None:
         """A client by id (revoked ones too)."""
         async with self._read() as conn:
-            row = (
-                await conn.execute(select(clients).where(clients.c.client_id == client_id))
-            ).first()
+            row = (await conn.execute(_CLIENT, {"b_client_id": client_id})).first()
         return None if row is None else _client(row)
 
     async def list_clients(self) -> list[ClientRecord]:

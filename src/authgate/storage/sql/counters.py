@@ -7,10 +7,11 @@ the column names for the VALUES and SET clauses).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Float, String, bindparam, case, delete, select, update
+from sqlalchemy import Float, Select, String, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,9 +45,18 @@ def _hit_statement(insert: Any) -> Any:
 _HIT_PG: Final = _hit_statement(pg_dialect.insert)
 _HIT_SQLITE: Final = _hit_statement(sqlite_dialect.insert)
 _PEEK: Final = select(counters.c.count, counters.c.window_start).where(counters.c.key == _KEY)
-_PEEK_MANY: Final = select(counters.c.key, counters.c.count, counters.c.window_start).where(
-    counters.c.key.in_(bindparam("b_keys", expanding=True))
-)
+
+
+@functools.lru_cache(maxsize=8)
+def _peek_many(n: int) -> Select[Any]:
+    """``peek_many``'s SELECT of ``n`` keys (``b_key0``...), one per count (an expanding
+    IN would be re-rendered on every call)."""
+    keys = [bindparam(f"b_key{i}", type_=String(512)) for i in range(n)]
+    return select(counters.c.key, counters.c.count, counters.c.window_start).where(
+        counters.c.key.in_(keys)
+    )
+
+
 _RESET: Final = delete(counters).where(counters.c.key == _KEY)
 _RELEASE: Final = (
     update(counters)
@@ -108,8 +118,11 @@ class SqlCounters(SqlBase):
         self, keys: Sequence[str], *, now: float, window: float
     ) -> tuple[CounterState, ...]:
         """``peek`` of each of ``keys``, in their order: one SELECT."""
+        if not keys:
+            return ()
         async with self._read() as conn:
-            rows = (await conn.execute(_PEEK_MANY, {"b_keys": list(keys)})).all()
+            params = {f"b_key{i}": key for i, key in enumerate(keys)}
+            rows = (await conn.execute(_peek_many(len(keys)), params)).all()
         found = {row[0]: row for row in rows}
         states = []
         for key in keys:

@@ -4,13 +4,14 @@ logins waiting for their second factor. Every single-use check is one conditiona
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import String, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import MfaLoginRecord, TotpRecord
 from authgate.storage.sql._base import SqlBase, record_of, values_of
-from authgate.storage.sql.tables import mfa_logins, mfa_totp, recovery_codes, users
+from authgate.storage.sql.tables import mfa_logins, mfa_totp, passkeys, recovery_codes, users
 
 
 async def _replace_codes(
@@ -22,6 +23,21 @@ async def _replace_codes(
             recovery_codes.insert(),
             [{"user_id": user_id, "digest": d, "created_at": now} for d in digests],
         )
+
+
+# Every login's second-factor check: built once, only the user id bound.
+_USER_ID: Final = bindparam("b_user_id", type_=String(255))
+_SUMMARY: Final = select(
+    select(mfa_totp.c.user_id)
+    .where(mfa_totp.c.user_id == _USER_ID, mfa_totp.c.secret.is_not(None))
+    .exists()
+    .label("totp"),
+    select(func.count())
+    .where(recovery_codes.c.user_id == _USER_ID, recovery_codes.c.used_at.is_(None))
+    .scalar_subquery()
+    .label("left"),
+    select(func.count()).where(passkeys.c.user_id == _USER_ID).scalar_subquery().label("keys"),
+)
 
 
 class SqlMfa(SqlBase):
@@ -134,22 +150,12 @@ class SqlMfa(SqlBase):
             .values(used_at=now)
         )
 
-    async def mfa_summary(self, user_id: str) -> tuple[bool, int]:
-        """Whether the user has an active TOTP, and how many unused recovery codes: one
-        statement."""
-        totp = (
-            select(mfa_totp.c.user_id)
-            .where(mfa_totp.c.user_id == user_id, mfa_totp.c.secret.is_not(None))
-            .exists()
-        )
-        left = (
-            select(func.count())
-            .where(recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))
-            .scalar_subquery()
-        )
+    async def mfa_summary(self, user_id: str) -> tuple[bool, int, int]:
+        """Whether the user has an active TOTP, how many unused recovery codes and how
+        many passkeys: one statement."""
         async with self._read() as conn:
-            row = (await conn.execute(select(totp.label("totp"), left.label("left")))).one()
-        return bool(row.totp), int(row.left)
+            row = (await conn.execute(_SUMMARY, {"b_user_id": user_id})).one()
+        return bool(row.totp), int(row.left), int(row.keys)
 
     async def recovery_codes_left(self, user_id: str) -> int:
         """How many unused recovery codes the user has."""

@@ -100,7 +100,12 @@ class SqlSessions(SqlBase):
         read, or None (nothing written). Conflict if the sid or digest exists."""
 
         async def _body(conn: AsyncConnection) -> LiveUser | None:
-            user, permissions = await user_and_permissions(conn, session.user_id, hold=True)
+            # PostgreSQL: hold the user's row (FOR SHARE). SQLite's BEGIN IMMEDIATE holds
+            # the database's one write lock already: no writer can change the user until
+            # this commits, so the locking SELECT would be one statement for nothing.
+            user, permissions = await user_and_permissions(
+                conn, session.user_id, hold=self._postgresql
+            )
             if user is None or user.disabled:
                 return None
             if password_hash is not None and not hmac.compare_digest(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.errors import NotFound
@@ -35,6 +35,21 @@ _USER_WITH_ROLES: Final = (
     .where(users.c.id == bindparam("user_id"))
     .order_by(user_roles.c.role)
 )
+
+
+def _user_and_roles(condition: ColumnElement[bool]) -> Select[Any]:
+    """A user with its role names (a row per role, or one row with none): one statement."""
+    return (
+        select(users, user_roles.c.role.label("role_name"))
+        .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+        .where(condition)
+        .order_by(user_roles.c.role)
+    )
+
+
+# The lookups of every login and every user read: built once, only their value bound.
+_USER_BY_ID: Final = _user_and_roles(users.c.id == bindparam("b_id"))
+_USER_BY_EMAIL: Final = _user_and_roles(users.c.email == bindparam("b_email"))
 
 
 def user_record(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
@@ -152,21 +167,22 @@ class SqlUsers(SqlBase):
 
         await self._transaction(_body)
 
-    async def _get_user_where(self, condition: ColumnElement[bool]) -> UserRecord | None:
+    async def _get_user_where(
+        self, query: Select[Any], params: dict[str, str]
+    ) -> UserRecord | None:
         async with self._read() as conn:
-            row = (await conn.execute(select(users).where(condition))).first()
-            if row is None:
-                return None
-            found = await _roles_of(conn, [row.id])
-            return user_record(row, found[row.id])
+            rows = (await conn.execute(query, params)).all()
+        if not rows:
+            return None
+        return user_record(rows[0], [row.role_name for row in rows if row.role_name is not None])
 
     async def get_user(self, user_id: str) -> UserRecord | None:
-        """A user by id, with roles."""
-        return await self._get_user_where(users.c.id == user_id)
+        """A user by id, with roles: one statement."""
+        return await self._get_user_where(_USER_BY_ID, {"b_id": user_id})
 
     async def get_user_by_email(self, email: str) -> UserRecord | None:
-        """A user by normalised email (compared exactly), with roles."""
-        return await self._get_user_where(users.c.email == email)
+        """A user by normalised email (compared exactly), with roles: one statement."""
+        return await self._get_user_where(_USER_BY_EMAIL, {"b_email": email})
 
     async def list_users(
         self, *, after: str | None, limit: int, email_contains: str | None = None

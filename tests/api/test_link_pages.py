@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from _support.http import PASSWORD, assert_problem, bearer, new_email
 from _support.live import FAST_ARGON2, AuthgateServer, bound_socket, free_port
+from _support.screens import shots
 from _support.services import unavailable
 from api.server import START, SleepRecorder
 from authgate.clock import FixedClock
@@ -144,11 +145,13 @@ def test_verify_link_confirms_the_address_in_the_browser(
     assert response.status == 200
     assert response.headers["content-security-policy"] == PAGE_CSP
     assert response.headers["cache-control"] == "no-store"
+    shots(page, "verify-email")
     me = site.http.get("/auth/me", headers=bearer(site.login(address)["access_token"]))
     assert me.json()["email_verified"] is False
 
     page.get_by_role("button", name="Confirm my address").click()
     assert page.get_by_role("status").inner_text().startswith("Your email address is confirmed")
+    shots(page, "verify-email-done")
     me = site.http.get("/auth/me", headers=bearer(site.login(address)["access_token"]))
     assert me.json()["email_verified"] is True
 
@@ -244,8 +247,10 @@ def test_email_change_confirmed_in_the_browser(
     assert parse_qs(urlsplit(link).query)["token"]
 
     page.goto(link)
+    shots(page, "email-confirm")
     page.get_by_role("button", name="Change my address").click()
     assert "Your email address is changed" in page.get_by_role("status").inner_text()
+    shots(page, "email-confirm-done")
     assert site.login(moved)["access_token"]
     assert site.http.get("/auth/me", headers=bearer(token)).status_code == 401
 

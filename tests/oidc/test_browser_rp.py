@@ -30,12 +30,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from _support.http import PASSWORD, bearer, new_email
 from _support.live import FAST_ARGON2, AuthgateServer, ThreadedServer, bound_socket
+from _support.screens import shots
 from _support.services import unavailable
 from api.server import SleepRecorder
 from authgate.clock import FixedClock
 from authgate.settings import Settings
 from authgate.wiring import new_master_key
-from web.test_browser import REGISTER_PASSKEY, shots
+from web.test_browser import REGISTER_PASSKEY
 
 INTEROP = Path(__file__).resolve().parents[1] / "interop"
 NODE_RP = INTEROP / "oidc_rp.mjs"
@@ -397,6 +398,7 @@ def test_bad_requests_in_the_browser(
     assert response.status == 400
     assert page.url.startswith(site.url + "/authorize")
     assert "not valid" in page.inner_text("main")
+    shots(page, "authorize-error")
     assert evil.urls == []
 
     # prompt=none without a login: login_required, back at the client with state and iss.

@@ -79,12 +79,16 @@ def sid_of(group: Cluster, refresh_token: str) -> str:
     return str(rows[0]["sid"])
 
 
+CURRENT_KEYS = "SELECT alg FROM keys WHERE state = 'current'"
+
+
 def test_instances_share_one_keyring_and_database(
     pair: Cluster, a: httpx.Client, b: httpx.Client
 ) -> None:
     # Both started at once on an empty database: one of them created the keys.
     assert a.get("/.well-known/jwks.json").json() == b.get("/.well-known/jwks.json").json()
-    assert len(pair.fetch("SELECT kid FROM keys WHERE state = 'current'")) == 1
+    # One current key per algorithm: the access tokens' and the ID tokens'.
+    assert sorted(r["alg"] for r in pair.fetch(CURRENT_KEYS)) == ["ES256", "RS256"]
     email = new_email()
     tokens = register(a, email)
     me = b.get("/auth/me", headers=bearer(tokens["access_token"]))
@@ -409,4 +413,5 @@ def test_an_instance_with_another_master_key_refuses_to_start(pair: Cluster) -> 
         stray.stop()
     assert code == 1, stray.log_tail()
     assert "master key" in stray.log_tail()
-    assert len(pair.fetch("SELECT kid FROM keys WHERE state = 'current'")) == 1
+    # One current key per algorithm: the access tokens' and the ID tokens'.
+    assert sorted(r["alg"] for r in pair.fetch(CURRENT_KEYS)) == ["ES256", "RS256"]

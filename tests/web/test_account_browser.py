@@ -8,13 +8,18 @@ phone width under docs/screenshots/."""
 
 from __future__ import annotations
 
+import time
+
 import pyotp
 from playwright.sync_api import Page
 
+from _support import screens
 from _support.http import PASSWORD, bearer, new_email
 from _support.live import AuthgateServer
 from api.test_link_pages import Inbox, link_in
 from authgate.clock import FixedClock
+from authgate.errors import TokenRevoked
+from authgate.guard import Guard
 
 from . import test_browser as shared
 
@@ -26,10 +31,54 @@ site, inbox, clock, browser, page = (
     shared.browser,
     shared.page,
 )
-shots = shared.shots
-PHONE = shared.PHONE
+shots = screens.shots
+PHONE = screens.PHONE
 
 WRONG_PASSWORD = "not the password at all"
+
+
+GUARD_WAIT_S = 10.0
+
+
+def feed_guard(site: AuthgateServer, clock: FixedClock) -> Guard:
+    """A real guard on the server, sharing its clock, following its revocation feed."""
+
+    async def client() -> tuple[str, str | None]:
+        record, secret = await site.services.clients.create("guard", ["authgate:revocations"])
+        return record.client_id, secret
+
+    client_id, secret = site.call(client())
+    assert secret is not None
+    return Guard(
+        issuer=site.url,
+        audience=site.settings.audience,
+        client_id=client_id,
+        client_secret=secret,
+        clock=clock,
+        feed_wait=1.0,
+        feed_interval=0.05,
+    )
+
+
+def guard_accepts(guard: Guard, token: str) -> bool:
+    try:
+        guard.verify_sync(token)
+    except TokenRevoked:
+        return False
+    return True
+
+
+def end_other_session(page: Page, site: AuthgateServer) -> None:
+    """On the sessions page: two sessions, this browser's marked; end the other one."""
+    page.get_by_role("link", name="Sessions").click()
+    page.wait_for_url(site.url + "/account/sessions")
+    assert page.locator("li.card").count() == 2
+    assert "This browser" in page.inner_text("main")
+    shots(page, "account-sessions")
+    page.get_by_role("button", name="End this session").click()
+    page.wait_for_url(site.url + "/account/sessions?done=session_ended")
+    assert "The session has ended" in page.get_by_role("status").inner_text()
+    assert page.locator("li.card").count() == 1
 
 
 def tab_to(page: Page, condition: str) -> None:
@@ -148,18 +197,23 @@ def test_a_user_manages_their_own_security(
     page.get_by_text("Rename or remove").click()  # the details open: both forms checked
     shots(page, "account-mfa")
 
-    # Another session (the JSON API), seen and ended from here; its token dies.
+    # Another session (the JSON API), seen and ended from here; its token dies, at the
+    # server and at a real guard following the revocation feed.
     access = api_login_with_totp(site, address, totp, clock)
-    assert site.http.get("/auth/me", headers=bearer(access)).status_code == 200
-    page.get_by_role("link", name="Sessions").click()
-    page.wait_for_url(site.url + "/account/sessions")
-    assert page.locator("li.card").count() == 2
-    assert "This browser" in page.inner_text("main")
-    shots(page, "account-sessions")
-    page.get_by_role("button", name="End this session").click()
-    page.wait_for_url(site.url + "/account/sessions?done=session_ended")
-    assert "The session has ended" in page.get_by_role("status").inner_text()
-    assert page.locator("li.card").count() == 1
+    me = site.http.get("/auth/me", headers=bearer(access))
+    assert me.status_code == 200
+    user_id = me.json()["id"]
+    guard = feed_guard(site, clock)
+    guard.start_sync()
+    try:
+        assert guard.verify_sync(access).sub == user_id
+        end_other_session(page, site)
+        deadline = time.monotonic() + GUARD_WAIT_S
+        while guard_accepts(guard, access):  # polling for the feed's event to arrive
+            assert time.monotonic() < deadline, "the guard still accepts the ended session"
+            time.sleep(0.02)
+    finally:
+        guard.close_sync()
     assert site.http.get("/auth/me", headers=bearer(access)).status_code == 401
 
     # The password form, refused in words.

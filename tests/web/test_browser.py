@@ -6,7 +6,6 @@ saved as a PNG under docs/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from _support.axe import assert_accessible
 from _support.http import PASSWORD, bearer, new_email
 from _support.live import FAST_ARGON2, AuthgateServer, bound_socket, free_port
+from _support.screens import shots
 from _support.services import unavailable
 from api.server import START, SleepRecorder
 from api.test_link_pages import Inbox, link_in
@@ -26,31 +25,7 @@ from authgate.clock import FixedClock
 from authgate.settings import Settings
 from authgate.wiring import new_master_key
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 NEW_PASSWORD = "a brand new passphrase 42"
-
-
-def shot(page: Page, name: str) -> None:
-    """Check the page with axe-core (no serious or critical violation); save it as
-    docs/screenshots/NAME.png when AUTHGATE_SCREENSHOTS is set."""
-    assert_accessible(page)
-    if os.environ.get("AUTHGATE_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 360, "height": 740}
-
-
-def shots(page: Page, name: str) -> None:
-    """``shot`` at desktop width, then at phone width (360 px: nothing wider than the
-    screen), then back."""
-    shot(page, name)
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
-    shot(page, name + "-phone")
-    page.set_viewport_size(DESKTOP)
 
 
 @pytest.fixture
@@ -79,6 +54,7 @@ def site(tmp_path: Path, inbox: tuple[Inbox, int], clock: FixedClock) -> Iterato
     env = {
         "AUTHGATE_MASTER_KEY": new_master_key(),
         "AUTHGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'authgate.db'}",
+        "AUTHGATE_ISSUER": url,
         "AUTHGATE_PUBLIC_URL": url,
         "AUTHGATE_EMAIL": "smtp",
         "AUTHGATE_SMTP_URL": f"smtp://127.0.0.1:{inbox[1]}",

@@ -15,13 +15,12 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from _support.http import PASSWORD, bearer, new_email
 from _support.live import FAST_ARGON2, AuthgateServer, bound_socket
+from _support.screens import shot
 from _support.services import unavailable
 from api.server import START, SleepRecorder
 from authgate.clock import FixedClock
 from authgate.settings import Settings
 from authgate.wiring import new_master_key
-
-from .test_browser import shot
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
@@ -178,6 +177,7 @@ def test_an_admin_finds_a_user_removes_a_role_and_the_users_next_request_fails(
     page.get_by_role("link", name="editor").click()
     shot(page, "console-role")
     nav(page, "Audit log")
+    page.get_by_role("button", name="Check the hash chain").click()
     assert "The hash chain verifies" in page.get_by_role("status").first.inner_text()
     page.get_by_label("Event", exact=True).fill("roles_changed")
     page.get_by_label("Event", exact=True).press("Enter")

@@ -221,7 +221,12 @@ def _client_options(kw: dict[str, Any]) -> None:
 )
 @click.option("--public", is_flag=True, help="A public client: no secret, PKCE only.")
 @click.option("--first-party", is_flag=True, help="A first-party client: no consent page.")
-@click.option("--id-token-alg", default=None, help="The ID tokens' algorithm (default RS256).")
+@click.option(
+    "--id-token-signed-response-alg",
+    "id_token_alg",
+    default=None,
+    help="The ID tokens' algorithm (default RS256).",
+)
 @service_command(before=_client_options)
 async def clients_add(
     svc: Services,

@@ -286,7 +286,8 @@ class ClientIn(Strict):
     post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=10)
     public: bool = False
     first_party: bool = False
-    id_token_alg: str | None = Field(default=None, max_length=10)
+    # OpenID Connect Dynamic Client Registration's name for the ID tokens' algorithm.
+    id_token_signed_response_alg: str | None = Field(default=None, max_length=10)
 
 
 class ClientOut(BaseModel):
@@ -301,7 +302,7 @@ class ClientOut(BaseModel):
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     public: bool = False
     first_party: bool = False
-    id_token_alg: str | None = None
+    id_token_signed_response_alg: str | None = None
 
 
 class ClientCreated(ClientOut):

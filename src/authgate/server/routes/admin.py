@@ -232,7 +232,7 @@ def _client(c: ClientRecord) -> ClientOut:
         post_logout_redirect_uris=list(c.post_logout_redirect_uris),
         public=c.public,
         first_party=c.first_party,
-        id_token_alg=c.id_token_alg,
+        id_token_signed_response_alg=c.id_token_alg,
     )
 
 
@@ -254,7 +254,7 @@ async def create_client(body: ClientIn, _: Admin, svc: Svc) -> JSONResponse:
         post_logout_redirect_uris=body.post_logout_redirect_uris,
         public=body.public,
         first_party=body.first_party,
-        id_token_alg=body.id_token_alg,
+        id_token_alg=body.id_token_signed_response_alg,
     )
     out = ClientCreated(**_client(record).model_dump(), client_secret=secret)
     return JSONResponse(out.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})

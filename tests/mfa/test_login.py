@@ -506,3 +506,22 @@ def test_the_otp_throttle_has_a_per_ip_limit_apart_from_passwords(
             assert_problem(r, 429, "too_many_attempts")
         # Passwords from the same address are counted apart.
         assert first_step(server, ADDRESS)["mfa_required"] is True
+
+
+def test_the_password_step_is_audited_once_before_the_challenge(
+    server: Server, account: Account
+) -> None:
+    """``login_ok`` (the password) is in the chain once, before ``mfa_required``; the
+    second step adds ``mfa_ok``, not another ``login_ok``."""
+    with server.db() as db:
+        [start] = db.execute("SELECT coalesce(max(id), 0) FROM audit_events").fetchone()
+    mfa_login(server, account)
+    with server.db() as db:
+        rows = db.execute(
+            "SELECT event FROM audit_events WHERE id > ? AND user_id = ? ORDER BY id",
+            (start, account.user_id),
+        ).fetchall()
+    events = [event for (event,) in rows]
+    assert events[:2] == ["login_ok", "mfa_required"], events
+    assert events.count("login_ok") == 1, events
+    assert "mfa_ok" in events, events

@@ -60,3 +60,27 @@ async def test_access_state(storage: Storage) -> None:
     assert (await storage.access_state("s1", "u1", "jti-2", now=T0)).jti_revoked is False
     missing = await storage.access_state("nope", "nobody", "jti-1", now=T0)
     assert (missing.session, missing.user, missing.permissions) == (None, None, ())
+
+
+async def test_access_state_reads_each_part_on_its_own(storage: Storage) -> None:
+    """The one statement joins the session on its sid alone: another user's session, a
+    missing session and a user without roles each come back as they are."""
+    await _setup(storage)
+    await storage.create_user(user("u2"))
+    await storage.create_session(session("s2", "u2"), refresh("t2", "s2"), password_hash=None)
+    other = await storage.access_state("s2", "u1", "jti-1", now=T0)
+    assert other.session is not None
+    assert other.session.user_id == "u2"
+    assert other.user == await storage.get_user("u1")
+    assert other.permissions == ("feed:read", "posts:read", "posts:write")
+    plain = await storage.access_state("gone", "u2", "jti-1", now=T0)
+    assert plain.session is None
+    assert plain.user == await storage.get_user("u2")
+    assert plain.permissions == ()
+    await storage.revoke_session("s2", now=T0 + 5)
+    ended = await storage.access_state("s2", "u2", "jti-9", now=T0 + 6)
+    assert ended.session is not None
+    assert ended.session.revoked_at == T0 + 5
+    # A gone user: nothing, whatever the session.
+    await storage.delete_user("u2")
+    assert (await storage.access_state("s1", "u2", "jti-1", now=T0)).user is None

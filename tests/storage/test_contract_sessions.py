@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from authgate.errors import Conflict
-from authgate.storage.base import RoleRecord, Storage
+from authgate.storage.base import AuditEntry, RoleRecord, Storage
 
 from ._records import DAY, T0, digest, refresh, session, user
 
@@ -337,3 +337,35 @@ async def test_purge_sessions_boundary_is_strict(storage: Storage, alice: str) -
     )
     assert await storage.purge_sessions(before=T0 + 100) == 0
     assert await storage.purge_sessions(before=T0 + 100.5) == 1
+
+
+async def test_create_session_appends_its_audit_event_in_the_same_transaction(
+    storage: Storage, alice: str
+) -> None:
+    def entry(n: int) -> AuditEntry:
+        return AuditEntry(event="login_ok", at=T0 + n, user_id=alice, ip="192.0.2.1", detail=None)
+
+    live = await storage.create_session(
+        session("s1", alice), refresh("t1", "s1"), password_hash=None, audit=entry(1)
+    )
+    assert live is not None
+    # The event is in the chain even when the user was disabled meanwhile (the password
+    # was right), and no session opens.
+    await storage.set_disabled(alice, True)
+    refused = await storage.create_session(
+        session("s2", alice), refresh("t2", "s2"), password_hash=None, audit=entry(2)
+    )
+    assert refused is None
+    # A write that fails rolls its event back with it.
+    await storage.set_disabled(alice, False)
+    with pytest.raises(Conflict):
+        await storage.create_session(
+            session("s1", alice), refresh("t3", "s1"), password_hash=None, audit=entry(3)
+        )
+    events = await storage.query_audit(user_id=alice)
+    assert [(e.event, e.at, e.ip) for e in events] == [
+        ("login_ok", T0 + 1, "192.0.2.1"),
+        ("login_ok", T0 + 2, "192.0.2.1"),
+    ]
+    chain = await storage.audit_chain(after=None, limit=10)
+    assert chain[1].prev_hash == chain[0].hash

@@ -25,7 +25,7 @@ from authgate.passwords import PasswordHasher, check_new_password
 from authgate.service.audit import Audit
 from authgate.service.limits import LoginThrottle
 from authgate.service.revocation import Revocations
-from authgate.storage.base import RoleRecord, UserRecord, UserStore
+from authgate.storage.base import AuditEntry, RoleRecord, UserRecord, UserStore
 
 ADMIN_PERMISSION = "authgate:admin"
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
@@ -151,10 +151,13 @@ class Accounts:
         await self.audit.record("user_created", user_id=user.id, roles=list(user.roles))
         return user
 
-    async def authenticate(self, email: str, password: str, *, ip: str | None) -> UserRecord:
+    async def authenticate(
+        self, email: str, password: str, *, ip: str | None, record_ok: bool = True
+    ) -> UserRecord:
         """Check a login, through the throttle (Throttled while locked). Unknown users cost
         a dummy verify and get the same InvalidCredentials. With ``require_verified_email``,
-        EmailNotVerified for the right password of an unverified address."""
+        EmailNotVerified for the right password of an unverified address. Without
+        ``record_ok``, the caller records ``login_ok`` itself (:meth:`login_ok`)."""
         try:
             normalized: str | None = lookup_email(email)
         except InvalidRequest:
@@ -181,9 +184,15 @@ class Accounts:
                 user.id, old_hash=user.password_hash, new_hash=new_hash
             ):
                 user = dataclasses.replace(user, password_hash=new_hash)
-        await self.audit.record("login_ok", user_id=user.id, ip=ip)
+        if record_ok:
+            await self.audit.record_entry(self.login_ok(user, ip=ip))
         # The hash that was checked: a session opens only while it is still the stored one.
         return user
+
+    def login_ok(self, user: UserRecord, *, ip: str | None) -> AuditEntry:
+        """The audit event of an accepted password, for a caller that appends it with its
+        next write (``Sessions.start``)."""
+        return self.audit.entry("login_ok", user_id=user.id, ip=ip)
 
     async def get(self, user_id: str) -> UserRecord:
         """A user by id; NotFound if none."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.storage.base import AuditLog, AuditRecord, record_hash
+from authgate.storage.base import AuditEntry, AuditLog, AuditRecord, record_hash
 
 log = logging.getLogger("authgate.audit")
 
@@ -46,13 +46,53 @@ class Audit:
         **detail: Any,
     ) -> None:
         """Append one event."""
-        await self._store.append_audit(
-            event, at=self._clock.now(), user_id=user_id, sid=sid, ip=ip, detail=detail or None
+        await self.record_entry(self.entry(event, user_id=user_id, sid=sid, ip=ip, **detail))
+
+    def entry(
+        self,
+        event: str,
+        *,
+        user_id: str | None = None,
+        sid: str | None = None,
+        ip: str | None = None,
+        **detail: Any,
+    ) -> AuditEntry:
+        """An event stamped now, for a store write that appends it in its own transaction
+        (``SessionStore.create_session``); :meth:`published` once that has committed."""
+        return AuditEntry(
+            event=event,
+            at=self._clock.now(),
+            user_id=user_id,
+            sid=sid,
+            ip=ip,
+            detail=detail or None,
         )
+
+    async def record_entry(self, entry: AuditEntry) -> None:
+        """Append an event made by :meth:`entry`."""
+        await self._store.append_audit(
+            entry.event,
+            at=entry.at,
+            user_id=entry.user_id,
+            sid=entry.sid,
+            ip=entry.ip,
+            detail=entry.detail,
+        )
+        self.published(entry)
+
+    def published(self, entry: AuditEntry) -> None:
+        """Tell the listeners and the log of an event now in the chain."""
         for listener in self.listeners:
-            listener(event)
+            listener(entry.event)
         log.info(
-            "audit %s", event, extra={"event": event, "user_id": user_id, "sid": sid, "ip": ip}
+            "audit %s",
+            entry.event,
+            extra={
+                "event": entry.event,
+                "user_id": entry.user_id,
+                "sid": entry.sid,
+                "ip": entry.ip,
+            },
         )
 
     async def recent(self, user_id: str, *, limit: int = 20) -> list[AuditRecord]:

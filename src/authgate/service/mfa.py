@@ -53,6 +53,7 @@ from authgate.service.mail import MailQueue, MailTemplates
 from authgate.service.passkeys import Passkeys
 from authgate.service.sessions import OpenedT, Sessions, TokenPair
 from authgate.storage.base import (
+    AuditEntry,
     MfaLoginRecord,
     MfaStore,
     PasskeyRecord,
@@ -483,12 +484,18 @@ class Mfa:
         """The mfa_token's audience: the endpoint that takes it."""
         return self.issuer + "/auth/login/mfa"
 
-    async def challenge(self, user: UserRecord) -> MfaChallenge | None:
+    async def challenge(
+        self, user: UserRecord, *, first: AuditEntry | None = None
+    ) -> MfaChallenge | None:
         """After the right password: None when the user has no second factor, otherwise
-        the mfa_token that the second step needs (no session is opened)."""
+        the mfa_token that the second step needs (no session is opened). ``first`` (the
+        password's ``login_ok``, not recorded yet) is recorded before the challenge when
+        there is one; when there is none, the caller records it."""
         status = await self.status(user.id)
         if not status.enabled:
             return None
+        if first is not None:
+            await self.audit.record_entry(first)
         now = self.clock.now()
         jti = secrets.token_urlsafe(24)
         await self.store.create_mfa_login(

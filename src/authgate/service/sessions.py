@@ -40,7 +40,13 @@ from authgate.service.accounts import Accounts
 from authgate.service.audit import Audit
 from authgate.service.revocation import Revocations
 from authgate.service.tokens import AccessTokens, TokenPolicy, token_response
-from authgate.storage.base import RefreshRecord, SessionRecord, SessionStore, UserRecord
+from authgate.storage.base import (
+    AuditEntry,
+    RefreshRecord,
+    SessionRecord,
+    SessionStore,
+    UserRecord,
+)
 
 REFRESH_PREFIX = "rt_"
 _REFRESH_LEN = len(REFRESH_PREFIX) + 43
@@ -220,6 +226,7 @@ class Sessions:
         parent_sid: str | None = None,
         sid: str | None = None,
         not_after: float | None = None,
+        audit: AuditEntry | None = None,
     ) -> TokenPair:
         """Open a session (a new refresh family) and issue its first pair. The token carries
         the user's roles, permissions and ``ver`` as read in the transaction that creates
@@ -231,7 +238,8 @@ class Sessions:
         A session of another client than the first party's (an OpenID Connect client) has
         the ``scope`` it was granted, exactly, never the user's permissions; ``parent_sid``
         names the hosted login it came from, whose end ends it (:meth:`end_tree`), and
-        ``not_after`` caps its lifetime (the hosted login's own end)."""
+        ``not_after`` caps its lifetime (the hosted login's own end). ``audit`` (the login's
+        own event) is appended in the session's transaction."""
         now = self.clock.now()
         if scope is not None and client_id == FIRST_PARTY_CLIENT:
             # Refuse a bad scope before anything is written.
@@ -260,7 +268,11 @@ class Sessions:
         first = RefreshRecord(
             digest=digest_of(refresh), sid=sid, created_at=now, idle_expires_at=idle
         )
-        live = await self.store.create_session(session, first, password_hash=user.password_hash)
+        live = await self.store.create_session(
+            session, first, password_hash=user.password_hash, audit=audit
+        )
+        if audit is not None:
+            self.audit.published(audit)
         if live is None:
             raise InvalidCredentials("the account was disabled or deleted during the login")
         permissions = self._granted(client_id, live.permissions, scope)

@@ -202,6 +202,19 @@ class KeyRecord:
     expires_at: float | None = None  # when a retiring key leaves the JWKS
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """An event to append to the audit chain inside another write's transaction (see
+    ``SessionStore.create_session``): it is in the chain exactly when that write is."""
+
+    event: str
+    at: float
+    user_id: str | None = None
+    sid: str | None = None
+    ip: str | None = None
+    detail: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """A security event, chained: ``hash`` covers the event and ``prev_hash``, the hash of
@@ -450,13 +463,19 @@ class SessionStore(Protocol):
     """Sessions (refresh families) and their refresh tokens, stored as digests."""
 
     async def create_session(
-        self, session: SessionRecord, first: RefreshRecord, *, password_hash: str | None
+        self,
+        session: SessionRecord,
+        first: RefreshRecord,
+        *,
+        password_hash: str | None,
+        audit: AuditEntry | None = None,
     ) -> LiveUser | None:
         """In one transaction: read the user with its permissions (one statement, holding
         the user's row against concurrent changes) and, if the user exists, is not
         disabled and (with ``password_hash``) still has the password hash that was checked,
-        insert the session and its first refresh token. The user as read, or None (and
-        nothing written)."""
+        insert the session and its first refresh token, and append ``audit`` to the audit
+        chain (whatever the outcome). The user as read, or None (nothing written but
+        ``audit``)."""
         ...
 
     async def get_session(self, sid: str) -> SessionRecord | None:

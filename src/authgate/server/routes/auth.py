@@ -210,11 +210,14 @@ async def login(request: Request, svc: Svc, delivery: DeliveryHeader = None) -> 
     body = await _login_body(request)
     ip = client_ip(request)
     try:
-        user = await svc.accounts.authenticate(body.email, body.password, ip=ip)
+        user = await svc.accounts.authenticate(body.email, body.password, ip=ip, record_ok=False)
     except InvalidCredentials:
         metrics(request).logins.labels("failed").inc()
         raise
-    challenge = await svc.mfa.challenge(user)
+    # The password's login_ok goes in the chain with the challenge, or with the session
+    # (one transaction fewer).
+    login_ok = svc.accounts.login_ok(user, ip=ip)
+    challenge = await svc.mfa.challenge(user, first=login_ok)
     if challenge is not None:
         metrics(request).logins.labels("mfa_required").inc()
         return JSONResponse(
@@ -227,7 +230,9 @@ async def login(request: Request, svc: Svc, delivery: DeliveryHeader = None) -> 
             headers=NO_STORE,
         )
     metrics(request).logins.labels("ok").inc()
-    pair = await svc.sessions.start(user, ip=ip, user_agent=request.headers.get("user-agent"))
+    pair = await svc.sessions.start(
+        user, ip=ip, user_agent=request.headers.get("user-agent"), audit=login_ok
+    )
     return deliver(pair, svc, delivery)
 
 

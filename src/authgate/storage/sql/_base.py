@@ -23,7 +23,8 @@ the loop's connections never checkpoint, the writer thread does, every
 its ``execute`` returns at once, so a body that awaits anything else is a bug, refused
 with RuntimeError.
 
-PostgreSQL: a unit of work first takes one of as many slots as the pool has connections,
+PostgreSQL: a read of one statement (``_read_one``) runs in autocommit, with no BEGIN or
+ROLLBACK around it. A unit of work first takes one of as many slots as the pool has connections,
 waiting at most ``POOL_QUEUE_S`` (well under the pool's own timeout and a client's), and
 past that is shed as Overloaded (503 ``overloaded``, retry later): a burst is refused
 before the pool runs dry, so that a pool timeout (StorageUnavailable) keeps meaning a
@@ -256,6 +257,9 @@ class SqlBase:
         )
         self._sqlite = _engine.is_sqlite(engine)
         self._postgresql = _engine.is_postgresql(engine)
+        self._autocommit_engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgresql else None
+        )
         self._errors = _engine.driver_errors(engine)
         # SQLite has one writer at a time: queue this process's writers here rather than
         # on the busy handler (other processes still queue on the busy timeout).
@@ -357,6 +361,20 @@ class SqlBase:
         if self._sync is not None and self._held() is None:
             return _LoopRead(self._sync, self._errors, self._loop_reader)  # no generator
         return self._read_async()
+
+    def _read_one(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for a read of ONE statement (one snapshot by itself): on
+        PostgreSQL it runs in autocommit, without the BEGIN and ROLLBACK round trips of a
+        transaction; on SQLite it is ``_read``."""
+        if self._autocommit_engine is None or self._held() is not None:
+            return self._read()
+        return self._read_autocommit()
+
+    @asynccontextmanager
+    async def _read_autocommit(self) -> AsyncIterator[AsyncConnection]:
+        assert self._autocommit_engine is not None
+        async with self._translated(), self._slot(), self._autocommit_engine.connect() as conn:
+            yield conn
 
     @asynccontextmanager
     async def _read_async(self) -> AsyncIterator[AsyncConnection]:

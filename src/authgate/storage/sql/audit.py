@@ -15,7 +15,7 @@ from typing import Any, Final
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from authgate.storage.base import AuditRecord, audit_hash
+from authgate.storage.base import AuditEntry, AuditRecord, audit_hash
 from authgate.storage.sql._base import SqlBase, dumps, record_of
 from authgate.storage.sql.locks import PG_AUDIT_LOCK, xact_lock
 from authgate.storage.sql.tables import audit_events
@@ -30,6 +30,50 @@ _NEXT_SQLITE: Final = text(
     "coalesce((SELECT max(id) FROM audit_events), 0))"
 )
 _INSERT: Final = audit_events.insert()
+
+
+def checked_detail(entry: AuditEntry) -> dict[str, Any]:
+    """The entry's detail as a reader will get it back; TypeError if it is not
+    JSON-serialisable."""
+    return json.loads(dumps(entry.detail or {}))  # type: ignore[no-any-return]
+
+
+async def append_entry(
+    conn: AsyncConnection,
+    entry: AuditEntry,
+    *,
+    postgresql: bool,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append ``entry`` to the chain within the caller's write transaction (``detail``:
+    its ``checked_detail`` when the caller has it already)."""
+    body_detail = checked_detail(entry) if detail is None else detail
+    if postgresql:  # SQLite's write lock already serialises appends
+        await xact_lock(conn, PG_AUDIT_LOCK)
+    row = (await conn.execute(_NEXT_PG if postgresql else _NEXT_SQLITE)).one()
+    prev, new_id = row[0], int(row[1])
+    digest = audit_hash(
+        id=new_id,
+        at=entry.at,
+        event=entry.event,
+        user_id=entry.user_id,
+        sid=entry.sid,
+        ip=entry.ip,
+        detail=body_detail,
+        prev_hash=prev,
+    )
+    values = {
+        "id": new_id,
+        "at": entry.at,
+        "event": entry.event,
+        "user_id": entry.user_id,
+        "sid": entry.sid,
+        "ip": entry.ip,
+        "detail": dumps(body_detail),
+        "prev_hash": prev,
+        "hash": digest,
+    }
+    await conn.execute(_INSERT, values)
 
 
 class SqlAudit(SqlBase):
@@ -47,35 +91,11 @@ class SqlAudit(SqlBase):
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record an event; ``detail`` must be JSON-serialisable (TypeError otherwise)."""
-        body_detail = json.loads(dumps(detail or {}))  # what a reader will get back
+        entry = AuditEntry(event=event, at=at, user_id=user_id, sid=sid, ip=ip, detail=detail)
+        checked = checked_detail(entry)  # a TypeError before any transaction
 
         async def _body(conn: AsyncConnection) -> None:
-            if self._postgresql:  # SQLite's write lock already serialises appends
-                await xact_lock(conn, PG_AUDIT_LOCK)
-            row = (await conn.execute(_NEXT_PG if self._postgresql else _NEXT_SQLITE)).one()
-            prev, new_id = row[0], int(row[1])
-            digest = audit_hash(
-                id=new_id,
-                at=at,
-                event=event,
-                user_id=user_id,
-                sid=sid,
-                ip=ip,
-                detail=body_detail,
-                prev_hash=prev,
-            )
-            values = {
-                "id": new_id,
-                "at": at,
-                "event": event,
-                "user_id": user_id,
-                "sid": sid,
-                "ip": ip,
-                "detail": dumps(body_detail),
-                "prev_hash": prev,
-                "hash": digest,
-            }
-            await conn.execute(_INSERT, values)
+            await append_entry(conn, entry, postgresql=self._postgresql, detail=checked)
 
         await self._transaction(_body)
 

@@ -57,7 +57,7 @@ class SqlClients(SqlBase):
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
         """A client by id (revoked ones too)."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             row = (await conn.execute(_CLIENT, {"b_client_id": client_id})).first()
         return None if row is None else _client(row)
 

@@ -91,7 +91,7 @@ class SqlCounters(SqlBase):
     async def peek(self, key: str, *, now: float, window: float) -> CounterState:
         """The current window of ``key``; count 0 (and a window starting at ``now``) if
         there is none or it has passed."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             row = (await conn.execute(_PEEK, {"b_key": key})).first()
         if row is None or row[1] + window <= now:
             return CounterState(count=0, window_start=now)
@@ -120,7 +120,7 @@ class SqlCounters(SqlBase):
         """``peek`` of each of ``keys``, in their order: one SELECT."""
         if not keys:
             return ()
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             params = {f"b_key{i}": key for i, key in enumerate(keys)}
             rows = (await conn.execute(_peek_many(len(keys)), params)).all()
         found = {row[0]: row for row in rows}

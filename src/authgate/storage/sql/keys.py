@@ -26,7 +26,7 @@ class SqlKeys(SqlBase):
 
     async def list_keys(self) -> list[KeyRecord]:
         """Every stored key, oldest first."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             rows = (await conn.execute(select(keys).order_by(keys.c.created_at, keys.c.kid))).all()
         return [
             record_of(

@@ -45,7 +45,7 @@ class SqlMfa(SqlBase):
 
     async def get_totp(self, user_id: str) -> TotpRecord | None:
         """The user's TOTP record, if any."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             query = select(mfa_totp).where(mfa_totp.c.user_id == user_id)
             row = (await conn.execute(query)).first()
         return None if row is None else record_of(TotpRecord, row)
@@ -153,7 +153,7 @@ class SqlMfa(SqlBase):
     async def mfa_summary(self, user_id: str) -> tuple[bool, int, int]:
         """Whether the user has an active TOTP, how many unused recovery codes and how
         many passkeys: one statement."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             row = (await conn.execute(_SUMMARY, {"b_user_id": user_id})).one()
         return bool(row.totp), int(row.left), int(row.keys)
 
@@ -162,7 +162,7 @@ class SqlMfa(SqlBase):
         query = select(func.count()).where(
             recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None)
         )
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def create_mfa_login(self, login: MfaLoginRecord) -> None:
@@ -175,7 +175,7 @@ class SqlMfa(SqlBase):
 
     async def get_mfa_login(self, jti: str) -> MfaLoginRecord | None:
         """A pending login by jti."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             row = (await conn.execute(select(mfa_logins).where(mfa_logins.c.jti == jti))).first()
         return None if row is None else record_of(MfaLoginRecord, row)
 

@@ -71,19 +71,19 @@ class SqlRevocations(SqlBase):
         )
         if cursor is not None:
             query = query.where(revocations.c.id > cursor)
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             rows = (await conn.execute(query)).all()
         return [record_of(RevocationEvent, row) for row in rows]
 
     async def is_revoked(self, kind: RevocationKind, value: str, *, now: float) -> bool:
         """True if an unexpired event of this kind and value exists."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             return bool((await conn.execute(is_revoked_query(kind, value, now=now))).scalar())
 
     async def latest_revocation_id(self) -> int:
         """The highest event id ever issued (0 if none). Purging always keeps the newest
         event, so the maximum id in the table is that id."""
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             value = (
                 await conn.execute(select(func.coalesce(func.max(revocations.c.id), 0)))
             ).scalar_one()

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import (
     AccessState,
+    AuditEntry,
     LiveUser,
     RefreshContext,
     RefreshRecord,
@@ -33,9 +34,10 @@ from authgate.storage.sql._base import (
     record_of,
     values_of,
 )
+from authgate.storage.sql.audit import append_entry, checked_detail
 from authgate.storage.sql.revocations import is_revoked_query
-from authgate.storage.sql.tables import refresh_tokens, sessions
-from authgate.storage.sql.users import user_and_permissions
+from authgate.storage.sql.tables import refresh_tokens, roles, sessions, user_roles, users
+from authgate.storage.sql.users import user_and_permissions, user_and_permissions_of
 
 # A refresh token with its session: one statement (the hot path).
 _TOKEN_WITH_SESSION: Final = (
@@ -81,6 +83,26 @@ _JTI_REVOKED: Final = is_revoked_query(
     cast(str, bindparam("b_jti", type_=String(255))),
     now=cast(float, bindparam("b_now", type_=Float)),
 )
+# The access check in one statement: the user with each of its roles and their
+# permissions, the session (joined on its sid alone, its columns as ``s_*``: None when
+# there is none) and whether the jti is revoked. No row when the user is gone. One
+# statement reads one snapshot, so it needs no transaction around it.
+_ACCESS: Final = (
+    select(
+        users,
+        user_roles.c.role.label("role_name"),
+        roles.c.permissions.label("role_permissions"),
+        *(column.label(f"s_{column.name}") for column in sessions.columns),
+        _JTI_REVOKED.scalar_subquery().label("jti_revoked"),
+    )
+    .select_from(users)
+    .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+    .outerjoin(roles, roles.c.name == user_roles.c.role)
+    .outerjoin(sessions, sessions.c.sid == bindparam("b_sid"))
+    .where(users.c.id == bindparam("b_uid"))
+    .order_by(user_roles.c.role)
+)
+_SESSION_FIELDS: Final = tuple((column.name, f"s_{column.name}") for column in sessions.columns)
 _TOUCH: Final = (
     update(sessions)
     .where(sessions.c.sid == bindparam("b_sid"))
@@ -92,14 +114,28 @@ class SqlSessions(SqlBase):
     """SessionStore: sessions and refresh tokens; rotation is one compare-and-set."""
 
     async def create_session(
-        self, session: SessionRecord, first: RefreshRecord, *, password_hash: str | None
+        self,
+        session: SessionRecord,
+        first: RefreshRecord,
+        *,
+        password_hash: str | None,
+        audit: AuditEntry | None = None,
     ) -> LiveUser | None:
         """In one transaction: read the user with its permissions (one statement, holding
         the user's row) and, if it exists, is not disabled and (with ``password_hash``)
-        still has that hash, insert the session and its first refresh token. The user as
-        read, or None (nothing written). Conflict if the sid or digest exists."""
+        still has that hash, insert the session and its first refresh token; then append
+        ``audit`` to the chain (last, so that PostgreSQL holds the chain's lock for the
+        shortest time). The user as read, or None (nothing written but ``audit``).
+        Conflict if the sid or digest exists."""
+        checked = None if audit is None else checked_detail(audit)
 
         async def _body(conn: AsyncConnection) -> LiveUser | None:
+            live = await _create(conn)
+            if audit is not None:
+                await append_entry(conn, audit, postgresql=self._postgresql, detail=checked)
+            return live
+
+        async def _create(conn: AsyncConnection) -> LiveUser | None:
             # PostgreSQL: hold the user's row (FOR SHARE). SQLite's BEGIN IMMEDIATE holds
             # the database's one write lock already: no writer can change the user until
             # this commits, so the locking SELECT would be one statement for nothing.
@@ -160,16 +196,22 @@ class SqlSessions(SqlBase):
 
     async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
         """Session, user, permissions and the jti's revocation, in one read transaction."""
-        async with self._read() as conn:
-            row = (await conn.execute(_SESSION, {"b_sid": sid})).first()
-            user, permissions = await user_and_permissions(conn, user_id)
-            revoked = await conn.execute(_JTI_REVOKED, {"b_jti": jti, "b_now": now})
-            jti_revoked = bool(revoked.scalar())
+        params = {"b_sid": sid, "b_uid": user_id, "b_jti": jti, "b_now": now}
+        async with self._read_one() as conn:
+            rows = (await conn.execute(_ACCESS, params)).all()
+        if not rows:
+            return AccessState(session=None, user=None, permissions=(), jti_revoked=False)
+        first = rows[0]
+        session = None
+        if first.s_sid is not None:
+            mapping = first._mapping
+            session = SessionRecord(**{field: mapping[key] for field, key in _SESSION_FIELDS})
+        user, permissions = user_and_permissions_of(rows)
         return AccessState(
-            session=None if row is None else record_of(SessionRecord, row),
+            session=session,
             user=user,
             permissions=permissions,
-            jti_revoked=jti_revoked,
+            jti_revoked=bool(first.jti_revoked),
         )
 
     async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:

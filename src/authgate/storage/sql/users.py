@@ -83,6 +83,12 @@ async def user_and_permissions(
     if hold:
         await conn.execute(_HOLD_USER, {"user_id": user_id})
     rows = (await conn.execute(_USER_WITH_ROLES, {"user_id": user_id})).all()
+    return user_and_permissions_of(rows)
+
+
+def user_and_permissions_of(rows: Sequence[Row[Any]]) -> tuple[UserRecord | None, tuple[str, ...]]:
+    """The user and its permissions from the rows of a read joined like
+    ``_USER_WITH_ROLES`` (a row per role, with ``role_name`` and ``role_permissions``)."""
     if not rows:
         return None, ()
     role_names = [row.role_name for row in rows if row.role_name is not None]
@@ -170,7 +176,7 @@ class SqlUsers(SqlBase):
     async def _get_user_where(
         self, query: Select[Any], params: dict[str, str]
     ) -> UserRecord | None:
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             rows = (await conn.execute(query, params)).all()
         if not rows:
             return None

@@ -1,6 +1,8 @@
-"""Contract: the one-transaction reads of the hot paths (refresh, access check, permissions)."""
+"""Contract: the one-statement reads of the hot paths (refresh, access check, permissions)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -84,3 +86,18 @@ async def test_access_state_reads_each_part_on_its_own(storage: Storage) -> None
     # A gone user: nothing, whatever the session.
     await storage.delete_user("u2")
     assert (await storage.access_state("s1", "u2", "jti-1", now=T0)).user is None
+
+
+async def test_refresh_context_of_a_user_without_roles(storage: Storage) -> None:
+    """The user's columns come back whole from the joined statement (named apart from the
+    token's and the session's, which share names like ``created_at``)."""
+    await storage.create_user(dataclasses.replace(user("u3"), created_at=T0 - 100))
+    await storage.create_session(session("s3", "u3"), refresh("t3", "s3"), password_hash=None)
+    ctx = await storage.refresh_context(digest("t3"))
+    assert ctx is not None
+    assert ctx.user == await storage.get_user("u3")
+    assert ctx.user is not None
+    assert ctx.user.created_at == T0 - 100
+    assert ctx.token == await storage.get_refresh(digest("t3"))
+    assert ctx.session == await storage.get_session("s3")
+    assert ctx.permissions == ()

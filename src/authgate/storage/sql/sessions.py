@@ -39,7 +39,8 @@ from authgate.storage.sql.revocations import is_revoked_query
 from authgate.storage.sql.tables import refresh_tokens, roles, sessions, user_roles, users
 from authgate.storage.sql.users import user_and_permissions, user_and_permissions_of
 
-# A refresh token with its session: one statement (the hot path).
+# A refresh token with its session, the session's user (columns as ``u_*``) with each of
+# its roles and their permissions: one statement, one snapshot (the hot path).
 _TOKEN_WITH_SESSION: Final = (
     select(
         refresh_tokens,
@@ -56,9 +57,16 @@ _TOKEN_WITH_SESSION: Final = (
         sessions.c.amr,
         sessions.c.auth_time,
         sessions.c.parent_sid,
+        *(column.label(f"u_{column.name}") for column in users.columns),
+        user_roles.c.role.label("role_name"),
+        roles.c.permissions.label("role_permissions"),
     )
     .join(sessions, sessions.c.sid == refresh_tokens.c.sid)
+    .outerjoin(users, users.c.id == sessions.c.user_id)
+    .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+    .outerjoin(roles, roles.c.name == user_roles.c.role)
     .where(refresh_tokens.c.digest == bindparam("digest"))
+    .order_by(user_roles.c.role)
 )
 # The hot statements, built once: a call binds its values (``b_*``: SQLAlchemy keeps the
 # column names for the VALUES and SET clauses).
@@ -181,12 +189,13 @@ class SqlSessions(SqlBase):
         return None if row is None else record_of(RefreshRecord, row)
 
     async def refresh_context(self, digest: str) -> RefreshContext | None:
-        """The token, its session, user and permissions, in one read transaction."""
-        async with self._read() as conn:
-            row = (await conn.execute(_TOKEN_WITH_SESSION, {"digest": digest})).first()
-            if row is None:
-                return None
-            user, permissions = await user_and_permissions(conn, row.user_id)
+        """The token, its session, user and permissions: one statement."""
+        async with self._read_one() as conn:
+            rows = (await conn.execute(_TOKEN_WITH_SESSION, {"digest": digest})).all()
+        if not rows:
+            return None
+        row = rows[0]
+        user, permissions = (None, ()) if row.u_id is None else user_and_permissions_of(rows, "u_")
         return RefreshContext(
             token=record_of(RefreshRecord, row),
             session=record_of(SessionRecord, row, created_at=row.s_created_at),
@@ -195,7 +204,7 @@ class SqlSessions(SqlBase):
         )
 
     async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
-        """Session, user, permissions and the jti's revocation, in one read transaction."""
+        """Session, user, permissions and the jti's revocation: one statement."""
         params = {"b_sid": sid, "b_uid": user_id, "b_jti": jti, "b_now": now}
         async with self._read_one() as conn:
             rows = (await conn.execute(_ACCESS, params)).all()

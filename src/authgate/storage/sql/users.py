@@ -86,9 +86,29 @@ async def user_and_permissions(
     return user_and_permissions_of(rows)
 
 
-def user_and_permissions_of(rows: Sequence[Row[Any]]) -> tuple[UserRecord | None, tuple[str, ...]]:
+class _Prefixed:
+    """A row's columns named ``prefix + name``, read as ``name`` (a user's columns in a
+    statement that also reads another table's)."""
+
+    __slots__ = ("_mapping", "_prefix")
+
+    def __init__(self, row: Row[Any], prefix: str) -> None:
+        self._mapping = row._mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[self._prefix + name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def user_and_permissions_of(
+    rows: Sequence[Row[Any]], prefix: str = ""
+) -> tuple[UserRecord | None, tuple[str, ...]]:
     """The user and its permissions from the rows of a read joined like
-    ``_USER_WITH_ROLES`` (a row per role, with ``role_name`` and ``role_permissions``)."""
+    ``_USER_WITH_ROLES`` (a row per role, with ``role_name`` and ``role_permissions``);
+    with ``prefix``, the user's columns are named ``prefix + name``."""
     if not rows:
         return None, ()
     role_names = [row.role_name for row in rows if row.role_name is not None]
@@ -96,7 +116,8 @@ def user_and_permissions_of(rows: Sequence[Row[Any]]) -> tuple[UserRecord | None
     for row in rows:
         if row.role_permissions is not None:
             found.update(json.loads(row.role_permissions))
-    return user_record(rows[0], role_names), tuple(sorted(found))
+    first: Any = _Prefixed(rows[0], prefix) if prefix else rows[0]
+    return user_record(first, role_names), tuple(sorted(found))
 
 
 async def _insert_roles(

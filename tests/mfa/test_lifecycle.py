@@ -178,3 +178,18 @@ def test_a_reset_through_the_hosted_page_never_bypasses_mfa(server: Server, smtp
     assert "set-cookie" not in r.headers
     assert session_count(server, account.user_id)[0] <= before[0]
     first_step(server, ADDRESS, NEW_PASSWORD)
+
+
+def test_the_admin_user_list_shows_each_users_factors(server: Server) -> None:
+    """A page of users carries each one's factors (read for the whole page at once), as
+    the user's own record does."""
+    account = enrolled(server, ADDRESS)
+    plain = server.register("plain@example.com")["user"]["id"]
+    admin = server.make_admin()
+    r = server.http.get("/admin/users", params={"limit": 200}, headers=bearer(admin))
+    assert r.status_code == 200, r.text
+    listed = {u["id"]: u["mfa"] for u in r.json()["users"]}
+    assert listed[account.user_id] == {"totp": True, "passkeys": 0, "recovery_codes_left": 10}
+    assert listed[plain] == {"totp": False, "passkeys": 0, "recovery_codes_left": 0}
+    one = server.http.get(f"/admin/users/{account.user_id}", headers=bearer(admin))
+    assert one.json()["mfa"] == listed[account.user_id]

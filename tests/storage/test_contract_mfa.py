@@ -342,3 +342,18 @@ async def test_a_session_opens_only_while_the_checked_password_is_stored(
     assert await storage.create_session(s, refresh("t1", "s1"), password_hash=stale) is None
     assert await storage.get_session("s1") is None
     assert await storage.create_session(s, refresh("t1", "s1"), password_hash=current)
+
+
+async def test_mfa_summaries_read_a_page_of_users_in_one_go(storage: Storage, alice: str) -> None:
+    await storage.create_user(user("carol"))
+    assert await storage.mfa_summaries([]) == {}
+    assert await storage.mfa_summaries([alice, "carol", "ghost"]) == {
+        alice: (False, 0, 0),
+        "carol": (False, 0, 0),
+    }
+    await active(storage, alice)
+    await storage.use_recovery_code(alice, codes("rc")[0], now=T0)
+    summaries = await storage.mfa_summaries([alice, "carol"])
+    assert summaries == {alice: await storage.mfa_summary(alice), "carol": (False, 0, 0)}
+    assert summaries[alice][0] is True
+    assert summaries[alice][1] == 9

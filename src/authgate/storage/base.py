@@ -857,6 +857,11 @@ class MfaStore(Protocol):
         many passkeys, read in one statement (a login's one second-factor read)."""
         ...
 
+    async def mfa_summaries(self, user_ids: Sequence[str]) -> dict[str, tuple[bool, int, int]]:
+        """``mfa_summary`` of each of these users (a page of them), in one statement;
+        unknown ids are left out."""
+        ...
+
     async def create_mfa_login(self, login: MfaLoginRecord) -> None:
         """Record a login waiting for its second factor."""
         ...

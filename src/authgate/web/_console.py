@@ -248,7 +248,7 @@ async def users_page(request: Request, admin: Admin) -> Response:
     after = request.query_params.get("after", "")[:64] or None
     found = await svc.accounts.list_users(after=after, limit=PAGE + 1, email=q or None)
     rows = found[:PAGE]
-    statuses = {u.id: await svc.mfa.status(u.id) for u in rows}
+    statuses = await svc.mfa.statuses([u.id for u in rows])
     next_url = None
     if len(found) > PAGE:
         query = {"after": rows[-1].id, **({"q": q} if q else {})}

@@ -21,12 +21,14 @@ from authgate.server.schemas import (
     ClientIn,
     ClientOut,
     KeyOut,
+    MfaOut,
     RoleIn,
     RoleOut,
     RolePatch,
     UserPage,
     problem_responses,
 )
+from authgate.service.mfa import MfaStatus
 from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRecord, UserRecord
 from authgate.wiring import Services
 
@@ -36,12 +38,21 @@ router = APIRouter(
 
 
 async def _user(
-    svc: Services, user: UserRecord, role_perms: dict[str, tuple[str, ...]] | None = None
+    svc: Services,
+    user: UserRecord,
+    role_perms: dict[str, tuple[str, ...]] | None = None,
+    mfa: MfaStatus | None = None,
 ) -> AdminUserOut:
     if role_perms is None:
         permissions = await svc.accounts.permissions(user)
     else:  # a page of users: the roles were read once for all of them
         permissions = tuple(sorted({p for r in user.roles for p in role_perms.get(r, ())}))
+    if mfa is None:
+        factors = await mfa_out(svc, user.id)
+    else:  # a page of users: their factors were read once for all of them
+        factors = MfaOut(
+            totp=mfa.totp, passkeys=mfa.passkeys, recovery_codes_left=mfa.recovery_codes_left
+        )
     return AdminUserOut(
         id=user.id,
         email=user.email,
@@ -50,7 +61,7 @@ async def _user(
         permissions=list(permissions),
         created_at=user.created_at,
         email_verified=user.email_verified,
-        mfa=await mfa_out(svc, user.id),
+        mfa=factors,
         disabled=user.disabled,
     )
 
@@ -94,8 +105,9 @@ async def list_users(
     users = await svc.accounts.list_users(after=after, limit=limit + 1, email=email)
     page = users[:limit]
     role_perms = {r.name: r.permissions for r in await svc.accounts.list_roles()}
+    factors = await svc.mfa.statuses([u.id for u in page])
     return UserPage(
-        users=[await _user(svc, u, role_perms) for u in page],
+        users=[await _user(svc, u, role_perms, factors.get(u.id)) for u in page],
         next=page[-1].id if len(users) > limit else None,
     )
 

@@ -76,3 +76,49 @@ def test_the_email_change_on_postgresql(pg: Server, smtp: Smtp) -> None:
 
 def test_an_email_change_conflict_on_postgresql(pg: Server, smtp: Smtp) -> None:
     test_email_change.test_an_address_taken_before_the_confirmation_is_a_conflict(pg, smtp)
+
+
+def test_a_right_password_is_audited_when_the_session_cannot_be_written(
+    pg: Server, pg_url: str
+) -> None:
+    """``login_ok`` rides in the session's transaction; when that transaction fails (here:
+    the sessions table is locked past the command timeout), the answer is 503 and the
+    accepted password is still in the audit chain, once."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    from _support.http import PASSWORD, assert_problem
+
+    email = "locked-out@example.com"
+    user_id = pg.register(email)["user"]["id"]
+    holding, release = threading.Event(), threading.Event()
+    schema = make_url(pg_url).query["search_path"]
+
+    async def hold_lock() -> None:
+        conn: Any = await asyncpg.connect(postgres_dsn(postgres_url()), timeout=5)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {schema}.sessions IN ACCESS EXCLUSIVE MODE")
+                holding.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+    locker = threading.Thread(target=lambda: asyncio.run(hold_lock()))
+    locker.start()
+    try:
+        assert holding.wait(10), "the lock was not taken"
+        r = pg.http.post("/auth/login", json={"email": email, "password": PASSWORD}, timeout=30)
+    finally:
+        release.set()
+        locker.join(10)
+    assert_problem(r, 503, "storage_unavailable")
+    mine = [e for e in pg.audit("login_ok") if e["user_id"] == user_id]
+    assert len(mine) == 1, mine
+    assert mine[0]["ip"] == "127.0.0.1"
+    # Nothing was half-written: no session, and the next login works.
+    assert pg.login(email)["token_type"] == "Bearer"
+    assert len([e for e in pg.audit("login_ok") if e["user_id"] == user_id]) == 2

@@ -80,6 +80,14 @@ class Audit:
         )
         self.published(entry)
 
+    async def record_anyway(self, entry: AuditEntry) -> None:
+        """Append an event on the way out of a failed request (the write that was to carry
+        it failed): a failure here is logged, never raised over the request's own error."""
+        try:
+            await self.record_entry(entry)
+        except Exception:  # the storage is failing already: the original error goes on
+            log.warning("audit %s could not be recorded", entry.event, exc_info=True)
+
     def published(self, entry: AuditEntry) -> None:
         """Tell the listeners and the log of an event now in the chain."""
         for listener in self.listeners:

@@ -53,7 +53,6 @@ from authgate.service.mail import MailQueue, MailTemplates
 from authgate.service.passkeys import Passkeys
 from authgate.service.sessions import OpenedT, Sessions, TokenPair
 from authgate.storage.base import (
-    AuditEntry,
     MfaLoginRecord,
     MfaStore,
     PasskeyRecord,
@@ -208,14 +207,17 @@ class Mfa:
         return MfaStatus(totp=totp, passkeys=count, recovery_codes_left=left)
 
     async def statuses(self, user_ids: Sequence[str]) -> dict[str, MfaStatus]:
-        """``status`` of each of these users (a page of them), in one read; unknown ids
-        are left out."""
+        """``status`` of each of these users (a page of them), in one read: one entry per
+        id, with no factor for an id that is gone (as ``status`` answers)."""
         found = await self.store.mfa_summaries(user_ids)
         on = self.passkeys is not None
-        return {
-            uid: MfaStatus(totp=totp, passkeys=keys if on else 0, recovery_codes_left=left)
-            for uid, (totp, left, keys) in found.items()
-        }
+        statuses = {}
+        for uid in user_ids:
+            totp, left, keys = found.get(uid, (False, 0, 0))
+            statuses[uid] = MfaStatus(
+                totp=totp, passkeys=keys if on else 0, recovery_codes_left=left
+            )
+        return statuses
 
     # --- TOTP ----------------------------------------------------------------------------
 
@@ -495,17 +497,15 @@ class Mfa:
         return self.issuer + "/auth/login/mfa"
 
     async def challenge(
-        self, user: UserRecord, *, first: AuditEntry | None = None
+        self, user: UserRecord, *, status: MfaStatus | None = None
     ) -> MfaChallenge | None:
         """After the right password: None when the user has no second factor, otherwise
-        the mfa_token that the second step needs (no session is opened). ``first`` (the
-        password's ``login_ok``, not recorded yet) is recorded before the challenge when
-        there is one; when there is none, the caller records it."""
-        status = await self.status(user.id)
+        the mfa_token that the second step needs (no session is opened). ``status``: the
+        user's factors when the caller has read them already."""
+        if status is None:
+            status = await self.status(user.id)
         if not status.enabled:
             return None
-        if first is not None:
-            await self.audit.record_entry(first)
         now = self.clock.now()
         jti = secrets.token_urlsafe(24)
         await self.store.create_mfa_login(

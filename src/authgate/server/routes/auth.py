@@ -214,10 +214,27 @@ async def login(request: Request, svc: Svc, delivery: DeliveryHeader = None) -> 
     except InvalidCredentials:
         metrics(request).logins.labels("failed").inc()
         raise
-    # The password's login_ok goes in the chain with the challenge, or with the session
-    # (one transaction fewer).
+    # The password's login_ok goes in the chain with the session (one transaction fewer),
+    # or before the challenge; if what follows fails, on its own.
     login_ok = svc.accounts.login_ok(user, ip=ip)
-    challenge = await svc.mfa.challenge(user, first=login_ok)
+    recorded = False
+    challenge = None
+    try:
+        status = await svc.mfa.status(user.id)
+        if status.enabled:
+            await svc.audit.record_entry(login_ok)
+            recorded = True
+            challenge = await svc.mfa.challenge(user, status=status)
+        if challenge is None:
+            pair = await svc.sessions.start(
+                user, ip=ip, user_agent=request.headers.get("user-agent"), audit=login_ok
+            )
+    except InvalidCredentials:
+        raise  # the session's transaction appended login_ok, then found the user disabled
+    except Exception:
+        if not recorded:
+            await svc.audit.record_anyway(login_ok)
+        raise
     if challenge is not None:
         metrics(request).logins.labels("mfa_required").inc()
         return JSONResponse(
@@ -230,9 +247,6 @@ async def login(request: Request, svc: Svc, delivery: DeliveryHeader = None) -> 
             headers=NO_STORE,
         )
     metrics(request).logins.labels("ok").inc()
-    pair = await svc.sessions.start(
-        user, ip=ip, user_agent=request.headers.get("user-agent"), audit=login_ok
-    )
     return deliver(pair, svc, delivery)
 
 

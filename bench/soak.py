@@ -57,7 +57,8 @@ Required results, checked and printed as PASS/FAIL per target (the exit status i
 * no family with two live heads: at most one unrotated refresh token per session;
 * resident memory growth of each server under 10 % after warm-up (at the end of the steady
   phase and at the end of the run, 5 s after the last answer, against the end of the warm-up);
-* ``/healthz`` p99 under 50 ms during the burst, for each instance.
+* ``/healthz`` p99 under 25 ms during the burst, for each instance (a liveness probe must stay quick
+  while the server sheds load).
 
 It also checks (reported as extra lines): the token this script holds for each live session
 is that session's live head, every logout answered with 204 revoked its session, no
@@ -118,7 +119,7 @@ SETTLE = 5.0  # s: idle time after the last answer before the end-of-run memory 
 MAX_LAG = 1.0  # s: an arrival the generator cannot send within this is counted late, not sent
 PROBE_INTERVAL = 0.020
 PROBE_TIMEOUT = 5.0
-HEALTHZ_P99_LIMIT_MS = 50.0
+HEALTHZ_P99_LIMIT_MS = 25.0
 RSS_GROWTH_LIMIT = 0.10
 RAMP_LEVELS = (1, 2, 4, 8, 16, 32, 64, 128)
 RAMP_GAIN = 1.05
@@ -1057,6 +1058,7 @@ async def run_target(name: str, args: argparse.Namespace, verdict: Verdict) -> N
     # Every registration of the set-up comes from this one loopback address: the per-IP
     # mail budget (verification mails, 50 an hour) would refuse all but the first 50.
     env = {"AUTHGATE_MASTER_KEY": new_master_key(), "AUTHGATE_MAIL_IP_LIMIT": "1000000"}
+    env.update(item.split("=", 1) for item in args.server_env)
     if name == "pg":  # otherwise the issuer is each server's own URL
         env["AUTHGATE_ISSUER"] = "http://127.0.0.1:1"
     async with fresh_database(args.pg_url if name == "pg" else None) as url:
@@ -1088,6 +1090,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "servers: authgate serve, 1 uvicorn worker each, argon2id defaults (m=19 MiB t=2 p=1), "
         "hash concurrency 2, hash queue 64; mix: " + ", ".join(f"{op} {w:.0%}" for op, w in MIX)
     )
+    if args.server_env:
+        say("server settings: " + ", ".join(args.server_env))
     say(
         f"plan per target: ramp steps of {args.ramp_step_seconds:g} s, steady "
         f"{args.steady_fraction:.0%} of capacity for {args.minutes:g} min, burst "
@@ -1157,7 +1161,18 @@ def main() -> int:
     parser.add_argument("--max-inflight", type=int, default=256)
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="per target")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an AUTHGATE_* setting for every server (repeatable), e.g. AUTHGATE_MAX_IN_FLIGHT=32",
+    )
     args = parser.parse_args()
+    for item in args.server_env:
+        name, sep, _ = item.partition("=")
+        if not sep or not name.startswith("AUTHGATE_"):
+            parser.error(f"--server-env takes AUTHGATE_NAME=VALUE, not {item!r}")
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if not args.targets or any(t not in ("sqlite", "pg") for t in args.targets):
         parser.error("--targets takes sqlite, pg or sqlite,pg")

@@ -463,3 +463,27 @@ async def test_a_unit_of_work_past_the_pool_is_shed_not_timed_out(
         await asyncio.gather(*holders)
         got = await store.get_user("u1")  # the slots came back
         assert got is not None
+
+
+async def test_a_pooled_connection_whose_backend_died_is_replaced_on_checkout(
+    database_url: str, observer: Any
+) -> None:
+    """The pool checks each connection it hands out with one empty query: after the
+    server ended every backend of the pool (a restart, a failover, an idle reaper), the
+    next reads still answer, on fresh connections, and none surfaces as an error."""
+    async with closed_after(open_storage(database_url, pool_size=2)) as store:
+        await store.create_user(user("u1"))
+        pids: set[int] = set()
+
+        async def pooled_pid() -> None:
+            async with store.engine.connect() as conn:
+                pids.add((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                await asyncio.sleep(0.05)  # held together: three distinct connections
+
+        await asyncio.gather(*(pooled_pid() for _ in range(3)))
+        assert pids, "the pool holds no connection"
+        for pid in pids:
+            await observer.execute("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(4):
+            got = await store.get_user("u1")
+            assert got is not None

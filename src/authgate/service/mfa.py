@@ -202,22 +202,18 @@ class Mfa:
     async def status(self, user_id: str) -> MfaStatus:
         """The user's second factors, in one read (passkeys count only where they are
         available)."""
-        totp, left, keys = await self.store.mfa_summary(user_id)
-        count = keys if self.passkeys is not None else 0
-        return MfaStatus(totp=totp, passkeys=count, recovery_codes_left=left)
+        return self._status(await self.store.mfa_summary(user_id))
 
     async def statuses(self, user_ids: Sequence[str]) -> dict[str, MfaStatus]:
         """``status`` of each of these users (a page of them), in one read: one entry per
         id, with no factor for an id that is gone (as ``status`` answers)."""
         found = await self.store.mfa_summaries(user_ids)
-        on = self.passkeys is not None
-        statuses = {}
-        for uid in user_ids:
-            totp, left, keys = found.get(uid, (False, 0, 0))
-            statuses[uid] = MfaStatus(
-                totp=totp, passkeys=keys if on else 0, recovery_codes_left=left
-            )
-        return statuses
+        return {uid: self._status(found.get(uid, (False, 0, 0))) for uid in user_ids}
+
+    def _status(self, summary: tuple[bool, int, int]) -> MfaStatus:
+        totp, left, keys = summary
+        count = keys if self.passkeys is not None else 0
+        return MfaStatus(totp=totp, passkeys=count, recovery_codes_left=left)
 
     # --- TOTP ----------------------------------------------------------------------------
 

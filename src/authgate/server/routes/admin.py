@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from authgate.errors import NotFound
 from authgate.server.deps import Admin, Svc, client_ip
-from authgate.server.routes.auth import mfa_out
+from authgate.server.routes.auth import mfa_of, mfa_out
 from authgate.server.routes.lifecycle import accepted
 from authgate.server.schemas import (
     COMMON_ERRORS,
@@ -21,7 +21,6 @@ from authgate.server.schemas import (
     ClientIn,
     ClientOut,
     KeyOut,
-    MfaOut,
     RoleIn,
     RoleOut,
     RolePatch,
@@ -47,12 +46,8 @@ async def _user(
         permissions = await svc.accounts.permissions(user)
     else:  # a page of users: the roles were read once for all of them
         permissions = tuple(sorted({p for r in user.roles for p in role_perms.get(r, ())}))
-    if mfa is None:
-        factors = await mfa_out(svc, user.id)
-    else:  # a page of users: their factors were read once for all of them
-        factors = MfaOut(
-            totp=mfa.totp, passkeys=mfa.passkeys, recovery_codes_left=mfa.recovery_codes_left
-        )
+    # A page of users: their factors were read once for all of them.
+    factors = await mfa_out(svc, user.id) if mfa is None else mfa_of(mfa)
     return AdminUserOut(
         id=user.id,
         email=user.email,
@@ -107,7 +102,7 @@ async def list_users(
     role_perms = {r.name: r.permissions for r in await svc.accounts.list_roles()}
     factors = await svc.mfa.statuses([u.id for u in page])
     return UserPage(
-        users=[await _user(svc, u, role_perms, factors.get(u.id)) for u in page],
+        users=[await _user(svc, u, role_perms, factors[u.id]) for u in page],
         next=page[-1].id if len(users) > limit else None,
     )
 

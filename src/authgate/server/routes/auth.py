@@ -60,7 +60,7 @@ from authgate.server.schemas import (
     problem_responses,
 )
 from authgate.service.clients import REVOCATIONS_SCOPE
-from authgate.service.mfa import LoginFacts
+from authgate.service.mfa import LoginFacts, MfaStatus
 from authgate.service.sessions import FIRST_PARTY_CLIENT, TokenPair
 from authgate.storage.base import UserRecord
 from authgate.wiring import Services
@@ -84,7 +84,11 @@ async def user_out(svc: Services, user: UserRecord) -> UserOut:
 
 async def mfa_out(svc: Services, user_id: str) -> MfaOut:
     """The user's second factors, as /auth/me shows them."""
-    status = await svc.mfa.status(user_id)
+    return mfa_of(await svc.mfa.status(user_id))
+
+
+def mfa_of(status: MfaStatus) -> MfaOut:
+    """A user's second factors as read (``Mfa.status``), in their JSON form."""
     return MfaOut(
         totp=status.totp,
         passkeys=status.passkeys,

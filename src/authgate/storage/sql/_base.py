@@ -99,12 +99,29 @@ def names(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(values)))
 
 
+class Prefixed:
+    """A row's columns named ``prefix + name``, read as attribute ``name`` (one table's
+    columns in a statement that reads several, for ``record_of``)."""
+
+    __slots__ = ("_mapping", "_prefix")
+
+    def __init__(self, row: Row[Any], prefix: str) -> None:
+        self._mapping = row._mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[self._prefix + name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 @functools.cache
 def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def record_of(cls: type[_R], row: Row[Any], **overrides: Any) -> _R:
+def record_of(cls: type[_R], row: Row[Any] | Prefixed, **overrides: Any) -> _R:
     """A record from a row: each field from the column of the same name, except those
     given in ``overrides`` (the fields whose stored form differs)."""
     values = {name: getattr(row, name) for name in _field_names(cls) if name not in overrides}

@@ -39,15 +39,10 @@ def checked_detail(entry: AuditEntry) -> dict[str, Any]:
 
 
 async def append_entry(
-    conn: AsyncConnection,
-    entry: AuditEntry,
-    *,
-    postgresql: bool,
-    detail: dict[str, Any] | None = None,
+    conn: AsyncConnection, entry: AuditEntry, detail: dict[str, Any], *, postgresql: bool
 ) -> None:
-    """Append ``entry`` to the chain within the caller's write transaction (``detail``:
-    its ``checked_detail`` when the caller has it already)."""
-    body_detail = checked_detail(entry) if detail is None else detail
+    """Append ``entry`` to the chain within the caller's write transaction; ``detail`` is
+    its ``checked_detail``, made before the transaction began."""
     if postgresql:  # SQLite's write lock already serialises appends
         await xact_lock(conn, PG_AUDIT_LOCK)
     row = (await conn.execute(_NEXT_PG if postgresql else _NEXT_SQLITE)).one()
@@ -59,7 +54,7 @@ async def append_entry(
         user_id=entry.user_id,
         sid=entry.sid,
         ip=entry.ip,
-        detail=body_detail,
+        detail=detail,
         prev_hash=prev,
     )
     values = {
@@ -69,7 +64,7 @@ async def append_entry(
         "user_id": entry.user_id,
         "sid": entry.sid,
         "ip": entry.ip,
-        "detail": dumps(body_detail),
+        "detail": dumps(detail),
         "prev_hash": prev,
         "hash": digest,
     }
@@ -95,7 +90,7 @@ class SqlAudit(SqlBase):
         checked = checked_detail(entry)  # a TypeError before any transaction
 
         async def _body(conn: AsyncConnection) -> None:
-            await append_entry(conn, entry, postgresql=self._postgresql, detail=checked)
+            await append_entry(conn, entry, checked, postgresql=self._postgresql)
 
         await self._transaction(_body)
 

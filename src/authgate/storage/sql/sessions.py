@@ -28,6 +28,7 @@ from authgate.storage.base import (
     SessionRecord,
 )
 from authgate.storage.sql._base import (
+    Prefixed,
     SqlBase,
     mark_revoked,
     not_revoked,
@@ -110,7 +111,6 @@ _ACCESS: Final = (
     .where(users.c.id == bindparam("b_uid"))
     .order_by(user_roles.c.role)
 )
-_SESSION_FIELDS: Final = tuple((column.name, f"s_{column.name}") for column in sessions.columns)
 _TOUCH: Final = (
     update(sessions)
     .where(sessions.c.sid == bindparam("b_sid"))
@@ -135,12 +135,12 @@ class SqlSessions(SqlBase):
         ``audit`` to the chain (last, so that PostgreSQL holds the chain's lock for the
         shortest time). The user as read, or None (nothing written but ``audit``).
         Conflict if the sid or digest exists."""
-        checked = None if audit is None else checked_detail(audit)
+        checked = checked_detail(audit) if audit is not None else {}
 
         async def _body(conn: AsyncConnection) -> LiveUser | None:
             live = await _create(conn)
             if audit is not None:
-                await append_entry(conn, audit, postgresql=self._postgresql, detail=checked)
+                await append_entry(conn, audit, checked, postgresql=self._postgresql)
             return live
 
         async def _create(conn: AsyncConnection) -> LiveUser | None:
@@ -213,8 +213,7 @@ class SqlSessions(SqlBase):
         first = rows[0]
         session = None
         if first.s_sid is not None:
-            mapping = first._mapping
-            session = SessionRecord(**{field: mapping[key] for field, key in _SESSION_FIELDS})
+            session = record_of(SessionRecord, Prefixed(first, "s_"))
         user, permissions = user_and_permissions_of(rows)
         return AccessState(
             session=session,

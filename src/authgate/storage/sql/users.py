@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from authgate.errors import NotFound
 from authgate.storage.base import RoleRecord, UserRecord
 from authgate.storage.sql._base import (
+    Prefixed,
     SqlBase,
     dumps,
     mark_revoked,
@@ -52,7 +53,7 @@ _USER_BY_ID: Final = _user_and_roles(users.c.id == bindparam("b_id"))
 _USER_BY_EMAIL: Final = _user_and_roles(users.c.email == bindparam("b_email"))
 
 
-def user_record(row: Row[Any], role_names: Sequence[str]) -> UserRecord:
+def user_record(row: Row[Any] | Prefixed, role_names: Sequence[str]) -> UserRecord:
     """A UserRecord from a ``users`` row and the user's role names."""
     return record_of(
         UserRecord,
@@ -86,23 +87,6 @@ async def user_and_permissions(
     return user_and_permissions_of(rows)
 
 
-class _Prefixed:
-    """A row's columns named ``prefix + name``, read as ``name`` (a user's columns in a
-    statement that also reads another table's)."""
-
-    __slots__ = ("_mapping", "_prefix")
-
-    def __init__(self, row: Row[Any], prefix: str) -> None:
-        self._mapping = row._mapping
-        self._prefix = prefix
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._mapping[self._prefix + name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 def user_and_permissions_of(
     rows: Sequence[Row[Any]], prefix: str = ""
 ) -> tuple[UserRecord | None, tuple[str, ...]]:
@@ -116,7 +100,7 @@ def user_and_permissions_of(
     for row in rows:
         if row.role_permissions is not None:
             found.update(json.loads(row.role_permissions))
-    first: Any = _Prefixed(rows[0], prefix) if prefix else rows[0]
+    first: Row[Any] | Prefixed = Prefixed(rows[0], prefix) if prefix else rows[0]
     return user_record(first, role_names), tuple(sorted(found))
 
 

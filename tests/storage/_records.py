@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from authgate.storage.base import RefreshRecord, SessionRecord, UserRecord
+from authgate.storage.base import PasskeyRecord, RefreshRecord, SessionRecord, UserRecord
 
 T0 = 1_700_000_000.0  # a fixed "now"; tests never read the real clock
 DAY = 86_400.0
@@ -54,4 +54,23 @@ def refresh(
         created_at=created_at,
         idle_expires_at=created_at + 14 * DAY,
         parent=parent,
+    )
+
+
+def passkey(
+    pid: str, user_id: str, *, created_at: float = T0, sign_count: int = 0
+) -> PasskeyRecord:
+    """A passkey ``pid`` of ``user_id`` with credential id ``cred-<pid>``."""
+    return PasskeyRecord(
+        id=pid,
+        credential_id=f"cred-{pid}",
+        user_id=user_id,
+        public_key=b"\xa5\x01\x02" + pid.encode(),
+        sign_count=sign_count,
+        name=f"key {pid}",
+        created_at=created_at,
+        transports=("usb", "nfc"),
+        aaguid="00000000-0000-0000-0000-000000000000",
+        backup_eligible=True,
+        backed_up=False,
     )

@@ -8,7 +8,7 @@ import pytest
 
 from authgate.storage.base import RoleRecord, Storage
 
-from ._records import T0, digest, refresh, session, user
+from ._records import T0, digest, passkey, refresh, session, user
 
 pytestmark = pytest.mark.anyio
 
@@ -101,3 +101,34 @@ async def test_refresh_context_of_a_user_without_roles(storage: Storage) -> None
     assert ctx.token == await storage.get_refresh(digest("t3"))
     assert ctx.session == await storage.get_session("s3")
     assert ctx.permissions == ()
+
+
+async def test_access_state_with_mfa_reads_the_second_factors_in_the_same_statement(
+    storage: Storage,
+) -> None:
+    """``with_mfa`` adds the user's second factors (as ``mfa_summary`` reads them), counted
+    once however many roles the user's rows repeat; without it, or for a gone user, none."""
+    await _setup(storage)  # u1 holds three roles: the joined statement has three rows
+    assert (await storage.access_state("s1", "u1", "jti-1", now=T0)).mfa is None
+    bare = await storage.access_state("s1", "u1", "jti-1", now=T0, with_mfa=True)
+    assert bare.mfa == (False, 0, 0)
+    assert await storage.put_pending_totp("u1", b"\x02" * 40, now=T0)
+    assert await storage.confirm_totp(
+        "u1",
+        pending=b"\x02" * 40,
+        step=7,
+        now=T0,
+        recovery_digests=[digest(f"rc-{i}") for i in range(10)],
+    )
+    assert await storage.use_recovery_code("u1", digest("rc-3"), now=T0 + 1)
+    for pid in ("k1", "k2"):
+        assert await storage.add_passkey(passkey(pid, "u1"))
+    state = await storage.access_state("s1", "u1", "jti-1", now=T0 + 2, with_mfa=True)
+    assert state.mfa == (True, 9, 2) == await storage.mfa_summary("u1")
+    assert state.permissions == ("feed:read", "posts:read", "posts:write")
+    # Another user's factors never leak into this one's read.
+    await storage.create_user(user("u2"))
+    other = await storage.access_state("s1", "u2", "jti-1", now=T0, with_mfa=True)
+    assert other.mfa == (False, 0, 0)
+    await storage.delete_user("u2")
+    assert (await storage.access_state("s1", "u2", "jti-1", now=T0, with_mfa=True)).mfa is None

@@ -15,38 +15,18 @@ import pytest
 
 from authgate.errors import Conflict
 from authgate.storage.base import (
-    PasskeyRecord,
     Storage,
     WebauthnChallengeRecord,
     WebauthnPurpose,
 )
 
-from ._records import T0, digest, user
+from ._records import T0, digest, passkey, user
 from ._stores import opened
 
 pytestmark = pytest.mark.anyio
 
 RACERS = 12
 TTL = 300.0
-
-
-def passkey(
-    pid: str, user_id: str, *, created_at: float = T0, sign_count: int = 0
-) -> PasskeyRecord:
-    """A passkey ``pid`` of ``user_id`` with credential id ``cred-<pid>``."""
-    return PasskeyRecord(
-        id=pid,
-        credential_id=f"cred-{pid}",
-        user_id=user_id,
-        public_key=b"\xa5\x01\x02" + pid.encode(),
-        sign_count=sign_count,
-        name=f"key {pid}",
-        created_at=created_at,
-        transports=("usb", "nfc"),
-        aaguid="00000000-0000-0000-0000-000000000000",
-        backup_eligible=True,
-        backed_up=False,
-    )
 
 
 def challenge(

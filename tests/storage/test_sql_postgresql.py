@@ -297,13 +297,28 @@ async def test_a_deadlocked_rotation_runs_again_and_wins(
     assert await store.get_refresh(digest("t1")) == refresh("t1", "s1", parent=parent)
 
 
+def _serializable_store(database_url: str) -> SqlStorage:
+    """A store whose every transaction is SERIALIZABLE twice over: the engine's option
+    (BEGIN ISOLATION LEVEL SERIALIZABLE) and the server's default for the session
+    (``default_transaction_isolation``, which a one-statement write in autocommit gets)."""
+    engine = make_engine(database_url).execution_options(isolation_level="SERIALIZABLE")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _serializable_by_default(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.run_async(
+            lambda conn: conn.execute("SET default_transaction_isolation TO 'serializable'")
+        )
+
+    return SqlStorage(engine)
+
+
 async def test_50_serializable_rotations_retry_and_have_one_winner(
     database_url: str, observer: Any
 ) -> None:
     """Under SERIALIZABLE (a server's default_transaction_isolation may say so) the losers
     fail with a serialization error when the winner commits; they must run again and
     find the token rotated, never see the error."""
-    store = SqlStorage(make_engine(database_url).execution_options(isolation_level="SERIALIZABLE"))
+    store = _serializable_store(database_url)
     other = await _connect(database_url)
     try:
         await store.create_user(user("alice"))
@@ -344,10 +359,38 @@ async def test_50_serializable_rotations_retry_and_have_one_winner(
         await store.close()
 
 
+async def test_one_statement_writes_commit_whatever_isolation_the_engine_sets(
+    database_url: str, observer: Any
+) -> None:
+    """The one-statement writes run in autocommit set on the connection itself: an
+    engine's own ``isolation_level`` option must not turn them into a transaction that is
+    rolled back when the connection goes back to the pool."""
+    engine = make_engine(database_url).execution_options(isolation_level="REPEATABLE READ")
+    store = SqlStorage(engine)
+    try:
+        await store.create_user(user("alice"))
+        await store.create_session(session("s1", "alice"), refresh("t0", "s1"), password_hash=None)
+        parent = digest("t0")
+        assert await store.rotate_refresh(parent, refresh("t1", "s1", parent=parent), now=T0 + 1)
+        assert await store.revoke_session("s1", now=T0 + 2)
+        seen = await observer.fetchrow(
+            "SELECT (SELECT successor FROM refresh_tokens WHERE digest = $1) AS successor,"
+            " (SELECT revoked_at FROM sessions WHERE sid = 's1') AS revoked_at",
+            parent,
+        )
+        assert (seen["successor"], seen["revoked_at"]) == (digest("t1"), T0 + 2)
+        # And a second claim of the same token loses: the first one's write is there.
+        assert not await store.rotate_refresh(
+            parent, refresh("t2", "s1", parent=parent), now=T0 + 3
+        )
+    finally:
+        await store.close()
+
+
 async def test_serializable_writes_of_every_kind_do_not_surface_errors(
     database_url: str,
 ) -> None:
-    store = SqlStorage(make_engine(database_url).execution_options(isolation_level="SERIALIZABLE"))
+    store = _serializable_store(database_url)
     try:
         await store.create_user(user("shared"))
         hits = asyncio.gather(*(store.hit("k", now=T0, window=60) for _ in range(30)))

@@ -88,6 +88,17 @@ async def authenticated(
     return ctx
 
 
+async def authenticated_with_mfa(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> AccessContext:
+    """``authenticated``, with the user's second factors read in the same statement
+    (``AccessContext.mfa_summary``)."""
+    ctx = await services(request).sessions.authenticate(bearer_token(request), with_mfa=True)
+    request.state.access = ctx
+    return ctx
+
+
 async def admin(ctx: Annotated[AccessContext, Depends(authenticated)]) -> AccessContext:
     """An access token with ``authgate:admin`` whose user holds it *now*, as read with the
     token's check (403 otherwise): an admin action never trusts the token's scope alone."""
@@ -116,5 +127,6 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 Authenticated = Annotated[AccessContext, Depends(authenticated)]
+AuthenticatedWithMfa = Annotated[AccessContext, Depends(authenticated_with_mfa)]
 Admin = Annotated[AccessContext, Depends(admin)]
 Svc = Annotated[Services, Depends(_services)]

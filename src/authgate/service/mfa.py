@@ -202,15 +202,16 @@ class Mfa:
     async def status(self, user_id: str) -> MfaStatus:
         """The user's second factors, in one read (passkeys count only where they are
         available)."""
-        return self._status(await self.store.mfa_summary(user_id))
+        return self.status_of(await self.store.mfa_summary(user_id))
 
     async def statuses(self, user_ids: Sequence[str]) -> dict[str, MfaStatus]:
         """``status`` of each of these users (a page of them), in one read: one entry per
         id, with no factor for an id that is gone (as ``status`` answers)."""
         found = await self.store.mfa_summaries(user_ids)
-        return {uid: self._status(found.get(uid, (False, 0, 0))) for uid in user_ids}
+        return {uid: self.status_of(found.get(uid, (False, 0, 0))) for uid in user_ids}
 
-    def _status(self, summary: tuple[bool, int, int]) -> MfaStatus:
+    def status_of(self, summary: tuple[bool, int, int]) -> MfaStatus:
+        """The status of a summary as the store reads it (``MfaStore.mfa_summary``)."""
         totp, left, keys = summary
         count = keys if self.passkeys is not None else 0
         return MfaStatus(totp=totp, passkeys=count, recovery_codes_left=left)

@@ -101,6 +101,9 @@ class AccessContext:
     claims: dict[str, Any]
     user: UserRecord
     user_permissions: tuple[str, ...] = ()
+    # With ``authenticate(..., with_mfa=True)``: the user's second factors, read with the
+    # check (``MfaStore.mfa_summary``'s form).
+    mfa_summary: tuple[bool, int, int] | None = None
 
     @property
     def sid(self) -> str:
@@ -447,10 +450,13 @@ class Sessions:
 
     # --- access tokens ----------------------------------------------------------------------
 
-    async def authenticate(self, token: str, *, client: bool = False) -> AccessContext:
+    async def authenticate(
+        self, token: str, *, client: bool = False, with_mfa: bool = False
+    ) -> AccessContext:
         """Verify a user's own access token strictly (or, with ``client``, an OpenID
         Connect client's, for /userinfo), and refuse it at once if revoked or if its user
-        is disabled or gone (TokenRevoked)."""
+        is disabled or gone (TokenRevoked). With ``with_mfa``, the context carries the
+        user's second factors, read in the same statement."""
         claims = await self.tokens.decode_fresh(token, client=client)
         if (claims.get("client_id") == FIRST_PARTY_CLIENT) == client:
             raise InvalidAudience("the token is not for this endpoint")
@@ -460,7 +466,9 @@ class Sessions:
         ver = claims.get("ver")
         if type(ver) is not int:
             raise TokenRevoked("token has no privilege version")
-        state = await self.store.access_state(sid, sub, jti, now=self.clock.now())
+        state = await self.store.access_state(
+            sid, sub, jti, now=self.clock.now(), with_mfa=with_mfa
+        )
         user, session = state.user, state.session
         if user is None or user.disabled or ver < user.ver:
             raise TokenRevoked("token's user is gone or disabled, or its privileges changed")
@@ -468,7 +476,9 @@ class Sessions:
             raise TokenRevoked("token's session has ended")
         if state.jti_revoked:
             raise TokenRevoked("token was revoked")
-        return AccessContext(claims=claims, user=user, user_permissions=state.permissions)
+        return AccessContext(
+            claims=claims, user=user, user_permissions=state.permissions, mfa_summary=state.mfa
+        )
 
     # --- ending sessions ------------------------------------------------------------------
 

@@ -352,6 +352,8 @@ class AccessState:
     user: UserRecord | None
     permissions: tuple[str, ...]
     jti_revoked: bool
+    # With ``with_mfa``: the user's second factors, as ``MfaStore.mfa_summary`` reads them.
+    mfa: tuple[bool, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,9 +498,12 @@ class SessionStore(Protocol):
         transaction; None if the token (or its session) is unknown."""
         ...
 
-    async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
+    async def access_state(
+        self, sid: str, user_id: str, jti: str, *, now: float, with_mfa: bool = False
+    ) -> AccessState:
         """The session, the user, their permissions, and whether a live ``jti`` revocation
-        exists, read in one transaction."""
+        exists, read in one transaction; with ``with_mfa``, the user's second factors too
+        (``mfa``, None when the user is gone)."""
         ...
 
     async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:

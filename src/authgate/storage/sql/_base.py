@@ -23,12 +23,14 @@ the loop's connections never checkpoint, the writer thread does, every
 its ``execute`` returns at once, so a body that awaits anything else is a bug, refused
 with RuntimeError.
 
-PostgreSQL: a read of one statement (``_read_one``) runs in autocommit, with no BEGIN or
-ROLLBACK around it. A unit of work first takes one of as many slots as the pool has connections,
-waiting at most ``POOL_QUEUE_S`` (well under the pool's own timeout and a client's), and
-past that is shed as Overloaded (503 ``overloaded``, retry later): a burst is refused
-before the pool runs dry, so that a pool timeout (StorageUnavailable) keeps meaning a
-database that does not answer.
+PostgreSQL: a read of one statement (``_read_one``) and a write of one statement
+(``_transaction(..., one_statement=True)``) run in autocommit, with no BEGIN, COMMIT or
+ROLLBACK round trips around them: one statement is atomic by itself. A unit of work
+first takes one of as many slots as the pool has connections, waiting at most
+``POOL_QUEUE_S`` (well under the pool's own timeout and a client's), and past that is
+shed as Overloaded (503 ``overloaded``, retry later): a burst is refused before the pool
+runs dry, so that a pool timeout (StorageUnavailable) keeps meaning a database that does
+not answer.
 """
 
 from __future__ import annotations
@@ -274,9 +276,6 @@ class SqlBase:
         )
         self._sqlite = _engine.is_sqlite(engine)
         self._postgresql = _engine.is_postgresql(engine)
-        self._autocommit_engine = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgresql else None
-        )
         self._errors = _engine.driver_errors(engine)
         # SQLite has one writer at a time: queue this process's writers here rather than
         # on the busy handler (other processes still queue on the busy timeout).
@@ -383,14 +382,23 @@ class SqlBase:
         """A connection for a read of ONE statement (one snapshot by itself): on
         PostgreSQL it runs in autocommit, without the BEGIN and ROLLBACK round trips of a
         transaction; on SQLite it is ``_read``."""
-        if self._autocommit_engine is None or self._held() is not None:
+        if not self._postgresql or self._held() is not None:
             return self._read()
         return self._read_autocommit()
 
     @asynccontextmanager
     async def _read_autocommit(self) -> AsyncIterator[AsyncConnection]:
-        assert self._autocommit_engine is not None
-        async with self._translated(), self._slot(), self._autocommit_engine.connect() as conn:
+        async with self._translated(), self._autocommit() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL: a connection (holding a slot) on which each statement is its own
+        transaction. Set on the connection itself, after the engine's own options (an
+        ``isolation_level`` there would win over an option engine's AUTOCOMMIT); the pool
+        resets it when the connection goes back."""
+        async with self._slot(), self._engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @asynccontextmanager
@@ -403,12 +411,17 @@ class SqlBase:
             async with self._slot(), self._read_engine.connect() as conn:
                 yield conn
 
-    async def _transaction(self, body: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+    async def _transaction(
+        self, body: Callable[[AsyncConnection], Awaitable[_T]], *, one_statement: bool = False
+    ) -> _T:
         """Run ``body`` in one write transaction and return its result.
 
         A transaction that PostgreSQL rolls back as a serialization failure or a deadlock
         runs again, as a whole, after a short random pause (up to ``WRITE_ATTEMPTS``
         times); only then does the error surface, as StorageUnavailable.
+
+        ``one_statement``: the body runs ONE statement, which is atomic by itself. On
+        PostgreSQL it then runs in autocommit, without the BEGIN and COMMIT round trips.
         """
         held = self._held()
         if self._sync_write_now is not None and held is None:  # SQLite: no retries
@@ -424,6 +437,9 @@ class SqlBase:
             attempt = 1
             while True:
                 try:
+                    if one_statement and self._postgresql:
+                        async with self._autocommit() as conn:
+                            return await body(conn)
                     async with self._slot(), self._write_engine.begin() as conn:
                         return await body(conn)
                 except exc.DBAPIError as e:
@@ -493,7 +509,7 @@ class SqlBase:
         async def _body(conn: AsyncConnection) -> int:
             return (await conn.execute(statement)).rowcount
 
-        return await self._transaction(_body)
+        return await self._transaction(_body, one_statement=True)
 
     async def _changed_one(self, statement: Executable) -> bool:
         """Run one write statement in its own transaction; True if it matched one row."""

@@ -4,9 +4,20 @@ logins waiting for their second factor. Every single-use check is one conditiona
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import String, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    String,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.storage.base import MfaLoginRecord, TotpRecord
@@ -25,33 +36,36 @@ async def _replace_codes(
         )
 
 
+def summary_columns(user_id: ColumnElement[str]) -> tuple[Label[Any], ...]:
+    """The second factors of the user ``user_id`` (a bound value, or a column of an
+    enclosing statement): ``totp`` (an active secret exists), ``left`` (unused recovery
+    codes) and ``keys`` (passkeys), as three labelled columns."""
+    return (
+        select(mfa_totp.c.user_id)
+        .where(mfa_totp.c.user_id == user_id, mfa_totp.c.secret.is_not(None))
+        .exists()
+        .label("totp"),
+        select(func.count())
+        .where(recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))
+        .scalar_subquery()
+        .label("left"),
+        select(func.count()).where(passkeys.c.user_id == user_id).scalar_subquery().label("keys"),
+    )
+
+
+def summary_of(row: Any) -> tuple[bool, int, int]:
+    """A row's ``summary_columns``, as ``mfa_summary`` answers them."""
+    return bool(row.totp), int(row.left), int(row.keys)
+
+
 # Every login's second-factor check: built once, only the user id bound.
 _USER_ID: Final = bindparam("b_user_id", type_=String(255))
-_SUMMARY: Final = select(
-    select(mfa_totp.c.user_id)
-    .where(mfa_totp.c.user_id == _USER_ID, mfa_totp.c.secret.is_not(None))
-    .exists()
-    .label("totp"),
-    select(func.count())
-    .where(recovery_codes.c.user_id == _USER_ID, recovery_codes.c.used_at.is_(None))
-    .scalar_subquery()
-    .label("left"),
-    select(func.count()).where(passkeys.c.user_id == _USER_ID).scalar_subquery().label("keys"),
-)
+_SUMMARY: Final = select(*summary_columns(_USER_ID))
 
 # The same for a page of users (the admin's lists): one statement, a row per user.
-_SUMMARIES: Final = select(
-    users.c.id,
-    select(mfa_totp.c.user_id)
-    .where(mfa_totp.c.user_id == users.c.id, mfa_totp.c.secret.is_not(None))
-    .exists()
-    .label("totp"),
-    select(func.count())
-    .where(recovery_codes.c.user_id == users.c.id, recovery_codes.c.used_at.is_(None))
-    .scalar_subquery()
-    .label("left"),
-    select(func.count()).where(passkeys.c.user_id == users.c.id).scalar_subquery().label("keys"),
-).where(users.c.id.in_(bindparam("b_ids", expanding=True)))
+_SUMMARIES: Final = select(users.c.id, *summary_columns(users.c.id)).where(
+    users.c.id.in_(bindparam("b_ids", expanding=True))
+)
 
 
 class SqlMfa(SqlBase):
@@ -169,7 +183,7 @@ class SqlMfa(SqlBase):
         many passkeys: one statement."""
         async with self._read_one() as conn:
             row = (await conn.execute(_SUMMARY, {"b_user_id": user_id})).one()
-        return bool(row.totp), int(row.left), int(row.keys)
+        return summary_of(row)
 
     async def mfa_summaries(self, user_ids: Sequence[str]) -> dict[str, tuple[bool, int, int]]:
         """``mfa_summary`` of each of these users, in one statement; unknown ids are left
@@ -178,7 +192,7 @@ class SqlMfa(SqlBase):
             return {}
         async with self._read_one() as conn:
             rows = (await conn.execute(_SUMMARIES, {"b_ids": list(user_ids)})).all()
-        return {row.id: (bool(row.totp), int(row.left), int(row.keys)) for row in rows}
+        return {row.id: summary_of(row) for row in rows}
 
     async def recovery_codes_left(self, user_id: str) -> int:
         """How many unused recovery codes the user has."""

@@ -13,6 +13,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    func,
     or_,
     select,
     update,
@@ -36,6 +37,7 @@ from authgate.storage.sql._base import (
     values_of,
 )
 from authgate.storage.sql.audit import append_entry, checked_detail
+from authgate.storage.sql.mfa import summary_columns, summary_of
 from authgate.storage.sql.revocations import is_revoked_query
 from authgate.storage.sql.tables import refresh_tokens, roles, sessions, user_roles, users
 from authgate.storage.sql.users import user_and_permissions, user_and_permissions_of
@@ -86,6 +88,33 @@ _CLAIM: Final = (
     .values(rotated_at=bindparam("b_now"), successor=bindparam("b_successor"))
     .returning(refresh_tokens.c.sid)
 )
+# PostgreSQL: the whole rotation in one statement (atomic by itself, so it runs in
+# autocommit): the compare-and-set, then, only for the row it claimed, the successor's
+# INSERT (its values bound as ``n_*``) and the session's ``last_used_at``. The count of
+# inserted rows says whether it won. SQLite has no data-modifying WITH: there the three
+# statements run in one transaction.
+_CLAIMED: Final = _CLAIM.cte("claimed")
+_ROTATE_PG: Final = (
+    select(func.count())
+    .select_from(
+        refresh_tokens.insert()
+        .from_select(
+            list(refresh_tokens.columns),
+            select(
+                *(bindparam(f"n_{c.name}", type_=c.type) for c in refresh_tokens.columns)
+            ).select_from(_CLAIMED),
+        )
+        .returning(refresh_tokens.c.digest)
+        .cte("inserted")
+    )
+    .add_cte(
+        update(sessions)
+        .where(sessions.c.sid.in_(select(_CLAIMED.c.sid)))
+        .values(last_used_at=bindparam("b_now"))
+        .returning(sessions.c.sid)
+        .cte("touched")
+    )
+)
 # The access check's jti lookup: is_revoked_query's rule, with its value and time bound later.
 _JTI_REVOKED: Final = is_revoked_query(
     "jti",
@@ -111,6 +140,8 @@ _ACCESS: Final = (
     .where(users.c.id == bindparam("b_uid"))
     .order_by(user_roles.c.role)
 )
+# /auth/me's read: the access check and the user's second factors, in one statement.
+_ACCESS_MFA: Final = _ACCESS.add_columns(*summary_columns(users.c.id))
 _TOUCH: Final = (
     update(sessions)
     .where(sessions.c.sid == bindparam("b_sid"))
@@ -203,11 +234,14 @@ class SqlSessions(SqlBase):
             permissions=permissions,
         )
 
-    async def access_state(self, sid: str, user_id: str, jti: str, *, now: float) -> AccessState:
-        """Session, user, permissions and the jti's revocation: one statement."""
+    async def access_state(
+        self, sid: str, user_id: str, jti: str, *, now: float, with_mfa: bool = False
+    ) -> AccessState:
+        """Session, user, permissions and the jti's revocation (and, ``with_mfa``, the
+        user's second factors): one statement."""
         params = {"b_sid": sid, "b_uid": user_id, "b_jti": jti, "b_now": now}
         async with self._read_one() as conn:
-            rows = (await conn.execute(_ACCESS, params)).all()
+            rows = (await conn.execute(_ACCESS_MFA if with_mfa else _ACCESS, params)).all()
         if not rows:
             return AccessState(session=None, user=None, permissions=(), jti_revoked=False)
         first = rows[0]
@@ -220,6 +254,7 @@ class SqlSessions(SqlBase):
             user=user,
             permissions=permissions,
             jti_revoked=bool(first.jti_revoked),
+            mfa=summary_of(first) if with_mfa else None,
         )
 
     async def rotate_refresh(self, digest: str, successor: RefreshRecord, *, now: float) -> bool:
@@ -229,6 +264,14 @@ class SqlSessions(SqlBase):
         nothing and return False. Two concurrent callers never both win: the UPDATE's
         ``rotated_at IS NULL`` condition is checked by the database under its row lock."""
         claim = {"b_digest": digest, "b_now": now, "b_successor": successor.digest}
+        if self._postgresql:
+            values = values_of(successor, refresh_tokens)
+            params = claim | {f"n_{name}": value for name, value in values.items()}
+
+            async def _one(conn: AsyncConnection) -> bool:
+                return bool((await conn.execute(_ROTATE_PG, params)).scalar_one())
+
+            return await self._transaction(_one, one_statement=True)
 
         async def _body(conn: AsyncConnection) -> bool:
             sid = (await conn.execute(_CLAIM, claim)).scalar_one_or_none()

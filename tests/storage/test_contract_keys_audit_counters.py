@@ -8,7 +8,14 @@ import dataclasses
 import pytest
 
 from authgate.errors import Conflict
-from authgate.storage.base import AuditRecord, CounterState, KeyRecord, Storage, audit_hash
+from authgate.storage.base import (
+    AuditEntry,
+    AuditRecord,
+    CounterState,
+    KeyRecord,
+    Storage,
+    audit_hash,
+)
 
 from ._records import T0
 
@@ -125,11 +132,19 @@ async def test_key_lock_holder_can_read_and_write_keys(storage: Storage) -> None
 
 async def test_append_and_query_audit(storage: Storage) -> None:
     await storage.append_audit(
-        "login_failed", at=T0, user_id="u1", ip="192.0.2.1", detail={"reason": "password"}
+        AuditEntry(
+            event="login_failed", at=T0, user_id="u1", ip="192.0.2.1", detail={"reason": "password"}
+        )
     )
-    await storage.append_audit("login", at=T0 + 1, user_id="u1", sid="s1", ip="192.0.2.1")
-    await storage.append_audit("key_rotated", at=T0 + 2, detail={"kid": "k1", "n": [1, 2.5]})
-    await storage.append_audit("login", at=T0 + 3, user_id="u2", sid="s2", detail={"é": "ü"})
+    await storage.append_audit(
+        AuditEntry(event="login", at=T0 + 1, user_id="u1", sid="s1", ip="192.0.2.1")
+    )
+    await storage.append_audit(
+        AuditEntry(event="key_rotated", at=T0 + 2, detail={"kid": "k1", "n": [1, 2.5]})
+    )
+    await storage.append_audit(
+        AuditEntry(event="login", at=T0 + 3, user_id="u2", sid="s2", detail={"é": "ü"})
+    )
 
     every = await storage.query_audit()
     assert [(r.event, r.user_id) for r in every] == [

@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from authgate.errors import Overloaded, StorageError, StorageUnavailable
-from authgate.storage.base import KeyRecord, RoleRecord
+from authgate.storage.base import AuditEntry, KeyRecord, RoleRecord
 from authgate.storage.sql import SqlStorage, migrate, open_storage
 from authgate.storage.sql import _base as sql_base
 from authgate.storage.sql.engine import make_engine
@@ -205,7 +205,9 @@ async def _holding_lock(
 async def test_advisory_lock_collision_an_audit_append_does_not_wait_for_a_migration(
     database_url: str, store: SqlStorage
 ) -> None:
-    await _holding_lock(database_url, PG_MIGRATE_LOCK, lambda: store.append_audit("login", at=T0))
+    await _holding_lock(
+        database_url, PG_MIGRATE_LOCK, lambda: store.append_audit(AuditEntry(event="login", at=T0))
+    )
     assert [e.event for e in await store.query_audit()] == ["login"]
 
 

@@ -83,9 +83,7 @@ async def authenticated(
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> AccessContext:
     """A verified, unrevoked access token (401 otherwise)."""
-    ctx = await services(request).sessions.authenticate(bearer_token(request))
-    request.state.access = ctx
-    return ctx
+    return await _access(request, with_mfa=False)
 
 
 async def authenticated_with_mfa(
@@ -94,7 +92,11 @@ async def authenticated_with_mfa(
 ) -> AccessContext:
     """``authenticated``, with the user's second factors read in the same statement
     (``AccessContext.mfa_summary``)."""
-    ctx = await services(request).sessions.authenticate(bearer_token(request), with_mfa=True)
+    return await _access(request, with_mfa=True)
+
+
+async def _access(request: Request, *, with_mfa: bool) -> AccessContext:
+    ctx = await services(request).sessions.authenticate(bearer_token(request), with_mfa=with_mfa)
     request.state.access = ctx
     return ctx
 

@@ -70,14 +70,7 @@ class Audit:
 
     async def record_entry(self, entry: AuditEntry) -> None:
         """Append an event made by :meth:`entry`."""
-        await self._store.append_audit(
-            entry.event,
-            at=entry.at,
-            user_id=entry.user_id,
-            sid=entry.sid,
-            ip=entry.ip,
-            detail=entry.detail,
-        )
+        await self._store.append_audit(entry)
         self.published(entry)
 
     async def record_anyway(self, entry: AuditEntry) -> None:

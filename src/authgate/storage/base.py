@@ -204,8 +204,9 @@ class KeyRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEntry:
-    """An event to append to the audit chain inside another write's transaction (see
-    ``SessionStore.create_session``): it is in the chain exactly when that write is."""
+    """An event to append to the audit chain: on its own (``AuditLog.append_audit``) or
+    inside another write's transaction (``SessionStore.create_session``), where it is in
+    the chain exactly when that write is."""
 
     event: str
     at: float
@@ -664,17 +665,9 @@ class KeyStore(Protocol):
 class AuditLog(Protocol):
     """Security events, append-only."""
 
-    async def append_audit(
-        self,
-        event: str,
-        *,
-        at: float,
-        user_id: str | None = None,
-        sid: str | None = None,
-        ip: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Append an event to the chain: under a lock, so that appends never fork it."""
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Append an event to the chain: under a lock, so that appends never fork it;
+        ``detail`` must be JSON-serialisable (TypeError otherwise)."""
         ...
 
     async def query_audit(

@@ -75,18 +75,8 @@ class SqlAudit(SqlBase):
     """AuditLog: each event carries the hash of the one before it; appends are serialised
     so that the chain never forks."""
 
-    async def append_audit(
-        self,
-        event: str,
-        *,
-        at: float,
-        user_id: str | None = None,
-        sid: str | None = None,
-        ip: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
+    async def append_audit(self, entry: AuditEntry) -> None:
         """Record an event; ``detail`` must be JSON-serialisable (TypeError otherwise)."""
-        entry = AuditEntry(event=event, at=at, user_id=user_id, sid=sid, ip=ip, detail=detail)
         checked = checked_detail(entry)  # a TypeError before any transaction
 
         async def _body(conn: AsyncConnection) -> None:

@@ -193,7 +193,9 @@ class Key:
     _public: Any = field(default=None)
     _secret: bytes | None = field(default=None)
     _hash: Any = field(default=None)
-    _scheme: Any = field(default=None)  # ECDSA(hash), PKCS1v15() or PSS(...), built once
+    # ECDSA(hash), PKCS1v15() or PSS(...), built once; for HMAC, a context keyed with the
+    # secret, copied for each MAC (copying saves the key schedule of every call).
+    _scheme: Any = field(default=None)
 
     def __repr__(self) -> str:
         kind = "secret" if self._secret is not None else ("private" if self._private else "public")
@@ -214,7 +216,7 @@ class Key:
         if private is not None and public is None:
             public = private.public_key()
         digest = _hash_for(alg)
-        scheme = _scheme_for(alg, digest)
+        scheme = hmac.HMAC(secret, digest) if secret is not None else _scheme_for(alg, digest)
         provisional = cls(alg, "", private, public, secret, digest, scheme)
         provisional._check_material()
         if kid is None:
@@ -502,9 +504,9 @@ class Key:
         alg = self.alg
         family = alg[:2]
         if self._secret is not None:
-            mac = hmac.HMAC(self._secret, self._hash)
+            mac = self._scheme.copy()
             mac.update(data)
-            return mac.finalize()
+            return mac.finalize()  # type: ignore[no-any-return]
         priv = self._private
         if priv is None:
             raise InvalidKey("this key has no private part; it can only verify")
@@ -521,9 +523,8 @@ class Key:
     def verify(self, data: bytes, signature: bytes) -> None:
         """Verify ``signature`` over ``data``; raise InvalidSignature, never return False."""
         try:
-            secret = self._secret
-            if secret is not None:
-                mac = hmac.HMAC(secret, self._hash)
+            if self._secret is not None:
+                mac = self._scheme.copy()
                 mac.update(data)
                 mac.verify(signature)  # constant-time comparison inside pyca
                 return

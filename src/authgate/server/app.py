@@ -95,6 +95,11 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
         # A slash redirect would build its Location from the request: every path is exact.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry export stays off: it would hand each request's URL to
+        # whatever tracer a host set up, query included (the mailed links carry their
+        # one-time token there, and it redacts only cloud-storage signatures), and it asks
+        # the providers on every request. authgate's metrics are its /metrics endpoint.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics
     # FastAPI matches a request against each included router's routes in turn (no two

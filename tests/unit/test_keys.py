@@ -972,3 +972,25 @@ def test_parser_differential_jwk_json_is_read_strictly(document: str | bytes) ->
         Key.from_jwk(document)
     with pytest.raises(InvalidKey, match="strict JSON"):
         KeySet.from_jwks(document)
+
+
+@pytest.mark.parametrize("alg", ALL_ALGS)
+def test_copies_are_the_key_itself_and_still_sign(keys: dict[str, Key], alg: str) -> None:
+    import copy
+
+    key = keys[alg]
+    for copied in (copy.copy(key), copy.deepcopy(key), copy.deepcopy({"k": [key]})["k"][0]):
+        assert copied is key
+    token = sign(b"payload", key)
+    assert (
+        verify(token, key.public() if not alg.startswith("HS") else key, algorithms=[alg])[1]
+        == b"payload"
+    )
+
+
+@pytest.mark.parametrize("alg", ALL_ALGS)
+def test_a_key_is_never_pickled(keys: dict[str, Key], alg: str) -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="not pickled"):
+        pickle.dumps(keys[alg])

@@ -201,6 +201,15 @@ class Key:
         kind = "secret" if self._secret is not None else ("private" if self._private else "public")
         return f"Key(alg={self.alg!r}, kid={self.kid!r}, {kind})"
 
+    def __copy__(self) -> Key:
+        return self  # immutable: a copy is the key itself
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Key:
+        return self
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Key is not pickled (it would carry its secret in clear): use to_jwk")
+
     # --- construction -------------------------------------------------------------------
 
     @classmethod

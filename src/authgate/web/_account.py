@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from authgate.errors import (
@@ -28,6 +28,7 @@ from authgate.errors import (
 )
 from authgate.jsonbody import loads_body
 from authgate.server.deps import NO_STORE, client_ip, services
+from authgate.server.routing import PrefixRouter
 from authgate.service.mfa import LoginFacts, TotpEnrolment
 from authgate.service.sessions import FIRST_PARTY_CLIENT
 from authgate.service.weblogin import WEB_CLIENT, WebLogin
@@ -44,7 +45,7 @@ from authgate.web._core import (
     web,
 )
 
-router = APIRouter(include_in_schema=False)
+router = PrefixRouter(include_in_schema=False)
 
 _EVENTS_SHOWN: Final = 20
 

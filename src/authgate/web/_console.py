@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from authgate.errors import (
@@ -31,6 +31,7 @@ from authgate.errors import (
 from authgate.server.deps import client_ip, services
 from authgate.server.problems import headers_of, status_of
 from authgate.server.routes.admin import mail_reset_link, rotate_now
+from authgate.server.routing import PrefixRouter
 from authgate.service.accounts import ADMIN_PERMISSION
 from authgate.service.weblogin import WebLogin
 from authgate.web._core import (
@@ -143,7 +144,7 @@ def console_denied(request: Request, exc: ConsoleDenied) -> Response:
 
 
 Admin = Annotated[WebLogin, Depends(console_admin)]
-router = APIRouter(
+router = PrefixRouter(
     prefix="/console", include_in_schema=False, dependencies=[Depends(console_admin)]
 )
 

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from authgate.errors import AccessDenied, AuthorizeError, InvalidRequest
 from authgate.server.deps import services
+from authgate.server.routing import PrefixRouter
 from authgate.service.oidc import AuthorizationRequest, EndSession, HostedLogin
 from authgate.service.weblogin import WebLogin
 from authgate.web._core import (
@@ -27,7 +28,7 @@ from authgate.web._core import (
     render,
 )
 
-router = APIRouter(include_in_schema=False)
+router = PrefixRouter(include_in_schema=False)
 
 # A login sent for ``prompt=login`` or ``max_age`` comes back with this marker: the time
 # the login was asked for, signed, so that the login made then counts as fresh.

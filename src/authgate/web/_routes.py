@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from authgate.errors import (
@@ -21,6 +21,7 @@ from authgate.errors import (
 )
 from authgate.jsonbody import loads_body
 from authgate.server.deps import NO_STORE, client_ip, metrics, services
+from authgate.server.routing import PrefixRouter
 from authgate.service.weblogin import OpenedWebLogin
 from authgate.storage.base import UserRecord
 from authgate.web._core import (
@@ -45,7 +46,7 @@ from authgate.web._oidc import (
 )
 from authgate.wiring import Services
 
-router = APIRouter(include_in_schema=False)
+router = PrefixRouter(include_in_schema=False)
 
 _MFA_TTL: Final = 300
 _LINK_MAX: Final = 256

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from authgate.errors import NotFound
 from authgate.server.deps import Admin, Svc, client_ip
 from authgate.server.routes.auth import mfa_of, mfa_out
 from authgate.server.routes.lifecycle import accepted
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import (
     COMMON_ERRORS,
     AcceptedOut,
@@ -31,7 +32,7 @@ from authgate.service.mfa import MfaStatus
 from authgate.storage.base import ClientRecord, KeyRecord, RoleRecord, SessionRecord, UserRecord
 from authgate.wiring import Services
 
-router = APIRouter(
+router = PrefixRouter(
     prefix="/admin", tags=["admin"], responses=COMMON_ERRORS | problem_responses(403, 404)
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
@@ -43,6 +43,7 @@ from authgate.server.deps import (
 )
 from authgate.server.problems import error_response
 from authgate.server.routes.lifecycle import CHECK_MAILBOX, accepted
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import (
     COMMON_ERRORS,
     AcceptedOut,
@@ -66,7 +67,7 @@ from authgate.service.sessions import FIRST_PARTY_CLIENT, TokenPair
 from authgate.storage.base import UserRecord
 from authgate.wiring import Services
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = PrefixRouter(prefix="/auth", tags=["auth"])
 
 
 async def user_out(svc: Services, user: UserRecord) -> UserOut:

@@ -12,11 +12,12 @@ import html
 from pathlib import Path
 from typing import Any, Final
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from authgate.errors import NotFound
+from authgate.server.routing import PrefixRouter
 
 OPENAPI_PATH: Final = "/openapi.json"
 DOCS_PATH: Final = "/docs"
@@ -59,7 +60,7 @@ _BUNDLED: Final = {
     "favicon-32x32.png": "image/png",
 }
 
-router = APIRouter(include_in_schema=False)
+router = PrefixRouter(include_in_schema=False)
 
 
 def _headers(*, cache: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ whether or not an account has the address; what they send is decided after the a
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -20,6 +20,7 @@ from authgate.server.deps import (
     bearer_scheme,
     client_ip,
 )
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import (
     COMMON_ERRORS,
     AcceptedOut,
@@ -31,7 +32,7 @@ from authgate.server.schemas import (
 )
 from authgate.service.mfa import LoginFacts
 
-router = APIRouter(prefix="/auth", tags=["account"])
+router = PrefixRouter(prefix="/auth", tags=["account"])
 
 SENT = "If an account has this address, a mail is on its way to it."
 CHECK_MAILBOX = "Check your mailbox: the next step is in a mail."

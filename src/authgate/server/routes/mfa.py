@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -11,6 +11,7 @@ from authgate.jsonbody import loads_body
 from authgate.server.cookies import wants_cookies
 from authgate.server.deps import NO_STORE, Authenticated, Svc, client_ip, metrics
 from authgate.server.routes.auth import DeliveryHeader, deliver
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import (
     COMMON_ERRORS,
     CodeIn,
@@ -25,7 +26,7 @@ from authgate.server.schemas import (
 )
 from authgate.service.mfa import LoginFacts
 
-router = APIRouter(prefix="/auth", tags=["mfa"])
+router = PrefixRouter(prefix="/auth", tags=["mfa"])
 
 
 def _no_store(body: dict[str, object]) -> JSONResponse:

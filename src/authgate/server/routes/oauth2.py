@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData
 
@@ -23,13 +23,14 @@ from authgate.errors import (
 )
 from authgate.server.deps import NO_STORE, basic_credentials, client_ip, metrics, services
 from authgate.server.problems import error_response
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import oauth_error_responses, problem_responses
 from authgate.service.clients import ASSERTION_TYPE
 from authgate.service.sessions import FIRST_PARTY_CLIENT
 from authgate.storage.base import ClientRecord
 from authgate.wiring import Services
 
-router = APIRouter(prefix="/oauth2", tags=["oauth2"])
+router = PrefixRouter(prefix="/oauth2", tags=["oauth2"])
 _FORM = "application/x-www-form-urlencoded"
 _MAX_PARAM = 8192
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from authgate.errors import NotFound
 from authgate.server.deps import NO_STORE, Authenticated, Svc, bearer_scheme, bearer_token
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import COMMON_ERRORS, ConsentOut, problem_responses
 
-router = APIRouter(tags=["oidc"])
+router = PrefixRouter(tags=["oidc"])
 _Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 _USERINFO: dict[int | str, dict[str, Any]] = {
     200: {

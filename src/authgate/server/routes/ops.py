@@ -5,16 +5,17 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from authgate.errors import InvalidToken, NotFound, StorageUnavailable
 from authgate.server.deps import Svc, bearer_scheme, bearer_token, metrics
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import problem_responses
 from authgate.wiring import Services
 
-router = APIRouter(tags=["ops"])
+router = PrefixRouter(tags=["ops"])
 
 
 @router.get("/healthz")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -18,6 +18,7 @@ from authgate.errors import InvalidRequest
 from authgate.jsonbody import loads_body
 from authgate.server.deps import NO_STORE, Authenticated, Svc, client_ip, metrics
 from authgate.server.routes.auth import token_response
+from authgate.server.routing import PrefixRouter
 from authgate.server.schemas import (
     COMMON_ERRORS,
     PasskeyLoginIn,
@@ -35,7 +36,7 @@ from authgate.storage.base import PasskeyRecord
 
 PER_IP_OPTIONS = 300  # anonymous passwordless challenges per IP an hour
 
-router = APIRouter(prefix="/auth/passkeys", tags=["passkeys"])
+router = PrefixRouter(prefix="/auth/passkeys", tags=["passkeys"])
 
 _OPTIONS = {
     "description": "The options of the browser's WebAuthn call, as JSON (base64url bytes)",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from authgate.server.deps import Svc
+from authgate.server.routing import PrefixRouter
 from authgate.service.clients import ASSERTION_ALGORITHMS, BUILTIN_SCOPES, OIDC_SCOPES
 
-router = APIRouter(prefix="/.well-known", tags=["well-known"])
+router = PrefixRouter(prefix="/.well-known", tags=["well-known"])
 JWKS_MAX_AGE = 300
 # authgate's own permissions (authgate:admin, ...) are internal: only those a client is
 # meant to request (BUILTIN_SCOPES) are advertised. A new one stays unlisted until added there.

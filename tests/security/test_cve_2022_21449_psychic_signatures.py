@@ -203,6 +203,26 @@ def test_signature_of_a_wrong_length_is_refused(alg: str) -> None:
                 entry(with_signature(token, signature), keys)
 
 
+@pytest.mark.parametrize("alg", RSA_ALGS)
+def test_rsa_signature_with_its_leading_zero_dropped_is_refused(alg: str) -> None:
+    """RFC 8017 8.1.2/8.2.2 step 1: an RSA signature is exactly k octets. A genuine one that
+    starts with a zero byte keeps its value without it, and OpenSSL's PSS check took that
+    shorter form: a second encoding of the same signature. (The test above meets this
+    case once in 256 runs; here it is made.)"""
+    key = key_for(alg)
+    for attempt in range(5000):
+        token = encode({**claims(), "n": attempt}, key)
+        sig = unb64(token.split(".")[2])
+        if sig[0] == 0:
+            break
+    else:
+        pytest.fail("no signature with a leading zero byte in 5000 tokens")
+    for entry in ENTRY_POINTS.values():
+        entry(token, key.public())  # the genuine token verifies
+        with refused(InvalidSignature):
+            entry(with_signature(token, sig[1:]), key.public())
+
+
 def test_ed25519_non_canonical_s_is_refused() -> None:
     # S + L verifies under a lax check (S is reduced mod L); RFC 8032 requires S < L.
     group_order = 2**252 + 27742317777372353535851937790883648493

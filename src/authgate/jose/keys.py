@@ -548,6 +548,10 @@ class Key:
                     raise InvalidSignature("ECDSA signature has a zero component")
                 self._public.verify(encode_dss_signature(r, s), data, self._scheme)
             elif family in ("RS", "PS"):
+                # RFC 8017 8.1.2 and 8.2.2, step 1: a signature is exactly k octets. OpenSSL's
+                # PSS check takes a shorter one of the same value (a leading zero dropped).
+                if len(signature) != (self._public.key_size + 7) // 8:
+                    raise InvalidSignature("RSA signature is not as long as the modulus")
                 self._public.verify(signature, data, self._scheme, self._hash)
             else:
                 self._public.verify(signature, data)
